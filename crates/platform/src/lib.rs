@@ -1,1 +1,19 @@
-//! placeholder
+//! What every service stands on: the config tree, telemetry, the shutdown token, the error type
+//! that maps to HTTP, HTTP helpers, the bus seam (with its in-process adapter and the contract suite
+//! every adapter must pass) and the SQLite store helper.
+//!
+//! It holds no business rules: nothing here knows what a ride or a rating is beyond the event
+//! envelope.
+
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{ApiError, ErrorCode};
+pub use shutdown::Shutdown;

@@ -1,0 +1,240 @@
+//! The in-process bus for the embedded mode: the same semantics as the NATS adapter (groups,
+//! fan-out, at-least-once with redelivery and dead letters, dedup by event id) inside one process.
+//! Nothing is persisted: a durable group with no live member drops what is published meanwhile.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::EventId;
+use tokio::sync::mpsc;
+
+use super::{
+    Acker, Bus, BusError, DEAD_LETTER_PREFIX, Delivery, Envelope, SubscribeOptions, Subscription,
+    subject_matches, validate_subject,
+};
+use crate::clock;
+
+const CHANNEL_CAPACITY: usize = 1024;
+const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Default)]
+pub struct InProcessBus {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    groups: Vec<Group>,
+    next_group_id: u64,
+    recent: HashSet<EventId>,
+    recent_order: VecDeque<(Instant, EventId)>,
+}
+
+#[derive(Debug)]
+struct Group {
+    id: u64,
+    filter: String,
+    durable: Option<String>,
+    members: Vec<mpsc::Sender<Delivery>>,
+    next_member: usize,
+    max_deliver: u32,
+}
+
+impl InProcessBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the state half-updated in a way that
+        // matters (every update is a single push/remove), so recover from poisoning.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns the groups `subject` goes to, or `None` if it is a duplicate.
+    fn route(&self, envelope: &Envelope) -> Option<Vec<(u64, u32)>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        while let Some((at, id)) = state.recent_order.front().copied() {
+            if now.duration_since(at) < DEDUP_WINDOW {
+                break;
+            }
+            state.recent_order.pop_front();
+            state.recent.remove(&id);
+        }
+        if !state.recent.insert(envelope.id) {
+            return None;
+        }
+        state.recent_order.push_back((now, envelope.id));
+        Some(
+            state
+                .groups
+                .iter()
+                .filter(|g| subject_matches(&g.filter, &envelope.subject))
+                .map(|g| (g.id, g.max_deliver))
+                .collect(),
+        )
+    }
+
+    /// Picks the next live member of a group (round robin).
+    fn member(&self, group_id: u64) -> Option<mpsc::Sender<Delivery>> {
+        let mut state = self.lock();
+        let index = state.groups.iter().position(|g| g.id == group_id)?;
+        let group = &mut state.groups[index];
+        group.members.retain(|m| !m.is_closed());
+        if group.members.is_empty() {
+            if group.durable.is_none() {
+                state.groups.remove(index);
+            }
+            return None;
+        }
+        group.next_member = (group.next_member + 1) % group.members.len();
+        Some(group.members[group.next_member].clone())
+    }
+}
+
+async fn deliver(inner: &Arc<Inner>, group_id: u64, envelope: Envelope, attempt: u32, max_deliver: u32) {
+    while let Some(sender) = inner.member(group_id) {
+        // Reserve first so a failed send never drops (and so redelivers) the delivery.
+        let Ok(permit) = sender.reserve().await else {
+            continue;
+        };
+        let acker = MemoryAcker {
+            inner: Arc::downgrade(inner),
+            group_id,
+            envelope: Some(envelope.clone()),
+            attempt,
+            max_deliver,
+        };
+        permit.send(Delivery::new(envelope, attempt, Box::new(acker)));
+        return;
+    }
+}
+
+async fn publish_inner(inner: &Arc<Inner>, envelope: Envelope) -> Result<(), BusError> {
+    validate_subject(&envelope.subject, false)?;
+    let Some(groups) = inner.route(&envelope) else {
+        return Ok(());
+    };
+    for (group_id, max_deliver) in groups {
+        deliver(inner, group_id, envelope.clone(), 1, max_deliver).await;
+    }
+    Ok(())
+}
+
+fn schedule_redelivery(inner: Weak<Inner>, group_id: u64, envelope: Envelope, attempt: u32, max_deliver: u32, delay: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        tokio::time::sleep(delay).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if attempt >= max_deliver {
+            tracing::warn!(subject = %envelope.subject, id = %envelope.id, attempt, "dead-lettering event");
+            let mut dead = envelope.clone();
+            dead.id = clock::new_id();
+            dead.subject = format!("{DEAD_LETTER_PREFIX}.{}", envelope.subject);
+            dead.headers.insert("original-id".into(), envelope.id.to_string());
+            dead.headers.insert("attempts".into(), attempt.to_string());
+            let _ = publish_inner(&inner, dead).await;
+        } else {
+            deliver(&inner, group_id, envelope, attempt + 1, max_deliver).await;
+        }
+    });
+}
+
+struct MemoryAcker {
+    inner: Weak<Inner>,
+    group_id: u64,
+    /// `None` once settled.
+    envelope: Option<Envelope>,
+    attempt: u32,
+    max_deliver: u32,
+}
+
+impl MemoryAcker {
+    fn redeliver_after(&mut self, delay: Duration) {
+        if let Some(envelope) = self.envelope.take() {
+            schedule_redelivery(
+                self.inner.clone(),
+                self.group_id,
+                envelope,
+                self.attempt,
+                self.max_deliver,
+                delay,
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        self.envelope = None;
+        Ok(())
+    }
+
+    async fn nak(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
+        self.redeliver_after(delay);
+        Ok(())
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        // Dropped unsettled (a handler panicked or a consumer stopped): redeliver.
+        self.redeliver_after(Duration::ZERO);
+    }
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish(&self, envelope: Envelope) -> Result<(), BusError> {
+        publish_inner(&self.inner, envelope).await
+    }
+
+    async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
+        validate_subject(&options.filter, true)?;
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let mut state = self.inner.lock();
+        if let Some(name) = &options.durable {
+            if let Some(group) = state.groups.iter_mut().find(|g| g.durable.as_ref() == Some(name)) {
+                if group.filter != options.filter {
+                    return Err(BusError::Backend(format!(
+                        "consumer group {name:?} already exists with filter {:?}",
+                        group.filter
+                    )));
+                }
+                group.members.push(sender);
+                return Ok(Subscription::new(receiver));
+            }
+        }
+        let id = state.next_group_id;
+        state.next_group_id += 1;
+        state.groups.push(Group {
+            id,
+            filter: options.filter,
+            durable: options.durable,
+            members: vec![sender],
+            next_member: 0,
+            max_deliver: options.max_deliver.max(1),
+        });
+        Ok(Subscription::new(receiver))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::bus_contract_suite!(async { super::InProcessBus::new() });
+}

@@ -1,0 +1,313 @@
+//! The bus seam: services publish events and consume them through this trait only, so the
+//! in-process adapter (embedded mode) and the NATS JetStream adapter (distributed mode) are
+//! interchangeable. Both must pass `bus_contract_suite!`.
+//!
+//! Semantics every adapter provides:
+//! - subjects are dot-separated tokens; filters use `*` (one token) and `>` (the rest);
+//! - a *durable* subscription names a consumer group: each message goes to one live member of the
+//!   group; an *ephemeral* one gets every message (fan-out);
+//! - delivery is at least once: a message is redelivered until acked, after `nak` or when the
+//!   delivery is dropped unacknowledged; after `max_deliver` attempts it goes to
+//!   `deadletter.<subject>` instead;
+//! - publishing the same event id twice within the dedup window delivers it once.
+
+mod memory;
+#[doc(hidden)]
+pub mod contract;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::events::Event;
+use domain::{EventId, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use memory::InProcessBus;
+
+use crate::clock;
+
+/// Prefix of the subject a message goes to after `max_deliver` failed attempts.
+pub const DEAD_LETTER_PREFIX: &str = "deadletter";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is closed")]
+    Closed,
+    #[error("invalid subject or filter {0:?}")]
+    InvalidSubject(String),
+    #[error("cannot encode event: {0}")]
+    Encode(String),
+    #[error("cannot decode {subject} event {id}: {reason}")]
+    Decode {
+        subject: String,
+        id: EventId,
+        reason: String,
+    },
+    #[error("bus backend error: {0}")]
+    Backend(String),
+}
+
+/// One message on the bus. `payload` is the event's JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: EventId,
+    pub subject: String,
+    pub occurred_at: Timestamp,
+    /// Transport metadata (trace context, …), never business data.
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl Envelope {
+    pub fn from_event<E: Event>(event: &E, id: EventId, occurred_at: Timestamp) -> Result<Self, BusError> {
+        Ok(Self {
+            id,
+            subject: E::SUBJECT.to_owned(),
+            occurred_at,
+            headers: BTreeMap::new(),
+            payload: serde_json::to_vec(event).map_err(|e| BusError::Encode(e.to_string()))?,
+        })
+    }
+
+    pub fn decode<E: Event>(&self) -> Result<E, BusError> {
+        serde_json::from_slice(&self.payload).map_err(|e| BusError::Decode {
+            subject: self.subject.clone(),
+            id: self.id,
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SubscribeOptions {
+    /// Subject filter, e.g. `matching.>` or `rider.ride_requested.v1`.
+    pub filter: String,
+    /// Consumer group name; `None` for an ephemeral fan-out subscription.
+    pub durable: Option<String>,
+    /// Attempts before a message is dead-lettered.
+    pub max_deliver: u32,
+}
+
+impl SubscribeOptions {
+    pub fn durable(filter: impl Into<String>, group: impl Into<String>) -> Self {
+        Self {
+            filter: filter.into(),
+            durable: Some(group.into()),
+            max_deliver: 5,
+        }
+    }
+
+    pub fn ephemeral(filter: impl Into<String>) -> Self {
+        Self {
+            filter: filter.into(),
+            durable: None,
+            max_deliver: 5,
+        }
+    }
+}
+
+/// How a delivery is settled; each adapter supplies its own.
+#[async_trait]
+pub trait Acker: Send {
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+    async fn nak(self: Box<Self>, delay: Duration) -> Result<(), BusError>;
+}
+
+/// A message handed to a subscriber. Settle it with `ack` once its effect is durable, or `nak` to
+/// have it redelivered; dropping it unsettled counts as a `nak`.
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// 1 on first delivery.
+    pub attempt: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("envelope", &self.envelope)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    pub fn new(envelope: Envelope, attempt: u32, acker: Box<dyn Acker>) -> Self {
+        Self {
+            envelope,
+            attempt,
+            acker,
+        }
+    }
+
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+
+    pub async fn nak(self, delay: Duration) -> Result<(), BusError> {
+        self.acker.nak(delay).await
+    }
+}
+
+/// A stream of deliveries; ends when the bus closes.
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: mpsc::Receiver<Delivery>,
+}
+
+impl Subscription {
+    pub fn new(receiver: mpsc::Receiver<Delivery>) -> Self {
+        Self { receiver }
+    }
+
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.receiver.recv().await
+    }
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Returns once the bus has accepted the message (for JetStream: once the stream stored it).
+    async fn publish(&self, envelope: Envelope) -> Result<(), BusError>;
+    async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError>;
+}
+
+pub type SharedBus = Arc<dyn Bus>;
+
+/// Wraps `event` in a fresh envelope and publishes it; returns the event id.
+pub async fn publish_event<E: Event>(bus: &dyn Bus, event: &E) -> Result<EventId, BusError> {
+    let id = clock::new_id();
+    bus.publish(Envelope::from_event(event, id, clock::now())?).await?;
+    Ok(id)
+}
+
+/// Checks a subject (no wildcards) or, with `allow_wildcards`, a filter.
+pub fn validate_subject(subject: &str, allow_wildcards: bool) -> Result<(), BusError> {
+    let invalid = || BusError::InvalidSubject(subject.to_owned());
+    if subject.is_empty() {
+        return Err(invalid());
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        let wildcard = *token == "*" || *token == ">";
+        if token.is_empty()
+            || token.contains(char::is_whitespace)
+            || (wildcard && !allow_wildcards)
+            || (*token == ">" && i + 1 != tokens.len())
+            || (!wildcard && (token.contains('*') || token.contains('>')))
+        {
+            return Err(invalid());
+        }
+    }
+    Ok(())
+}
+
+/// NATS subject matching: `*` matches one token, a final `>` one or more.
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut subject_tokens = subject.split('.');
+    for token in filter.split('.') {
+        match (token, subject_tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (t, Some(s)) if t == s => {}
+            _ => return false,
+        }
+    }
+    subject_tokens.next().is_none()
+}
+
+/// What a consumer's handler decided.
+#[derive(Debug)]
+pub enum Handled {
+    /// Done (or deliberately ignored): ack.
+    Done,
+    /// A transient failure: redeliver later.
+    Retry(String),
+}
+
+/// Runs a typed consumer until `shutdown`: decodes each delivery, calls `handler`, acks on `Done`,
+/// naks with exponential backoff on `Retry`. A payload that cannot be decoded is logged and acked
+/// (redelivering it cannot help); the bus's dead-letter subject catches handlers that keep failing.
+pub async fn consume<E, F, Fut>(mut subscription: Subscription, shutdown: CancellationToken, consumer: &'static str, mut handler: F)
+where
+    E: Event,
+    F: FnMut(E, Envelope) -> Fut + Send,
+    Fut: Future<Output = Handled> + Send,
+{
+    loop {
+        let delivery = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = subscription.next() => match next {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let event = match delivery.envelope.decode::<E>() {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(consumer, error = %e, "dropping undecodable event");
+                metrics::counter!("bus_poison_messages_total", "consumer" => consumer).increment(1);
+                let _ = delivery.ack().await;
+                continue;
+            }
+        };
+        let attempt = delivery.attempt;
+        let outcome = handler(event, delivery.envelope.clone()).await;
+        let settled = match outcome {
+            Handled::Done => delivery.ack().await,
+            Handled::Retry(reason) => {
+                let delay = backoff(attempt);
+                tracing::warn!(consumer, attempt, ?delay, reason, "handler failed; will retry");
+                delivery.nak(delay).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(consumer, error = %e, "cannot settle delivery");
+        }
+    }
+}
+
+/// 100 ms, 200 ms, 400 ms … capped at 10 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(7);
+    Duration::from_millis(100 * (1 << exp)).min(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_matching_follows_nats() {
+        assert!(subject_matches("a.b.c", "a.b.c"));
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(!subject_matches("a.b", "a.b.c"));
+        assert!(!subject_matches("a.b.c", "a.b"));
+    }
+
+    #[test]
+    fn subjects_are_validated() {
+        assert!(validate_subject("rider.ride_requested.v1", false).is_ok());
+        assert!(validate_subject("rider.>", false).is_err());
+        assert!(validate_subject("rider.>", true).is_ok());
+        assert!(validate_subject("a.>.b", true).is_err());
+        assert!(validate_subject("a..b", true).is_err());
+        assert!(validate_subject("a b", true).is_err());
+        assert!(validate_subject("", true).is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(3), Duration::from_millis(400));
+        assert_eq!(backoff(50), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,211 @@
+//! The one config tree: defaults, then an optional TOML file, then `RICKSHAW_`-prefixed environment
+//! variables (`__` separates levels: `RICKSHAW_MATCHING__TICK_MS=500`), then command-line flags.
+//! Loaded and validated once in `main`, then passed down.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use domain::matching::Strategy;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the public HTTP/WebSocket edge listens.
+    pub listen: SocketAddr,
+    /// Where the embedded mode keeps its SQLite file.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub matching: MatchingConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info,matching=debug`. `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Request bodies above this are refused with 413.
+    pub body_limit_bytes: usize,
+    /// A request taking longer is answered 503.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingConfig {
+    /// How often waiting riders are paired with free drivers.
+    pub tick_ms: u64,
+    /// How long an unmatched rider request or driver report is kept (seed 002: at least 5 s).
+    pub hold_ms: u64,
+    pub strategy: Strategy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight work may take to finish after SIGINT/SIGTERM.
+    pub grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            matching: MatchingConfig::default(),
+            shutdown: ShutdownConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for MatchingConfig {
+    fn default() -> Self {
+        Self {
+            tick_ms: 1_000,
+            hold_ms: 5_000,
+            strategy: Strategy::Optimal,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_ms: 10_000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The top-level keys environment variables may set; other `RICKSHAW_*` variables (the test
+/// scripts' own, say) are not config.
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "log", "http", "matching", "shutdown"];
+
+impl Config {
+    /// Defaults ← `file` ← `RICKSHAW_*` env ← `overrides` (typically the CLI flags, as a partial
+    /// tree: only the keys present override).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("RICKSHAW_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            ENV_KEYS.contains(&top)
+        });
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.matching.tick_ms < 10 {
+            return invalid(format!(
+                "matching.tick_ms = {} is below the 10 ms minimum",
+                self.matching.tick_ms
+            ));
+        }
+        if self.matching.hold_ms < self.matching.tick_ms {
+            return invalid(format!(
+                "matching.hold_ms = {} must be at least matching.tick_ms = {}: a request must live through one tick",
+                self.matching.hold_ms, self.matching.tick_ms
+            ));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return invalid(format!(
+                "http.body_limit_bytes = {} is below 1024",
+                self.http.body_limit_bytes
+            ));
+        }
+        if self.http.request_timeout_ms == 0 || self.shutdown.grace_ms == 0 {
+            return invalid("http.request_timeout_ms and shutdown.grace_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None, serde_json::json!({})).expect("defaults load");
+        assert_eq!(config.matching.hold_ms, 5_000);
+        assert_eq!(config.http.body_limit_bytes, 65_536);
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rickshaw.toml");
+        std::fs::write(&path, "[matching]\ntick_ms = 250\nstrategy = \"nearest\"\n").expect("write");
+        let config = Config::load(Some(&path), serde_json::json!({"matching": {"tick_ms": 100}}))
+            .expect("loads");
+        assert_eq!(config.matching.tick_ms, 100, "overrides win over the file");
+        assert_eq!(config.matching.strategy, Strategy::Nearest, "file wins over defaults");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let err = Config::load(None, serde_json::json!({"matching": {"tick_ms": 1}}))
+            .expect_err("rejects");
+        assert!(err.to_string().contains("matching.tick_ms"), "{err}");
+        let err = Config::load(None, serde_json::json!({"matching": {"strategy": "random"}}))
+            .expect_err("rejects");
+        assert!(err.to_string().contains("random"), "{err}");
+        let err = Config::load(Some(Path::new("/nonexistent/rickshaw.toml")), serde_json::json!({}))
+            .expect_err("rejects");
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

@@ -1,0 +1,141 @@
+//! The error every edge speaks: one `ErrorCode` decides the HTTP status (and, later, the gRPC
+//! code); 4xx bodies say exactly what was wrong, 5xx bodies are opaque and the cause is logged.
+//!
+//! Body: `{"error": {"code": "invalid_input", "message": "…", "field": "x"}}` (`field` optional).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not well-formed JSON.
+    InvalidJson,
+    /// Well-formed, but a field is missing, mistyped or out of range.
+    InvalidInput,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::InvalidJson => StatusCode::BAD_REQUEST,
+            Self::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A 422 naming the offending field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidInput,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// A server-side failure: `cause` is logged, never shown to the caller.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, cause.to_string())
+    }
+
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Unavailable, cause.to_string())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.http_status();
+        let message = if status.is_server_error() {
+            tracing::error!(code = ?self.code, cause = %self.message, "request failed");
+            match self.code {
+                ErrorCode::Unavailable => "the service is temporarily unavailable; retry shortly",
+                _ => "internal error; it has been logged",
+            }
+        } else {
+            self.message.as_str()
+        };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message,
+                field: self.field.as_deref(),
+            },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_maps_to_the_matching_status_class() {
+        assert_eq!(ErrorCode::InvalidInput.http_status().as_u16(), 422);
+        assert_eq!(ErrorCode::PayloadTooLarge.http_status().as_u16(), 413);
+        assert!(ErrorCode::Internal.http_status().is_server_error());
+    }
+}
