@@ -1,1 +1,205 @@
-//! placeholder
+//! The matching service owns the pool of waiting riders and free drivers. It learns of both from
+//! the bus (`RideRequested`, `DriverAvailable`), pairs them every tick with the configured
+//! strategy, and announces `RideMatched` (with the fare) and `RideExpired`. It never talks to
+//! riders or drivers directly and never stores anything durable: the course holds requests in
+//! memory by design.
+
+mod pool;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use domain::events::{DriverAvailable, Event, RideExpired, RideMatched, RideRequested};
+use domain::fare::{CURRENCY, course_fare};
+use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::config::MatchingConfig;
+use platform::{Shutdown, clock};
+use tokio::time::MissedTickBehavior;
+
+pub use pool::{Pairing, Pool, TickOutcome};
+
+const CONSUMER_GROUP: &str = "matching";
+
+pub struct MatchingService {
+    bus: SharedBus,
+    config: MatchingConfig,
+    pool: Arc<Mutex<Pool>>,
+    riders: Subscription,
+    drivers: Subscription,
+}
+
+impl MatchingService {
+    /// Subscribes to its inputs, so nothing published after `build` returns is missed.
+    pub async fn build(bus: SharedBus, config: MatchingConfig) -> Result<Self, BusError> {
+        let riders = bus
+            .subscribe(SubscribeOptions::durable(RideRequested::SUBJECT, format!("{CONSUMER_GROUP}-riders")))
+            .await?;
+        let drivers = bus
+            .subscribe(SubscribeOptions::durable(DriverAvailable::SUBJECT, format!("{CONSUMER_GROUP}-drivers")))
+            .await?;
+        Ok(Self {
+            bus,
+            config,
+            pool: Arc::default(),
+            riders,
+            drivers,
+        })
+    }
+
+    /// Spawns the two consumers and the ticker on `shutdown`'s tracker.
+    pub fn run(self, shutdown: &Shutdown) {
+        let Self {
+            bus,
+            config,
+            pool,
+            riders,
+            drivers,
+        } = self;
+
+        let rider_pool = pool.clone();
+        shutdown.spawn(bus::consume(riders, shutdown.token(), "matching.riders", move |event: RideRequested, _| {
+            lock(&rider_pool).add_rider(event.request, clock::now());
+            async { Handled::Done }
+        }));
+        let driver_pool = pool.clone();
+        shutdown.spawn(bus::consume(drivers, shutdown.token(), "matching.drivers", move |event: DriverAvailable, _| {
+            lock(&driver_pool).add_driver(event.report, clock::now());
+            async { Handled::Done }
+        }));
+        let token = shutdown.token();
+        shutdown.spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(config.tick_ms));
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            tracing::info!(tick_ms = config.tick_ms, hold_ms = config.hold_ms, strategy = %config.strategy, "matching started");
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    _ = interval.tick() => {}
+                }
+                run_tick(&bus, &pool, &config).await;
+            }
+        });
+    }
+}
+
+fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
+    pool.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn run_tick(bus: &SharedBus, pool: &Mutex<Pool>, config: &MatchingConfig) {
+    let started = Instant::now();
+    let now = clock::now();
+    let (outcome, waiting, free) = {
+        let mut pool = lock(pool);
+        let outcome = pool.tick(now, config.hold_ms, config.strategy);
+        (outcome, pool.waiting_riders(), pool.free_drivers())
+    };
+    metrics::histogram!("matching_tick_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::gauge!("matching_waiting_riders").set(waiting as f64);
+    metrics::gauge!("matching_free_drivers").set(free as f64);
+    metrics::counter!("matching_matches_total").increment(outcome.pairings.len() as u64);
+    metrics::counter!("matching_expired_requests_total").increment(outcome.expired.len() as u64);
+
+    for pairing in outcome.pairings {
+        let event = matched_event(outcome.tick, pairing, now);
+        tracing::info!(
+            tick = event.tick,
+            rider = %event.rider,
+            driver = %event.driver,
+            car = %event.car_number,
+            pickup_distance = event.pickup_distance,
+            fare = event.fare,
+            "matched"
+        );
+        if let Err(e) = bus::publish_event(bus.as_ref(), &event).await {
+            tracing::error!(error = %e, rider = %event.rider, "cannot announce a match");
+        }
+    }
+    for request in outcome.expired {
+        let event = RideExpired {
+            request_id: request.id,
+            rider: request.rider,
+            requested_at: request.requested_at,
+            expired_at: now,
+        };
+        if let Err(e) = bus::publish_event(bus.as_ref(), &event).await {
+            tracing::error!(error = %e, "cannot announce an expired request");
+        }
+    }
+}
+
+fn matched_event(tick: u64, pairing: Pairing, now: domain::Timestamp) -> RideMatched {
+    let fare = course_fare(&pairing.request);
+    RideMatched {
+        match_id: clock::new_id(),
+        tick,
+        request_id: pairing.request.id,
+        rider: pairing.request.rider,
+        rider_position: pairing.request.position,
+        destination: pairing.request.destination,
+        driver: pairing.driver.driver,
+        car_number: pairing.driver.car_number,
+        driver_position: pairing.driver.position,
+        pickup_distance: pairing.pickup_distance,
+        trip_distance: fare.trip_distance,
+        fare: fare.amount,
+        currency: CURRENCY.to_owned(),
+        requested_at: pairing.request.requested_at,
+        matched_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::course::RideRequestDraft;
+    use domain::{CarNumber, DriverReport, PersonName, Point, RideRequest};
+    use platform::bus::InProcessBus;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_and_reports_on_the_bus_become_a_priced_match() {
+        let bus: SharedBus = Arc::new(InProcessBus::new());
+        let mut matches = bus
+            .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
+            .await
+            .expect("subscribe");
+        let config = MatchingConfig {
+            tick_ms: 20,
+            hold_ms: 1_000,
+            ..MatchingConfig::default()
+        };
+        let shutdown = Shutdown::new();
+        MatchingService::build(bus.clone(), config).await.expect("builds").run(&shutdown);
+
+        let request = RideRequest::new(
+            clock::new_id(),
+            RideRequestDraft {
+                rider: PersonName::parse("Asha").expect("valid"),
+                position: Point::new(0.0, 0.0).expect("valid"),
+                destination: Point::new(6.0, 8.0).expect("valid"),
+            },
+            clock::now(),
+        );
+        bus::publish_event(bus.as_ref(), &RideRequested { request: request.clone() }).await.expect("publish");
+        let report = DriverReport {
+            driver: PersonName::parse("Karim").expect("valid"),
+            car_number: CarNumber::parse("DHA-1").expect("valid"),
+            position: Point::new(3.0, 4.0).expect("valid"),
+            reported_at: clock::now(),
+        };
+        bus::publish_event(bus.as_ref(), &DriverAvailable { report }).await.expect("publish");
+
+        let delivery = tokio::time::timeout(Duration::from_secs(5), matches.next())
+            .await
+            .expect("a match within 5 s")
+            .expect("open");
+        let event: RideMatched = delivery.envelope.decode().expect("decodes");
+        assert_eq!(event.request_id, request.id);
+        assert_eq!(event.driver.as_str(), "Karim");
+        assert_eq!(event.pickup_distance, 5.0);
+        assert_eq!(event.trip_distance, 10.0);
+        assert_eq!(event.fare, 20.0);
+        assert!(shutdown.complete(Duration::from_secs(5)).await, "stops cleanly");
+    }
+}
