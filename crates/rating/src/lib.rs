@@ -1,1 +1,192 @@
-//! placeholder
+//! The rating service owns driver ratings: it stores each rating durably before answering, keeps
+//! count and average per driver, and knows which drivers exist from supply's `DriverAvailable`
+//! events (only a known driver can be rated). It never reads another service's tables.
+
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use domain::events::{DriverAvailable, DriverRated, Event};
+use domain::rating::{RatingSummary, Stars};
+use domain::{CarNumber, PersonName};
+use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::{Shutdown, clock};
+
+pub use store::{DriverRef, KnownDriver, RatingStore, SqliteRatingStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RatingError {
+    #[error("no {0} is known; a driver becomes known by posting to /driver")]
+    UnknownDriver(DriverRef),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DriverRating {
+    pub driver: KnownDriver,
+    pub summary: RatingSummary,
+}
+
+/// How the gateway (or any other caller) reaches the rating service.
+#[async_trait]
+pub trait RatingApi: Send + Sync + 'static {
+    /// Stores a rating; returns once it is durable, with the driver's updated summary.
+    async fn rate(&self, driver: DriverRef, stars: Stars) -> Result<DriverRating, RatingError>;
+    async fn driver_rating(&self, driver: DriverRef) -> Result<DriverRating, RatingError>;
+}
+
+pub struct RatingService {
+    store: Arc<dyn RatingStore>,
+    bus: SharedBus,
+}
+
+/// Keeps the store's driver directory in step with supply's reports.
+pub struct DriverDirectory {
+    store: Arc<dyn RatingStore>,
+    subscription: Subscription,
+}
+
+impl RatingService {
+    /// The API, and the directory consumer to `run`; subscribed before returning.
+    pub async fn build(store: Arc<dyn RatingStore>, bus: SharedBus) -> Result<(Arc<Self>, DriverDirectory), BusError> {
+        let subscription = bus
+            .subscribe(SubscribeOptions::durable(DriverAvailable::SUBJECT, "rating-drivers"))
+            .await?;
+        let service = Arc::new(Self {
+            store: store.clone(),
+            bus,
+        });
+        Ok((service, DriverDirectory { store, subscription }))
+    }
+
+    async fn known(&self, driver: &DriverRef) -> Result<KnownDriver, RatingError> {
+        self.store
+            .find_driver(driver)
+            .await?
+            .ok_or_else(|| RatingError::UnknownDriver(driver.clone()))
+    }
+}
+
+#[async_trait]
+impl RatingApi for RatingService {
+    #[tracing::instrument(skip(self), fields(%driver, stars = stars.get()))]
+    async fn rate(&self, driver: DriverRef, stars: Stars) -> Result<DriverRating, RatingError> {
+        let known = self.known(&driver).await?;
+        let rated_at = clock::now();
+        let summary = self
+            .store
+            .add_rating(uuid::Uuid::now_v7(), &known.name, stars, rated_at)
+            .await?;
+        metrics::counter!("ratings_stored_total").increment(1);
+        let event = DriverRated {
+            driver: known.name.clone(),
+            car_number: known.car_number.clone(),
+            stars,
+            rated_at,
+        };
+        // The rating is already durable; a lost notification must not fail the request.
+        if let Err(e) = bus::publish_event(self.bus.as_ref(), &event).await {
+            tracing::warn!(error = %e, "rating stored but not announced");
+        }
+        Ok(DriverRating {
+            driver: known,
+            summary,
+        })
+    }
+
+    async fn driver_rating(&self, driver: DriverRef) -> Result<DriverRating, RatingError> {
+        let known = self.known(&driver).await?;
+        let summary = self.store.summary(&known.name).await?;
+        Ok(DriverRating {
+            driver: known,
+            summary,
+        })
+    }
+}
+
+/// Drivers already written with this car, to spare the store a write per report.
+const DIRECTORY_CACHE_LIMIT: usize = 100_000;
+
+impl DriverDirectory {
+    pub fn run(self, shutdown: &Shutdown) {
+        let Self { store, subscription } = self;
+        let cache: Arc<Mutex<HashMap<PersonName, CarNumber>>> = Arc::default();
+        shutdown.spawn(bus::consume(subscription, shutdown.token(), "rating.drivers", move |event: DriverAvailable, _| {
+            let store = store.clone();
+            let cache = cache.clone();
+            async move {
+                let report = event.report;
+                let cached = cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&report.driver)
+                    .is_some_and(|car| *car == report.car_number);
+                if cached {
+                    return Handled::Done;
+                }
+                match store.remember_driver(&report.driver, &report.car_number, report.reported_at).await {
+                    Ok(()) => {
+                        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                        if cache.len() >= DIRECTORY_CACHE_LIMIT {
+                            cache.clear();
+                        }
+                        cache.insert(report.driver, report.car_number);
+                        Handled::Done
+                    }
+                    Err(e) => Handled::Retry(e.to_string()),
+                }
+            }
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use domain::{DriverReport, Point};
+    use platform::bus::InProcessBus;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn drivers_reported_on_the_bus_can_be_rated_and_others_cannot() {
+        let bus: SharedBus = Arc::new(InProcessBus::new());
+        let pool = platform::store::open_sqlite_in_memory().await.expect("sqlite");
+        let store = Arc::new(SqliteRatingStore::new(pool).await.expect("migrates"));
+        let shutdown = Shutdown::new();
+        let (service, directory) = RatingService::build(store, bus.clone()).await.expect("builds");
+        directory.run(&shutdown);
+
+        let karim = PersonName::parse("Karim").expect("valid");
+        let unknown = service.rate(DriverRef::Name(karim.clone()), Stars::new(5).expect("valid")).await;
+        assert!(matches!(unknown, Err(RatingError::UnknownDriver(_))));
+
+        let report = DriverReport {
+            driver: karim.clone(),
+            car_number: CarNumber::parse("DHA-7").expect("valid"),
+            position: Point::new(0.0, 0.0).expect("valid"),
+            reported_at: clock::now(),
+        };
+        bus::publish_event(bus.as_ref(), &DriverAvailable { report }).await.expect("publish");
+        let by_car = DriverRef::Car(CarNumber::parse("DHA-7").expect("valid"));
+        let mut rated = None;
+        for _ in 0..100 {
+            match service.rate(by_car.clone(), Stars::new(4).expect("valid")).await {
+                Ok(r) => {
+                    rated = Some(r);
+                    break;
+                }
+                Err(RatingError::UnknownDriver(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        let rated = rated.expect("the driver becomes known");
+        assert_eq!(rated.driver.name, karim);
+        assert_eq!((rated.summary.count, rated.summary.average), (1, Some(4.0)));
+        assert!(shutdown.complete(Duration::from_secs(5)).await);
+    }
+}

@@ -1,0 +1,96 @@
+//! The contract every rating store must pass; instantiate with `rating_store_contract!`.
+
+use domain::rating::Stars;
+use domain::{CarNumber, PersonName, Timestamp};
+
+use super::{DriverRef, RatingStore};
+
+fn name(s: &str) -> PersonName {
+    PersonName::parse(s).expect("valid name")
+}
+
+fn car(s: &str) -> CarNumber {
+    CarNumber::parse(s).expect("valid car")
+}
+
+fn stars(n: i64) -> Stars {
+    Stars::new(n).expect("valid stars")
+}
+
+/// A name unique to this run, so stores backed by a shared server need no cleanup.
+pub fn unique(base: &str) -> String {
+    // The random tail of a v7 UUID: short enough for a car number.
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{base}-{}", &id[20..])
+}
+
+pub async fn a_known_driver_is_found_by_name_and_car(store: &dyn RatingStore) {
+    let driver = name(&unique("Karim"));
+    let plate = car(&unique("DHA"));
+    assert_eq!(store.find_driver(&DriverRef::Name(driver.clone())).await.expect("query"), None);
+    store.remember_driver(&driver, &plate, Timestamp::from_millis(1)).await.expect("remember");
+    store.remember_driver(&driver, &plate, Timestamp::from_millis(2)).await.expect("idempotent");
+    let by_name = store.find_driver(&DriverRef::Name(driver.clone())).await.expect("query").expect("known");
+    assert_eq!(by_name.car_number, plate);
+    let by_car = store.find_driver(&DriverRef::Car(plate)).await.expect("query").expect("known");
+    assert_eq!(by_car.name, driver);
+}
+
+pub async fn a_car_belongs_to_its_latest_driver(store: &dyn RatingStore) {
+    let plate = car(&unique("CAR"));
+    let first = name(&unique("first"));
+    let second = name(&unique("second"));
+    store.remember_driver(&first, &plate, Timestamp::from_millis(10)).await.expect("remember");
+    store.remember_driver(&second, &plate, Timestamp::from_millis(20)).await.expect("remember");
+    let found = store.find_driver(&DriverRef::Car(plate.clone())).await.expect("query").expect("known");
+    assert_eq!(found.name, second);
+    let other = car(&unique("NEW"));
+    store.remember_driver(&second, &other, Timestamp::from_millis(30)).await.expect("remember");
+    let found = store.find_driver(&DriverRef::Car(plate)).await.expect("query").expect("known");
+    assert_eq!(found.name, first, "the second driver moved to another car");
+}
+
+pub async fn ratings_accumulate_into_a_summary(store: &dyn RatingStore) {
+    let driver = name(&unique("Rahim"));
+    store.remember_driver(&driver, &car(&unique("X")), Timestamp::from_millis(1)).await.expect("remember");
+    let empty = store.summary(&driver).await.expect("summary");
+    assert_eq!((empty.count, empty.average), (0, None));
+    let mut last = empty;
+    for n in [5, 4, 3, 4] {
+        last = store
+            .add_rating(uuid::Uuid::now_v7(), &driver, stars(n), Timestamp::from_millis(2))
+            .await
+            .expect("rating stored");
+    }
+    assert_eq!((last.count, last.average), (4, Some(4.0)));
+    assert_eq!(store.summary(&driver).await.expect("summary"), last);
+}
+
+pub async fn a_rating_of_an_unknown_driver_is_refused(store: &dyn RatingStore) {
+    let ghost = name(&unique("ghost"));
+    let result = store.add_rating(uuid::Uuid::now_v7(), &ghost, stars(3), Timestamp::from_millis(1)).await;
+    assert!(result.is_err(), "the store must not hold ratings of drivers it does not know");
+    assert_eq!(store.summary(&ghost).await.expect("summary").count, 0);
+}
+
+/// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
+#[macro_export]
+macro_rules! rating_store_contract {
+    ($make:expr) => {
+        $crate::rating_store_contract!(@tests $make;
+            a_known_driver_is_found_by_name_and_car,
+            a_car_belongs_to_its_latest_driver,
+            ratings_accumulate_into_a_summary,
+            a_rating_of_an_unknown_driver_is_refused,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = $make.await;
+                $crate::store::contract::$name(&store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,59 @@
+//! The rating store seam. Every implementation (SQLite now, PostgreSQL in the distributed mode)
+//! passes `rating_store_contract!`.
+
+mod sqlite;
+#[doc(hidden)]
+pub mod contract;
+
+use async_trait::async_trait;
+use domain::rating::{RatingSummary, Stars};
+use domain::{CarNumber, PersonName, Timestamp};
+
+pub use sqlite::SqliteRatingStore;
+
+#[derive(Debug, thiserror::Error)]
+#[error("rating store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A driver the store knows, with the car last reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnownDriver {
+    pub name: PersonName,
+    pub car_number: CarNumber,
+}
+
+/// How a rating names its driver: by name, or by the car they drive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverRef {
+    Name(PersonName),
+    Car(CarNumber),
+}
+
+impl std::fmt::Display for DriverRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => write!(f, "driver {name:?}"),
+            Self::Car(car) => write!(f, "car {car:?}"),
+        }
+    }
+}
+
+#[async_trait]
+pub trait RatingStore: Send + Sync + 'static {
+    /// Records that `name` drives `car_number` (idempotent; a new car replaces the old one).
+    async fn remember_driver(&self, name: &PersonName, car_number: &CarNumber, seen_at: Timestamp) -> Result<(), StoreError>;
+
+    /// The driver a reference points at: by name, or the driver most recently reported with the car.
+    async fn find_driver(&self, driver: &DriverRef) -> Result<Option<KnownDriver>, StoreError>;
+
+    /// Stores one rating of a known driver and returns the driver's new summary, atomically.
+    async fn add_rating(&self, id: uuid::Uuid, driver: &PersonName, stars: Stars, rated_at: Timestamp) -> Result<RatingSummary, StoreError>;
+
+    async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError>;
+}

@@ -1,0 +1,117 @@
+//! Ratings in SQLite (the embedded mode), one database file owned by this service.
+
+use async_trait::async_trait;
+use domain::rating::{RatingSummary, Stars};
+use domain::{CarNumber, PersonName, Timestamp};
+use platform::store::{EmbeddedMigration, migrate_sqlite};
+use sqlx::{Row, SqlitePool};
+
+use super::{DriverRef, KnownDriver, RatingStore, StoreError};
+
+pub const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "drivers and ratings",
+    include_str!("../../migrations/sqlite/0001_drivers_and_ratings.sql"),
+)];
+
+#[derive(Clone, Debug)]
+pub struct SqliteRatingStore {
+    pool: SqlitePool,
+}
+
+impl SqliteRatingStore {
+    /// Applies pending migrations, then serves from `pool`.
+    pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
+        migrate_sqlite(&pool, MIGRATIONS)
+            .await
+            .map_err(|e| StoreError(format!("migrating the rating database: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+fn parse_driver(name: String, car: String) -> Result<KnownDriver, StoreError> {
+    Ok(KnownDriver {
+        name: PersonName::parse(&name).map_err(|e| StoreError(format!("stored driver name: {e}")))?,
+        car_number: CarNumber::parse(&car).map_err(|e| StoreError(format!("stored car number: {e}")))?,
+    })
+}
+
+async fn summary_in<'e, E>(executor: E, driver: &PersonName) -> Result<RatingSummary, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(SUM(stars), 0) AS total FROM ratings WHERE driver_name = ?")
+        .bind(driver.as_str())
+        .fetch_one(executor)
+        .await?;
+    let count: i64 = row.try_get("n")?;
+    let total: i64 = row.try_get("total")?;
+    Ok(RatingSummary::from_totals(
+        u64::try_from(count).unwrap_or(0),
+        u64::try_from(total).unwrap_or(0),
+    ))
+}
+
+#[async_trait]
+impl RatingStore for SqliteRatingStore {
+    async fn remember_driver(&self, name: &PersonName, car_number: &CarNumber, seen_at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (name) DO UPDATE SET car_number = excluded.car_number, car_since_ms = excluded.car_since_ms
+             WHERE drivers.car_number <> excluded.car_number",
+        )
+        .bind(name.as_str())
+        .bind(car_number.as_str())
+        .bind(seen_at.as_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_driver(&self, driver: &DriverRef) -> Result<Option<KnownDriver>, StoreError> {
+        let row = match driver {
+            DriverRef::Name(name) => {
+                sqlx::query("SELECT name, car_number FROM drivers WHERE name = ?")
+                    .bind(name.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            DriverRef::Car(car) => {
+                sqlx::query(
+                    "SELECT name, car_number FROM drivers WHERE car_number = ? ORDER BY car_since_ms DESC, name LIMIT 1",
+                )
+                .bind(car.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        row.map(|row| parse_driver(row.try_get("name")?, row.try_get("car_number")?))
+            .transpose()
+    }
+
+    async fn add_rating(&self, id: uuid::Uuid, driver: &PersonName, stars: Stars, rated_at: Timestamp) -> Result<RatingSummary, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(id.to_string())
+            .bind(driver.as_str())
+            .bind(i64::from(stars.get()))
+            .bind(rated_at.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        let summary = summary_in(&mut *tx, driver).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError> {
+        summary_in(&self.pool, driver).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::rating_store_contract!(async {
+        let pool = platform::store::open_sqlite_in_memory().await.expect("sqlite");
+        super::SqliteRatingStore::new(pool).await.expect("migrates")
+    });
+}
