@@ -1,1 +1,150 @@
-//! placeholder
+//! The communication service owns client sessions: plain WebSocket at `GET /communication` and
+//! socket.io (Engine.IO v4) in the `/communication` namespace under `/socket.io/`. It turns match
+//! events from the bus into messages for whoever should see them: a client that identified itself
+//! by name gets only its own messages, an anonymous one gets every match (the course bots listen
+//! for all). It never decides anything about rides.
+
+mod messages;
+mod socketio;
+mod websocket;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use domain::events::{Event, RideExpired, RideMatched};
+use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::Shutdown;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
+
+/// Messages buffered per WebSocket session before it is told it lagged.
+const SESSION_BUFFER: usize = 4096;
+
+/// One message for some recipients, serialized once for every session.
+#[derive(Debug)]
+pub(crate) struct Notice {
+    /// Names it concerns; anonymous sessions see it only if `for_everyone`.
+    pub recipients: Vec<String>,
+    pub for_everyone: bool,
+    /// The socket.io event name and payload.
+    pub event: &'static str,
+    pub payload: serde_json::Value,
+    /// The WebSocket text frame (the payload with its `type`).
+    pub frame: Arc<str>,
+}
+
+impl Notice {
+    pub fn concerns(&self, identity: Option<&str>) -> bool {
+        match identity {
+            None => self.for_everyone,
+            Some(name) => self.recipients.iter().any(|r| r == name),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Hub {
+    sessions: broadcast::Sender<Arc<Notice>>,
+    io: socketioxide::SocketIo,
+    shutdown: CancellationToken,
+}
+
+pub struct Communication {
+    hub: Hub,
+    socketio_layer: socketioxide::layer::SocketIoLayer,
+    matched: Subscription,
+    expired: Subscription,
+}
+
+impl Communication {
+    /// Subscribes to the events it delivers (every instance sees every event: fan-out) and sets up
+    /// the socket.io namespace.
+    pub async fn build(bus: SharedBus, shutdown: &Shutdown) -> Result<Self, BusError> {
+        let matched = bus.subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT)).await?;
+        let expired = bus.subscribe(SubscribeOptions::ephemeral(RideExpired::SUBJECT)).await?;
+        let (socketio_layer, io) = socketioxide::SocketIo::builder()
+            .max_payload(64 * 1024)
+            .build_layer();
+        socketio::register(&io);
+        let (sessions, _) = broadcast::channel(SESSION_BUFFER);
+        Ok(Self {
+            hub: Hub {
+                sessions,
+                io,
+                shutdown: shutdown.token(),
+            },
+            socketio_layer,
+            matched,
+            expired,
+        })
+    }
+
+    /// `GET /communication`, to merge into the public router.
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/communication", get(websocket::upgrade))
+            .with_state(self.hub.clone())
+    }
+
+    /// Serves `/socket.io/` in front of the finished public router. Apply it last, outside the
+    /// request timeout: long-polling requests legitimately wait up to the ping interval.
+    pub fn serve_socketio(&self, app: Router) -> Router {
+        app.layer(self.socketio_layer.clone())
+    }
+
+    /// Delivers bus events to sessions until shutdown, then closes every session.
+    pub fn run(self, shutdown: &Shutdown) {
+        let Self {
+            hub,
+            matched,
+            expired,
+            ..
+        } = self;
+        let deliver = hub.clone();
+        shutdown.spawn(bus::consume(matched, shutdown.token(), "communication.matched", move |event: RideMatched, envelope| {
+            deliver.publish(messages::match_notice(&event, envelope.id));
+            async { Handled::Done }
+        }));
+        let deliver = hub.clone();
+        shutdown.spawn(bus::consume(expired, shutdown.token(), "communication.expired", move |event: RideExpired, envelope| {
+            deliver.publish(messages::unmatched_notice(&event, envelope.id));
+            async { Handled::Done }
+        }));
+        let token = shutdown.token();
+        shutdown.spawn(async move {
+            token.cancelled().await;
+            hub.io.close().await;
+        });
+    }
+}
+
+impl Hub {
+    fn publish(&self, notice: Notice) {
+        let notice = Arc::new(notice);
+        // No WebSocket session listening is fine.
+        let _ = self.sessions.send(notice.clone());
+        socketio::broadcast(&self.io, notice);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identified_sessions_see_only_their_own() {
+        let notice = Notice {
+            recipients: vec!["asha".into(), "karim".into()],
+            for_everyone: true,
+            event: "match",
+            payload: serde_json::Value::Null,
+            frame: Arc::from("{}"),
+        };
+        assert!(notice.concerns(None));
+        assert!(notice.concerns(Some("karim")));
+        assert!(!notice.concerns(Some("someone else")));
+    }
+}

@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlSafeStr;
+pub use sqlx::sqlite::SqlitePool;
 
 /// One migration compiled into the binary: `(version, description, sql)`.
 pub type EmbeddedMigration = (i64, &'static str, &'static str);

@@ -24,6 +24,15 @@ pub enum RatingError {
     Store(#[from] StoreError),
 }
 
+impl From<RatingError> for platform::ApiError {
+    fn from(e: RatingError) -> Self {
+        match e {
+            RatingError::UnknownDriver(_) => platform::ApiError::not_found(e.to_string()),
+            RatingError::Store(e) => platform::ApiError::unavailable(e),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DriverRating {
     pub driver: KnownDriver,

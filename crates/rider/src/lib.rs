@@ -15,6 +15,12 @@ pub enum RiderError {
     Unavailable(String),
 }
 
+impl From<RiderError> for platform::ApiError {
+    fn from(e: RiderError) -> Self {
+        platform::ApiError::unavailable(e)
+    }
+}
+
 /// How the gateway (or any other caller) reaches the rider service.
 #[async_trait]
 pub trait RiderApi: Send + Sync + 'static {

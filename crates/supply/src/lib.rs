@@ -14,6 +14,12 @@ pub enum SupplyError {
     Unavailable(String),
 }
 
+impl From<SupplyError> for platform::ApiError {
+    fn from(e: SupplyError) -> Self {
+        platform::ApiError::unavailable(e)
+    }
+}
+
 /// How the gateway (or any other caller) reaches the supply service.
 #[async_trait]
 pub trait SupplyApi: Send + Sync + 'static {

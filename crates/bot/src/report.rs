@@ -1,0 +1,148 @@
+//! The bot's live progress line and final summary.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Progress {
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    pub riders_sent: u64,
+    pub riders_accepted: u64,
+    pub drivers_sent: u64,
+    pub drivers_accepted: u64,
+    pub riders_matched: u64,
+    pub fares_received: u64,
+    pub ratings_sent: u64,
+    pub ratings_stored: u64,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub counts: Progress,
+    /// Riders matched ÷ riders accepted, in percent.
+    pub matched_pct: f64,
+    pub fare_mismatches: u64,
+    pub riders_matched_twice: u64,
+    pub drivers_twice_in_a_tick: u64,
+    pub request_errors: u64,
+    /// Time from posting a rider to receiving its fare.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub first_error: Option<String>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+impl Summary {
+    pub(crate) fn from_parts(counts: Progress, latencies_ms: &[f64], fare_mismatches: u64, riders_matched_twice: u64, drivers_twice_in_a_tick: u64, request_errors: u64, first_error: Option<String>) -> Self {
+        let mut sorted = latencies_ms.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let matched_pct = if counts.riders_accepted == 0 {
+            0.0
+        } else {
+            100.0 * counts.riders_matched as f64 / counts.riders_accepted as f64
+        };
+        Self {
+            counts,
+            matched_pct,
+            fare_mismatches,
+            riders_matched_twice,
+            drivers_twice_in_a_tick,
+            request_errors,
+            latency_p50_ms: percentile(&sorted, 50.0),
+            latency_p99_ms: percentile(&sorted, 99.0),
+            first_error,
+        }
+    }
+
+    /// No invariant of the course protocol was broken.
+    pub fn invariants_hold(&self) -> bool {
+        self.fare_mismatches == 0 && self.riders_matched_twice == 0 && self.drivers_twice_in_a_tick == 0
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms"))
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.counts;
+        writeln!(f, "bot summary after {:.1} s", c.elapsed.as_secs_f64())?;
+        writeln!(f, "  riders sent      {:>8}  accepted {}", c.riders_sent, c.riders_accepted)?;
+        writeln!(f, "  drivers sent     {:>8}  accepted {}", c.drivers_sent, c.drivers_accepted)?;
+        writeln!(f, "  riders matched   {:>8}  ({:.1} %)", c.riders_matched, self.matched_pct)?;
+        writeln!(f, "  fares received   {:>8}  wrong {}", c.fares_received, self.fare_mismatches)?;
+        writeln!(f, "  ratings stored   {:>8}  of {} sent", c.ratings_stored, c.ratings_sent)?;
+        writeln!(f, "  rider → fare     p50 {}  p99 {}", ms(self.latency_p50_ms), ms(self.latency_p99_ms))?;
+        writeln!(
+            f,
+            "  invariants       {} (rider matched twice: {}, driver twice in a tick: {})",
+            if self.invariants_hold() { "hold" } else { "BROKEN" },
+            self.riders_matched_twice,
+            self.drivers_twice_in_a_tick
+        )?;
+        if self.request_errors > 0 {
+            writeln!(f, "  request errors   {:>8}", self.request_errors)?;
+        }
+        if let Some(e) = &self.first_error {
+            writeln!(f, "  first problem    {e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn print_progress(p: &Progress) {
+    let line = format!(
+        "[{:>5.1}s] riders {} drivers {} matched {} fares {} ratings {}/{}",
+        p.elapsed.as_secs_f64(),
+        p.riders_accepted,
+        p.drivers_accepted,
+        p.riders_matched,
+        p.fares_received,
+        p.ratings_stored,
+        p.ratings_sent
+    );
+    let mut err = std::io::stderr();
+    if err.is_terminal() {
+        let _ = write!(err, "\r{line}\x1b[K");
+    } else {
+        let _ = writeln!(err, "{line}");
+    }
+    let _ = err.flush();
+}
+
+pub(crate) fn finish_progress(printed: bool) {
+    let mut err = std::io::stderr();
+    if printed && err.is_terminal() {
+        let _ = writeln!(err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+    }
+}

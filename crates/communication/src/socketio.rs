@@ -1,0 +1,94 @@
+//! socket.io sessions: namespace `/communication` under the usual `/socket.io/` path.
+//!
+//! A client identifies with the connect auth payload `{"name": "…"}` or later with an `identify`
+//! event (a name string or `{"name": "…"}`); it is then in the room `user:<name>`. Anonymous
+//! clients are in the room `everyone`. Server events: `identified`, `match`, `unmatched`, `error`.
+
+use std::sync::Arc;
+
+use domain::PersonName;
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+
+use crate::Notice;
+
+pub(crate) const NAMESPACE: &str = "/communication";
+const EVERYONE: &str = "everyone";
+
+fn user_room(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// Accepts `"name"` or `{"name": "name"}`.
+fn name_from(value: &Value) -> Result<PersonName, String> {
+    let raw = match value {
+        Value::String(s) => s.as_str(),
+        Value::Object(map) => match map.get("name") {
+            Some(Value::String(s)) => s.as_str(),
+            _ => return Err("expected {\"name\": \"…\"}".to_owned()),
+        },
+        _ => return Err("expected a name string or {\"name\": \"…\"}".to_owned()),
+    };
+    PersonName::parse(raw).map_err(|e| e.to_string())
+}
+
+fn identify(socket: &SocketRef, name: &PersonName) {
+    socket.leave(EVERYONE);
+    socket.join(user_room(name.as_str()));
+    let _ = socket.emit("identified", &json!({ "name": name.as_str() }));
+}
+
+pub(crate) fn register(io: &SocketIo) {
+    io.ns(NAMESPACE, async |socket: SocketRef, TryData(auth): TryData<Value>| {
+        let gauge = metrics::gauge!("communication_connected_clients", "transport" => "socketio");
+        gauge.increment(1.0);
+        match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
+            Some(Ok(name)) => identify(&socket, &name),
+            Some(Err(reason)) => {
+                socket.join(EVERYONE);
+                let _ = socket.emit("error", &json!({ "code": "invalid_input", "message": reason }));
+            }
+            None => socket.join(EVERYONE),
+        }
+        socket.on("identify", async |socket: SocketRef, TryData(data): TryData<Value>| {
+            match data.map_err(|e| e.to_string()).and_then(|v| name_from(&v)) {
+                Ok(name) => identify(&socket, &name),
+                Err(reason) => {
+                    let _ = socket.emit("error", &json!({ "code": "invalid_input", "message": reason }));
+                }
+            }
+        });
+        socket.on_disconnect(async || {
+            metrics::gauge!("communication_connected_clients", "transport" => "socketio").decrement(1.0);
+        });
+    });
+}
+
+pub(crate) fn broadcast(io: &SocketIo, notice: Arc<Notice>) {
+    let Some(namespace) = io.of(NAMESPACE) else {
+        return;
+    };
+    let mut rooms: Vec<String> = notice.recipients.iter().map(|r| user_room(r)).collect();
+    if notice.for_everyone {
+        rooms.push(EVERYONE.to_owned());
+    }
+    tokio::spawn(async move {
+        if let Err(e) = namespace.to(rooms).emit(notice.event, &notice.payload).await {
+            tracing::debug!(error = %e, "socket.io broadcast failed");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_as_strings_or_objects() {
+        assert_eq!(name_from(&json!("asha")).map(|n| n.to_string()), Ok("asha".into()));
+        assert_eq!(name_from(&json!({"name": "asha"})).map(|n| n.to_string()), Ok("asha".into()));
+        assert!(name_from(&json!(42)).is_err());
+        assert!(name_from(&json!({"name": ""})).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Plain WebSocket sessions at `GET /communication[?name=…]`.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use domain::PersonName;
+use futures_util::{SinkExt, StreamExt};
+use platform::{ApiError, ErrorCode};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::messages::{ClientMessage, ServerMessage, parse_client_message};
+use crate::{Hub, Notice};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SessionQuery {
+    name: Option<String>,
+}
+
+pub(crate) async fn upgrade(
+    State(hub): State<Hub>,
+    query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("/communication is a WebSocket endpoint: {}", rejection.body_text()),
+            )
+            .into_response();
+        }
+    };
+    let name = match query {
+        Ok(Query(SessionQuery { name: Some(raw) })) => match PersonName::parse(&raw) {
+            Ok(name) => Some(name),
+            Err(e) => return ApiError::invalid_field("name", e.to_string()).into_response(),
+        },
+        Ok(_) => None,
+        Err(e) => return ApiError::new(ErrorCode::InvalidInput, e.body_text()).into_response(),
+    };
+    upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| session(socket, hub, name))
+}
+
+fn text(message: &ServerMessage) -> Message {
+    Message::Text(serde_json::to_string(message).unwrap_or_default().into())
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
+    let gauge = metrics::gauge!("communication_connected_clients", "transport" => "websocket");
+    gauge.increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    let mut notices = hub.sessions.subscribe();
+    let mut identity: Option<String> = name.map(|n| n.to_string());
+    if let Some(name) = &identity {
+        let _ = sink.send(text(&ServerMessage::Identified { name: name.clone() })).await;
+    }
+    loop {
+        let outgoing = tokio::select! {
+            () = hub.shutdown.cancelled() => {
+                let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                break;
+            }
+            incoming = stream.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    let _ = sink.send(close(close_code::UNSUPPORTED, "binary frames are not supported; send JSON text")).await;
+                    break;
+                }
+                Some(Ok(Message::Text(frame))) => match parse_client_message(frame.as_str()) {
+                    Ok(ClientMessage::Ping) => text(&ServerMessage::Pong),
+                    Ok(ClientMessage::Identify { name }) => match PersonName::parse(&name) {
+                        Ok(name) => {
+                            identity = Some(name.to_string());
+                            text(&ServerMessage::Identified { name: name.to_string() })
+                        }
+                        Err(e) => {
+                            let _ = sink.send(close(close_code::POLICY, &format!("invalid name: {e}"))).await;
+                            break;
+                        }
+                    },
+                    Err(reason) => {
+                        let _ = sink.send(close(close_code::POLICY, &reason)).await;
+                        break;
+                    }
+                },
+            },
+            notice = notices.recv() => match notice {
+                Ok(notice) => match frame_for(&notice, identity.as_deref()) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+                Err(RecvError::Lagged(missed)) => text(&ServerMessage::Lagged { missed }),
+                Err(RecvError::Closed) => break,
+            },
+        };
+        if sink.send(outgoing).await.is_err() {
+            break;
+        }
+    }
+    gauge.decrement(1.0);
+}
+
+fn frame_for(notice: &Arc<Notice>, identity: Option<&str>) -> Option<Message> {
+    notice
+        .concerns(identity)
+        .then(|| Message::Text(Utf8Bytes::from(notice.frame.as_ref())))
+}
