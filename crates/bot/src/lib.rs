@@ -242,7 +242,7 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
     report::finish_progress(config.progress_every.is_some());
     let progress = snapshot(&tally, started);
     let t = lock(&tally);
-    Ok(Summary::from_parts(progress, &t.latencies_ms, t.fare_mismatches, t.riders_matched_twice, t.drivers_twice_in_a_tick, t.request_errors, t.first_error.clone()))
+    Ok(Summary::from_parts(run_id, progress, &t.latencies_ms, t.fare_mismatches, t.riders_matched_twice, t.drivers_twice_in_a_tick, t.request_errors, t.first_error.clone()))
 }
 
 /// Records one match for a rider of this run; returns whether it was one (and so should be rated).

@@ -25,6 +25,8 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// Names this run used are `rider-<run_id>-<n>`, `driver-<run_id>-<n>`, cars `BOT-<run_id>-<n>`.
+    pub run_id: String,
     #[serde(flatten)]
     pub counts: Progress,
     /// Riders matched ÷ riders accepted, in percent.
@@ -48,7 +50,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 impl Summary {
-    pub(crate) fn from_parts(counts: Progress, latencies_ms: &[f64], fare_mismatches: u64, riders_matched_twice: u64, drivers_twice_in_a_tick: u64, request_errors: u64, first_error: Option<String>) -> Self {
+    pub(crate) fn from_parts(run_id: String, counts: Progress, latencies_ms: &[f64], fare_mismatches: u64, riders_matched_twice: u64, drivers_twice_in_a_tick: u64, request_errors: u64, first_error: Option<String>) -> Self {
         let mut sorted = latencies_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let matched_pct = if counts.riders_accepted == 0 {
@@ -57,6 +59,7 @@ impl Summary {
             100.0 * counts.riders_matched as f64 / counts.riders_accepted as f64
         };
         Self {
+            run_id,
             counts,
             matched_pct,
             fare_mismatches,
@@ -82,7 +85,7 @@ fn ms(v: Option<f64>) -> String {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.counts;
-        writeln!(f, "bot summary after {:.1} s", c.elapsed.as_secs_f64())?;
+        writeln!(f, "bot summary after {:.1} s (run {})", c.elapsed.as_secs_f64(), self.run_id)?;
         writeln!(f, "  riders sent      {:>8}  accepted {}", c.riders_sent, c.riders_accepted)?;
         writeln!(f, "  drivers sent     {:>8}  accepted {}", c.drivers_sent, c.drivers_accepted)?;
         writeln!(f, "  riders matched   {:>8}  ({:.1} %)", c.riders_matched, self.matched_pct)?;

@@ -16,6 +16,7 @@ use domain::events::{Event, RideExpired, RideMatched};
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use platform::Shutdown;
 use tokio::sync::broadcast;
+use tower::Layer;
 use tokio_util::sync::CancellationToken;
 
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
@@ -91,8 +92,12 @@ impl Communication {
 
     /// Serves `/socket.io/` in front of the finished public router. Apply it last, outside the
     /// request timeout: long-polling requests legitimately wait up to the ping interval.
+    ///
+    /// The layer is applied exactly once, around the whole router: every application of a
+    /// `SocketIoLayer` creates its own Engine.IO session table, and `Router::layer` would apply it
+    /// once per route, so a long-polling session opened on one would be unknown to the next.
     pub fn serve_socketio(&self, app: Router) -> Router {
-        app.layer(self.socketio_layer.clone())
+        Router::new().fallback_service(self.socketio_layer.clone().layer(app))
     }
 
     /// Delivers bus events to sessions until shutdown, then closes every session.

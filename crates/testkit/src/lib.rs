@@ -1,1 +1,209 @@
-//! placeholder
+//! Test support: `spawn_app` runs the embedded system on a free port with a temporary data
+//! directory and returns typed helpers; `WsClient` speaks `/communication`; `python_with_socketio`
+//! provides a Python with the python-socketio client for interoperability tests.
+//! Test-only: nothing in the product depends on this crate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use platform::Config;
+use rickshaw::Embedded;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+pub use reqwest::StatusCode;
+
+/// A config for tests: port 0, fast ticks, a short hold.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.data_dir = data_dir.to_owned();
+    config.matching.tick_ms = 100;
+    config.matching.hold_ms = 1_000;
+    config.shutdown.grace_ms = 5_000;
+    config
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    data_dir: Arc<tempfile::TempDir>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The embedded system with `test_config`.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The embedded system with `test_config` adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    start(config, dir).await
+}
+
+async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> TestApp {
+    let system = Embedded::build(config.clone()).await.expect("the system builds");
+    let base_url = format!("http://{}", system.local_addr());
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(system.run(async move { stopped.cancelled().await }));
+    TestApp {
+        base_url,
+        http: reqwest::Client::new(),
+        config,
+        data_dir,
+        stop,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).json(&body).send().await.expect("request sent");
+        read(response).await
+    }
+
+    /// POSTs raw bytes with the given content type (or none).
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(self.http.get(self.url(path)).send().await.expect("request sent")).await
+    }
+
+    pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.http.get(self.url(path)).send().await.expect("request sent");
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// Posts a driver and waits until the rating service knows it.
+    pub async fn known_driver(&self, name: &str, car: &str, x: f64, y: f64) {
+        let (status, body) = self
+            .post_json("/driver", serde_json::json!({"name": name, "car": car, "x": x, "y": y}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        for _ in 0..200 {
+            if self.get(&format!("/ratings/{name}")).await.0 == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("driver {name} never became known to the rating service");
+    }
+
+    pub async fn ws(&self, query: &str) -> WsClient {
+        let url = format!("{}/communication{query}", self.base_url.replacen("http://", "ws://", 1));
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connects");
+        WsClient { stream }
+    }
+
+    /// Stops the system as SIGTERM would and waits for it to drain.
+    pub async fn stop(self) -> Arc<tempfile::TempDir> {
+        self.stop.cancel();
+        self.server.await.expect("server task").expect("clean shutdown");
+        self.data_dir
+    }
+
+    /// Stops, then starts again on the same data directory (a new port).
+    pub async fn restart(self) -> TestApp {
+        let config = self.config.clone();
+        let dir = self.stop().await;
+        start(config, dir).await
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+    (status, body)
+}
+
+pub struct WsClient {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream.send(Message::text(text)).await.expect("frame sent");
+    }
+
+    /// The next frame within `wait`, or `None`.
+    pub async fn next_message(&mut self, wait: Duration) -> Option<Message> {
+        match tokio::time::timeout(wait, self.stream.next()).await {
+            Ok(Some(Ok(message))) => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The next JSON text frame whose `type` is `kind`, skipping others.
+    pub async fn next_of_type(&mut self, kind: &str, wait: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_message(left).await {
+                Some(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                    if value["type"] == kind {
+                        return value;
+                    }
+                }
+                Some(Message::Close(frame)) => panic!("socket closed while waiting for {kind}: {frame:?}"),
+                Some(_) => {}
+                None => panic!("no {kind} message within {wait:?}"),
+            }
+        }
+    }
+}
+
+/// A Python interpreter that can `import socketio` (python-socketio's client). Uses
+/// `RICKSHAW_TEST_PYTHON` when set; otherwise creates a virtualenv under `target/` on first use.
+pub fn python_with_socketio() -> PathBuf {
+    if let Ok(python) = std::env::var("RICKSHAW_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv");
+    let python = venv.join("bin/python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import socketio, websocket"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let status = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for the socket.io interoperability test");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "python-socketio[client]>=5,<6", "websocket-client>=1.6"])
+            .status()
+            .expect("pip runs");
+        assert!(status.success(), "installing python-socketio failed (PyPI reachable?)");
+    }
+    python
+}

@@ -1,1 +1,8 @@
-//! End-to-end tests of the embedded system.
+//! End-to-end tests of the system as users reach it: HTTP, WebSocket, socket.io, the binary.
+
+mod bad_input;
+mod bot_run;
+mod course_flow;
+mod ops;
+mod persistence;
+mod socketio_interop;
