@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-pub use report::{Progress, Summary};
+pub use report::{Checks, Progress, Summary};
 
 #[derive(Clone, Debug)]
 pub struct BotConfig {
@@ -65,11 +65,8 @@ struct Tally {
     riders_accepted: u64,
     drivers_sent: u64,
     drivers_accepted: u64,
-    request_errors: u64,
     fares_received: u64,
-    fare_mismatches: u64,
-    riders_matched_twice: u64,
-    drivers_twice_in_a_tick: u64,
+    checks: Checks,
     ratings_sent: u64,
     ratings_stored: u64,
     latencies_ms: Vec<f64>,
@@ -111,7 +108,9 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
     };
     let (socket, _) = tokio_tungstenite::connect_async(&ws_url)
         .await
-        .with_context(|| format!("cannot open the communication socket {ws_url}; is Rickshaw running at {base}?"))?;
+        .with_context(|| {
+            format!("cannot open the communication socket {ws_url}; is Rickshaw running at {base}?")
+        })?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -140,12 +139,16 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => {
-                        lock(&tally).first_error.get_or_insert(format!("the server closed the socket: {frame:?}"));
+                        lock(&tally)
+                            .first_error
+                            .get_or_insert(format!("the server closed the socket: {frame:?}"));
                         break;
                     }
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
-                        lock(&tally).first_error.get_or_insert(format!("socket error: {e}"));
+                        lock(&tally)
+                            .first_error
+                            .get_or_insert(format!("socket error: {e}"));
                         break;
                     }
                     None => break,
@@ -198,14 +201,26 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                 "x": rand::random_range(0.0..config.area),
                 "y": rand::random_range(0.0..config.area),
             });
-            tasks.spawn(post(http.clone(), format!("{base}/driver"), body, tally.clone(), None));
+            tasks.spawn(post(
+                http.clone(),
+                format!("{base}/driver"),
+                body,
+                tally.clone(),
+                None,
+            ));
         }
         for _ in 0..config.riders_per_sec {
             rider_seq += 1;
             let name = format!("rider-{run_id}-{rider_seq}");
             let sent = SentRider {
-                position: (rand::random_range(0.0..config.area), rand::random_range(0.0..config.area)),
-                destination: (rand::random_range(0.0..config.area), rand::random_range(0.0..config.area)),
+                position: (
+                    rand::random_range(0.0..config.area),
+                    rand::random_range(0.0..config.area),
+                ),
+                destination: (
+                    rand::random_range(0.0..config.area),
+                    rand::random_range(0.0..config.area),
+                ),
                 sent_at: Instant::now(),
             };
             let body = json!({
@@ -214,13 +229,19 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                 "destination": {"x": sent.destination.0, "y": sent.destination.1},
             });
             lock(&tally).riders.insert(name.clone(), sent);
-            tasks.spawn(post(http.clone(), format!("{base}/rider"), body, tally.clone(), Some(name)));
+            tasks.spawn(post(
+                http.clone(),
+                format!("{base}/rider"),
+                body,
+                tally.clone(),
+                Some(name),
+            ));
         }
-        if let (Some(at), Some(every)) = (next_progress, config.progress_every) {
-            if Instant::now() >= at {
-                report::print_progress(&snapshot(&tally, started));
-                next_progress = Some(at + every);
-            }
+        if let (Some(at), Some(every)) = (next_progress, config.progress_every)
+            && Instant::now() >= at
+        {
+            report::print_progress(&snapshot(&tally, started));
+            next_progress = Some(at + every);
         }
     }
 
@@ -242,7 +263,13 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
     report::finish_progress(config.progress_every.is_some());
     let progress = snapshot(&tally, started);
     let t = lock(&tally);
-    Ok(Summary::from_parts(run_id, progress, &t.latencies_ms, t.fare_mismatches, t.riders_matched_twice, t.drivers_twice_in_a_tick, t.request_errors, t.first_error.clone()))
+    Ok(Summary::new(
+        run_id,
+        progress,
+        &t.latencies_ms,
+        t.checks.clone(),
+        t.first_error.clone(),
+    ))
 }
 
 /// Records one match for a rider of this run; returns whether it was one (and so should be rated).
@@ -252,23 +279,41 @@ fn on_match(tally: &Shared, frame: &MatchFrame) -> bool {
         return false; // another client's rider
     };
     t.fares_received += 1;
-    let (dx, dy) = (sent.destination.0 - sent.position.0, sent.destination.1 - sent.position.1);
+    let (dx, dy) = (
+        sent.destination.0 - sent.position.0,
+        sent.destination.1 - sent.position.1,
+    );
     let expected = 2.0 * dx.hypot(dy);
     if frame.fare != expected {
-        t.fare_mismatches += 1;
-        t.first_error.get_or_insert(format!("fare for {} is {} but 2 × distance is {expected}", frame.rider, frame.fare));
+        t.checks.fare_mismatches += 1;
+        t.first_error.get_or_insert(format!(
+            "fare for {} is {} but 2 × distance is {expected}",
+            frame.rider, frame.fare
+        ));
     }
     if !t.matched.insert(frame.rider.clone()) {
-        t.riders_matched_twice += 1;
+        t.checks.riders_matched_twice += 1;
     }
-    if !t.drivers_by_tick.entry(frame.tick).or_default().insert(frame.driver.clone()) {
-        t.drivers_twice_in_a_tick += 1;
+    if !t
+        .drivers_by_tick
+        .entry(frame.tick)
+        .or_default()
+        .insert(frame.driver.clone())
+    {
+        t.checks.drivers_twice_in_a_tick += 1;
     }
-    t.latencies_ms.push(sent.sent_at.elapsed().as_secs_f64() * 1000.0);
+    t.latencies_ms
+        .push(sent.sent_at.elapsed().as_secs_f64() * 1000.0);
     true
 }
 
-async fn post(http: reqwest::Client, url: String, body: serde_json::Value, tally: Shared, rider: Option<String>) {
+async fn post(
+    http: reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+    tally: Shared,
+    rider: Option<String>,
+) {
     let result = http.post(&url).json(&body).send().await;
     let mut t = lock(&tally);
     if rider.is_some() {
@@ -285,16 +330,18 @@ async fn post(http: reqwest::Client, url: String, body: serde_json::Value, tally
             }
         }
         Ok(response) => {
-            t.request_errors += 1;
+            t.checks.request_errors += 1;
             let status = response.status();
-            t.first_error.get_or_insert(format!("POST {url} answered {status}"));
+            t.first_error
+                .get_or_insert(format!("POST {url} answered {status}"));
             if let Some(name) = rider {
                 t.riders.remove(&name);
             }
         }
         Err(e) => {
-            t.request_errors += 1;
-            t.first_error.get_or_insert(format!("POST {url} failed: {e}"));
+            t.checks.request_errors += 1;
+            t.first_error
+                .get_or_insert(format!("POST {url} failed: {e}"));
             if let Some(name) = rider {
                 t.riders.remove(&name);
             }

@@ -23,6 +23,17 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
 }
 
+/// What the bot found wrong.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Checks {
+    /// Fares that were not exactly 2 × the trip distance the bot asked for.
+    pub fare_mismatches: u64,
+    pub riders_matched_twice: u64,
+    pub drivers_twice_in_a_tick: u64,
+    /// Rider/driver posts not answered 2xx.
+    pub request_errors: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     /// Names this run used are `rider-<run_id>-<n>`, `driver-<run_id>-<n>`, cars `BOT-<run_id>-<n>`.
@@ -31,10 +42,8 @@ pub struct Summary {
     pub counts: Progress,
     /// Riders matched ÷ riders accepted, in percent.
     pub matched_pct: f64,
-    pub fare_mismatches: u64,
-    pub riders_matched_twice: u64,
-    pub drivers_twice_in_a_tick: u64,
-    pub request_errors: u64,
+    #[serde(flatten)]
+    pub checks: Checks,
     /// Time from posting a rider to receiving its fare.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -50,7 +59,13 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 impl Summary {
-    pub(crate) fn from_parts(run_id: String, counts: Progress, latencies_ms: &[f64], fare_mismatches: u64, riders_matched_twice: u64, drivers_twice_in_a_tick: u64, request_errors: u64, first_error: Option<String>) -> Self {
+    pub(crate) fn new(
+        run_id: String,
+        counts: Progress,
+        latencies_ms: &[f64],
+        checks: Checks,
+        first_error: Option<String>,
+    ) -> Self {
         let mut sorted = latencies_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let matched_pct = if counts.riders_accepted == 0 {
@@ -62,10 +77,7 @@ impl Summary {
             run_id,
             counts,
             matched_pct,
-            fare_mismatches,
-            riders_matched_twice,
-            drivers_twice_in_a_tick,
-            request_errors,
+            checks,
             latency_p50_ms: percentile(&sorted, 50.0),
             latency_p99_ms: percentile(&sorted, 99.0),
             first_error,
@@ -74,7 +86,9 @@ impl Summary {
 
     /// No invariant of the course protocol was broken.
     pub fn invariants_hold(&self) -> bool {
-        self.fare_mismatches == 0 && self.riders_matched_twice == 0 && self.drivers_twice_in_a_tick == 0
+        self.checks.fare_mismatches == 0
+            && self.checks.riders_matched_twice == 0
+            && self.checks.drivers_twice_in_a_tick == 0
     }
 }
 
@@ -85,22 +99,56 @@ fn ms(v: Option<f64>) -> String {
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = &self.counts;
-        writeln!(f, "bot summary after {:.1} s (run {})", c.elapsed.as_secs_f64(), self.run_id)?;
-        writeln!(f, "  riders sent      {:>8}  accepted {}", c.riders_sent, c.riders_accepted)?;
-        writeln!(f, "  drivers sent     {:>8}  accepted {}", c.drivers_sent, c.drivers_accepted)?;
-        writeln!(f, "  riders matched   {:>8}  ({:.1} %)", c.riders_matched, self.matched_pct)?;
-        writeln!(f, "  fares received   {:>8}  wrong {}", c.fares_received, self.fare_mismatches)?;
-        writeln!(f, "  ratings stored   {:>8}  of {} sent", c.ratings_stored, c.ratings_sent)?;
-        writeln!(f, "  rider → fare     p50 {}  p99 {}", ms(self.latency_p50_ms), ms(self.latency_p99_ms))?;
+        writeln!(
+            f,
+            "bot summary after {:.1} s (run {})",
+            c.elapsed.as_secs_f64(),
+            self.run_id
+        )?;
+        writeln!(
+            f,
+            "  riders sent      {:>8}  accepted {}",
+            c.riders_sent, c.riders_accepted
+        )?;
+        writeln!(
+            f,
+            "  drivers sent     {:>8}  accepted {}",
+            c.drivers_sent, c.drivers_accepted
+        )?;
+        writeln!(
+            f,
+            "  riders matched   {:>8}  ({:.1} %)",
+            c.riders_matched, self.matched_pct
+        )?;
+        writeln!(
+            f,
+            "  fares received   {:>8}  wrong {}",
+            c.fares_received, self.checks.fare_mismatches
+        )?;
+        writeln!(
+            f,
+            "  ratings stored   {:>8}  of {} sent",
+            c.ratings_stored, c.ratings_sent
+        )?;
+        writeln!(
+            f,
+            "  rider → fare     p50 {}  p99 {}",
+            ms(self.latency_p50_ms),
+            ms(self.latency_p99_ms)
+        )?;
         writeln!(
             f,
             "  invariants       {} (rider matched twice: {}, driver twice in a tick: {})",
-            if self.invariants_hold() { "hold" } else { "BROKEN" },
-            self.riders_matched_twice,
-            self.drivers_twice_in_a_tick
+            if self.invariants_hold() {
+                "hold"
+            } else {
+                "BROKEN"
+            },
+            self.checks.riders_matched_twice,
+            self.checks.drivers_twice_in_a_tick
         )?;
-        if self.request_errors > 0 {
-            writeln!(f, "  request errors   {:>8}", self.request_errors)?;
+        if self.checks.request_errors > 0 {
+            writeln!(f, "  request errors   {:>8}", self.checks.request_errors)?;
         }
         if let Some(e) = &self.first_error {
             writeln!(f, "  first problem    {e}")?;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use domain::events::{Event, RideExpired, RideMatched};
-use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use platform::Shutdown;
+use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use tokio::sync::broadcast;
-use tower::Layer;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
 
@@ -64,8 +64,12 @@ impl Communication {
     /// Subscribes to the events it delivers (every instance sees every event: fan-out) and sets up
     /// the socket.io namespace.
     pub async fn build(bus: SharedBus, shutdown: &Shutdown) -> Result<Self, BusError> {
-        let matched = bus.subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT)).await?;
-        let expired = bus.subscribe(SubscribeOptions::ephemeral(RideExpired::SUBJECT)).await?;
+        let matched = bus
+            .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
+            .await?;
+        let expired = bus
+            .subscribe(SubscribeOptions::ephemeral(RideExpired::SUBJECT))
+            .await?;
         let (socketio_layer, io) = socketioxide::SocketIo::builder()
             .max_payload(64 * 1024)
             .build_layer();
@@ -109,15 +113,25 @@ impl Communication {
             ..
         } = self;
         let deliver = hub.clone();
-        shutdown.spawn(bus::consume(matched, shutdown.token(), "communication.matched", move |event: RideMatched, envelope| {
-            deliver.publish(messages::match_notice(&event, envelope.id));
-            async { Handled::Done }
-        }));
+        shutdown.spawn(bus::consume(
+            matched,
+            shutdown.token(),
+            "communication.matched",
+            move |event: RideMatched, envelope| {
+                deliver.publish(messages::match_notice(&event, envelope.id));
+                async { Handled::Done }
+            },
+        ));
         let deliver = hub.clone();
-        shutdown.spawn(bus::consume(expired, shutdown.token(), "communication.expired", move |event: RideExpired, envelope| {
-            deliver.publish(messages::unmatched_notice(&event, envelope.id));
-            async { Handled::Done }
-        }));
+        shutdown.spawn(bus::consume(
+            expired,
+            shutdown.token(),
+            "communication.expired",
+            move |event: RideExpired, envelope| {
+                deliver.publish(messages::unmatched_notice(&event, envelope.id));
+                async { Handled::Done }
+            },
+        ));
         let token = shutdown.token();
         shutdown.spawn(async move {
             token.cancelled().await;

@@ -12,7 +12,9 @@ use crate::Notice;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// From now on, send only messages about `name`.
-    Identify { name: String },
+    Identify {
+        name: String,
+    },
     Ping,
 }
 
@@ -20,11 +22,15 @@ pub enum ClientMessage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    Identified { name: String },
+    Identified {
+        name: String,
+    },
     Match(MatchNotice),
     Unmatched(UnmatchedNotice),
     /// The session fell behind and `missed` messages were dropped for it.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
     Pong,
 }
 
@@ -58,7 +64,12 @@ pub struct UnmatchedNotice {
     pub reason: String,
 }
 
-fn notice(message: ServerMessage, event: &'static str, recipients: Vec<String>, for_everyone: bool) -> Notice {
+fn notice(
+    message: ServerMessage,
+    event: &'static str,
+    recipients: Vec<String>,
+    for_everyone: bool,
+) -> Notice {
     let mut payload = serde_json::to_value(&message).unwrap_or(serde_json::Value::Null);
     let frame = payload.to_string();
     if let Some(object) = payload.as_object_mut() {
@@ -127,13 +138,21 @@ mod tests {
     fn client_messages_parse_and_garbage_is_named() {
         assert_eq!(
             parse_client_message(r#"{"type":"identify","name":"asha"}"#),
-            Ok(ClientMessage::Identify { name: "asha".into() })
+            Ok(ClientMessage::Identify {
+                name: "asha".into()
+            })
         );
-        assert_eq!(parse_client_message(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
         let err = parse_client_message("not json at all").expect_err("garbage");
         assert!(err.starts_with("invalid message"), "{err}");
-        assert!(parse_client_message(&format!(r#"{{"type":"{}"}}"#, "x".repeat(500)))
-            .expect_err("unknown")
-            .len() <= 123);
+        assert!(
+            parse_client_message(&format!(r#"{{"type":"{}"}}"#, "x".repeat(500)))
+                .expect_err("unknown")
+                .len()
+                <= 123
+        );
     }
 }

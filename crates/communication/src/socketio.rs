@@ -40,29 +40,44 @@ fn identify(socket: &SocketRef, name: &PersonName) {
 }
 
 pub(crate) fn register(io: &SocketIo) {
-    io.ns(NAMESPACE, async |socket: SocketRef, TryData(auth): TryData<Value>| {
-        let gauge = metrics::gauge!("communication_connected_clients", "transport" => "socketio");
-        gauge.increment(1.0);
-        match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
-            Some(Ok(name)) => identify(&socket, &name),
-            Some(Err(reason)) => {
-                socket.join(EVERYONE);
-                let _ = socket.emit("error", &json!({ "code": "invalid_input", "message": reason }));
-            }
-            None => socket.join(EVERYONE),
-        }
-        socket.on("identify", async |socket: SocketRef, TryData(data): TryData<Value>| {
-            match data.map_err(|e| e.to_string()).and_then(|v| name_from(&v)) {
-                Ok(name) => identify(&socket, &name),
-                Err(reason) => {
-                    let _ = socket.emit("error", &json!({ "code": "invalid_input", "message": reason }));
+    io.ns(
+        NAMESPACE,
+        async |socket: SocketRef, TryData(auth): TryData<Value>| {
+            let gauge =
+                metrics::gauge!("communication_connected_clients", "transport" => "socketio");
+            gauge.increment(1.0);
+            match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
+                Some(Ok(name)) => identify(&socket, &name),
+                Some(Err(reason)) => {
+                    socket.join(EVERYONE);
+                    let _ = socket.emit(
+                        "error",
+                        &json!({ "code": "invalid_input", "message": reason }),
+                    );
                 }
+                None => socket.join(EVERYONE),
             }
-        });
-        socket.on_disconnect(async || {
-            metrics::gauge!("communication_connected_clients", "transport" => "socketio").decrement(1.0);
-        });
-    });
+            socket.on(
+                "identify",
+                async |socket: SocketRef, TryData(data): TryData<Value>| match data
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| name_from(&v))
+                {
+                    Ok(name) => identify(&socket, &name),
+                    Err(reason) => {
+                        let _ = socket.emit(
+                            "error",
+                            &json!({ "code": "invalid_input", "message": reason }),
+                        );
+                    }
+                },
+            );
+            socket.on_disconnect(async || {
+                metrics::gauge!("communication_connected_clients", "transport" => "socketio")
+                    .decrement(1.0);
+            });
+        },
+    );
 }
 
 pub(crate) fn broadcast(io: &SocketIo, notice: Arc<Notice>) {
@@ -74,7 +89,11 @@ pub(crate) fn broadcast(io: &SocketIo, notice: Arc<Notice>) {
         rooms.push(EVERYONE.to_owned());
     }
     tokio::spawn(async move {
-        if let Err(e) = namespace.to(rooms).emit(notice.event, &notice.payload).await {
+        if let Err(e) = namespace
+            .to(rooms)
+            .emit(notice.event, &notice.payload)
+            .await
+        {
             tracing::debug!(error = %e, "socket.io broadcast failed");
         }
     });
@@ -86,8 +105,14 @@ mod tests {
 
     #[test]
     fn names_come_as_strings_or_objects() {
-        assert_eq!(name_from(&json!("asha")).map(|n| n.to_string()), Ok("asha".into()));
-        assert_eq!(name_from(&json!({"name": "asha"})).map(|n| n.to_string()), Ok("asha".into()));
+        assert_eq!(
+            name_from(&json!("asha")).map(|n| n.to_string()),
+            Ok("asha".into())
+        );
+        assert_eq!(
+            name_from(&json!({"name": "asha"})).map(|n| n.to_string()),
+            Ok("asha".into())
+        );
         assert!(name_from(&json!(42)).is_err());
         assert!(name_from(&json!({"name": ""})).is_err());
     }

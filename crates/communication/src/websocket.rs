@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::PersonName;
@@ -30,7 +30,10 @@ pub(crate) async fn upgrade(
         Err(rejection) => {
             return ApiError::new(
                 ErrorCode::InvalidInput,
-                format!("/communication is a WebSocket endpoint: {}", rejection.body_text()),
+                format!(
+                    "/communication is a WebSocket endpoint: {}",
+                    rejection.body_text()
+                ),
             )
             .into_response();
         }
@@ -66,7 +69,9 @@ async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
     let mut notices = hub.sessions.subscribe();
     let mut identity: Option<String> = name.map(|n| n.to_string());
     if let Some(name) = &identity {
-        let _ = sink.send(text(&ServerMessage::Identified { name: name.clone() })).await;
+        let _ = sink
+            .send(text(&ServerMessage::Identified { name: name.clone() }))
+            .await;
     }
     loop {
         let outgoing = tokio::select! {

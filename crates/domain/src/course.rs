@@ -139,18 +139,26 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_checked() {
-        assert_eq!(PersonName::parse("  Rahim ").expect("valid").as_str(), "Rahim");
+        assert_eq!(
+            PersonName::parse("  Rahim ").expect("valid").as_str(),
+            "Rahim"
+        );
         assert_eq!(
             PersonName::parse("   "),
             Err(ValidationError::Empty { field: "name" })
         );
         assert_eq!(
             PersonName::parse(&"a".repeat(65)),
-            Err(ValidationError::TooLong { field: "name", max: 64 })
+            Err(ValidationError::TooLong {
+                field: "name",
+                max: 64
+            })
         );
         assert_eq!(
             CarNumber::parse("DHA\u{0}1"),
-            Err(ValidationError::ControlCharacters { field: "car number" })
+            Err(ValidationError::ControlCharacters {
+                field: "car number"
+            })
         );
     }
 

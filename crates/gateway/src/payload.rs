@@ -88,7 +88,11 @@ impl<'a> Fields<'a> {
     }
 
     /// The one key of `keys` present, if any; two present is an error.
-    fn one_of(&mut self, what: &str, keys: &[&'static str]) -> Result<Option<(&'static str, &'a Value)>, ApiError> {
+    fn one_of(
+        &mut self,
+        what: &str,
+        keys: &[&'static str],
+    ) -> Result<Option<(&'static str, &'a Value)>, ApiError> {
         let present: Vec<(&'static str, &'a Value)> = keys
             .iter()
             .filter_map(|k| self.map.get(*k).map(|v| (*k, v)))
@@ -100,13 +104,17 @@ impl<'a> Fields<'a> {
                 Ok(Some((key, *value)))
             }
             [(first, _), (second, _), ..] => Err(invalid(
-                *second,
+                second,
                 format!("{what} is given twice, as `{first}` and `{second}`; send one"),
             )),
         }
     }
 
-    fn text(&mut self, what: &str, keys: &[&'static str]) -> Result<(&'static str, &'a str), ApiError> {
+    fn text(
+        &mut self,
+        what: &str,
+        keys: &[&'static str],
+    ) -> Result<(&'static str, &'a str), ApiError> {
         match self.one_of(what, keys)? {
             None => Err(invalid(
                 keys[0],
@@ -120,7 +128,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn point(&mut self, what: &str, nested: &[&'static str], flat: &[(&'static str, &'static str)]) -> Result<Point, ApiError> {
+    fn point(
+        &mut self,
+        what: &str,
+        nested: &[&'static str],
+        flat: &[(&'static str, &'static str)],
+    ) -> Result<Point, ApiError> {
         let mut found: Vec<String> = Vec::new();
         let nested_hit = self.one_of(what, nested)?;
         if let Some((key, _)) = nested_hit {
@@ -136,7 +149,10 @@ impl<'a> Fields<'a> {
         if found.len() > 1 {
             return Err(invalid(
                 nested.first().copied().unwrap_or("position"),
-                format!("{what} is given twice, as {}; send one", found.join(" and ")),
+                format!(
+                    "{what} is given twice, as {}; send one",
+                    found.join(" and ")
+                ),
             ));
         }
         if let Some((key, value)) = nested_hit {
@@ -147,14 +163,18 @@ impl<'a> Fields<'a> {
             self.used.insert(ky);
             let x = number(kx, self.map.get(kx))?;
             let y = number(ky, self.map.get(ky))?;
-            return Point::new(x, y).map_err(|e| invalid(if e_axis(&e) == 'x' { kx } else { ky }, e.to_string()));
+            return Point::new(x, y)
+                .map_err(|e| invalid(if e_axis(&e) == 'x' { kx } else { ky }, e.to_string()));
         }
         Err(invalid(
             nested.first().copied().unwrap_or("position"),
             format!(
                 "missing {what}: send {} as {{\"x\": …, \"y\": …}} or [x, y], or flat {}",
                 list(nested),
-                flat.iter().map(|(x, y)| format!("`{x}`/`{y}`")).collect::<Vec<_>>().join(", ")
+                flat.iter()
+                    .map(|(x, y)| format!("`{x}`/`{y}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ))
     }
@@ -172,12 +192,16 @@ impl<'a> Fields<'a> {
 
 fn e_axis(e: &domain::CoordinateError) -> char {
     match e {
-        domain::CoordinateError::NotFinite { axis } | domain::CoordinateError::OutOfRange { axis, .. } => *axis,
+        domain::CoordinateError::NotFinite { axis }
+        | domain::CoordinateError::OutOfRange { axis, .. } => *axis,
     }
 }
 
 fn list(keys: &[&str]) -> String {
-    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -210,7 +234,9 @@ fn nested_point(key: &str, value: &Value) -> Result<Point, ApiError> {
             if let Some(extra) = map.keys().find(|k| *k != "x" && *k != "y") {
                 return Err(invalid(
                     key,
-                    format!("`{key}` has an unknown field `{extra}`; expected {{\"x\": …, \"y\": …}}"),
+                    format!(
+                        "`{key}` has an unknown field `{extra}`; expected {{\"x\": …, \"y\": …}}"
+                    ),
                 ));
             }
             (
@@ -231,7 +257,10 @@ fn nested_point(key: &str, value: &Value) -> Result<Point, ApiError> {
         other => {
             return Err(invalid(
                 key,
-                format!("`{key}` must be {{\"x\": …, \"y\": …}} or [x, y], not {}", kind(other)),
+                format!(
+                    "`{key}` must be {{\"x\": …, \"y\": …}} or [x, y], not {}",
+                    kind(other)
+                ),
             ));
         }
     };
@@ -283,32 +312,59 @@ pub fn parse_rating(body: &Value) -> Result<RatingPayload, ApiError> {
             ));
         }
         (Some((key, Value::String(raw))), None) => rating::DriverRef::Name(name(key, raw)?),
-        (None, Some((key, Value::String(raw)))) => rating::DriverRef::Car(
-            CarNumber::parse(raw).map_err(|e| invalid(key, e.to_string()))?,
-        ),
+        (None, Some((key, Value::String(raw)))) => {
+            rating::DriverRef::Car(CarNumber::parse(raw).map_err(|e| invalid(key, e.to_string()))?)
+        }
         (Some((key, other)), None) | (None, Some((key, other))) => {
-            return Err(invalid(key, format!("`{key}` must be a string, not {}", kind(other))));
+            return Err(invalid(
+                key,
+                format!("`{key}` must be a string, not {}", kind(other)),
+            ));
         }
         (None, None) => {
             return Err(invalid(
                 "driver",
-                format!("missing the driver: send one of {} or {}", list(RATING_DRIVER), list(CAR_NUMBER)),
+                format!(
+                    "missing the driver: send one of {} or {}",
+                    list(RATING_DRIVER),
+                    list(CAR_NUMBER)
+                ),
             ));
         }
     };
     let stars = match fields.one_of("the rating", RATING_VALUE)? {
-        None => return Err(invalid("rating", "missing `rating` (a whole number from 1 to 5)")),
+        None => {
+            return Err(invalid(
+                "rating",
+                "missing `rating` (a whole number from 1 to 5)",
+            ));
+        }
         Some((key, Value::Number(n))) => {
-            let whole = n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e9).map(|f| f as i64));
+            let whole = n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e9)
+                    .map(|f| f as i64)
+            });
             match whole {
-                Some(v) => domain::rating::Stars::new(v).map_err(|e| invalid(key, e.to_string()))?,
-                None => return Err(invalid(key, format!("`{key}` must be a whole number from 1 to 5, got {n}"))),
+                Some(v) => {
+                    domain::rating::Stars::new(v).map_err(|e| invalid(key, e.to_string()))?
+                }
+                None => {
+                    return Err(invalid(
+                        key,
+                        format!("`{key}` must be a whole number from 1 to 5, got {n}"),
+                    ));
+                }
             }
         }
         Some((key, other)) => {
-            return Err(invalid(key, format!("`{key}` must be a whole number from 1 to 5, not {}", kind(other))));
+            return Err(invalid(
+                key,
+                format!(
+                    "`{key}` must be a whole number from 1 to 5, not {}",
+                    kind(other)
+                ),
+            ));
         }
     };
     fields.finish()?;
@@ -341,8 +397,16 @@ mod tests {
         for body in bodies {
             let draft = parse_rider(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(draft.rider.as_str(), "a");
-            assert_eq!((draft.position.x(), draft.position.y()), (1.0, 2.0), "{body}");
-            assert_eq!((draft.destination.x(), draft.destination.y()), (4.0, 6.0), "{body}");
+            assert_eq!(
+                (draft.position.x(), draft.position.y()),
+                (1.0, 2.0),
+                "{body}"
+            );
+            assert_eq!(
+                (draft.destination.x(), draft.destination.y()),
+                (4.0, 6.0),
+                "{body}"
+            );
         }
     }
 
@@ -366,22 +430,52 @@ mod tests {
             (json!({"x": 1, "y": 2, "destination": [1, 1]}), "name"),
             (json!({"name": "a", "destination": [1, 1]}), "position"),
             (json!({"name": "a", "x": 1, "destination": [1, 1]}), "y"),
-            (json!({"name": "a", "x": "1", "y": 2, "destination": [1, 1]}), "x"),
-            (json!({"name": "a", "x": 1, "y": 2e7, "destination": [1, 1]}), "y"),
+            (
+                json!({"name": "a", "x": "1", "y": 2, "destination": [1, 1]}),
+                "x",
+            ),
+            (
+                json!({"name": "a", "x": 1, "y": 2e7, "destination": [1, 1]}),
+                "y",
+            ),
             (json!({"name": "a", "x": 1, "y": 2}), "destination"),
-            (json!({"name": "a", "x": 1, "y": 2, "position": [1, 2], "destination": [1, 1]}), "position"),
-            (json!({"name": "a", "x": 1, "y": 2, "destination": [1, 1, 1]}), "destination"),
-            (json!({"name": "a", "x": 1, "y": 2, "destination": {"x": 1, "y": 1, "z": 0}}), "destination"),
-            (json!({"name": "a", "x": 1, "y": 2, "destination": [1, 1], "speed": 3}), "speed"),
-            (json!({"name": "", "x": 1, "y": 2, "destination": [1, 1]}), "name"),
-            (json!({"name": 7, "x": 1, "y": 2, "destination": [1, 1]}), "name"),
-            (json!({"name": "a", "rider": "b", "x": 1, "y": 2, "destination": [1, 1]}), "rider"),
+            (
+                json!({"name": "a", "x": 1, "y": 2, "position": [1, 2], "destination": [1, 1]}),
+                "position",
+            ),
+            (
+                json!({"name": "a", "x": 1, "y": 2, "destination": [1, 1, 1]}),
+                "destination",
+            ),
+            (
+                json!({"name": "a", "x": 1, "y": 2, "destination": {"x": 1, "y": 1, "z": 0}}),
+                "destination",
+            ),
+            (
+                json!({"name": "a", "x": 1, "y": 2, "destination": [1, 1], "speed": 3}),
+                "speed",
+            ),
+            (
+                json!({"name": "", "x": 1, "y": 2, "destination": [1, 1]}),
+                "name",
+            ),
+            (
+                json!({"name": 7, "x": 1, "y": 2, "destination": [1, 1]}),
+                "name",
+            ),
+            (
+                json!({"name": "a", "rider": "b", "x": 1, "y": 2, "destination": [1, 1]}),
+                "rider",
+            ),
         ];
         for (body, field) in cases {
             let err = parse_rider(&body).expect_err(&body.to_string());
             assert_eq!(field_of(err), field, "{body}");
         }
-        assert_eq!(parse_rider(&json!([1, 2])).expect_err("array").code, ErrorCode::InvalidInput);
+        assert_eq!(
+            parse_rider(&json!([1, 2])).expect_err("array").code,
+            ErrorCode::InvalidInput
+        );
     }
 
     #[test]
@@ -399,7 +493,11 @@ mod tests {
             (json!({"driver": "d", "car": "c", "rating": 5}), "car"),
             (json!({"driver": "d"}), "rating"),
         ] {
-            assert_eq!(field_of(parse_rating(&body).expect_err(&body.to_string())), field, "{body}");
+            assert_eq!(
+                field_of(parse_rating(&body).expect_err(&body.to_string())),
+                field,
+                "{body}"
+            );
         }
     }
 }

@@ -32,10 +32,16 @@ impl MatchingService {
     /// Subscribes to its inputs, so nothing published after `build` returns is missed.
     pub async fn build(bus: SharedBus, config: MatchingConfig) -> Result<Self, BusError> {
         let riders = bus
-            .subscribe(SubscribeOptions::durable(RideRequested::SUBJECT, format!("{CONSUMER_GROUP}-riders")))
+            .subscribe(SubscribeOptions::durable(
+                RideRequested::SUBJECT,
+                format!("{CONSUMER_GROUP}-riders"),
+            ))
             .await?;
         let drivers = bus
-            .subscribe(SubscribeOptions::durable(DriverAvailable::SUBJECT, format!("{CONSUMER_GROUP}-drivers")))
+            .subscribe(SubscribeOptions::durable(
+                DriverAvailable::SUBJECT,
+                format!("{CONSUMER_GROUP}-drivers"),
+            ))
             .await?;
         Ok(Self {
             bus,
@@ -57,15 +63,25 @@ impl MatchingService {
         } = self;
 
         let rider_pool = pool.clone();
-        shutdown.spawn(bus::consume(riders, shutdown.token(), "matching.riders", move |event: RideRequested, _| {
-            lock(&rider_pool).add_rider(event.request, clock::now());
-            async { Handled::Done }
-        }));
+        shutdown.spawn(bus::consume(
+            riders,
+            shutdown.token(),
+            "matching.riders",
+            move |event: RideRequested, _| {
+                lock(&rider_pool).add_rider(event.request, clock::now());
+                async { Handled::Done }
+            },
+        ));
         let driver_pool = pool.clone();
-        shutdown.spawn(bus::consume(drivers, shutdown.token(), "matching.drivers", move |event: DriverAvailable, _| {
-            lock(&driver_pool).add_driver(event.report, clock::now());
-            async { Handled::Done }
-        }));
+        shutdown.spawn(bus::consume(
+            drivers,
+            shutdown.token(),
+            "matching.drivers",
+            move |event: DriverAvailable, _| {
+                lock(&driver_pool).add_driver(event.report, clock::now());
+                async { Handled::Done }
+            },
+        ));
         let token = shutdown.token();
         shutdown.spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(config.tick_ms));
@@ -170,7 +186,10 @@ mod tests {
             ..MatchingConfig::default()
         };
         let shutdown = Shutdown::new();
-        MatchingService::build(bus.clone(), config).await.expect("builds").run(&shutdown);
+        MatchingService::build(bus.clone(), config)
+            .await
+            .expect("builds")
+            .run(&shutdown);
 
         let request = RideRequest::new(
             clock::new_id(),
@@ -181,14 +200,23 @@ mod tests {
             },
             clock::now(),
         );
-        bus::publish_event(bus.as_ref(), &RideRequested { request: request.clone() }).await.expect("publish");
+        bus::publish_event(
+            bus.as_ref(),
+            &RideRequested {
+                request: request.clone(),
+            },
+        )
+        .await
+        .expect("publish");
         let report = DriverReport {
             driver: PersonName::parse("Karim").expect("valid"),
             car_number: CarNumber::parse("DHA-1").expect("valid"),
             position: Point::new(3.0, 4.0).expect("valid"),
             reported_at: clock::now(),
         };
-        bus::publish_event(bus.as_ref(), &DriverAvailable { report }).await.expect("publish");
+        bus::publish_event(bus.as_ref(), &DriverAvailable { report })
+            .await
+            .expect("publish");
 
         let delivery = tokio::time::timeout(Duration::from_secs(5), matches.next())
             .await
@@ -200,6 +228,9 @@ mod tests {
         assert_eq!(event.pickup_distance, 5.0);
         assert_eq!(event.trip_distance, 10.0);
         assert_eq!(event.fare, 20.0);
-        assert!(shutdown.complete(Duration::from_secs(5)).await, "stops cleanly");
+        assert!(
+            shutdown.complete(Duration::from_secs(5)).await,
+            "stops cleanly"
+        );
     }
 }

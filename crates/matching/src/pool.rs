@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(pool.free_drivers(), 0);
         assert_eq!(pool.waiting_riders(), 1, "r3 waits for the next tick");
         let again = pool.tick(T0, 5_000, Strategy::Optimal);
-        assert!(again.pairings.is_empty(), "a matched rider is never matched again");
+        assert!(
+            again.pairings.is_empty(),
+            "a matched rider is never matched again"
+        );
     }
 
     #[test]
@@ -177,10 +180,16 @@ mod tests {
         pool.add_driver(driver("d1", 0.0), T0);
         pool.add_driver(driver("d1", 3.0), T0.plus_millis(4_000)); // refresh
         let refreshed = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal);
-        assert_eq!(refreshed.expired_drivers, 0, "a report refreshes the hold time");
+        assert_eq!(
+            refreshed.expired_drivers, 0,
+            "a report refreshes the hold time"
+        );
         pool.add_rider(request(2, "r2", 3.0), T0.plus_millis(6_000));
         let out = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal);
-        assert_eq!(out.pairings[0].pickup_distance, 0.0, "the refreshed position is used");
+        assert_eq!(
+            out.pairings[0].pickup_distance, 0.0,
+            "the refreshed position is used"
+        );
     }
 
     #[test]
@@ -202,6 +211,9 @@ mod tests {
         pool.add_driver(driver("d2", 0.0), T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal);
         assert_eq!(out.pairings.len(), 1);
-        assert_eq!(out.pairings[0].request.id, RideRequestId::from_uuid(Uuid::from_u128(2)));
+        assert_eq!(
+            out.pairings[0].request.id,
+            RideRequestId::from_uuid(Uuid::from_u128(2))
+        );
     }
 }

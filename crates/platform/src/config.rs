@@ -168,7 +168,9 @@ impl Config {
             ));
         }
         if self.http.request_timeout_ms == 0 || self.shutdown.grace_ms == 0 {
-            return invalid("http.request_timeout_ms and shutdown.grace_ms must be positive".into());
+            return invalid(
+                "http.request_timeout_ms and shutdown.grace_ms must be positive".into(),
+            );
         }
         Ok(())
     }
@@ -189,11 +191,19 @@ mod tests {
     fn file_then_overrides() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rickshaw.toml");
-        std::fs::write(&path, "[matching]\ntick_ms = 250\nstrategy = \"nearest\"\n").expect("write");
-        let config = Config::load(Some(&path), serde_json::json!({"matching": {"tick_ms": 100}}))
-            .expect("loads");
+        std::fs::write(&path, "[matching]\ntick_ms = 250\nstrategy = \"nearest\"\n")
+            .expect("write");
+        let config = Config::load(
+            Some(&path),
+            serde_json::json!({"matching": {"tick_ms": 100}}),
+        )
+        .expect("loads");
         assert_eq!(config.matching.tick_ms, 100, "overrides win over the file");
-        assert_eq!(config.matching.strategy, Strategy::Nearest, "file wins over defaults");
+        assert_eq!(
+            config.matching.strategy,
+            Strategy::Nearest,
+            "file wins over defaults"
+        );
     }
 
     #[test]
@@ -201,11 +211,17 @@ mod tests {
         let err = Config::load(None, serde_json::json!({"matching": {"tick_ms": 1}}))
             .expect_err("rejects");
         assert!(err.to_string().contains("matching.tick_ms"), "{err}");
-        let err = Config::load(None, serde_json::json!({"matching": {"strategy": "random"}}))
-            .expect_err("rejects");
+        let err = Config::load(
+            None,
+            serde_json::json!({"matching": {"strategy": "random"}}),
+        )
+        .expect_err("rejects");
         assert!(err.to_string().contains("random"), "{err}");
-        let err = Config::load(Some(Path::new("/nonexistent/rickshaw.toml")), serde_json::json!({}))
-            .expect_err("rejects");
+        let err = Config::load(
+            Some(Path::new("/nonexistent/rickshaw.toml")),
+            serde_json::json!({}),
+        )
+        .expect_err("rejects");
         assert!(matches!(err, ConfigError::MissingFile(_)));
     }
 }

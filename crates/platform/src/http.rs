@@ -102,14 +102,23 @@ impl Health {
 }
 
 /// `/healthz`, `/readyz` and `/metrics`.
-pub fn ops_router(health: Health, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+pub fn ops_router(
+    health: Health,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route(
             "/readyz",
             get(|State(health): State<Health>| async move {
                 if health.is_ready() {
-                    (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"})))
+                    (
+                        StatusCode::OK,
+                        axum::Json(serde_json::json!({"status": "ready"})),
+                    )
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -138,7 +147,9 @@ pub fn finish(router: Router, config: &HttpConfig) -> Router {
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.body_limit_bytes,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_millis(config.request_timeout_ms),
@@ -160,7 +171,11 @@ async fn not_found(request: Request) -> ApiError {
 async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
     )
 }
 
@@ -183,7 +198,11 @@ async fn track_requests(request: Request, next: Next) -> Response {
 
 /// Serves `router` until `shutdown` is cancelled, then stops accepting and drains in-flight
 /// requests (WebSocket sessions watch the same token and close themselves).
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
         .await

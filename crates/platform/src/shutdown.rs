@@ -49,7 +49,9 @@ impl Shutdown {
     pub async fn complete(&self, grace: Duration) -> bool {
         self.trigger();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 

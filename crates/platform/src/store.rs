@@ -8,11 +8,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use sqlx::SqlSafeStr;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlSafeStr;
 pub use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 /// One migration compiled into the binary: `(version, description, sql)`.
 pub type EmbeddedMigration = (i64, &'static str, &'static str);
@@ -69,7 +69,10 @@ impl<'s> MigrationSource<'s> for Embedded {
 }
 
 /// Applies the migrations not yet applied. Fails if an applied one was edited since.
-pub async fn migrate_sqlite(pool: &SqlitePool, migrations: &'static [EmbeddedMigration]) -> Result<(), sqlx::migrate::MigrateError> {
+pub async fn migrate_sqlite(
+    pool: &SqlitePool,
+    migrations: &'static [EmbeddedMigration],
+) -> Result<(), sqlx::migrate::MigrateError> {
     let migrator = Migrator::new(Embedded(migrations)).await?;
     migrator.run(pool).await
 }

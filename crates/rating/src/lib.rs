@@ -60,15 +60,27 @@ pub struct DriverDirectory {
 
 impl RatingService {
     /// The API, and the directory consumer to `run`; subscribed before returning.
-    pub async fn build(store: Arc<dyn RatingStore>, bus: SharedBus) -> Result<(Arc<Self>, DriverDirectory), BusError> {
+    pub async fn build(
+        store: Arc<dyn RatingStore>,
+        bus: SharedBus,
+    ) -> Result<(Arc<Self>, DriverDirectory), BusError> {
         let subscription = bus
-            .subscribe(SubscribeOptions::durable(DriverAvailable::SUBJECT, "rating-drivers"))
+            .subscribe(SubscribeOptions::durable(
+                DriverAvailable::SUBJECT,
+                "rating-drivers",
+            ))
             .await?;
         let service = Arc::new(Self {
             store: store.clone(),
             bus,
         });
-        Ok((service, DriverDirectory { store, subscription }))
+        Ok((
+            service,
+            DriverDirectory {
+                store,
+                subscription,
+            },
+        ))
     }
 
     async fn known(&self, driver: &DriverRef) -> Result<KnownDriver, RatingError> {
@@ -121,34 +133,45 @@ const DIRECTORY_CACHE_LIMIT: usize = 100_000;
 
 impl DriverDirectory {
     pub fn run(self, shutdown: &Shutdown) {
-        let Self { store, subscription } = self;
+        let Self {
+            store,
+            subscription,
+        } = self;
         let cache: Arc<Mutex<HashMap<PersonName, CarNumber>>> = Arc::default();
-        shutdown.spawn(bus::consume(subscription, shutdown.token(), "rating.drivers", move |event: DriverAvailable, _| {
-            let store = store.clone();
-            let cache = cache.clone();
-            async move {
-                let report = event.report;
-                let cached = cache
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&report.driver)
-                    .is_some_and(|car| *car == report.car_number);
-                if cached {
-                    return Handled::Done;
-                }
-                match store.remember_driver(&report.driver, &report.car_number, report.reported_at).await {
-                    Ok(()) => {
-                        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                        if cache.len() >= DIRECTORY_CACHE_LIMIT {
-                            cache.clear();
-                        }
-                        cache.insert(report.driver, report.car_number);
-                        Handled::Done
+        shutdown.spawn(bus::consume(
+            subscription,
+            shutdown.token(),
+            "rating.drivers",
+            move |event: DriverAvailable, _| {
+                let store = store.clone();
+                let cache = cache.clone();
+                async move {
+                    let report = event.report;
+                    let cached = cache
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&report.driver)
+                        .is_some_and(|car| *car == report.car_number);
+                    if cached {
+                        return Handled::Done;
                     }
-                    Err(e) => Handled::Retry(e.to_string()),
+                    match store
+                        .remember_driver(&report.driver, &report.car_number, report.reported_at)
+                        .await
+                    {
+                        Ok(()) => {
+                            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                            if cache.len() >= DIRECTORY_CACHE_LIMIT {
+                                cache.clear();
+                            }
+                            cache.insert(report.driver, report.car_number);
+                            Handled::Done
+                        }
+                        Err(e) => Handled::Retry(e.to_string()),
+                    }
                 }
-            }
-        }));
+            },
+        ));
     }
 }
 
@@ -164,14 +187,23 @@ mod tests {
     #[tokio::test]
     async fn drivers_reported_on_the_bus_can_be_rated_and_others_cannot() {
         let bus: SharedBus = Arc::new(InProcessBus::new());
-        let pool = platform::store::open_sqlite_in_memory().await.expect("sqlite");
+        let pool = platform::store::open_sqlite_in_memory()
+            .await
+            .expect("sqlite");
         let store = Arc::new(SqliteRatingStore::new(pool).await.expect("migrates"));
         let shutdown = Shutdown::new();
-        let (service, directory) = RatingService::build(store, bus.clone()).await.expect("builds");
+        let (service, directory) = RatingService::build(store, bus.clone())
+            .await
+            .expect("builds");
         directory.run(&shutdown);
 
         let karim = PersonName::parse("Karim").expect("valid");
-        let unknown = service.rate(DriverRef::Name(karim.clone()), Stars::new(5).expect("valid")).await;
+        let unknown = service
+            .rate(
+                DriverRef::Name(karim.clone()),
+                Stars::new(5).expect("valid"),
+            )
+            .await;
         assert!(matches!(unknown, Err(RatingError::UnknownDriver(_))));
 
         let report = DriverReport {
@@ -180,16 +212,23 @@ mod tests {
             position: Point::new(0.0, 0.0).expect("valid"),
             reported_at: clock::now(),
         };
-        bus::publish_event(bus.as_ref(), &DriverAvailable { report }).await.expect("publish");
+        bus::publish_event(bus.as_ref(), &DriverAvailable { report })
+            .await
+            .expect("publish");
         let by_car = DriverRef::Car(CarNumber::parse("DHA-7").expect("valid"));
         let mut rated = None;
         for _ in 0..100 {
-            match service.rate(by_car.clone(), Stars::new(4).expect("valid")).await {
+            match service
+                .rate(by_car.clone(), Stars::new(4).expect("valid"))
+                .await
+            {
                 Ok(r) => {
                     rated = Some(r);
                     break;
                 }
-                Err(RatingError::UnknownDriver(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(RatingError::UnknownDriver(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
                 Err(e) => panic!("unexpected {e}"),
             }
         }

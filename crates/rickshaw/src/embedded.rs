@@ -33,9 +33,9 @@ impl Embedded {
         let bus: SharedBus = Arc::new(InProcessBus::new());
 
         let rating_path = config.data_dir.join("rating.db");
-        let rating_db = store::open_sqlite(&rating_path)
-            .await
-            .with_context(|| format!("cannot open the rating database {}", rating_path.display()))?;
+        let rating_db = store::open_sqlite(&rating_path).await.with_context(|| {
+            format!("cannot open the rating database {}", rating_path.display())
+        })?;
         let rating_store = Arc::new(SqliteRatingStore::new(rating_db.clone()).await?);
         let (rating, directory) = RatingService::build(rating_store, bus.clone()).await?;
         directory.run(&shutdown);
@@ -57,9 +57,12 @@ impl Embedded {
         let app = communication.serve_socketio(platform::http::finish(router, &config.http));
         communication.run(&shutdown);
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}; is another Rickshaw running? pick another --listen", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}; is another Rickshaw running? pick another --listen",
+                config.listen
+            )
+        })?;
         Ok(Self {
             config,
             listener,
@@ -99,7 +102,10 @@ impl Embedded {
                 tracing::error!(error = %e, "the HTTP server failed");
             }
         } else {
-            tracing::warn!(grace_ms = config.shutdown.grace_ms, "some tasks did not finish within the grace period");
+            tracing::warn!(
+                grace_ms = config.shutdown.grace_ms,
+                "some tasks did not finish within the grace period"
+            );
             server.abort();
         }
         rating_db.close().await;

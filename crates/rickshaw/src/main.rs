@@ -13,7 +13,12 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "rickshaw", version, about = "Rickshaw: a ride-hailing backend", propagate_version = true)]
+#[command(
+    name = "rickshaw",
+    version,
+    about = "Rickshaw: a ride-hailing backend",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,7 +95,10 @@ struct BotArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -201,7 +209,9 @@ async fn bot(args: BotArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{summary}");
     }
-    let below = args.min_matched_pct.is_some_and(|min| summary.matched_pct < min);
+    let below = args
+        .min_matched_pct
+        .is_some_and(|min| summary.matched_pct < min);
     Ok(if summary.invariants_hold() && !below {
         ExitCode::SUCCESS
     } else {

@@ -3,9 +3,9 @@
 //! notifies — matching and communication react to its event.
 
 use async_trait::async_trait;
+use domain::RideRequest;
 use domain::course::RideRequestDraft;
 use domain::events::RideRequested;
-use domain::RideRequest;
 use platform::bus::{self, SharedBus};
 use platform::clock;
 

@@ -23,7 +23,12 @@ impl From<SupplyError> for platform::ApiError {
 /// How the gateway (or any other caller) reaches the supply service.
 #[async_trait]
 pub trait SupplyApi: Send + Sync + 'static {
-    async fn report_driver(&self, driver: PersonName, car_number: CarNumber, position: Point) -> Result<DriverReport, SupplyError>;
+    async fn report_driver(
+        &self,
+        driver: PersonName,
+        car_number: CarNumber,
+        position: Point,
+    ) -> Result<DriverReport, SupplyError>;
 }
 
 #[derive(Clone)]
@@ -40,7 +45,12 @@ impl SupplyService {
 #[async_trait]
 impl SupplyApi for SupplyService {
     #[tracing::instrument(skip_all, fields(driver = %driver))]
-    async fn report_driver(&self, driver: PersonName, car_number: CarNumber, position: Point) -> Result<DriverReport, SupplyError> {
+    async fn report_driver(
+        &self,
+        driver: PersonName,
+        car_number: CarNumber,
+        position: Point,
+    ) -> Result<DriverReport, SupplyError> {
         let report = DriverReport {
             driver,
             car_number,
@@ -81,7 +91,13 @@ mod tests {
             )
             .await
             .expect("accepted");
-        let event: DriverAvailable = sub.next().await.expect("event").envelope.decode().expect("decodes");
+        let event: DriverAvailable = sub
+            .next()
+            .await
+            .expect("event")
+            .envelope
+            .decode()
+            .expect("decodes");
         assert_eq!(event.report, report);
     }
 }

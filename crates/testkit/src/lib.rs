@@ -20,9 +20,11 @@ pub use reqwest::StatusCode;
 
 /// A config for tests: port 0, fast ticks, a short hold.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().expect("valid address");
-    config.data_dir = data_dir.to_owned();
+    let mut config = Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
     config.matching.tick_ms = 100;
     config.matching.hold_ms = 1_000;
     config.shutdown.grace_ms = 5_000;
@@ -52,7 +54,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> TestApp {
-    let system = Embedded::build(config.clone()).await.expect("the system builds");
+    let system = Embedded::build(config.clone())
+        .await
+        .expect("the system builds");
     let base_url = format!("http://{}", system.local_addr());
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -77,12 +81,23 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self.http.post(self.url(path)).json(&body).send().await.expect("request sent");
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
         read(response).await
     }
 
     /// POSTs raw bytes with the given content type (or none).
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: Option<&str>) -> (StatusCode, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.post(self.url(path)).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -91,11 +106,23 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        read(self.http.get(self.url(path)).send().await.expect("request sent")).await
+        read(
+            self.http
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
     }
 
     pub async fn get_text(&self, path: &str) -> (StatusCode, String) {
-        let response = self.http.get(self.url(path)).send().await.expect("request sent");
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
         let status = response.status();
         (status, response.text().await.expect("body"))
     }
@@ -103,7 +130,10 @@ impl TestApp {
     /// Posts a driver and waits until the rating service knows it.
     pub async fn known_driver(&self, name: &str, car: &str, x: f64, y: f64) {
         let (status, body) = self
-            .post_json("/driver", serde_json::json!({"name": name, "car": car, "x": x, "y": y}))
+            .post_json(
+                "/driver",
+                serde_json::json!({"name": name, "car": car, "x": x, "y": y}),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         for _ in 0..200 {
@@ -116,15 +146,23 @@ impl TestApp {
     }
 
     pub async fn ws(&self, query: &str) -> WsClient {
-        let url = format!("{}/communication{query}", self.base_url.replacen("http://", "ws://", 1));
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connects");
+        let url = format!(
+            "{}/communication{query}",
+            self.base_url.replacen("http://", "ws://", 1)
+        );
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connects");
         WsClient { stream }
     }
 
     /// Stops the system as SIGTERM would and waits for it to drain.
     pub async fn stop(self) -> Arc<tempfile::TempDir> {
         self.stop.cancel();
-        self.server.await.expect("server task").expect("clean shutdown");
+        self.server
+            .await
+            .expect("server task")
+            .expect("clean shutdown");
         self.data_dir
     }
 
@@ -139,7 +177,8 @@ impl TestApp {
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
     (status, body)
 }
 
@@ -149,7 +188,10 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn send_text(&mut self, text: &str) {
-        self.stream.send(Message::text(text)).await.expect("frame sent");
+        self.stream
+            .send(Message::text(text))
+            .await
+            .expect("frame sent");
     }
 
     /// The next frame within `wait`, or `None`.
@@ -172,7 +214,9 @@ impl WsClient {
                         return value;
                     }
                 }
-                Some(Message::Close(frame)) => panic!("socket closed while waiting for {kind}: {frame:?}"),
+                Some(Message::Close(frame)) => {
+                    panic!("socket closed while waiting for {kind}: {frame:?}")
+                }
                 Some(_) => {}
                 None => panic!("no {kind} message within {wait:?}"),
             }
@@ -200,10 +244,18 @@ pub fn python_with_socketio() -> PathBuf {
             .expect("python3 is needed for the socket.io interoperability test");
         assert!(status.success(), "python3 -m venv failed");
         let status = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "python-socketio[client]>=5,<6", "websocket-client>=1.6"])
+            .args([
+                "install",
+                "--quiet",
+                "python-socketio[client]>=5,<6",
+                "websocket-client>=1.6",
+            ])
             .status()
             .expect("pip runs");
-        assert!(status.success(), "installing python-socketio failed (PyPI reachable?)");
+        assert!(
+            status.success(),
+            "installing python-socketio failed (PyPI reachable?)"
+        );
     }
     python
 }

@@ -129,7 +129,13 @@ mod tests {
 
     /// Minimum total over every maximum-cardinality matching, by exhaustive search.
     fn brute_force(riders: &[Point], drivers: &[Point]) -> f64 {
-        fn go(r: usize, riders: &[Point], drivers: &[Point], used: &mut Vec<bool>, left: usize) -> f64 {
+        fn go(
+            r: usize,
+            riders: &[Point],
+            drivers: &[Point],
+            used: &mut Vec<bool>,
+            left: usize,
+        ) -> f64 {
             if left == 0 {
                 return 0.0;
             }
@@ -167,7 +173,11 @@ mod tests {
             seen_riders[p.rider] = true;
             seen_drivers[p.driver] = true;
         }
-        assert_eq!(pairs.len(), riders.min(drivers), "as many pairs as possible");
+        assert_eq!(
+            pairs.len(),
+            riders.min(drivers),
+            "as many pairs as possible"
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@
 /// Assigns every row to a distinct column minimising the summed cost. Requires `rows <= cols`
 /// and finite costs; returns `assignment[row] = col`.
 pub(crate) fn solve(rows: usize, cols: usize, cost: impl Fn(usize, usize) -> f64) -> Vec<usize> {
-    debug_assert!(rows <= cols, "transpose before calling: rows must not exceed cols");
+    debug_assert!(
+        rows <= cols,
+        "transpose before calling: rows must not exceed cols"
+    );
     // 1-based arrays with a sentinel column 0, as in the classic formulation.
     let mut row_potential = vec![0.0_f64; rows + 1];
     let mut col_potential = vec![0.0_f64; cols + 1];
@@ -28,9 +31,8 @@ pub(crate) fn solve(rows: usize, cols: usize, cost: impl Fn(usize, usize) -> f64
                 if visited[j] {
                     continue;
                 }
-                let slack = cost(current_row - 1, j - 1)
-                    - row_potential[current_row]
-                    - col_potential[j];
+                let slack =
+                    cost(current_row - 1, j - 1) - row_potential[current_row] - col_potential[j];
                 if slack < min_slack[j] {
                     min_slack[j] = slack;
                     previous_col[j] = col;

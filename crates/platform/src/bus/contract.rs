@@ -44,9 +44,17 @@ fn body(d: &Delivery) -> String {
 
 pub async fn fan_out_reaches_every_ephemeral_subscriber(bus: &dyn Bus) {
     let p = prefix();
-    let mut a = bus.subscribe(SubscribeOptions::ephemeral(format!("{p}.>"))).await.expect("subscribe");
-    let mut b = bus.subscribe(SubscribeOptions::ephemeral(format!("{p}.x"))).await.expect("subscribe");
-    bus.publish(envelope(&format!("{p}.x"), "hello")).await.expect("publish");
+    let mut a = bus
+        .subscribe(SubscribeOptions::ephemeral(format!("{p}.>")))
+        .await
+        .expect("subscribe");
+    let mut b = bus
+        .subscribe(SubscribeOptions::ephemeral(format!("{p}.x")))
+        .await
+        .expect("subscribe");
+    bus.publish(envelope(&format!("{p}.x"), "hello"))
+        .await
+        .expect("publish");
     for sub in [&mut a, &mut b] {
         let d = next(sub).await;
         assert_eq!(body(&d), "hello");
@@ -57,10 +65,19 @@ pub async fn fan_out_reaches_every_ephemeral_subscriber(bus: &dyn Bus) {
 
 pub async fn filters_select_subjects(bus: &dyn Bus) {
     let p = prefix();
-    let mut star = bus.subscribe(SubscribeOptions::ephemeral(format!("{p}.*.created"))).await.expect("subscribe");
-    bus.publish(envelope(&format!("{p}.ride.created"), "1")).await.expect("publish");
-    bus.publish(envelope(&format!("{p}.ride.cancelled"), "2")).await.expect("publish");
-    bus.publish(envelope(&format!("{p}.ride.x.created"), "3")).await.expect("publish");
+    let mut star = bus
+        .subscribe(SubscribeOptions::ephemeral(format!("{p}.*.created")))
+        .await
+        .expect("subscribe");
+    bus.publish(envelope(&format!("{p}.ride.created"), "1"))
+        .await
+        .expect("publish");
+    bus.publish(envelope(&format!("{p}.ride.cancelled"), "2"))
+        .await
+        .expect("publish");
+    bus.publish(envelope(&format!("{p}.ride.x.created"), "3"))
+        .await
+        .expect("publish");
     let d = next(&mut star).await;
     assert_eq!(body(&d), "1");
     d.ack().await.expect("ack");
@@ -71,10 +88,18 @@ pub async fn a_group_shares_each_message_once(bus: &dyn Bus) {
     let p = prefix();
     let group = format!("g{}", uuid::Uuid::now_v7().simple());
     let filter = format!("{p}.work");
-    let mut one = bus.subscribe(SubscribeOptions::durable(&filter, &group)).await.expect("subscribe");
-    let mut two = bus.subscribe(SubscribeOptions::durable(&filter, &group)).await.expect("subscribe");
+    let mut one = bus
+        .subscribe(SubscribeOptions::durable(&filter, &group))
+        .await
+        .expect("subscribe");
+    let mut two = bus
+        .subscribe(SubscribeOptions::durable(&filter, &group))
+        .await
+        .expect("subscribe");
     for i in 0..20 {
-        bus.publish(envelope(&filter, &i.to_string())).await.expect("publish");
+        bus.publish(envelope(&filter, &i.to_string()))
+            .await
+            .expect("publish");
     }
     let mut seen = Vec::new();
     while seen.len() < 20 {
@@ -94,8 +119,16 @@ pub async fn a_group_shares_each_message_once(bus: &dyn Bus) {
 pub async fn nak_redelivers_with_a_higher_attempt(bus: &dyn Bus) {
     let p = prefix();
     let subject = format!("{p}.retry");
-    let mut sub = bus.subscribe(SubscribeOptions::durable(&subject, format!("g{}", uuid::Uuid::now_v7().simple()))).await.expect("subscribe");
-    bus.publish(envelope(&subject, "again")).await.expect("publish");
+    let mut sub = bus
+        .subscribe(SubscribeOptions::durable(
+            &subject,
+            format!("g{}", uuid::Uuid::now_v7().simple()),
+        ))
+        .await
+        .expect("subscribe");
+    bus.publish(envelope(&subject, "again"))
+        .await
+        .expect("publish");
     let first = next(&mut sub).await;
     assert_eq!(first.attempt, 1);
     first.nak(Duration::from_millis(50)).await.expect("nak");
@@ -109,8 +142,16 @@ pub async fn nak_redelivers_with_a_higher_attempt(bus: &dyn Bus) {
 pub async fn an_unsettled_delivery_is_redelivered(bus: &dyn Bus) {
     let p = prefix();
     let subject = format!("{p}.dropped");
-    let mut sub = bus.subscribe(SubscribeOptions::durable(&subject, format!("g{}", uuid::Uuid::now_v7().simple()))).await.expect("subscribe");
-    bus.publish(envelope(&subject, "lost?")).await.expect("publish");
+    let mut sub = bus
+        .subscribe(SubscribeOptions::durable(
+            &subject,
+            format!("g{}", uuid::Uuid::now_v7().simple()),
+        ))
+        .await
+        .expect("subscribe");
+    bus.publish(envelope(&subject, "lost?"))
+        .await
+        .expect("publish");
     drop(next(&mut sub).await);
     let again = next(&mut sub).await;
     assert_eq!(body(&again), "lost?");
@@ -121,8 +162,12 @@ pub async fn an_unsettled_delivery_is_redelivered(bus: &dyn Bus) {
 pub async fn poison_goes_to_the_dead_letter_subject(bus: &dyn Bus) {
     let p = prefix();
     let subject = format!("{p}.poison");
-    let mut dead = bus.subscribe(SubscribeOptions::ephemeral(format!("deadletter.{subject}"))).await.expect("subscribe");
-    let mut options = SubscribeOptions::durable(&subject, format!("g{}", uuid::Uuid::now_v7().simple()));
+    let mut dead = bus
+        .subscribe(SubscribeOptions::ephemeral(format!("deadletter.{subject}")))
+        .await
+        .expect("subscribe");
+    let mut options =
+        SubscribeOptions::durable(&subject, format!("g{}", uuid::Uuid::now_v7().simple()));
     options.max_deliver = 3;
     let mut sub = bus.subscribe(options).await.expect("subscribe");
     let original = envelope(&subject, "bad");
@@ -134,7 +179,10 @@ pub async fn poison_goes_to_the_dead_letter_subject(bus: &dyn Bus) {
     }
     let d = next(&mut dead).await;
     assert_eq!(body(&d), "bad");
-    assert_eq!(d.envelope.headers.get("original-id"), Some(&original.id.to_string()));
+    assert_eq!(
+        d.envelope.headers.get("original-id"),
+        Some(&original.id.to_string())
+    );
     d.ack().await.expect("ack");
     assert_quiet(&mut sub).await;
 }
@@ -142,7 +190,10 @@ pub async fn poison_goes_to_the_dead_letter_subject(bus: &dyn Bus) {
 pub async fn a_repeated_event_id_is_delivered_once(bus: &dyn Bus) {
     let p = prefix();
     let subject = format!("{p}.dedup");
-    let mut sub = bus.subscribe(SubscribeOptions::ephemeral(&subject)).await.expect("subscribe");
+    let mut sub = bus
+        .subscribe(SubscribeOptions::ephemeral(&subject))
+        .await
+        .expect("subscribe");
     let e = envelope(&subject, "once");
     bus.publish(e.clone()).await.expect("publish");
     bus.publish(e).await.expect("publish again");
@@ -153,7 +204,11 @@ pub async fn a_repeated_event_id_is_delivered_once(bus: &dyn Bus) {
 pub async fn invalid_subjects_are_refused(bus: &dyn Bus) {
     assert!(bus.publish(envelope("a.>", "x")).await.is_err());
     assert!(bus.publish(envelope("a..b", "x")).await.is_err());
-    assert!(bus.subscribe(SubscribeOptions::ephemeral("a.>.b")).await.is_err());
+    assert!(
+        bus.subscribe(SubscribeOptions::ephemeral("a.>.b"))
+            .await
+            .is_err()
+    );
 }
 
 /// Generates one `#[tokio::test]` per contract clause for the bus built by `$make` (an async block

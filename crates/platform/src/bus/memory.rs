@@ -57,7 +57,9 @@ impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the state half-updated in a way that
         // matters (every update is a single push/remove), so recover from poisoning.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Returns the groups `subject` goes to, or `None` if it is a duplicate.
@@ -102,7 +104,13 @@ impl Inner {
     }
 }
 
-async fn deliver(inner: &Arc<Inner>, group_id: u64, envelope: Envelope, attempt: u32, max_deliver: u32) {
+async fn deliver(
+    inner: &Arc<Inner>,
+    group_id: u64,
+    envelope: Envelope,
+    attempt: u32,
+    max_deliver: u32,
+) {
     while let Some(sender) = inner.member(group_id) {
         // Reserve first so a failed send never drops (and so redelivers) the delivery.
         let Ok(permit) = sender.reserve().await else {
@@ -131,7 +139,14 @@ async fn publish_inner(inner: &Arc<Inner>, envelope: Envelope) -> Result<(), Bus
     Ok(())
 }
 
-fn schedule_redelivery(inner: Weak<Inner>, group_id: u64, envelope: Envelope, attempt: u32, max_deliver: u32, delay: Duration) {
+fn schedule_redelivery(
+    inner: Weak<Inner>,
+    group_id: u64,
+    envelope: Envelope,
+    attempt: u32,
+    max_deliver: u32,
+    delay: Duration,
+) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -208,17 +223,21 @@ impl Bus for InProcessBus {
         validate_subject(&options.filter, true)?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let mut state = self.inner.lock();
-        if let Some(name) = &options.durable {
-            if let Some(group) = state.groups.iter_mut().find(|g| g.durable.as_ref() == Some(name)) {
-                if group.filter != options.filter {
-                    return Err(BusError::Backend(format!(
-                        "consumer group {name:?} already exists with filter {:?}",
-                        group.filter
-                    )));
-                }
-                group.members.push(sender);
-                return Ok(Subscription::new(receiver));
+        let existing = options.durable.as_ref().and_then(|name| {
+            state
+                .groups
+                .iter_mut()
+                .find(|g| g.durable.as_ref() == Some(name))
+        });
+        if let Some(group) = existing {
+            if group.filter != options.filter {
+                return Err(BusError::Backend(format!(
+                    "consumer group {:?} already exists with filter {:?}",
+                    group.durable, group.filter
+                )));
             }
+            group.members.push(sender);
+            return Ok(Subscription::new(receiver));
         }
         let id = state.next_group_id;
         state.next_group_id += 1;

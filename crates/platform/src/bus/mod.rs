@@ -11,9 +11,9 @@
 //!   `deadletter.<subject>` instead;
 //! - publishing the same event id twice within the dedup window delivers it once.
 
-mod memory;
 #[doc(hidden)]
 pub mod contract;
+mod memory;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -64,7 +64,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    pub fn from_event<E: Event>(event: &E, id: EventId, occurred_at: Timestamp) -> Result<Self, BusError> {
+    pub fn from_event<E: Event>(
+        event: &E,
+        id: EventId,
+        occurred_at: Timestamp,
+    ) -> Result<Self, BusError> {
         Ok(Self {
             id,
             subject: E::SUBJECT.to_owned(),
@@ -182,7 +186,8 @@ pub type SharedBus = Arc<dyn Bus>;
 /// Wraps `event` in a fresh envelope and publishes it; returns the event id.
 pub async fn publish_event<E: Event>(bus: &dyn Bus, event: &E) -> Result<EventId, BusError> {
     let id = clock::new_id();
-    bus.publish(Envelope::from_event(event, id, clock::now())?).await?;
+    bus.publish(Envelope::from_event(event, id, clock::now())?)
+        .await?;
     Ok(id)
 }
 
@@ -233,8 +238,12 @@ pub enum Handled {
 /// Runs a typed consumer until `shutdown`: decodes each delivery, calls `handler`, acks on `Done`,
 /// naks with exponential backoff on `Retry`. A payload that cannot be decoded is logged and acked
 /// (redelivering it cannot help); the bus's dead-letter subject catches handlers that keep failing.
-pub async fn consume<E, F, Fut>(mut subscription: Subscription, shutdown: CancellationToken, consumer: &'static str, mut handler: F)
-where
+pub async fn consume<E, F, Fut>(
+    mut subscription: Subscription,
+    shutdown: CancellationToken,
+    consumer: &'static str,
+    mut handler: F,
+) where
     E: Event,
     F: FnMut(E, Envelope) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
@@ -262,7 +271,13 @@ where
             Handled::Done => delivery.ack().await,
             Handled::Retry(reason) => {
                 let delay = backoff(attempt);
-                tracing::warn!(consumer, attempt, ?delay, reason, "handler failed; will retry");
+                tracing::warn!(
+                    consumer,
+                    attempt,
+                    ?delay,
+                    reason,
+                    "handler failed; will retry"
+                );
                 delivery.nak(delay).await
             }
         };

@@ -27,12 +27,32 @@ pub fn unique(base: &str) -> String {
 pub async fn a_known_driver_is_found_by_name_and_car(store: &dyn RatingStore) {
     let driver = name(&unique("Karim"));
     let plate = car(&unique("DHA"));
-    assert_eq!(store.find_driver(&DriverRef::Name(driver.clone())).await.expect("query"), None);
-    store.remember_driver(&driver, &plate, Timestamp::from_millis(1)).await.expect("remember");
-    store.remember_driver(&driver, &plate, Timestamp::from_millis(2)).await.expect("idempotent");
-    let by_name = store.find_driver(&DriverRef::Name(driver.clone())).await.expect("query").expect("known");
+    assert_eq!(
+        store
+            .find_driver(&DriverRef::Name(driver.clone()))
+            .await
+            .expect("query"),
+        None
+    );
+    store
+        .remember_driver(&driver, &plate, Timestamp::from_millis(1))
+        .await
+        .expect("remember");
+    store
+        .remember_driver(&driver, &plate, Timestamp::from_millis(2))
+        .await
+        .expect("idempotent");
+    let by_name = store
+        .find_driver(&DriverRef::Name(driver.clone()))
+        .await
+        .expect("query")
+        .expect("known");
     assert_eq!(by_name.car_number, plate);
-    let by_car = store.find_driver(&DriverRef::Car(plate)).await.expect("query").expect("known");
+    let by_car = store
+        .find_driver(&DriverRef::Car(plate))
+        .await
+        .expect("query")
+        .expect("known");
     assert_eq!(by_car.name, driver);
 }
 
@@ -40,25 +60,50 @@ pub async fn a_car_belongs_to_its_latest_driver(store: &dyn RatingStore) {
     let plate = car(&unique("CAR"));
     let first = name(&unique("first"));
     let second = name(&unique("second"));
-    store.remember_driver(&first, &plate, Timestamp::from_millis(10)).await.expect("remember");
-    store.remember_driver(&second, &plate, Timestamp::from_millis(20)).await.expect("remember");
-    let found = store.find_driver(&DriverRef::Car(plate.clone())).await.expect("query").expect("known");
+    store
+        .remember_driver(&first, &plate, Timestamp::from_millis(10))
+        .await
+        .expect("remember");
+    store
+        .remember_driver(&second, &plate, Timestamp::from_millis(20))
+        .await
+        .expect("remember");
+    let found = store
+        .find_driver(&DriverRef::Car(plate.clone()))
+        .await
+        .expect("query")
+        .expect("known");
     assert_eq!(found.name, second);
     let other = car(&unique("NEW"));
-    store.remember_driver(&second, &other, Timestamp::from_millis(30)).await.expect("remember");
-    let found = store.find_driver(&DriverRef::Car(plate)).await.expect("query").expect("known");
+    store
+        .remember_driver(&second, &other, Timestamp::from_millis(30))
+        .await
+        .expect("remember");
+    let found = store
+        .find_driver(&DriverRef::Car(plate))
+        .await
+        .expect("query")
+        .expect("known");
     assert_eq!(found.name, first, "the second driver moved to another car");
 }
 
 pub async fn ratings_accumulate_into_a_summary(store: &dyn RatingStore) {
     let driver = name(&unique("Rahim"));
-    store.remember_driver(&driver, &car(&unique("X")), Timestamp::from_millis(1)).await.expect("remember");
+    store
+        .remember_driver(&driver, &car(&unique("X")), Timestamp::from_millis(1))
+        .await
+        .expect("remember");
     let empty = store.summary(&driver).await.expect("summary");
     assert_eq!((empty.count, empty.average), (0, None));
     let mut last = empty;
     for n in [5, 4, 3, 4] {
         last = store
-            .add_rating(uuid::Uuid::now_v7(), &driver, stars(n), Timestamp::from_millis(2))
+            .add_rating(
+                uuid::Uuid::now_v7(),
+                &driver,
+                stars(n),
+                Timestamp::from_millis(2),
+            )
             .await
             .expect("rating stored");
     }
@@ -68,8 +113,18 @@ pub async fn ratings_accumulate_into_a_summary(store: &dyn RatingStore) {
 
 pub async fn a_rating_of_an_unknown_driver_is_refused(store: &dyn RatingStore) {
     let ghost = name(&unique("ghost"));
-    let result = store.add_rating(uuid::Uuid::now_v7(), &ghost, stars(3), Timestamp::from_millis(1)).await;
-    assert!(result.is_err(), "the store must not hold ratings of drivers it does not know");
+    let result = store
+        .add_rating(
+            uuid::Uuid::now_v7(),
+            &ghost,
+            stars(3),
+            Timestamp::from_millis(1),
+        )
+        .await;
+    assert!(
+        result.is_err(),
+        "the store must not hold ratings of drivers it does not know"
+    );
     assert_eq!(store.summary(&ghost).await.expect("summary").count, 0);
 }
 

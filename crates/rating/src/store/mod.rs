@@ -1,9 +1,9 @@
 //! The rating store seam. Every implementation (SQLite now, PostgreSQL in the distributed mode)
 //! passes `rating_store_contract!`.
 
-mod sqlite;
 #[doc(hidden)]
 pub mod contract;
+mod sqlite;
 
 use async_trait::async_trait;
 use domain::rating::{RatingSummary, Stars};
@@ -47,13 +47,24 @@ impl std::fmt::Display for DriverRef {
 #[async_trait]
 pub trait RatingStore: Send + Sync + 'static {
     /// Records that `name` drives `car_number` (idempotent; a new car replaces the old one).
-    async fn remember_driver(&self, name: &PersonName, car_number: &CarNumber, seen_at: Timestamp) -> Result<(), StoreError>;
+    async fn remember_driver(
+        &self,
+        name: &PersonName,
+        car_number: &CarNumber,
+        seen_at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// The driver a reference points at: by name, or the driver most recently reported with the car.
     async fn find_driver(&self, driver: &DriverRef) -> Result<Option<KnownDriver>, StoreError>;
 
     /// Stores one rating of a known driver and returns the driver's new summary, atomically.
-    async fn add_rating(&self, id: uuid::Uuid, driver: &PersonName, stars: Stars, rated_at: Timestamp) -> Result<RatingSummary, StoreError>;
+    async fn add_rating(
+        &self,
+        id: uuid::Uuid,
+        driver: &PersonName,
+        stars: Stars,
+        rated_at: Timestamp,
+    ) -> Result<RatingSummary, StoreError>;
 
     async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError>;
 }

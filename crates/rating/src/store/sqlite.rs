@@ -31,8 +31,10 @@ impl SqliteRatingStore {
 
 fn parse_driver(name: String, car: String) -> Result<KnownDriver, StoreError> {
     Ok(KnownDriver {
-        name: PersonName::parse(&name).map_err(|e| StoreError(format!("stored driver name: {e}")))?,
-        car_number: CarNumber::parse(&car).map_err(|e| StoreError(format!("stored car number: {e}")))?,
+        name: PersonName::parse(&name)
+            .map_err(|e| StoreError(format!("stored driver name: {e}")))?,
+        car_number: CarNumber::parse(&car)
+            .map_err(|e| StoreError(format!("stored car number: {e}")))?,
     })
 }
 
@@ -40,10 +42,12 @@ async fn summary_in<'e, E>(executor: E, driver: &PersonName) -> Result<RatingSum
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    let row = sqlx::query("SELECT COUNT(*) AS n, COALESCE(SUM(stars), 0) AS total FROM ratings WHERE driver_name = ?")
-        .bind(driver.as_str())
-        .fetch_one(executor)
-        .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(stars), 0) AS total FROM ratings WHERE driver_name = ?",
+    )
+    .bind(driver.as_str())
+    .fetch_one(executor)
+    .await?;
     let count: i64 = row.try_get("n")?;
     let total: i64 = row.try_get("total")?;
     Ok(RatingSummary::from_totals(
@@ -54,7 +58,12 @@ where
 
 #[async_trait]
 impl RatingStore for SqliteRatingStore {
-    async fn remember_driver(&self, name: &PersonName, car_number: &CarNumber, seen_at: Timestamp) -> Result<(), StoreError> {
+    async fn remember_driver(
+        &self,
+        name: &PersonName,
+        car_number: &CarNumber,
+        seen_at: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT (name) DO UPDATE SET car_number = excluded.car_number, car_since_ms = excluded.car_since_ms
@@ -89,15 +98,23 @@ impl RatingStore for SqliteRatingStore {
             .transpose()
     }
 
-    async fn add_rating(&self, id: uuid::Uuid, driver: &PersonName, stars: Stars, rated_at: Timestamp) -> Result<RatingSummary, StoreError> {
+    async fn add_rating(
+        &self,
+        id: uuid::Uuid,
+        driver: &PersonName,
+        stars: Stars,
+        rated_at: Timestamp,
+    ) -> Result<RatingSummary, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES (?, ?, ?, ?)")
-            .bind(id.to_string())
-            .bind(driver.as_str())
-            .bind(i64::from(stars.get()))
-            .bind(rated_at.as_millis())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(driver.as_str())
+        .bind(i64::from(stars.get()))
+        .bind(rated_at.as_millis())
+        .execute(&mut *tx)
+        .await?;
         let summary = summary_in(&mut *tx, driver).await?;
         tx.commit().await?;
         Ok(summary)
@@ -111,7 +128,9 @@ impl RatingStore for SqliteRatingStore {
 #[cfg(test)]
 mod tests {
     crate::rating_store_contract!(async {
-        let pool = platform::store::open_sqlite_in_memory().await.expect("sqlite");
+        let pool = platform::store::open_sqlite_in_memory()
+            .await
+            .expect("sqlite");
         super::SqliteRatingStore::new(pool).await.expect("migrates")
     });
 }

@@ -45,7 +45,11 @@ async fn up(data_dir: &std::path::Path) -> Up {
 
 async fn interrupt(mut up: Up) {
     let pid = up.child.id().expect("running").to_string();
-    let status = Command::new("kill").args(["-INT", &pid]).status().await.expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .expect("kill runs");
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(20), up.child.wait())
         .await
@@ -59,20 +63,44 @@ async fn twenty_seconds_of_bot_traffic_keep_every_invariant_and_every_rating() {
     let dir = tempfile::tempdir().expect("tempdir");
     let system = up(dir.path()).await;
     let output = Command::new(BIN)
-        .args(["bot", "--target", &system.url, "--duration", "20s", "--riders-per-sec", "10", "--drivers-per-sec", "10", "--json", "--min-matched-pct", "95"])
+        .args([
+            "bot",
+            "--target",
+            &system.url,
+            "--duration",
+            "20s",
+            "--riders-per-sec",
+            "10",
+            "--drivers-per-sec",
+            "10",
+            "--json",
+            "--min-matched-pct",
+            "95",
+        ])
         .stdin(Stdio::null())
         .output()
         .await
         .expect("the bot runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!("bot printed no JSON summary; stderr: {}", String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "bot printed no JSON summary; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
     });
     assert!(output.status.success(), "bot failed its checks: {summary}");
-    let n = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
+    let n = |key: &str| {
+        summary[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {summary}"))
+    };
     assert!(n("riders_accepted") >= 190.0, "{summary}");
     assert!(n("matched_pct") >= 95.0, "{summary}");
-    assert_eq!(n("fare_mismatches"), 0.0, "every fare is 2 × the trip distance");
+    assert_eq!(
+        n("fare_mismatches"),
+        0.0,
+        "every fare is 2 × the trip distance"
+    );
     assert_eq!(n("drivers_twice_in_a_tick"), 0.0);
     assert_eq!(n("riders_matched_twice"), 0.0);
     assert_eq!(n("request_errors"), 0.0, "{summary}");
@@ -83,14 +111,20 @@ async fn twenty_seconds_of_bot_traffic_keep_every_invariant_and_every_rating() {
     interrupt(system).await;
     let system = up(dir.path()).await;
     let run_id = summary["run_id"].as_str().expect("run id");
-    let pool = platform::store::open_sqlite(&dir.path().join("rating.db")).await.expect("opens");
+    let pool = platform::store::open_sqlite(&dir.path().join("rating.db"))
+        .await
+        .expect("opens");
     let pattern = format!("driver-{run_id}-%");
     let row = sqlx::query("SELECT COUNT(*) AS n FROM ratings WHERE driver_name LIKE ?")
         .bind(&pattern)
         .fetch_one(&pool)
         .await
         .expect("counts");
-    assert_eq!(row.get::<i64, _>("n") as f64, stored, "every acknowledged rating survived the restart");
+    assert_eq!(
+        row.get::<i64, _>("n") as f64,
+        stored,
+        "every acknowledged rating survived the restart"
+    );
     let row = sqlx::query("SELECT driver_name, COUNT(*) AS n FROM ratings WHERE driver_name LIKE ? GROUP BY driver_name LIMIT 1")
         .bind(&pattern)
         .fetch_one(&pool)
@@ -104,6 +138,10 @@ async fn twenty_seconds_of_bot_traffic_keep_every_invariant_and_every_rating() {
         .json()
         .await
         .expect("JSON");
-    assert_eq!(reply["count"].as_i64(), Some(row.get::<i64, _>("n")), "{reply}");
+    assert_eq!(
+        reply["count"].as_i64(),
+        Some(row.get::<i64, _>("n")),
+        "{reply}"
+    );
     interrupt(system).await;
 }

@@ -12,20 +12,34 @@ async fn a_match_reaches_the_rider_the_driver_and_anonymous_listeners_only() {
     let app = spawn_app().await;
     let mut rider = app.ws("?name=Asha").await;
     let mut driver = app.ws("").await;
-    driver.send_text(r#"{"type":"identify","name":"Karim"}"#).await;
+    driver
+        .send_text(r#"{"type":"identify","name":"Karim"}"#)
+        .await;
     let mut anyone = app.ws("").await;
     let mut stranger = app.ws("?name=Nobody").await;
     assert_eq!(rider.next_of_type("identified", WAIT).await["name"], "Asha");
-    assert_eq!(driver.next_of_type("identified", WAIT).await["name"], "Karim");
-    assert_eq!(stranger.next_of_type("identified", WAIT).await["name"], "Nobody");
+    assert_eq!(
+        driver.next_of_type("identified", WAIT).await["name"],
+        "Karim"
+    );
+    assert_eq!(
+        stranger.next_of_type("identified", WAIT).await["name"],
+        "Nobody"
+    );
 
     let (status, body) = app
-        .post_json("/driver", json!({"name": "Karim", "carNumber": "DHA-11", "currentX": 3, "currentY": 4}))
+        .post_json(
+            "/driver",
+            json!({"name": "Karim", "carNumber": "DHA-11", "currentX": 3, "currentY": 4}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "available");
     let (status, body) = app
-        .post_json("/rider", json!({"name": "Asha", "position": [0, 0], "destination": {"x": 6, "y": 8}}))
+        .post_json(
+            "/rider",
+            json!({"name": "Asha", "position": [0, 0], "destination": {"x": 6, "y": 8}}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let ride_id = body["ride_id"].as_str().expect("ride id").to_owned();
@@ -43,7 +57,10 @@ async fn a_match_reaches_the_rider_the_driver_and_anonymous_listeners_only() {
         assert!(m["event_id"].is_string());
     }
     assert!(
-        stranger.next_message(Duration::from_millis(500)).await.is_none(),
+        stranger
+            .next_message(Duration::from_millis(500))
+            .await
+            .is_none(),
         "an identified client gets only its own messages"
     );
 }
@@ -53,7 +70,10 @@ async fn a_rider_nobody_picks_up_is_told_after_the_hold_time() {
     let app = spawn_app().await;
     let mut rider = app.ws("?name=Lonely").await;
     let (status, _) = app
-        .post_json("/rider", json!({"name": "Lonely", "x": 1, "y": 1, "destX": 2, "destY": 2}))
+        .post_json(
+            "/rider",
+            json!({"name": "Lonely", "x": 1, "y": 1, "destX": 2, "destY": 2}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let notice = rider.next_of_type("unmatched", WAIT).await;
@@ -67,20 +87,29 @@ async fn each_driver_is_used_once_and_the_batch_minimises_total_pickup() {
     // Two riders and two drivers on a line: greedy in arrival order would pair R1 (at 6) with
     // D1 (at 5) and leave R2 (at 0) with D2 (at 12): 1 + 12 = 13. The optimum is 6 + 5 = 11.
     for (name, car, x) in [("D1", "C1", 5.0), ("D2", "C2", 12.0)] {
-        let (status, _) = app.post_json("/driver", json!({"name": name, "car": car, "x": x, "y": 0})).await;
+        let (status, _) = app
+            .post_json("/driver", json!({"name": name, "car": car, "x": x, "y": 0}))
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     for (name, x) in [("R1", 6.0), ("R2", 0.0)] {
         let (status, _) = app
-            .post_json("/rider", json!({"name": name, "x": x, "y": 0, "destination": [50, 50]}))
+            .post_json(
+                "/rider",
+                json!({"name": name, "x": x, "y": 0, "destination": [50, 50]}),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED);
     }
     let a = anyone.next_of_type("match", WAIT).await;
     let b = anyone.next_of_type("match", WAIT).await;
     assert_eq!(a["tick"], b["tick"], "both pairs come from one tick");
-    assert_ne!(a["driver"], b["driver"], "a driver is used at most once per tick");
-    let total = a["pickup_distance"].as_f64().expect("number") + b["pickup_distance"].as_f64().expect("number");
+    assert_ne!(
+        a["driver"], b["driver"],
+        "a driver is used at most once per tick"
+    );
+    let total = a["pickup_distance"].as_f64().expect("number")
+        + b["pickup_distance"].as_f64().expect("number");
     assert_eq!(total, 11.0);
 }
 

@@ -7,7 +7,10 @@ use testkit::{StatusCode, spawn_app};
 async fn ratings_survive_a_restart() {
     let app = spawn_app().await;
     app.known_driver("Selim", "DHA-9", 0.0, 0.0).await;
-    for (stars, by) in [(4, json!({"driver": "Selim"})), (5, json!({"car_number": "DHA-9"}))] {
+    for (stars, by) in [
+        (4, json!({"driver": "Selim"})),
+        (5, json!({"car_number": "DHA-9"})),
+    ] {
         let mut body = by;
         body["rating"] = json!(stars);
         let (status, reply) = app.post_json("/rating", body).await;
@@ -17,7 +20,10 @@ async fn ratings_survive_a_restart() {
     let app = app.restart().await;
     let (status, summary) = app.get("/ratings/Selim").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(summary, json!({"driver": "Selim", "car_number": "DHA-9", "count": 2, "average": 4.5}));
+    assert_eq!(
+        summary,
+        json!({"driver": "Selim", "car_number": "DHA-9", "count": 2, "average": 4.5})
+    );
     let (status, by_car) = app.get("/ratings/DHA-9").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(by_car["count"], 2);

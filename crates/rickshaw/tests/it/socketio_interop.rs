@@ -28,7 +28,10 @@ impl Listener {
             .spawn()
             .expect("python starts");
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        Self { _child: child, lines }
+        Self {
+            _child: child,
+            lines,
+        }
     }
 
     /// The data of the next event named `event`.
@@ -49,19 +52,48 @@ impl Listener {
 
 #[tokio::test]
 async fn python_socketio_clients_receive_matches() {
-    let python = tokio::task::spawn_blocking(python_with_socketio).await.expect("venv");
+    let python = tokio::task::spawn_blocking(python_with_socketio)
+        .await
+        .expect("venv");
     let app = spawn_app().await;
     let mut anonymous = Listener::spawn(&python, &app.base_url, &["--transport", "polling"]).await;
-    let mut identified = Listener::spawn(&python, &app.base_url, &["--transport", "websocket", "--name", "Mina"]).await;
-    let mut other = Listener::spawn(&python, &app.base_url, &["--transport", "websocket", "--name", "Tariq", "--timeout", "3"]).await;
+    let mut identified = Listener::spawn(
+        &python,
+        &app.base_url,
+        &["--transport", "websocket", "--name", "Mina"],
+    )
+    .await;
+    let mut other = Listener::spawn(
+        &python,
+        &app.base_url,
+        &[
+            "--transport",
+            "websocket",
+            "--name",
+            "Tariq",
+            "--timeout",
+            "3",
+        ],
+    )
+    .await;
     anonymous.next("connected").await;
     identified.next("connected").await;
     assert_eq!(identified.next("identified").await["name"], "Mina");
     other.next("connected").await;
 
-    let (status, _) = app.post_json("/driver", json!({"name": "Jamal", "car": "SIO-1", "x": 10, "y": 10})).await;
+    let (status, _) = app
+        .post_json(
+            "/driver",
+            json!({"name": "Jamal", "car": "SIO-1", "x": 10, "y": 10}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (status, _) = app.post_json("/rider", json!({"name": "Mina", "x": 13, "y": 14, "destination": [13, 24]})).await;
+    let (status, _) = app
+        .post_json(
+            "/rider",
+            json!({"name": "Mina", "x": 13, "y": 14, "destination": [13, 24]}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     for listener in [&mut anonymous, &mut identified] {
@@ -73,5 +105,9 @@ async fn python_socketio_clients_receive_matches() {
     }
     // Tariq is someone else: his client times out without a match and exits 1.
     let status = other._child.wait().await.expect("exits");
-    assert_eq!(status.code(), Some(1), "an identified client gets only its own matches");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an identified client gets only its own matches"
+    );
 }
