@@ -165,14 +165,8 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                 tasks_inner.spawn(async move {
                     let stars = rand::random_range(1..=5_u8);
                     lock(&tally).ratings_sent += 1;
-                    let stored = http
-                        .post(url)
-                        .json(&json!({"driver": frame.driver, "rating": stars}))
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false);
-                    if stored {
+                    let body = json!({"driver": frame.driver, "rating": stars});
+                    if rate_driver(&http, &url, &body).await {
                         lock(&tally).ratings_stored += 1;
                     }
                 });
@@ -305,6 +299,21 @@ fn on_match(tally: &Shared, frame: &MatchFrame) -> bool {
     t.latencies_ms
         .push(sent.sent_at.elapsed().as_secs_f64() * 1000.0);
     true
+}
+
+/// Posts a rating; returns whether it was stored. The rating service learns drivers from the
+/// bus moments after they report, so a 404 for a driver that was just matched is retried briefly.
+async fn rate_driver(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> bool {
+    for attempt in 1..=5_u64 {
+        match http.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 async fn post(

@@ -16,7 +16,6 @@ use domain::events::{Event, RideExpired, RideMatched};
 use platform::Shutdown;
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
@@ -50,7 +49,7 @@ impl Notice {
 pub(crate) struct Hub {
     sessions: broadcast::Sender<Arc<Notice>>,
     io: socketioxide::SocketIo,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 }
 
 pub struct Communication {
@@ -79,7 +78,7 @@ impl Communication {
             hub: Hub {
                 sessions,
                 io,
-                shutdown: shutdown.token(),
+                shutdown: shutdown.clone(),
             },
             socketio_layer,
             matched,

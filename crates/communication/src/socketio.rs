@@ -33,8 +33,9 @@ fn name_from(value: &Value) -> Result<PersonName, String> {
     PersonName::parse(raw).map_err(|e| e.to_string())
 }
 
+/// A socket has one identity at a time: identifying again replaces it.
 fn identify(socket: &SocketRef, name: &PersonName) {
-    socket.leave(EVERYONE);
+    socket.leave_all();
     socket.join(user_room(name.as_str()));
     let _ = socket.emit("identified", &json!({ "name": name.as_str() }));
 }

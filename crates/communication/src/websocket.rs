@@ -63,6 +63,9 @@ fn close(code: u16, reason: &str) -> Message {
 }
 
 async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
+    // Shutdown waits for this session to send its close frame.
+    let _running = hub.shutdown.hold();
+    let stop = hub.shutdown.token();
     let gauge = metrics::gauge!("communication_connected_clients", "transport" => "websocket");
     gauge.increment(1.0);
     let (mut sink, mut stream) = socket.split();
@@ -75,7 +78,7 @@ async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
     }
     loop {
         let outgoing = tokio::select! {
-            () = hub.shutdown.cancelled() => {
+            () = stop.cancelled() => {
                 let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
                 break;
             }

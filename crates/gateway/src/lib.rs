@@ -8,6 +8,7 @@ pub mod payload;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -106,7 +107,15 @@ async fn post_rating(State(services): State<Services>, JsonBody(body): JsonBody<
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
-async fn get_rating(State(services): State<Services>, Path(driver): Path<String>) -> Reply {
+async fn get_rating(
+    State(services): State<Services>,
+    driver: Result<Path<String>, PathRejection>,
+) -> Reply {
+    let Ok(Path(driver)) = driver else {
+        return Err(ApiError::not_found(
+            "the driver in the path is not valid UTF-8; no such driver",
+        ));
+    };
     let not_found = || ApiError::not_found(format!("no driver or car {driver:?} is known"));
     // The path names a driver, or else a car.
     let by_name = match PersonName::parse(&driver) {

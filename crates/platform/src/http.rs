@@ -17,7 +17,6 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::HttpConfig;
 use crate::error::{ApiError, ErrorCode};
@@ -150,9 +149,9 @@ pub fn finish(router: Router, config: &HttpConfig) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             config.body_limit_bytes,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
+        .layer(middleware::from_fn_with_state(
             Duration::from_millis(config.request_timeout_ms),
+            time_limit,
         ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
@@ -177,6 +176,19 @@ async fn method_not_allowed(request: Request) -> ApiError {
             request.uri().path()
         ),
     )
+}
+
+/// Answers a request still running after the time limit with a JSON 503 (tower-http's timeout
+/// layer would answer with an empty body).
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
 }
 
 async fn track_requests(request: Request, next: Next) -> Response {

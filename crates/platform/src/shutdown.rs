@@ -44,6 +44,12 @@ impl Shutdown {
         self.tracker.spawn(task)
     }
 
+    /// Keeps shutdown waiting (up to its grace) while the returned token lives: for work spawned
+    /// by libraries, such as upgraded WebSocket sessions.
+    pub fn hold(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.tracker.token()
+    }
+
     /// Triggers shutdown and waits for every spawned task, at most `grace`. Returns whether all
     /// tasks finished in time.
     pub async fn complete(&self, grace: Duration) -> bool {

@@ -128,8 +128,31 @@ impl RatingApi for RatingService {
     }
 }
 
-/// Drivers already written with this car, to spare the store a write per report.
+/// Reports already reflected in the store; beyond this many entries the cache starts afresh.
 const DIRECTORY_CACHE_LIMIT: usize = 100_000;
+
+/// What this consumer last wrote: each driver's car and each car's driver. A report that matches
+/// both needs no write (the store would change nothing a reader can see).
+#[derive(Default)]
+struct DirectoryCache {
+    car_of: HashMap<PersonName, CarNumber>,
+    driver_of: HashMap<CarNumber, PersonName>,
+}
+
+impl DirectoryCache {
+    fn is_current(&self, driver: &PersonName, car: &CarNumber) -> bool {
+        self.car_of.get(driver) == Some(car) && self.driver_of.get(car) == Some(driver)
+    }
+
+    fn record(&mut self, driver: PersonName, car: CarNumber) {
+        if self.car_of.len() >= DIRECTORY_CACHE_LIMIT {
+            self.car_of.clear();
+            self.driver_of.clear();
+        }
+        self.car_of.insert(driver.clone(), car.clone());
+        self.driver_of.insert(car, driver);
+    }
+}
 
 impl DriverDirectory {
     pub fn run(self, shutdown: &Shutdown) {
@@ -137,7 +160,7 @@ impl DriverDirectory {
             store,
             subscription,
         } = self;
-        let cache: Arc<Mutex<HashMap<PersonName, CarNumber>>> = Arc::default();
+        let cache: Arc<Mutex<DirectoryCache>> = Arc::default();
         shutdown.spawn(bus::consume(
             subscription,
             shutdown.token(),
@@ -147,12 +170,11 @@ impl DriverDirectory {
                 let cache = cache.clone();
                 async move {
                     let report = event.report;
-                    let cached = cache
+                    let current = cache
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .get(&report.driver)
-                        .is_some_and(|car| *car == report.car_number);
-                    if cached {
+                        .is_current(&report.driver, &report.car_number);
+                    if current {
                         return Handled::Done;
                     }
                     match store
@@ -160,11 +182,10 @@ impl DriverDirectory {
                         .await
                     {
                         Ok(()) => {
-                            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                            if cache.len() >= DIRECTORY_CACHE_LIMIT {
-                                cache.clear();
-                            }
-                            cache.insert(report.driver, report.car_number);
+                            cache
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .record(report.driver, report.car_number);
                             Handled::Done
                         }
                         Err(e) => Handled::Retry(e.to_string()),

@@ -87,54 +87,121 @@ impl Inner {
         )
     }
 
-    /// Picks the next live member of a group (round robin).
-    fn member(&self, group_id: u64) -> Option<mpsc::Sender<Delivery>> {
+    /// The live members of a group, starting with the next in round-robin order.
+    fn members_in_turn(&self, group_id: u64) -> Vec<mpsc::Sender<Delivery>> {
         let mut state = self.lock();
-        let index = state.groups.iter().position(|g| g.id == group_id)?;
+        let Some(index) = state.groups.iter().position(|g| g.id == group_id) else {
+            return Vec::new();
+        };
         let group = &mut state.groups[index];
         group.members.retain(|m| !m.is_closed());
         if group.members.is_empty() {
             if group.durable.is_none() {
                 state.groups.remove(index);
             }
-            return None;
+            return Vec::new();
         }
         group.next_member = (group.next_member + 1) % group.members.len();
-        Some(group.members[group.next_member].clone())
+        let (first, rest) = group.members.split_at(group.next_member);
+        rest.iter().chain(first).cloned().collect()
+    }
+
+    fn forget(&self, id: EventId) {
+        self.lock().recent.remove(&id);
     }
 }
 
-async fn deliver(
+/// A reserved place in one member's queue.
+struct Slot {
+    group_id: u64,
+    max_deliver: u32,
+    permit: mpsc::OwnedPermit<Delivery>,
+}
+
+impl Slot {
+    fn fill(self, inner: &Arc<Inner>, envelope: Envelope, attempt: u32) {
+        let acker = MemoryAcker {
+            inner: Arc::downgrade(inner),
+            group_id: self.group_id,
+            envelope: Some(envelope.clone()),
+            attempt,
+            max_deliver: self.max_deliver,
+        };
+        self.permit
+            .send(Delivery::new(envelope, attempt, Box::new(acker)));
+    }
+}
+
+enum Reservation {
+    Reserved(Slot),
+    /// Nobody is listening (now): nothing to deliver.
+    NoMember,
+    /// Every member's queue is full.
+    Full,
+}
+
+fn try_reserve(inner: &Inner, group_id: u64, max_deliver: u32) -> Reservation {
+    let members = inner.members_in_turn(group_id);
+    if members.is_empty() {
+        return Reservation::NoMember;
+    }
+    for member in members {
+        if let Ok(permit) = member.try_reserve_owned() {
+            return Reservation::Reserved(Slot {
+                group_id,
+                max_deliver,
+                permit,
+            });
+        }
+    }
+    Reservation::Full
+}
+
+/// Redelivery: waits for room in a member's queue (it runs on its own task, never in a publish).
+async fn redeliver(
     inner: &Arc<Inner>,
     group_id: u64,
     envelope: Envelope,
     attempt: u32,
     max_deliver: u32,
 ) {
-    while let Some(sender) = inner.member(group_id) {
-        // Reserve first so a failed send never drops (and so redelivers) the delivery.
-        let Ok(permit) = sender.reserve().await else {
-            continue;
-        };
-        let acker = MemoryAcker {
-            inner: Arc::downgrade(inner),
-            group_id,
-            envelope: Some(envelope.clone()),
-            attempt,
-            max_deliver,
-        };
-        permit.send(Delivery::new(envelope, attempt, Box::new(acker)));
-        return;
+    for member in inner.members_in_turn(group_id) {
+        if let Ok(permit) = member.reserve_owned().await {
+            let slot = Slot {
+                group_id,
+                max_deliver,
+                permit,
+            };
+            slot.fill(inner, envelope, attempt);
+            return;
+        }
     }
 }
 
+/// Delivers to every group or to none, without waiting: a consumer so far behind that its queue
+/// is full makes the publish fail (the caller answers 503) instead of stalling it.
 async fn publish_inner(inner: &Arc<Inner>, envelope: Envelope) -> Result<(), BusError> {
     validate_subject(&envelope.subject, false)?;
     let Some(groups) = inner.route(&envelope) else {
         return Ok(());
     };
+    let mut slots = Vec::with_capacity(groups.len());
     for (group_id, max_deliver) in groups {
-        deliver(inner, group_id, envelope.clone(), 1, max_deliver).await;
+        match try_reserve(inner, group_id, max_deliver) {
+            Reservation::Reserved(slot) => slots.push(slot),
+            Reservation::NoMember => {}
+            Reservation::Full => {
+                // Not delivered anywhere: the same event may be published again.
+                inner.forget(envelope.id);
+                return Err(BusError::Overloaded(format!(
+                    "a consumer of {} has {CHANNEL_CAPACITY} messages waiting",
+                    envelope.subject
+                )));
+            }
+        }
+    }
+    for slot in slots {
+        slot.fill(inner, envelope.clone(), 1);
     }
     Ok(())
 }
@@ -164,7 +231,7 @@ fn schedule_redelivery(
             dead.headers.insert("attempts".into(), attempt.to_string());
             let _ = publish_inner(&inner, dead).await;
         } else {
-            deliver(&inner, group_id, envelope, attempt + 1, max_deliver).await;
+            redeliver(&inner, group_id, envelope, attempt + 1, max_deliver).await;
         }
     });
 }
@@ -255,5 +322,40 @@ impl Bus for InProcessBus {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::bus::contract::{envelope, next};
+
     crate::bus_contract_suite!(async { super::InProcessBus::new() });
+
+    #[tokio::test]
+    async fn a_full_consumer_fails_the_publish_for_everyone_instead_of_blocking_it() {
+        let bus = InProcessBus::new();
+        let _stalled = bus
+            .subscribe(SubscribeOptions::durable("load.x", "stalled"))
+            .await
+            .expect("subscribe");
+        let mut healthy = bus
+            .subscribe(SubscribeOptions::ephemeral("load.x"))
+            .await
+            .expect("subscribe");
+        for i in 0..CHANNEL_CAPACITY {
+            bus.publish(envelope("load.x", &i.to_string()))
+                .await
+                .expect("room left");
+            next(&mut healthy).await.ack().await.expect("ack");
+        }
+        let overflow = envelope("load.x", "one too many");
+        let err = bus
+            .publish(overflow.clone())
+            .await
+            .expect_err("the stalled queue is full");
+        assert!(matches!(err, BusError::Overloaded(_)), "{err}");
+        crate::bus::contract::assert_quiet(&mut healthy).await;
+        drop(_stalled);
+        bus.publish(overflow)
+            .await
+            .expect("the same event can be published once there is room");
+        let d = next(&mut healthy).await;
+        assert_eq!(d.envelope.payload, b"one too many");
+    }
 }

@@ -50,6 +50,9 @@ pub enum BusError {
     },
     #[error("bus backend error: {0}")]
     Backend(String),
+    /// A consumer is too far behind to take more now; retrying later can succeed.
+    #[error("the bus is overloaded: {0}")]
+    Overloaded(String),
 }
 
 /// One message on the bus. `payload` is the event's JSON.

@@ -74,9 +74,22 @@ pub async fn a_car_belongs_to_its_latest_driver(store: &dyn RatingStore) {
         .expect("query")
         .expect("known");
     assert_eq!(found.name, second);
+    store
+        .remember_driver(&first, &plate, Timestamp::from_millis(30))
+        .await
+        .expect("remember");
+    let found = store
+        .find_driver(&DriverRef::Car(plate.clone()))
+        .await
+        .expect("query")
+        .expect("known");
+    assert_eq!(
+        found.name, first,
+        "the first driver reported the car again, last"
+    );
     let other = car(&unique("NEW"));
     store
-        .remember_driver(&second, &other, Timestamp::from_millis(30))
+        .remember_driver(&first, &other, Timestamp::from_millis(40))
         .await
         .expect("remember");
     let found = store
@@ -84,7 +97,20 @@ pub async fn a_car_belongs_to_its_latest_driver(store: &dyn RatingStore) {
         .await
         .expect("query")
         .expect("known");
-    assert_eq!(found.name, first, "the second driver moved to another car");
+    assert_eq!(found.name, second, "the first driver moved to another car");
+    store
+        .remember_driver(&first, &car(&unique("OLD")), Timestamp::from_millis(35))
+        .await
+        .expect("remember");
+    let found = store
+        .find_driver(&DriverRef::Name(first))
+        .await
+        .expect("query")
+        .expect("known");
+    assert_eq!(
+        found.car_number, other,
+        "an older report never overrides a newer one"
+    );
 }
 
 pub async fn ratings_accumulate_into_a_summary(store: &dyn RatingStore) {

@@ -46,7 +46,8 @@ impl std::fmt::Display for DriverRef {
 
 #[async_trait]
 pub trait RatingStore: Send + Sync + 'static {
-    /// Records that `name` drives `car_number` (idempotent; a new car replaces the old one).
+    /// Records that `name` reported `car_number` at `seen_at` (idempotent). The latest report wins,
+    /// both for the driver's car and for which driver a car number names.
     async fn remember_driver(
         &self,
         name: &PersonName,

@@ -67,7 +67,7 @@ impl RatingStore for SqliteRatingStore {
         sqlx::query(
             "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT (name) DO UPDATE SET car_number = excluded.car_number, car_since_ms = excluded.car_since_ms
-             WHERE drivers.car_number <> excluded.car_number",
+             WHERE excluded.car_since_ms >= drivers.car_since_ms",
         )
         .bind(name.as_str())
         .bind(car_number.as_str())

@@ -40,6 +40,20 @@ async fn malformed_and_mistyped_bodies_are_named() {
         ("/rider", b"{\"name\": ".to_vec(), 400, "invalid_json", None),
         ("/rider", b"not json".to_vec(), 400, "invalid_json", None),
         ("/rider", b"".to_vec(), 400, "invalid_json", None),
+        (
+            "/rider",
+            br#"{"name": "a", "x": NaN, "y": 2, "destination": [1, 2]}"#.to_vec(),
+            400,
+            "invalid_json",
+            None,
+        ),
+        (
+            "/rider",
+            br#"{"name": "a", "x": 1e999, "y": 2, "destination": [1, 2]}"#.to_vec(),
+            400,
+            "invalid_json",
+            None,
+        ),
         ("/driver", b"[1, 2]".to_vec(), 422, "invalid_input", None),
         (
             "/rider",

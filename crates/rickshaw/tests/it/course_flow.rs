@@ -113,11 +113,12 @@ async fn each_driver_is_used_once_and_the_batch_minimises_total_pickup() {
     assert_eq!(total, 11.0);
 }
 
-/// A tick long enough that all four posts land in the same batch.
+/// The matcher ticks once at start (empty pool), then after 3 s: the four posts, made right
+/// after start, all land in that second batch even on a slow machine.
 async fn spawn_app_slow_tick() -> testkit::TestApp {
     testkit::spawn_app_with(|c| {
-        c.matching.tick_ms = 1_000;
-        c.matching.hold_ms = 5_000;
+        c.matching.tick_ms = 3_000;
+        c.matching.hold_ms = 10_000;
     })
     .await
 }

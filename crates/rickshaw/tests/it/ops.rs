@@ -1,7 +1,29 @@
 //! Health, readiness and metrics.
 
+use std::time::Duration;
+
 use serde_json::json;
-use testkit::{StatusCode, spawn_app};
+use testkit::{StatusCode, TestApp, spawn_app};
+
+/// The value of one series in Prometheus text, 0 if absent. The recorder is process-wide and
+/// other tests run beside this one, so tests compare values before and after.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let (status, text) = app.get_text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    text
+}
 
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served() {
@@ -15,6 +37,11 @@ async fn health_readiness_and_metrics_are_served() {
         (StatusCode::OK, json!({"status": "ready"}))
     );
 
+    let accepted = r#"http_requests_total{method="POST",route="/rider",status="202"}"#;
+    let rejected = r#"http_requests_total{method="POST",route="/rider",status="422"}"#;
+    let ticks = "matching_tick_duration_seconds_count";
+    let before = metrics(&app).await;
+
     let _ws = app.ws("").await;
     app.post_json(
         "/rider",
@@ -22,17 +49,30 @@ async fn health_readiness_and_metrics_are_served() {
     )
     .await;
     app.post_json("/rider", json!({"name": "m"})).await;
-    // Let one tick run.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (status, text) = app.get_text("/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    for needle in [
-        r#"http_requests_total{method="POST",route="/rider",status="202"}"#,
-        r#"http_requests_total{method="POST",route="/rider",status="422"}"#,
-        "matching_tick_duration_seconds_bucket",
-        "matching_matches_total",
-        r#"communication_connected_clients{transport="websocket"}"#,
-    ] {
-        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
-    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // a few 100 ms ticks
+    let after = metrics(&app).await;
+
+    assert!(
+        value(&after, accepted) >= value(&before, accepted) + 1.0,
+        "{after}"
+    );
+    assert!(
+        value(&after, rejected) >= value(&before, rejected) + 1.0,
+        "{after}"
+    );
+    assert!(
+        value(&after, ticks) > value(&before, ticks),
+        "the matcher ticked:\n{after}"
+    );
+    assert!(
+        after.contains("matching_tick_duration_seconds_bucket"),
+        "a histogram, not a summary"
+    );
+    assert!(
+        value(
+            &after,
+            r#"communication_connected_clients{transport="websocket"}"#
+        ) >= 1.0,
+        "{after}"
+    );
 }
