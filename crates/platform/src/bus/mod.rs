@@ -14,6 +14,7 @@
 #[doc(hidden)]
 pub mod contract;
 mod memory;
+mod nats;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use memory::InProcessBus;
+pub use nats::{NatsBus, NatsBusConfig};
 
 use crate::clock;
 

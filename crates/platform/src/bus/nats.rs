@@ -1,0 +1,377 @@
+//! The bus on NATS JetStream, for the distributed mode.
+//!
+//! - One stream per first subject token (`rider.>` → `RICKSHAW_RIDER`), created on first use with
+//!   file storage, the configured replicas and a 2-minute duplicate window, so a publish carrying an
+//!   event id already stored (`Nats-Msg-Id`) is dropped by the server.
+//! - A durable subscription is a durable pull consumer named after the group: every instance of a
+//!   service binds the same consumer and JetStream hands each message to one of them. An ephemeral
+//!   subscription is an ephemeral pull consumer delivering only new messages, removed by the server
+//!   after it has been idle for a while.
+//! - Acks are explicit. `nak(delay)` asks the server to redeliver after `delay`; a delivery dropped
+//!   unsettled is nak'ed at once; a delivery not settled within `ack_wait` (its process died) is
+//!   redelivered by the server. At the last allowed attempt a nak publishes the message to
+//!   `deadletter.<subject>` and terminates it instead.
+//! - A publish returns once the stream has stored the message (the JetStream publish ack).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{
+    Acker, Bus, BusError, DEAD_LETTER_PREFIX, Delivery, Envelope, SubscribeOptions, Subscription,
+    validate_subject,
+};
+use crate::clock;
+
+const OCCURRED_AT: &str = "Rickshaw-Occurred-At";
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+const CHANNEL_CAPACITY: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct NatsBusConfig {
+    /// One or more server URLs, comma-separated.
+    pub url: String,
+    /// Prefix of every stream name.
+    pub stream_prefix: String,
+    /// Replicas of each stream (1 for a single server, 3 for a 3-node cluster).
+    pub replicas: usize,
+    /// How long a delivery may stay unsettled before the server redelivers it.
+    pub ack_wait: Duration,
+    /// How long streams keep messages.
+    pub max_age: Duration,
+    /// Durable consumers idle this long are removed by the server (`None`: kept forever). Tests
+    /// set it so the consumers they create do not pile up on a shared server.
+    pub durable_inactive_threshold: Option<Duration>,
+}
+
+impl Default for NatsBusConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            stream_prefix: "RICKSHAW".to_owned(),
+            replicas: 1,
+            ack_wait: Duration::from_secs(30),
+            max_age: Duration::from_secs(24 * 3600),
+            durable_inactive_threshold: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct NatsBus {
+    js: jetstream::Context,
+    config: Arc<NatsBusConfig>,
+    streams: Arc<Mutex<HashSet<String>>>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(context: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Backend(format!("{context}: {e}"))
+}
+
+impl NatsBus {
+    pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("rickshaw")
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| backend(&format!("cannot connect to NATS at {}", config.url), e))?;
+        Ok(Self {
+            js: jetstream::new(client),
+            config: Arc::new(config),
+            streams: Arc::default(),
+        })
+    }
+
+    /// The JetStream context, for other NATS-backed mechanisms (key-value leases).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// The stream holding subjects whose first token is that of `subject`, created if missing.
+    async fn stream_for(&self, subject: &str) -> Result<stream::Stream, BusError> {
+        let token = subject.split('.').next().unwrap_or_default();
+        if token == "*" || token == ">" {
+            return Err(BusError::InvalidSubject(format!(
+                "{subject}: on NATS a filter must start with a literal token"
+            )));
+        }
+        let name = format!(
+            "{}_{}",
+            self.config.stream_prefix,
+            token.to_ascii_uppercase().replace('-', "_")
+        );
+        let known = self
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&name);
+        let stream = if known {
+            self.js
+                .get_stream(&name)
+                .await
+                .map_err(|e| backend("stream lookup", e))?
+        } else {
+            let stream = self
+                .js
+                .get_or_create_stream(stream::Config {
+                    name: name.clone(),
+                    subjects: vec![format!("{token}.>")],
+                    storage: stream::StorageType::File,
+                    num_replicas: self.config.replicas,
+                    duplicate_window: DUPLICATE_WINDOW,
+                    max_age: self.config.max_age,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| backend(&format!("creating stream {name}"), e))?;
+            self.streams
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name);
+            stream
+        };
+        Ok(stream)
+    }
+
+    async fn publish_raw(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.stream_for(&envelope.subject).await?;
+        let mut headers = HeaderMap::new();
+        for (key, value) in &envelope.headers {
+            headers.insert(key.as_str(), value.as_str());
+        }
+        headers.insert("Nats-Msg-Id", envelope.id.to_string().as_str());
+        headers.insert(
+            OCCURRED_AT,
+            envelope.occurred_at.as_millis().to_string().as_str(),
+        );
+        self.js
+            .publish_with_headers(
+                envelope.subject.clone(),
+                headers,
+                envelope.payload.clone().into(),
+            )
+            .await
+            .map_err(|e| backend("publish", e))?
+            .await
+            .map_err(|e| backend("publish not acknowledged by the stream", e))?;
+        Ok(())
+    }
+}
+
+fn envelope_of(message: &async_nats::Message) -> Envelope {
+    let headers = message.headers.clone().unwrap_or_default();
+    let get = |key: &str| headers.get(key).map(|v| v.as_str().to_owned());
+    let id = get("Nats-Msg-Id")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(clock::new_id);
+    let occurred_at = get(OCCURRED_AT)
+        .and_then(|v| v.parse().ok())
+        .map(domain::Timestamp::from_millis)
+        .unwrap_or_else(clock::now);
+    let extra = headers
+        .iter()
+        .filter(|(k, _)| {
+            let k: &str = k.as_ref();
+            !k.starts_with("Nats-") && k != OCCURRED_AT
+        })
+        .filter_map(|(k, values)| Some((k.to_string(), values.first()?.as_str().to_owned())))
+        .collect();
+    Envelope {
+        id,
+        subject: message.subject.to_string(),
+        occurred_at,
+        headers: extra,
+        payload: message.payload.to_vec(),
+    }
+}
+
+struct NatsAcker {
+    message: Option<jetstream::Message>,
+    bus: NatsBus,
+    envelope: Envelope,
+    attempt: u32,
+    max_deliver: u32,
+}
+
+impl NatsAcker {
+    async fn settle_failure(
+        bus: NatsBus,
+        message: jetstream::Message,
+        envelope: Envelope,
+        attempt: u32,
+        max_deliver: u32,
+        delay: Duration,
+    ) -> Result<(), BusError> {
+        if attempt >= max_deliver {
+            tracing::warn!(subject = %envelope.subject, id = %envelope.id, attempt, "dead-lettering event");
+            let mut dead = envelope.clone();
+            dead.id = clock::new_id();
+            dead.subject = format!("{DEAD_LETTER_PREFIX}.{}", envelope.subject);
+            dead.headers
+                .insert("original-id".into(), envelope.id.to_string());
+            dead.headers.insert("attempts".into(), attempt.to_string());
+            bus.publish_raw(&dead).await?;
+            message
+                .ack_with(AckKind::Term)
+                .await
+                .map_err(|e| backend("term", e))
+        } else {
+            message
+                .ack_with(AckKind::Nak(Some(delay)))
+                .await
+                .map_err(|e| backend("nak", e))
+        }
+    }
+}
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        match self.message.take() {
+            Some(message) => message.ack().await.map_err(|e| backend("ack", e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn nak(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
+        match self.message.take() {
+            Some(message) => {
+                Self::settle_failure(
+                    self.bus.clone(),
+                    message,
+                    self.envelope.clone(),
+                    self.attempt,
+                    self.max_deliver,
+                    delay,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NatsAcker {
+    fn drop(&mut self) {
+        let Some(message) = self.message.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // the server redelivers after ack_wait
+        };
+        let (bus, envelope, attempt, max_deliver) = (
+            self.bus.clone(),
+            self.envelope.clone(),
+            self.attempt,
+            self.max_deliver,
+        );
+        runtime.spawn(async move {
+            if let Err(e) = Self::settle_failure(bus, message, envelope, attempt, max_deliver, Duration::ZERO).await {
+                tracing::debug!(error = %e, "cannot nak a dropped delivery; the server will redeliver it");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn publish(&self, envelope: Envelope) -> Result<(), BusError> {
+        validate_subject(&envelope.subject, false)?;
+        self.publish_raw(&envelope).await
+    }
+
+    async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
+        validate_subject(&options.filter, true)?;
+        let stream = self.stream_for(&options.filter).await?;
+        let max_deliver = options.max_deliver.max(1);
+        let config = consumer::pull::Config {
+            durable_name: options.durable.clone(),
+            filter_subject: options.filter.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            // A backstop: the adapter dead-letters at `max_deliver` itself.
+            max_deliver: i64::from(max_deliver) + 1,
+            deliver_policy: if options.durable.is_some() {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::New
+            },
+            inactive_threshold: match &options.durable {
+                Some(_) => self.config.durable_inactive_threshold.unwrap_or_default(),
+                None => Duration::from_secs(60),
+            },
+            ..Default::default()
+        };
+        let consumer = match &options.durable {
+            Some(name) => stream.get_or_create_consumer(name, config).await,
+            None => stream.create_consumer(config).await,
+        }
+        .map_err(|e| backend("creating consumer", e))?;
+        if let Some(name) = &options.durable {
+            let info = consumer.cached_info();
+            if info.config.filter_subject != options.filter {
+                return Err(BusError::Backend(format!(
+                    "consumer group {name:?} already exists with filter {:?}",
+                    info.config.filter_subject
+                )));
+            }
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| backend("starting to pull", e))?;
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = sender.closed() => break,
+                    next = messages.next() => next,
+                };
+                let message = match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "pull consumer hiccup; continuing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    None => break,
+                };
+                let attempt = message
+                    .info()
+                    .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
+                    .unwrap_or(1);
+                let envelope = envelope_of(&message.message);
+                let acker = NatsAcker {
+                    message: Some(message),
+                    bus: bus.clone(),
+                    envelope: envelope.clone(),
+                    attempt,
+                    max_deliver,
+                };
+                if sender
+                    .send(Delivery::new(envelope, attempt, Box::new(acker)))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Subscription::new(receiver))
+    }
+}
