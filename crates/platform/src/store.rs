@@ -1,6 +1,7 @@
-//! The SQLite side of the store seam: opening the embedded mode's database file and applying a
-//! service's migrations (embedded in the binary, applied in order, recorded in
-//! `_sqlx_migrations`). Each service owns its tables and its store trait; this is only plumbing.
+//! Store plumbing: opening the embedded mode's SQLite files and the distributed mode's PostgreSQL
+//! database, and applying a service's migrations (embedded in the binary, applied in order,
+//! recorded in `_sqlx_migrations`). Each service owns its tables, its store trait and — in
+//! PostgreSQL — its schema; this module knows nothing of them.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -8,11 +9,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use sqlx::SqlSafeStr;
 use sqlx::error::BoxDynError;
+use sqlx::migrate::MigrateError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+pub use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub use sqlx::sqlite::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
 
 /// One migration compiled into the binary: `(version, description, sql)`.
 pub type EmbeddedMigration = (i64, &'static str, &'static str);
@@ -68,11 +72,89 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-/// Applies the migrations not yet applied. Fails if an applied one was edited since.
+/// A migrator over embedded migrations: `migrator(M).await?.run(&pool).await` applies those not yet
+/// applied, and fails if an applied one was edited since.
+pub async fn migrator(migrations: &'static [EmbeddedMigration]) -> Result<Migrator, MigrateError> {
+    Migrator::new(Embedded(migrations)).await
+}
+
+/// Applies pending migrations to a SQLite database.
 pub async fn migrate_sqlite(
     pool: &SqlitePool,
     migrations: &'static [EmbeddedMigration],
-) -> Result<(), sqlx::migrate::MigrateError> {
-    let migrator = Migrator::new(Embedded(migrations)).await?;
-    migrator.run(pool).await
+) -> Result<(), MigrateError> {
+    migrator(migrations).await?.run(pool).await
+}
+
+/// Connects to PostgreSQL with every connection's `search_path` set to `schema` (created if
+/// missing), so a service's tables and its migration history live in its own schema.
+pub async fn open_postgres(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
+    if !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return Err(sqlx::Error::Configuration(
+            format!("invalid schema name {schema:?}").into(),
+        ));
+    }
+    let options = PgConnectOptions::from_str(url)?;
+    let bootstrap = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}"
+    )))
+    .execute(&bootstrap)
+    .await
+    .or_else(ignore_duplicate)?;
+    bootstrap.close().await;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.options([("search_path", schema)]))
+        .await
+}
+
+/// Creates the database named in `url` if it does not exist (connecting to `postgres` to do so).
+pub async fn ensure_postgres_database(url: &str) -> Result<(), sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(sqlx::Error::Configuration(
+            format!("invalid database name {name:?}").into(),
+        ));
+    }
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.database("postgres"))
+        .await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&admin)
+        .await?;
+    if exists.is_none() {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .or_else(ignore_duplicate)?;
+    }
+    admin.close().await;
+    Ok(())
+}
+
+/// Two processes creating the same schema or database at once: the loser's error is success.
+fn ignore_duplicate(e: sqlx::Error) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    let duplicate = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "42P04" || code == "42P06" || code == "23505");
+    if duplicate {
+        Ok(Default::default())
+    } else {
+        Err(e)
+    }
 }

@@ -14,7 +14,9 @@ use domain::{CarNumber, PersonName};
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use platform::{Shutdown, clock};
 
-pub use store::{DriverRef, KnownDriver, RatingStore, SqliteRatingStore, StoreError};
+pub use store::{
+    DriverRef, KnownDriver, PgRatingStore, RatingStore, SqliteRatingStore, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RatingError {

@@ -3,12 +3,14 @@
 
 #[doc(hidden)]
 pub mod contract;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName, Timestamp};
 
+pub use postgres::PgRatingStore;
 pub use sqlite::SqliteRatingStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,16 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         Self(e.to_string())
     }
+}
+
+/// A driver row as stored, checked again on the way out.
+fn known_driver(name: String, car: String) -> Result<KnownDriver, StoreError> {
+    Ok(KnownDriver {
+        name: PersonName::parse(&name)
+            .map_err(|e| StoreError(format!("stored driver name: {e}")))?,
+        car_number: CarNumber::parse(&car)
+            .map_err(|e| StoreError(format!("stored car number: {e}")))?,
+    })
 }
 
 /// A driver the store knows, with the car last reported.

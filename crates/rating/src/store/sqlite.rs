@@ -6,7 +6,7 @@ use domain::{CarNumber, PersonName, Timestamp};
 use platform::store::{EmbeddedMigration, migrate_sqlite};
 use sqlx::{Row, SqlitePool};
 
-use super::{DriverRef, KnownDriver, RatingStore, StoreError};
+use super::{DriverRef, KnownDriver, RatingStore, StoreError, known_driver};
 
 pub const MIGRATIONS: &[EmbeddedMigration] = &[(
     1,
@@ -27,15 +27,6 @@ impl SqliteRatingStore {
             .map_err(|e| StoreError(format!("migrating the rating database: {e}")))?;
         Ok(Self { pool })
     }
-}
-
-fn parse_driver(name: String, car: String) -> Result<KnownDriver, StoreError> {
-    Ok(KnownDriver {
-        name: PersonName::parse(&name)
-            .map_err(|e| StoreError(format!("stored driver name: {e}")))?,
-        car_number: CarNumber::parse(&car)
-            .map_err(|e| StoreError(format!("stored car number: {e}")))?,
-    })
 }
 
 async fn summary_in<'e, E>(executor: E, driver: &PersonName) -> Result<RatingSummary, StoreError>
@@ -94,7 +85,7 @@ impl RatingStore for SqliteRatingStore {
                 .await?
             }
         };
-        row.map(|row| parse_driver(row.try_get("name")?, row.try_get("car_number")?))
+        row.map(|row| known_driver(row.try_get("name")?, row.try_get("car_number")?))
             .transpose()
     }
 
