@@ -21,6 +21,50 @@ pub struct Config {
     pub http: HttpConfig,
     pub matching: MatchingConfig,
     pub shutdown: ShutdownConfig,
+    /// The distributed mode's event bus and request/reply transport.
+    pub nats: NatsConfig,
+    /// The distributed mode's database.
+    pub database: DatabaseConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated.
+    pub url: String,
+    /// Replicas of each JetStream stream: 1 for one server, 3 for a 3-node cluster.
+    pub replicas: usize,
+    pub stream_prefix: String,
+    /// How long a call to another service may take before the caller answers 503.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// A PostgreSQL URL. Each service keeps its tables in its own schema of this database.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            replicas: 1,
+            stream_prefix: "RICKSHAW".to_owned(),
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/rickshaw".to_owned(),
+            max_connections: 8,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +117,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             matching: MatchingConfig::default(),
             shutdown: ShutdownConfig::default(),
+            nats: NatsConfig::default(),
+            database: DatabaseConfig::default(),
         }
     }
 }
@@ -121,7 +167,9 @@ pub enum ConfigError {
 
 /// The top-level keys environment variables may set; other `RICKSHAW_*` variables (the test
 /// scripts' own, say) are not config.
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "log", "http", "matching", "shutdown"];
+const ENV_KEYS: &[&str] = &[
+    "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database",
+];
 
 impl Config {
     /// Defaults ← `file` ← `RICKSHAW_*` env ← `overrides` (typically the CLI flags, as a partial
@@ -167,9 +215,21 @@ impl Config {
                 self.http.body_limit_bytes
             ));
         }
-        if self.http.request_timeout_ms == 0 || self.shutdown.grace_ms == 0 {
+        if self.nats.replicas == 0 || self.nats.replicas > 5 {
+            return invalid(format!(
+                "nats.replicas = {} must be 1 to 5",
+                self.nats.replicas
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be positive".into());
+        }
+        if self.http.request_timeout_ms == 0
+            || self.shutdown.grace_ms == 0
+            || self.nats.request_timeout_ms == 0
+        {
             return invalid(
-                "http.request_timeout_ms and shutdown.grace_ms must be positive".into(),
+                "http.request_timeout_ms, nats.request_timeout_ms and shutdown.grace_ms must be positive".into(),
             );
         }
         Ok(())

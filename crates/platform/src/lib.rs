@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod rpc;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

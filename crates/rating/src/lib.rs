@@ -2,6 +2,7 @@
 //! count and average per driver, and knows which drivers exist from supply's `DriverAvailable`
 //! events (only a known driver can be rated). It never reads another service's tables.
 
+pub mod remote;
 pub mod store;
 
 use std::collections::HashMap;
@@ -35,7 +36,7 @@ impl From<RatingError> for platform::ApiError {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriverRating {
     pub driver: KnownDriver,
     pub summary: RatingSummary,

@@ -1,7 +1,7 @@
-//! The one binary's library: it composes the service crates into a running system. The embedded
-//! mode (`rickshaw up`) runs every service in this process on the in-process bus and SQLite.
-//! Nothing here holds business logic; it only wires services to their adapters.
+//! The one binary's library: it composes the service crates into a running process — all of
+//! them on in-process adapters (`rickshaw up`), or some of them on NATS and PostgreSQL
+//! (`rickshaw serve`). Nothing here holds business logic; it only wires services to adapters.
 
-pub mod embedded;
+pub mod system;
 
-pub use embedded::Embedded;
+pub use system::{Service, Services, System};

@@ -1,5 +1,6 @@
 //! `rickshaw`: the one binary. `rickshaw up` runs the whole system in this process;
-//! `rickshaw bot` drives a running system the way seed 002's client does.
+//! `rickshaw serve` runs some services against NATS and PostgreSQL; `rickshaw migrate` prepares the
+//! database; `rickshaw bot` drives a running system the way seed 002's client does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use platform::{Config, telemetry};
-use rickshaw::Embedded;
+use rickshaw::{Services, System};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -28,21 +29,67 @@ struct Cli {
 enum Command {
     /// Run every service in this process (SQLite under --data-dir, in-process bus).
     Up(UpArgs),
+    /// Run the named services in this process against NATS JetStream and PostgreSQL.
+    Serve(ServeArgs),
+    /// Apply every service's pending PostgreSQL migrations, then exit.
+    Migrate(ConfigArgs),
     /// Drive a running Rickshaw like seed 002's client: riders and drivers every second.
     Bot(BotArgs),
 }
 
+/// Flags every server command shares; each overrides the config file and environment.
 #[derive(Args)]
-struct UpArgs {
-    /// Address of the public HTTP/WebSocket edge.
+struct ConfigArgs {
+    /// A TOML config file (keys: docs/ARCHITECTURE.md, Configuration).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address of this process's HTTP listener.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// NATS server URL(s), comma-separated (distributed mode).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Replicas of each JetStream stream (3 on a 3-node cluster).
+    #[arg(long)]
+    nats_replicas: Option<usize>,
+    /// PostgreSQL URL (distributed mode).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Which services to run here: a comma-separated list of gateway, rider, supply, matching,
+    /// rating, communication — or `all`.
+    #[arg(long)]
+    services: Services,
+    #[command(flatten)]
+    common: ConfigArgs,
+    #[command(flatten)]
+    matching: MatchingArgs,
+}
+
+#[derive(Args)]
+struct UpArgs {
     /// Where the SQLite files live (created if missing).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A TOML config file (see docs/ARCHITECTURE.md for the keys).
+    /// Also run the bot against this system until Ctrl-C.
     #[arg(long)]
-    config: Option<PathBuf>,
+    bot: bool,
+    #[command(flatten)]
+    common: ConfigArgs,
+    #[command(flatten)]
+    matching: MatchingArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
+struct MatchingArgs {
     /// Matching tick in milliseconds (default 1000).
     #[arg(long)]
     tick_ms: Option<u64>,
@@ -52,14 +99,6 @@ struct UpArgs {
     /// Matching strategy: optimal (default) or nearest.
     #[arg(long)]
     strategy: Option<String>,
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long)]
-    json_logs: bool,
-    /// Also run the bot against this system until Ctrl-C.
-    #[arg(long)]
-    bot: bool,
-    #[command(flatten)]
-    load: LoadArgs,
 }
 
 #[derive(Args)]
@@ -108,6 +147,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up(args).await,
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
             Command::Bot(args) => bot(args).await,
         }
     });
@@ -120,37 +161,91 @@ fn main() -> ExitCode {
     }
 }
 
-fn overrides(args: &UpArgs) -> Value {
+/// The flags given, as a partial config tree (absent flags leave the file/env values alone).
+fn overrides(
+    common: &ConfigArgs,
+    matching: Option<&MatchingArgs>,
+    data_dir: Option<&PathBuf>,
+) -> Value {
     let mut root = Map::new();
-    if let Some(listen) = args.listen {
+    if let Some(listen) = common.listen {
         root.insert("listen".into(), json!(listen));
     }
-    if let Some(dir) = &args.data_dir {
+    if let Some(dir) = data_dir {
         root.insert("data_dir".into(), json!(dir));
     }
-    let mut matching = Map::new();
-    if let Some(v) = args.tick_ms {
-        matching.insert("tick_ms".into(), json!(v));
+    let mut nats = Map::new();
+    if let Some(url) = &common.nats_url {
+        nats.insert("url".into(), json!(url));
     }
-    if let Some(v) = args.hold_ms {
-        matching.insert("hold_ms".into(), json!(v));
+    if let Some(replicas) = common.nats_replicas {
+        nats.insert("replicas".into(), json!(replicas));
     }
-    if let Some(v) = &args.strategy {
-        matching.insert("strategy".into(), json!(v));
+    if !nats.is_empty() {
+        root.insert("nats".into(), Value::Object(nats));
     }
-    if !matching.is_empty() {
-        root.insert("matching".into(), Value::Object(matching));
+    if let Some(url) = &common.database_url {
+        root.insert("database".into(), json!({"url": url}));
     }
-    if args.json_logs {
+    let mut section = Map::new();
+    if let Some(m) = matching {
+        if let Some(v) = m.tick_ms {
+            section.insert("tick_ms".into(), json!(v));
+        }
+        if let Some(v) = m.hold_ms {
+            section.insert("hold_ms".into(), json!(v));
+        }
+        if let Some(v) = &m.strategy {
+            section.insert("strategy".into(), json!(v));
+        }
+    }
+    if !section.is_empty() {
+        root.insert("matching".into(), Value::Object(section));
+    }
+    if common.json_logs {
         root.insert("log".into(), json!({"format": "json"}));
     }
     Value::Object(root)
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(args.config.as_deref(), overrides(&args))?;
+fn load_config(
+    common: &ConfigArgs,
+    matching: Option<&MatchingArgs>,
+    data_dir: Option<&PathBuf>,
+) -> anyhow::Result<Config> {
+    let config = Config::load(
+        common.config.as_deref(),
+        overrides(common, matching, data_dir),
+    )?;
     telemetry::init_tracing(&config.log);
-    let system = Embedded::build(config.clone()).await?;
+    Ok(config)
+}
+
+/// Runs `system` until SIGINT/SIGTERM.
+async fn run_until_signal(system: System) -> anyhow::Result<()> {
+    system.run(platform::shutdown::signal()).await
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.common, Some(&args.matching), None)?;
+    let system = System::distributed(config.clone(), &args.services).await?;
+    let addr = system.local_addr();
+    tracing::info!(services = %args.services, %addr, nats = %config.nats.url, "serving");
+    eprintln!("Rickshaw {} serving at http://{addr}", args.services);
+    run_until_signal(system).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args, None, None)?;
+    rickshaw::system::migrate(&config).await?;
+    eprintln!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.common, Some(&args.matching), args.data_dir.as_ref())?;
+    let system = System::embedded(config.clone()).await?;
     let addr = system.local_addr();
     let url = format!("http://{addr}");
     tracing::info!(%url, data_dir = %config.data_dir.display(), "Rickshaw is up");

@@ -2,6 +2,8 @@
 //! an id and a time and announces it on the bus as `RideRequested`. It never matches, prices or
 //! notifies — matching and communication react to its event.
 
+pub mod remote;
+
 use async_trait::async_trait;
 use domain::RideRequest;
 use domain::course::RideRequestDraft;

@@ -2,6 +2,8 @@
 //! and a position and is announced as `DriverAvailable`. Matching keeps the live pool; this service
 //! never pairs or rates.
 
+pub mod remote;
+
 use async_trait::async_trait;
 use domain::events::DriverAvailable;
 use domain::{CarNumber, DriverReport, PersonName, Point};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use platform::Config;
-use rickshaw::Embedded;
+use rickshaw::{Services, System};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -54,7 +54,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> TestApp {
-    let system = Embedded::build(config.clone())
+    let system = System::embedded(config.clone())
         .await
         .expect("the system builds");
     let base_url = format!("http://{}", system.local_addr());

@@ -96,6 +96,11 @@ impl NatsBus {
         })
     }
 
+    /// The plain NATS client, for request/reply (`platform::rpc`).
+    pub fn client(&self) -> async_nats::Client {
+        self.js.client()
+    }
+
     /// The JetStream context, for other NATS-backed mechanisms (key-value leases).
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js

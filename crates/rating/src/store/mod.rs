@@ -34,14 +34,15 @@ fn known_driver(name: String, car: String) -> Result<KnownDriver, StoreError> {
 }
 
 /// A driver the store knows, with the car last reported.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KnownDriver {
     pub name: PersonName,
     pub car_number: CarNumber,
 }
 
 /// How a rating names its driver: by name, or by the car they drive.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DriverRef {
     Name(PersonName),
     Car(CarNumber),

@@ -1,0 +1,334 @@
+//! Composition: which services run in this process, on which adapters.
+//!
+//! - `System::embedded` (`rickshaw up`): every service, the in-process bus, SQLite files under the
+//!   data directory, the gateway calling services directly.
+//! - `System::distributed` (`rickshaw serve --services …`): the named services, the NATS JetStream
+//!   bus, PostgreSQL, and the gateway calling services over NATS request/reply.
+//!
+//! Every process serves `/healthz`, `/readyz` and `/metrics` on `listen`; the gateway adds the
+//! course API, communication adds `/communication` and `/socket.io/`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use communication::Communication;
+use matching::MatchingService;
+use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
+use platform::http::{Health, ops_router};
+use platform::rpc::RpcClient;
+use platform::{Config, Shutdown, store, telemetry};
+use rating::{PgRatingStore, RatingService, SqliteRatingStore};
+use rider::RiderService;
+use supply::SupplyService;
+use tokio::net::TcpListener;
+
+/// The services one process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Gateway,
+    Rider,
+    Supply,
+    Matching,
+    Rating,
+    Communication,
+}
+
+impl Service {
+    pub const ALL: [Service; 6] = [
+        Service::Gateway,
+        Service::Rider,
+        Service::Supply,
+        Service::Matching,
+        Service::Rating,
+        Service::Communication,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Rider => "rider",
+            Self::Supply => "supply",
+            Self::Matching => "matching",
+            Self::Rating => "rating",
+            Self::Communication => "communication",
+        }
+    }
+}
+
+/// A non-empty set of services, parsed from `gateway,rider,…` or `all`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Services(BTreeSet<Service>);
+
+impl Services {
+    pub fn all() -> Self {
+        Self(Service::ALL.into_iter().collect())
+    }
+
+    pub fn contains(&self, service: Service) -> bool {
+        self.0.contains(&service)
+    }
+}
+
+impl FromStr for Services {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "all" {
+            return Ok(Self::all());
+        }
+        let mut set = BTreeSet::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let service = Service::ALL
+                .into_iter()
+                .find(|svc| svc.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
+                    format!(
+                        "unknown service {name:?}; expected some of {} or \"all\"",
+                        known.join(", ")
+                    )
+                })?;
+            set.insert(service);
+        }
+        if set.is_empty() {
+            return Err("name at least one service".to_owned());
+        }
+        Ok(Self(set))
+    }
+}
+
+impl fmt::Display for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|s| s.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// Connections closed last, after every task has stopped.
+enum Pool {
+    Sqlite(store::SqlitePool),
+    Postgres(store::PgPool),
+}
+
+/// A built (listening, subscribed) but not yet serving process.
+pub struct System {
+    config: Config,
+    listener: TcpListener,
+    app: axum::Router,
+    health: Health,
+    shutdown: Shutdown,
+    pools: Vec<Pool>,
+}
+
+/// Where the gateway's calls go and what the HTTP edge serves.
+struct Edge {
+    gateway: Option<gateway::Services>,
+    communication: Option<Communication>,
+}
+
+impl System {
+    /// `rickshaw up`: everything in this process.
+    pub async fn embedded(config: Config) -> anyhow::Result<Self> {
+        let shutdown = Shutdown::new();
+        let bus: SharedBus = Arc::new(InProcessBus::new());
+
+        let rating_path = config.data_dir.join("rating.db");
+        let rating_db = store::open_sqlite(&rating_path).await.with_context(|| {
+            format!("cannot open the rating database {}", rating_path.display())
+        })?;
+        let rating_store = Arc::new(SqliteRatingStore::new(rating_db.clone()).await?);
+        let (rating, directory) = RatingService::build(rating_store, bus.clone()).await?;
+        directory.run(&shutdown);
+
+        MatchingService::build(bus.clone(), config.matching.clone())
+            .await?
+            .run(&shutdown);
+        let communication = Communication::build(bus.clone(), &shutdown).await?;
+        let edge = Edge {
+            gateway: Some(gateway::Services {
+                rider: Arc::new(RiderService::new(bus.clone())),
+                supply: Arc::new(SupplyService::new(bus.clone())),
+                rating,
+            }),
+            communication: Some(communication),
+        };
+        Self::listen(config, shutdown, edge, vec![Pool::Sqlite(rating_db)]).await
+    }
+
+    /// `rickshaw serve`: the named services on NATS and PostgreSQL.
+    pub async fn distributed(config: Config, services: &Services) -> anyhow::Result<Self> {
+        let shutdown = Shutdown::new();
+        let nats = NatsBus::connect(NatsBusConfig {
+            url: config.nats.url.clone(),
+            replicas: config.nats.replicas,
+            stream_prefix: config.nats.stream_prefix.clone(),
+            ..NatsBusConfig::default()
+        })
+        .await?;
+        let client = nats.client();
+        let bus: SharedBus = Arc::new(nats);
+        let mut pools = Vec::new();
+
+        if services.contains(Service::Rider) {
+            rider::remote::serve(RiderService::new(bus.clone()), client.clone(), &shutdown).await?;
+        }
+        if services.contains(Service::Supply) {
+            supply::remote::serve(SupplyService::new(bus.clone()), client.clone(), &shutdown)
+                .await?;
+        }
+        if services.contains(Service::Rating) {
+            let store =
+                PgRatingStore::connect(&config.database.url, config.database.max_connections)
+                    .await?;
+            store.migrate().await?;
+            pools.push(Pool::Postgres(store.pool().clone()));
+            let (rating, directory) = RatingService::build(Arc::new(store), bus.clone()).await?;
+            directory.run(&shutdown);
+            rating::remote::serve(rating, client.clone(), &shutdown).await?;
+        }
+        if services.contains(Service::Matching) {
+            MatchingService::build(bus.clone(), config.matching.clone())
+                .await?
+                .run(&shutdown);
+        }
+        let communication = if services.contains(Service::Communication) {
+            Some(Communication::build(bus.clone(), &shutdown).await?)
+        } else {
+            None
+        };
+        let rpc = RpcClient::new(
+            client,
+            Duration::from_millis(config.nats.request_timeout_ms),
+        );
+        let gateway = services
+            .contains(Service::Gateway)
+            .then(|| gateway::Services {
+                rider: Arc::new(rider::remote::RemoteRider::new(rpc.clone())),
+                supply: Arc::new(supply::remote::RemoteSupply::new(rpc.clone())),
+                rating: Arc::new(rating::remote::RemoteRating::new(rpc)),
+            });
+        Self::listen(
+            config,
+            shutdown,
+            Edge {
+                gateway,
+                communication,
+            },
+            pools,
+        )
+        .await
+    }
+
+    async fn listen(
+        config: Config,
+        shutdown: Shutdown,
+        edge: Edge,
+        pools: Vec<Pool>,
+    ) -> anyhow::Result<Self> {
+        let health = Health::default();
+        let mut router = ops_router(health.clone(), telemetry::metrics_handle());
+        if let Some(services) = edge.gateway {
+            router = router.merge(gateway::course_router(services));
+        }
+        if let Some(communication) = &edge.communication {
+            router = router.merge(communication.routes());
+        }
+        let mut app = platform::http::finish(router, &config.http);
+        if let Some(communication) = edge.communication {
+            app = communication.serve_socketio(app);
+            communication.run(&shutdown);
+        }
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}; is another Rickshaw running? pick another --listen",
+                config.listen
+            )
+        })?;
+        Ok(Self {
+            config,
+            listener,
+            app,
+            health,
+            shutdown,
+            pools,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// Serves until `stop` resolves, then drains: readiness goes false, the listener stops
+    /// accepting, in-flight requests finish, consumers stop, databases are closed.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            config,
+            listener,
+            app,
+            health,
+            shutdown,
+            pools,
+        } = self;
+        let server = shutdown.spawn(platform::http::serve(listener, app, shutdown.token()));
+        health.set_ready(true);
+        tokio::select! {
+            () = stop => {}
+            () = shutdown.triggered() => {}
+        }
+        health.set_ready(false);
+        let grace = Duration::from_millis(config.shutdown.grace_ms);
+        if shutdown.complete(grace).await {
+            if let Ok(Err(e)) = server.await {
+                tracing::error!(error = %e, "the HTTP server failed");
+            }
+        } else {
+            tracing::warn!(
+                grace_ms = config.shutdown.grace_ms,
+                "some tasks did not finish within the grace period"
+            );
+            server.abort();
+        }
+        for pool in pools {
+            match pool {
+                Pool::Sqlite(pool) => pool.close().await,
+                Pool::Postgres(pool) => pool.close().await,
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `rickshaw migrate`: applies every service's pending PostgreSQL migrations.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    store::ensure_postgres_database(&config.database.url)
+        .await
+        .context("cannot reach or create the database")?;
+    let rating = PgRatingStore::connect(&config.database.url, 1).await?;
+    rating.migrate().await?;
+    rating.pool().close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_lists_parse_and_unknown_names_are_named() {
+        let parsed: Services = "gateway, rating".parse().expect("valid");
+        assert!(parsed.contains(Service::Gateway) && parsed.contains(Service::Rating));
+        assert!(!parsed.contains(Service::Matching));
+        assert_eq!(parsed.to_string(), "gateway,rating");
+        assert_eq!("all".parse::<Services>(), Ok(Services::all()));
+        let err = "gateway,billing".parse::<Services>().expect_err("unknown");
+        assert!(err.contains("billing"), "{err}");
+        assert!("".parse::<Services>().is_err());
+    }
+}
