@@ -100,6 +100,11 @@ where
         .queue_subscribe(subject, group.to_owned())
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot subscribe to {subject}: {e}")))?;
+    // The server must know of the subscription before this instance is reported ready.
+    client
+        .flush()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("cannot subscribe to {subject}: {e}")))?;
     let token: CancellationToken = shutdown.token();
     let tasks = shutdown.clone();
     shutdown.spawn(async move {

@@ -146,6 +146,14 @@ pub async fn ensure_postgres_database(url: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Runs one statement built at run time (administrative DDL such as `DROP DATABASE`).
+pub async fn execute(pool: &PgPool, statement: String) -> Result<(), sqlx::Error> {
+    sqlx::query(AssertSqlSafe(statement))
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
 /// Two processes creating the same schema or database at once: the loser's error is success.
 fn ignore_duplicate(e: sqlx::Error) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
     let duplicate = e

@@ -1,6 +1,7 @@
 //! Test support: `spawn_app` runs the embedded system on a free port with a temporary data
-//! directory and returns typed helpers; `WsClient` speaks `/communication`; `python_with_socketio`
-//! provides a Python with the python-socketio client for interoperability tests.
+//! directory and returns typed helpers; `spawn_distributed` runs services on NATS and PostgreSQL
+//! (with `NatsServer`, a private nats-server, and `TestDatabase`, a fresh database); `WsClient`
+//! speaks `/communication`; `python_with_socketio` provides a Python with the python-socketio client.
 //! Test-only: nothing in the product depends on this crate.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct TestApp {
     pub base_url: String,
     pub http: reqwest::Client,
     pub config: Config,
+    /// `None`: the embedded mode.
+    services: Option<Services>,
     data_dir: Arc<tempfile::TempDir>,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -50,13 +53,34 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
     let mut config = test_config(dir.path());
     adjust(&mut config);
-    start(config, dir).await
+    start(config, dir, None).await
 }
 
-async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> TestApp {
-    let system = System::embedded(config.clone())
-        .await
-        .expect("the system builds");
+/// `services` on NATS (`nats`) and PostgreSQL (`database`), with `test_config`.
+pub async fn spawn_distributed(
+    services: &str,
+    nats: &NatsServer,
+    database: &TestDatabase,
+) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+    let mut config = test_config(dir.path());
+    config.nats.url = nats.url.clone();
+    config.database.url = database.url.clone();
+    config.database.max_connections = 2;
+    let services: Services = services.parse().expect("valid service list");
+    start(config, dir, Some(services)).await
+}
+
+async fn start(
+    config: Config,
+    data_dir: Arc<tempfile::TempDir>,
+    services: Option<Services>,
+) -> TestApp {
+    let system = match &services {
+        None => System::embedded(config.clone()).await,
+        Some(services) => System::distributed(config.clone(), services).await,
+    }
+    .expect("the system builds");
     let base_url = format!("http://{}", system.local_addr());
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -65,6 +89,7 @@ async fn start(config: Config, data_dir: Arc<tempfile::TempDir>) -> TestApp {
         base_url,
         http: reqwest::Client::new(),
         config,
+        services,
         data_dir,
         stop,
         server,
@@ -169,8 +194,9 @@ impl TestApp {
     /// Stops, then starts again on the same data directory (a new port).
     pub async fn restart(self) -> TestApp {
         let config = self.config.clone();
+        let services = self.services.clone();
         let dir = self.stop().await;
-        start(config, dir).await
+        start(config, dir, services).await
     }
 }
 
@@ -258,4 +284,101 @@ pub fn python_with_socketio() -> PathBuf {
         );
     }
     python
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A private nats-server with JetStream, on a free port, its store in a temporary directory;
+/// killed when dropped. Tests of the distributed mode use one each, so their streams and
+/// consumers never meet another test's.
+pub struct NatsServer {
+    pub url: String,
+    pub port: u16,
+    child: std::process::Child,
+    _store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let store = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let binary = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (Debian package nats-server)");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self {
+                    url: format!("nats://127.0.0.1:{port}"),
+                    port,
+                    child,
+                    _store: store,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on port {port}");
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database on the server of `RICKSHAW_TEST_DATABASE_URL` (default: this
+/// machine's, trust auth), dropped when the test calls `drop`.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let base = std::env::var("RICKSHAW_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/rickshaw_test".to_owned());
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("a database URL ends with /name");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let name = format!("rickshaw_it_{}", &id[20..]);
+        let url = format!("{server}/{name}");
+        platform::store::ensure_postgres_database(&url)
+            .await
+            .expect("a PostgreSQL server (set RICKSHAW_TEST_DATABASE_URL)");
+        Self {
+            url,
+            admin_url: format!("{server}/postgres"),
+            name,
+        }
+    }
+
+    /// Drops the database (after every process using it has stopped).
+    pub async fn drop(self) {
+        if let Ok(pool) = platform::store::open_postgres(&self.admin_url, "public", 1).await {
+            let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            let _ = platform::store::execute(&pool, statement).await;
+            pool.close().await;
+        }
+    }
 }

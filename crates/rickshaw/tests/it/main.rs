@@ -3,6 +3,7 @@
 mod bad_input;
 mod bot_run;
 mod course_flow;
+mod distributed;
 mod ops;
 mod persistence;
 mod socketio_interop;
