@@ -316,7 +316,7 @@ impl NatsServer {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("nats-server");
-        let child = std::process::Command::new(binary)
+        let mut child = std::process::Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
             .stdout(std::process::Stdio::null())
@@ -334,6 +334,8 @@ impl NatsServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nats-server did not start on port {port}");
     }
 }
