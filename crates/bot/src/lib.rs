@@ -72,6 +72,7 @@ struct Tally {
     latencies_ms: Vec<f64>,
     riders: HashMap<String, SentRider>,
     matched: HashSet<String>,
+    matched_drivers: HashSet<String>,
     drivers_by_tick: HashMap<u64, HashSet<String>>,
     first_error: Option<String>,
 }
@@ -284,6 +285,9 @@ fn on_match(tally: &Shared, frame: &MatchFrame) -> bool {
             "fare for {} is {} but 2 × distance is {expected}",
             frame.rider, frame.fare
         ));
+    }
+    if !t.matched_drivers.insert(frame.driver.clone()) {
+        t.checks.drivers_matched_twice += 1;
     }
     if !t.matched.insert(frame.rider.clone()) {
         t.checks.riders_matched_twice += 1;

@@ -30,6 +30,8 @@ pub struct Checks {
     pub fare_mismatches: u64,
     pub riders_matched_twice: u64,
     pub drivers_twice_in_a_tick: u64,
+    /// The bot's drivers post once, so a driver matched twice in a run was assigned twice.
+    pub drivers_matched_twice: u64,
     /// Rider/driver posts not answered 2xx.
     pub request_errors: u64,
 }
@@ -89,6 +91,7 @@ impl Summary {
         self.checks.fare_mismatches == 0
             && self.checks.riders_matched_twice == 0
             && self.checks.drivers_twice_in_a_tick == 0
+            && self.checks.drivers_matched_twice == 0
     }
 }
 
@@ -138,14 +141,15 @@ impl std::fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "  invariants       {} (rider matched twice: {}, driver twice in a tick: {})",
+            "  invariants       {} (rider matched twice: {}, driver twice in a tick: {}, driver matched twice: {})",
             if self.invariants_hold() {
                 "hold"
             } else {
                 "BROKEN"
             },
             self.checks.riders_matched_twice,
-            self.checks.drivers_twice_in_a_tick
+            self.checks.drivers_twice_in_a_tick,
+            self.checks.drivers_matched_twice
         )?;
         if self.checks.request_errors > 0 {
             writeln!(f, "  request errors   {:>8}", self.checks.request_errors)?;

@@ -3,7 +3,13 @@
 //! strategy, and announces `RideMatched` (with the fare) and `RideExpired`. It never talks to
 //! riders or drivers directly and never stores anything durable: the course holds requests in
 //! memory by design.
+//!
+//! Several instances share the work by geographic shard: every instance sees every event and
+//! mirrors the whole pool, but pairs only the shards it holds a lease on (`leases`), and removes
+//! pairs made by others when their `RideMatched` arrives. A new owner of a shard therefore
+//! already holds its riders and drivers.
 
+pub mod leases;
 mod pool;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,44 +17,50 @@ use std::time::{Duration, Instant};
 
 use domain::events::{DriverAvailable, Event, RideExpired, RideMatched, RideRequested};
 use domain::fare::{CURRENCY, course_fare};
+use domain::matching::shard_of;
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use platform::config::MatchingConfig;
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
+pub use leases::{AllShards, KvLeases, LeaseConfig, Leases};
 pub use pool::{Pairing, Pool, TickOutcome};
-
-const CONSUMER_GROUP: &str = "matching";
 
 pub struct MatchingService {
     bus: SharedBus,
     config: MatchingConfig,
+    leases: Arc<dyn Leases>,
     pool: Arc<Mutex<Pool>>,
     riders: Subscription,
     drivers: Subscription,
+    matches: Subscription,
 }
 
 impl MatchingService {
-    /// Subscribes to its inputs, so nothing published after `build` returns is missed.
-    pub async fn build(bus: SharedBus, config: MatchingConfig) -> Result<Self, BusError> {
+    /// Subscribes to its inputs (every instance gets every event), so nothing published after
+    /// `build` returns is missed.
+    pub async fn build(
+        bus: SharedBus,
+        config: MatchingConfig,
+        leases: Arc<dyn Leases>,
+    ) -> Result<Self, BusError> {
         let riders = bus
-            .subscribe(SubscribeOptions::durable(
-                RideRequested::SUBJECT,
-                format!("{CONSUMER_GROUP}-riders"),
-            ))
+            .subscribe(SubscribeOptions::ephemeral(RideRequested::SUBJECT))
             .await?;
         let drivers = bus
-            .subscribe(SubscribeOptions::durable(
-                DriverAvailable::SUBJECT,
-                format!("{CONSUMER_GROUP}-drivers"),
-            ))
+            .subscribe(SubscribeOptions::ephemeral(DriverAvailable::SUBJECT))
+            .await?;
+        let matches = bus
+            .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
             .await?;
         Ok(Self {
             bus,
             config,
+            leases,
             pool: Arc::default(),
             riders,
             drivers,
+            matches,
         })
     }
 
@@ -57,10 +69,13 @@ impl MatchingService {
         let Self {
             bus,
             config,
+            leases,
             pool,
             riders,
             drivers,
+            matches,
         } = self;
+        let (cell, shards) = (config.shard_cell, config.shards);
 
         let rider_pool = pool.clone();
         shutdown.spawn(bus::consume(
@@ -68,7 +83,8 @@ impl MatchingService {
             shutdown.token(),
             "matching.riders",
             move |event: RideRequested, _| {
-                lock(&rider_pool).add_rider(event.request, clock::now());
+                let shard = shard_of(&event.request.position, cell, shards);
+                lock(&rider_pool).add_rider(event.request, shard, clock::now());
                 async { Handled::Done }
             },
         ));
@@ -78,7 +94,24 @@ impl MatchingService {
             shutdown.token(),
             "matching.drivers",
             move |event: DriverAvailable, _| {
-                lock(&driver_pool).add_driver(event.report, clock::now());
+                let shard = shard_of(&event.report.position, cell, shards);
+                lock(&driver_pool).add_driver(event.report, shard, clock::now());
+                async { Handled::Done }
+            },
+        ));
+        let match_pool = pool.clone();
+        shutdown.spawn(bus::consume(
+            matches,
+            shutdown.token(),
+            "matching.matches",
+            move |event: RideMatched, _| {
+                lock(&match_pool).forget_match(
+                    event.request_id,
+                    &event.rider,
+                    &event.driver,
+                    event.matched_at,
+                    clock::now(),
+                );
                 async { Handled::Done }
             },
         ));
@@ -86,13 +119,19 @@ impl MatchingService {
         shutdown.spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(config.tick_ms));
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            tracing::info!(tick_ms = config.tick_ms, hold_ms = config.hold_ms, strategy = %config.strategy, "matching started");
+            tracing::info!(
+                tick_ms = config.tick_ms,
+                hold_ms = config.hold_ms,
+                strategy = %config.strategy,
+                shards = config.shards,
+                "matching started"
+            );
             loop {
                 tokio::select! {
                     () = token.cancelled() => break,
                     _ = interval.tick() => {}
                 }
-                run_tick(&bus, &pool, &config).await;
+                run_tick(&bus, &pool, &config, leases.as_ref()).await;
             }
         });
     }
@@ -102,12 +141,20 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn run_tick(bus: &SharedBus, pool: &Mutex<Pool>, config: &MatchingConfig) {
+async fn run_tick(
+    bus: &SharedBus,
+    pool: &Mutex<Pool>,
+    config: &MatchingConfig,
+    leases: &dyn Leases,
+) {
     let started = Instant::now();
+    let owned = leases.owned();
     let now = clock::now();
     let (outcome, waiting, free) = {
         let mut pool = lock(pool);
-        let outcome = pool.tick(now, config.hold_ms, config.strategy);
+        let outcome = pool.tick(now, config.hold_ms, config.strategy, |shard| {
+            owned.contains(&shard)
+        });
         (outcome, pool.waiting_riders(), pool.free_drivers())
     };
     metrics::histogram!("matching_tick_duration_seconds").record(started.elapsed().as_secs_f64());
@@ -186,7 +233,7 @@ mod tests {
             ..MatchingConfig::default()
         };
         let shutdown = Shutdown::new();
-        MatchingService::build(bus.clone(), config)
+        MatchingService::build(bus.clone(), config, Arc::new(AllShards(1)))
             .await
             .expect("builds")
             .run(&shutdown);

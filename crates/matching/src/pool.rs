@@ -4,17 +4,19 @@
 use std::collections::HashMap;
 
 use domain::matching::{Strategy, assign};
-use domain::{DriverReport, PersonName, Point, RideRequest, Timestamp};
+use domain::{DriverReport, PersonName, Point, RideRequest, RideRequestId, Timestamp};
 
 #[derive(Clone, Debug)]
 struct Held<T> {
     item: T,
+    shard: u32,
     received_at: Timestamp,
 }
 
 /// A rider request paired with a driver in one tick.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pairing {
+    pub shard: u32,
     pub request: RideRequest,
     pub driver: DriverReport,
     pub pickup_distance: f64,
@@ -24,39 +26,90 @@ pub struct Pairing {
 pub struct TickOutcome {
     pub tick: u64,
     pub pairings: Vec<Pairing>,
-    /// Requests that waited past the hold time without a driver.
+    /// Requests of owned shards that waited past the hold time without a driver.
     pub expired: Vec<RideRequest>,
     pub expired_drivers: usize,
 }
 
+/// The riders waiting and drivers free, in every shard. A matching instance mirrors the whole
+/// pool but pairs only the shards it owns; pairs made elsewhere are removed with `forget_match`,
+/// whose tombstones also refuse the late copy of an already matched request or driver report
+/// (events from different streams may arrive in any order).
 #[derive(Debug, Default)]
 pub struct Pool {
     /// One waiting request per rider name: a newer request replaces the older one.
     riders: HashMap<PersonName, Held<RideRequest>>,
     /// One entry per driver name: a newer report refreshes position, car and hold time.
     drivers: HashMap<PersonName, Held<DriverReport>>,
+    /// Requests already matched, and when we learnt it.
+    matched_requests: HashMap<RideRequestId, Timestamp>,
+    /// Drivers already matched: reports made up to that instant are stale.
+    matched_drivers: HashMap<PersonName, Timestamp>,
     ticks: u64,
 }
 
 impl Pool {
-    pub fn add_rider(&mut self, request: RideRequest, received_at: Timestamp) {
+    pub fn add_rider(&mut self, request: RideRequest, shard: u32, received_at: Timestamp) {
+        if self.matched_requests.contains_key(&request.id) {
+            return;
+        }
         self.riders.insert(
             request.rider.clone(),
             Held {
                 item: request,
+                shard,
                 received_at,
             },
         );
     }
 
-    pub fn add_driver(&mut self, report: DriverReport, received_at: Timestamp) {
+    pub fn add_driver(&mut self, report: DriverReport, shard: u32, received_at: Timestamp) {
+        if self
+            .matched_drivers
+            .get(&report.driver)
+            .is_some_and(|matched_at| report.reported_at <= *matched_at)
+        {
+            return;
+        }
         self.drivers.insert(
             report.driver.clone(),
             Held {
                 item: report,
+                shard,
                 received_at,
             },
         );
+    }
+
+    /// Another instance (or this one) paired `request_id` with `driver` at `matched_at`.
+    pub fn forget_match(
+        &mut self,
+        request_id: RideRequestId,
+        rider: &PersonName,
+        driver: &PersonName,
+        matched_at: Timestamp,
+        now: Timestamp,
+    ) {
+        if self
+            .riders
+            .get(rider)
+            .is_some_and(|h| h.item.id == request_id)
+        {
+            self.riders.remove(rider);
+        }
+        if self
+            .drivers
+            .get(driver)
+            .is_some_and(|h| h.item.reported_at <= matched_at)
+        {
+            self.drivers.remove(driver);
+        }
+        self.matched_requests.insert(request_id, now);
+        let latest = self
+            .matched_drivers
+            .entry(driver.clone())
+            .or_insert(matched_at);
+        *latest = (*latest).max(matched_at);
     }
 
     pub fn waiting_riders(&self) -> usize {
@@ -67,36 +120,67 @@ impl Pool {
         self.drivers.len()
     }
 
-    /// Pairs everyone held (even those about to expire: they were held the full time), removes the
-    /// pairs, then drops what has been held longer than `hold_ms`.
-    pub fn tick(&mut self, now: Timestamp, hold_ms: u64, strategy: Strategy) -> TickOutcome {
+    /// Pairs everyone held in the shards `owns` accepts (even those about to expire: they were
+    /// held the full time), removes the pairs, then drops what has been held longer than
+    /// `hold_ms` in every shard, reporting the expired riders of owned shards.
+    pub fn tick(
+        &mut self,
+        now: Timestamp,
+        hold_ms: u64,
+        strategy: Strategy,
+        owns: impl Fn(u32) -> bool,
+    ) -> TickOutcome {
         self.ticks += 1;
-        let mut riders: Vec<&Held<RideRequest>> = self.riders.values().collect();
+        let mut riders: Vec<&Held<RideRequest>> =
+            self.riders.values().filter(|h| owns(h.shard)).collect();
         // Arrival order (ties by id) — `nearest` serves earlier riders first.
-        riders.sort_by_key(|h| (h.received_at, h.item.id));
-        let mut drivers: Vec<&Held<DriverReport>> = self.drivers.values().collect();
-        drivers.sort_by(|a, b| a.item.driver.cmp(&b.item.driver));
+        riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
+        let mut drivers: Vec<&Held<DriverReport>> =
+            self.drivers.values().filter(|h| owns(h.shard)).collect();
+        drivers.sort_by(|a, b| (a.shard, &a.item.driver).cmp(&(b.shard, &b.item.driver)));
 
-        let rider_points: Vec<Point> = riders.iter().map(|h| h.item.position).collect();
-        let driver_points: Vec<Point> = drivers.iter().map(|h| h.item.position).collect();
-        let pairings: Vec<Pairing> = assign(&rider_points, &driver_points, strategy)
-            .into_iter()
-            .map(|pair| Pairing {
-                request: riders[pair.rider].item.clone(),
-                driver: drivers[pair.driver].item.clone(),
-                pickup_distance: pair.distance,
-            })
-            .collect();
+        let mut pairings = Vec::new();
+        let mut shards: Vec<u32> = riders.iter().map(|h| h.shard).collect();
+        shards.dedup();
+        for shard in shards {
+            let shard_riders: Vec<&Held<RideRequest>> = riders
+                .iter()
+                .copied()
+                .filter(|h| h.shard == shard)
+                .collect();
+            let shard_drivers: Vec<&Held<DriverReport>> = drivers
+                .iter()
+                .copied()
+                .filter(|h| h.shard == shard)
+                .collect();
+            let rider_points: Vec<Point> = shard_riders.iter().map(|h| h.item.position).collect();
+            let driver_points: Vec<Point> = shard_drivers.iter().map(|h| h.item.position).collect();
+            pairings.extend(
+                assign(&rider_points, &driver_points, strategy)
+                    .into_iter()
+                    .map(|pair| Pairing {
+                        shard,
+                        request: shard_riders[pair.rider].item.clone(),
+                        driver: shard_drivers[pair.driver].item.clone(),
+                        pickup_distance: pair.distance,
+                    }),
+            );
+        }
         for pairing in &pairings {
-            self.riders.remove(&pairing.request.rider);
-            self.drivers.remove(&pairing.driver.driver);
+            self.forget_match(
+                pairing.request.id,
+                &pairing.request.rider,
+                &pairing.driver.driver,
+                now,
+                now,
+            );
         }
 
         let stale = |held_since: Timestamp| now.millis_since(held_since) > hold_ms;
         let mut expired = Vec::new();
         self.riders.retain(|_, held| {
             let keep = !stale(held.received_at);
-            if !keep {
+            if !keep && owns(held.shard) {
                 expired.push(held.item.clone());
             }
             keep
@@ -104,6 +188,12 @@ impl Pool {
         expired.sort_by_key(|r| (r.requested_at, r.id));
         let drivers_before = self.drivers.len();
         self.drivers.retain(|_, held| !stale(held.received_at));
+        // Tombstones outlive every copy of what they stand for that can still be in flight.
+        let horizon = hold_ms.saturating_mul(4);
+        self.matched_requests
+            .retain(|_, at| now.millis_since(*at) <= horizon);
+        self.matched_drivers
+            .retain(|_, at| now.millis_since(*at) <= horizon);
 
         TickOutcome {
             tick: self.ticks,
@@ -148,19 +238,19 @@ mod tests {
     #[test]
     fn pairs_are_removed_and_each_driver_used_once() {
         let mut pool = Pool::default();
-        pool.add_rider(request(1, "r1", 0.0), T0);
-        pool.add_rider(request(2, "r2", 10.0), T0);
-        pool.add_rider(request(3, "r3", 20.0), T0);
-        pool.add_driver(driver("d1", 1.0), T0);
-        pool.add_driver(driver("d2", 11.0), T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal);
+        pool.add_rider(request(1, "r1", 0.0), 0, T0);
+        pool.add_rider(request(2, "r2", 10.0), 0, T0);
+        pool.add_rider(request(3, "r3", 20.0), 0, T0);
+        pool.add_driver(driver("d1", 1.0), 0, T0);
+        pool.add_driver(driver("d2", 11.0), 0, T0);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
         assert_eq!(out.tick, 1);
         assert_eq!(out.pairings.len(), 2);
         let total: f64 = out.pairings.iter().map(|p| p.pickup_distance).sum();
         assert_eq!(total, 2.0);
         assert_eq!(pool.free_drivers(), 0);
         assert_eq!(pool.waiting_riders(), 1, "r3 waits for the next tick");
-        let again = pool.tick(T0, 5_000, Strategy::Optimal);
+        let again = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
         assert!(
             again.pairings.is_empty(),
             "a matched rider is never matched again"
@@ -170,22 +260,22 @@ mod tests {
     #[test]
     fn entries_are_held_for_the_hold_time_then_expire() {
         let mut pool = Pool::default();
-        pool.add_rider(request(1, "r1", 0.0), T0);
-        let at_hold = pool.tick(T0.plus_millis(5_000), 5_000, Strategy::Optimal);
+        pool.add_rider(request(1, "r1", 0.0), 0, T0);
+        let at_hold = pool.tick(T0.plus_millis(5_000), 5_000, Strategy::Optimal, |_| true);
         assert!(at_hold.expired.is_empty(), "held at least the hold time");
-        let after = pool.tick(T0.plus_millis(5_001), 5_000, Strategy::Optimal);
+        let after = pool.tick(T0.plus_millis(5_001), 5_000, Strategy::Optimal, |_| true);
         assert_eq!(after.expired.len(), 1);
         assert_eq!(pool.waiting_riders(), 0);
 
-        pool.add_driver(driver("d1", 0.0), T0);
-        pool.add_driver(driver("d1", 3.0), T0.plus_millis(4_000)); // refresh
-        let refreshed = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal);
+        pool.add_driver(driver("d1", 0.0), 0, T0);
+        pool.add_driver(driver("d1", 3.0), 0, T0.plus_millis(4_000)); // refresh
+        let refreshed = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |_| true);
         assert_eq!(
             refreshed.expired_drivers, 0,
             "a report refreshes the hold time"
         );
-        pool.add_rider(request(2, "r2", 3.0), T0.plus_millis(6_000));
-        let out = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal);
+        pool.add_rider(request(2, "r2", 3.0), 0, T0.plus_millis(6_000));
+        let out = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |_| true);
         assert_eq!(
             out.pairings[0].pickup_distance, 0.0,
             "the refreshed position is used"
@@ -195,9 +285,9 @@ mod tests {
     #[test]
     fn an_old_entry_still_gets_its_last_chance() {
         let mut pool = Pool::default();
-        pool.add_rider(request(1, "r1", 0.0), T0);
-        pool.add_driver(driver("d1", 0.0), T0.plus_millis(9_000));
-        let out = pool.tick(T0.plus_millis(9_000), 5_000, Strategy::Optimal);
+        pool.add_rider(request(1, "r1", 0.0), 0, T0);
+        pool.add_driver(driver("d1", 0.0), 0, T0.plus_millis(9_000));
+        let out = pool.tick(T0.plus_millis(9_000), 5_000, Strategy::Optimal, |_| true);
         assert_eq!(out.pairings.len(), 1);
         assert!(out.expired.is_empty());
     }
@@ -205,15 +295,68 @@ mod tests {
     #[test]
     fn a_newer_request_from_the_same_rider_replaces_the_older() {
         let mut pool = Pool::default();
-        pool.add_rider(request(1, "r1", 0.0), T0);
-        pool.add_rider(request(2, "r1", 50.0), T0);
-        pool.add_driver(driver("d1", 50.0), T0);
-        pool.add_driver(driver("d2", 0.0), T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal);
+        pool.add_rider(request(1, "r1", 0.0), 0, T0);
+        pool.add_rider(request(2, "r1", 50.0), 0, T0);
+        pool.add_driver(driver("d1", 50.0), 0, T0);
+        pool.add_driver(driver("d2", 0.0), 0, T0);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
         assert_eq!(out.pairings.len(), 1);
         assert_eq!(
             out.pairings[0].request.id,
             RideRequestId::from_uuid(Uuid::from_u128(2))
         );
+    }
+
+    #[test]
+    fn only_owned_shards_are_paired_and_report_expiries() {
+        let mut pool = Pool::default();
+        pool.add_rider(request(1, "r0", 0.0), 0, T0);
+        pool.add_driver(driver("d0", 0.0), 0, T0);
+        pool.add_rider(request(2, "r1", 0.0), 1, T0);
+        pool.add_driver(driver("d1", 0.0), 1, T0);
+        pool.add_rider(request(3, "r1b", 5.0), 1, T0);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, |shard| shard == 1);
+        assert_eq!(out.pairings.len(), 1);
+        assert_eq!(out.pairings[0].shard, 1);
+        assert_eq!(
+            pool.waiting_riders(),
+            2,
+            "shard 0 waits for its owner; r1b for a driver"
+        );
+        let late = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |shard| {
+            shard == 1
+        });
+        assert_eq!(
+            late.expired.len(),
+            1,
+            "only the owned shard's expiry is announced"
+        );
+        assert_eq!(late.expired[0].rider.as_str(), "r1b");
+        assert_eq!(pool.waiting_riders(), 0, "mirrors expire too");
+    }
+
+    #[test]
+    fn a_match_made_elsewhere_is_forgotten_and_late_copies_refused() {
+        let mut pool = Pool::default();
+        let r = request(1, "r", 0.0);
+        let d = driver("d", 0.0);
+        pool.add_rider(r.clone(), 0, T0);
+        pool.forget_match(
+            r.id,
+            &r.rider,
+            &d.driver,
+            T0.plus_millis(10),
+            T0.plus_millis(10),
+        );
+        assert_eq!(pool.waiting_riders(), 0);
+        // The driver's report (made before the match) arrives after the match event.
+        pool.add_driver(d.clone(), 0, T0.plus_millis(20));
+        pool.add_rider(r.clone(), 0, T0.plus_millis(20));
+        assert_eq!((pool.waiting_riders(), pool.free_drivers()), (0, 0));
+        // A report made after the match is a driver free again.
+        let mut again = d;
+        again.reported_at = T0.plus_millis(500);
+        pool.add_driver(again, 0, T0.plus_millis(600));
+        assert_eq!(pool.free_drivers(), 1);
     }
 }

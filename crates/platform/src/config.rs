@@ -99,6 +99,13 @@ pub struct MatchingConfig {
     /// How long an unmatched rider request or driver report is kept (seed 002: at least 5 s).
     pub hold_ms: u64,
     pub strategy: Strategy,
+    /// Geographic shards: the plane is cut into square cells of `shard_cell` units, each cell
+    /// belongs to one of `shards` shards, and riders are paired with drivers of their shard only.
+    pub shards: u32,
+    pub shard_cell: f64,
+    /// In the distributed mode, how long a matching instance's lease on a shard lasts unrenewed;
+    /// a dead instance's shards are taken over after about this long.
+    pub lease_ttl_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,6 +154,9 @@ impl Default for MatchingConfig {
             tick_ms: 1_000,
             hold_ms: 5_000,
             strategy: Strategy::Optimal,
+            shards: 1,
+            shard_cell: 50.0,
+            lease_ttl_ms: 2_000,
         }
     }
 }
@@ -207,6 +217,22 @@ impl Config {
             return invalid(format!(
                 "matching.hold_ms = {} must be at least matching.tick_ms = {}: a request must live through one tick",
                 self.matching.hold_ms, self.matching.tick_ms
+            ));
+        }
+        let m = &self.matching;
+        if m.shards == 0 || m.shards > 1024 {
+            return invalid(format!("matching.shards = {} must be 1 to 1024", m.shards));
+        }
+        if !(m.shard_cell.is_finite() && m.shard_cell > 0.0) {
+            return invalid(format!(
+                "matching.shard_cell = {} must be a positive number",
+                m.shard_cell
+            ));
+        }
+        if m.lease_ttl_ms < 400 {
+            return invalid(format!(
+                "matching.lease_ttl_ms = {} is below the 400 ms minimum",
+                m.lease_ttl_ms
             ));
         }
         if self.http.body_limit_bytes < 1024 {

@@ -101,8 +101,7 @@ where
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot subscribe to {subject}: {e}")))?;
     // The server must know of the subscription before this instance is reported ready.
-    client
-        .flush()
+    sync_with_server(&client)
         .await
         .map_err(|e| ApiError::unavailable(format!("cannot subscribe to {subject}: {e}")))?;
     let token: CancellationToken = shutdown.token();
@@ -145,7 +144,22 @@ where
                 }
             });
         }
+        // Leave the queue group for certain before shutdown completes: until the server has
+        // processed the unsubscribe it may still route requests here, and nobody would answer.
         let _ = subscriber.unsubscribe().await;
+        let _ = sync_with_server(&client).await;
     });
     Ok(())
+}
+
+/// Returns once the server has processed everything this client sent before the call. `flush`
+/// only writes the buffer; a request to a subject nobody listens on is a full round trip (the
+/// server answers "no responders"), and the server handles one connection's operations in order.
+pub async fn sync_with_server(client: &async_nats::Client) -> Result<(), async_nats::RequestError> {
+    let subject = format!("_rickshaw.sync.{}", uuid::Uuid::now_v7().simple());
+    match client.request(subject, Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(e) => Err(e),
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use communication::Communication;
-use matching::MatchingService;
+use matching::{AllShards, KvLeases, LeaseConfig, MatchingService};
 use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
 use platform::http::{Health, ops_router};
 use platform::rpc::RpcClient;
@@ -146,7 +146,8 @@ impl System {
         let (rating, directory) = RatingService::build(rating_store, bus.clone()).await?;
         directory.run(&shutdown);
 
-        MatchingService::build(bus.clone(), config.matching.clone())
+        let leases = Arc::new(AllShards(config.matching.shards));
+        MatchingService::build(bus.clone(), config.matching.clone(), leases)
             .await?
             .run(&shutdown);
         let communication = Communication::build(bus.clone(), &shutdown).await?;
@@ -172,6 +173,7 @@ impl System {
         })
         .await?;
         let client = nats.client();
+        let jetstream = nats.jetstream().clone();
         let bus: SharedBus = Arc::new(nats);
         let mut pools = Vec::new();
 
@@ -193,7 +195,15 @@ impl System {
             rating::remote::serve(rating, client.clone(), &shutdown).await?;
         }
         if services.contains(Service::Matching) {
-            MatchingService::build(bus.clone(), config.matching.clone())
+            let lease_config = LeaseConfig {
+                shards: config.matching.shards,
+                ttl: Duration::from_millis(config.matching.lease_ttl_ms),
+                bucket: format!("{}_matching_leases", config.nats.stream_prefix),
+                replicas: config.nats.replicas,
+                instance: uuid::Uuid::now_v7().simple().to_string(),
+            };
+            let leases = KvLeases::start(&jetstream, lease_config, &shutdown).await?;
+            MatchingService::build(bus.clone(), config.matching.clone(), leases)
                 .await?
                 .run(&shutdown);
         }

@@ -62,11 +62,22 @@ pub async fn spawn_distributed(
     nats: &NatsServer,
     database: &TestDatabase,
 ) -> TestApp {
+    spawn_distributed_with(services, nats, database, |_| {}).await
+}
+
+/// As `spawn_distributed`, with `test_config` adjusted by `adjust`.
+pub async fn spawn_distributed_with(
+    services: &str,
+    nats: &NatsServer,
+    database: &TestDatabase,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
     let mut config = test_config(dir.path());
     config.nats.url = nats.url.clone();
     config.database.url = database.url.clone();
     config.database.max_connections = 2;
+    adjust(&mut config);
     let services: Services = services.parse().expect("valid service list");
     start(config, dir, Some(services)).await
 }
@@ -76,6 +87,12 @@ async fn start(
     data_dir: Arc<tempfile::TempDir>,
     services: Option<Services>,
 ) -> TestApp {
+    // `RICKSHAW_TEST_LOG=debug cargo test …` shows the systems' logs.
+    if let Ok(filter) = std::env::var("RICKSHAW_TEST_LOG") {
+        let mut log = config.log.clone();
+        log.filter = filter;
+        platform::telemetry::init_tracing(&log);
+    }
     let system = match &services {
         None => System::embedded(config.clone()).await,
         Some(services) => System::distributed(config.clone(), services).await,

@@ -2,5 +2,7 @@
 
 pub mod assign;
 mod hungarian;
+pub mod shard;
 
 pub use assign::{Pair, Strategy, assign, total_distance};
+pub use shard::shard_of;

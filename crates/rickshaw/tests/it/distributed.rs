@@ -62,3 +62,50 @@ async fn the_course_flow_crosses_processes_and_ratings_outlive_them() {
     other_comm.stop().await;
     db.drop().await;
 }
+
+/// Four shards; the course's 5 s hold, so a rider in a shard short of drivers can wait for one.
+fn sharded(c: &mut platform::Config) {
+    c.matching.hold_ms = 5_000;
+    c.matching.shards = 4;
+    c.matching.shard_cell = 25.0;
+    c.matching.lease_ttl_ms = 1_000;
+}
+
+/// 1.5× supply: every shard has drivers to spare, so every rider can be matched.
+async fn bot(target: &str, seconds: u64) -> bot::Summary {
+    let config = bot::BotConfig {
+        target: target.to_owned(),
+        riders_per_sec: 20,
+        drivers_per_sec: 30,
+        duration: Some(Duration::from_secs(seconds)),
+        progress_every: None,
+        ..bot::BotConfig::default()
+    };
+    bot::run(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("the bot runs")
+}
+
+#[tokio::test]
+async fn matching_instances_share_the_shards_and_hand_them_over() {
+    let nats = NatsServer::start().await;
+    let db = TestDatabase::create().await;
+    let first = testkit::spawn_distributed_with("matching", &nats, &db, sharded).await;
+    let second = testkit::spawn_distributed_with("matching", &nats, &db, sharded).await;
+    let edge = spawn_distributed("gateway,rider,supply,rating,communication", &nats, &db).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // both instances take their share
+
+    let both = bot(&edge.base_url, 5).await;
+    assert!(both.invariants_hold(), "{both}");
+    assert!(both.matched_pct >= 95.0, "{both}");
+
+    // One instance leaves; the other takes every shard over.
+    first.stop().await;
+    let one = bot(&edge.base_url, 5).await;
+    assert!(one.invariants_hold(), "{one}");
+    assert!(one.matched_pct >= 95.0, "{one}");
+
+    second.stop().await;
+    edge.stop().await;
+    db.drop().await;
+}

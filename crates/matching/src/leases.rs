@@ -1,0 +1,242 @@
+//! Which shards this matching instance may pair.
+//!
+//! - `AllShards`: one instance owns everything (the embedded mode).
+//! - `KvLeases`: instances share the shards through leases in a NATS key-value bucket whose
+//!   entries expire after the TTL (the bucket's max age). Each instance announces itself with a
+//!   `member.<id>` key, takes free shards (`create`, which only succeeds if the key is absent) up to
+//!   its fair share of the live members, renews what it holds by compare-and-set on the revision,
+//!   and releases shards beyond its share. A dead instance stops renewing, its keys expire, and
+//!   the others take its shards over within about one TTL.
+//!
+//! Fencing: an instance pairs a shard only while its last successful renewal is younger than half
+//! the TTL, and another instance can only acquire the shard after the key expired, a full TTL after
+//! that renewal. So two instances never pair the same shard at the same time, even if one of them
+//! stalls (as long as clocks advance at the same rate).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use platform::Shutdown;
+
+pub trait Leases: Send + Sync + 'static {
+    /// The shards this instance may pair right now.
+    fn owned(&self) -> BTreeSet<u32>;
+}
+
+/// Every shard, always: a single matching instance.
+#[derive(Debug)]
+pub struct AllShards(pub u32);
+
+impl Leases for AllShards {
+    fn owned(&self) -> BTreeSet<u32> {
+        (0..self.0.max(1)).collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub shards: u32,
+    pub ttl: Duration,
+    pub bucket: String,
+    pub replicas: usize,
+    /// Unique per process.
+    pub instance: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    revision: u64,
+    renewed_at: Instant,
+}
+
+pub struct KvLeases {
+    config: LeaseConfig,
+    store: kv::Store,
+    held: Mutex<BTreeMap<u32, Held>>,
+}
+
+impl std::fmt::Debug for KvLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvLeases")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn shard_key(shard: u32) -> String {
+    format!("shard.{shard}")
+}
+
+impl KvLeases {
+    /// Opens (or creates) the bucket and starts taking part; runs until shutdown, then releases.
+    pub async fn start(
+        js: &jetstream::Context,
+        config: LeaseConfig,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Arc<Self>> {
+        // The bucket's backing stream is created directly (the conventions of a NATS KV bucket):
+        // the client's `create_key_value` cannot read NATS 2.9's answer.
+        let bucket = &config.bucket;
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: config.ttl,
+            duplicate_window: config.ttl,
+            storage: jetstream::stream::StorageType::Memory,
+            num_replicas: config.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the lease bucket {bucket}: {e}"))?;
+        let store = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the lease bucket {bucket}: {e}"))?;
+        let leases = Arc::new(Self {
+            config,
+            store,
+            held: Mutex::default(),
+        });
+        let worker = leases.clone();
+        let token = shutdown.token();
+        shutdown.spawn(async move {
+            let period = worker.config.ttl / 4;
+            loop {
+                worker.round().await;
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(period) => {}
+                }
+            }
+            worker.release_all().await;
+        });
+        Ok(leases)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Held>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn live_members(&self) -> usize {
+        let Ok(mut keys) = self.store.keys().await else {
+            return 1;
+        };
+        let mut count = 0;
+        while let Some(Ok(key)) = keys.next().await {
+            if key.starts_with("member.") {
+                count += 1;
+            }
+        }
+        count.max(1)
+    }
+
+    /// One round: announce, renew, then take or give shards towards the fair share.
+    async fn round(&self) {
+        let member = format!("member.{}", self.config.instance);
+        if let Err(e) = self.store.put(&member, "alive".into()).await {
+            tracing::warn!(error = %e, "cannot announce this matching instance");
+        }
+        let held: Vec<(u32, Held)> = self.held().iter().map(|(s, h)| (*s, *h)).collect();
+        for (shard, lease) in held {
+            let renewed_at = Instant::now();
+            match self
+                .store
+                .update(
+                    shard_key(shard),
+                    self.config.instance.clone().into(),
+                    lease.revision,
+                )
+                .await
+            {
+                Ok(revision) => {
+                    self.held().insert(
+                        shard,
+                        Held {
+                            revision,
+                            renewed_at,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "lost a matching shard");
+                    self.held().remove(&shard);
+                }
+            }
+        }
+        let shards = self.config.shards.max(1);
+        let fair = shards.div_ceil(u32::try_from(self.live_members().await).unwrap_or(1)) as usize;
+        let owned = self.held().len();
+        if owned < fair {
+            // Start from a different shard per instance so instances do not all race for shard 0.
+            let offset = self.config.instance.bytes().map(u32::from).sum::<u32>() % shards;
+            for step in 0..shards {
+                if self.held().len() >= fair {
+                    break;
+                }
+                let shard = (offset + step) % shards;
+                if self.held().contains_key(&shard) {
+                    continue;
+                }
+                let acquired_at = Instant::now();
+                if let Ok(revision) = self
+                    .store
+                    .create(shard_key(shard), self.config.instance.clone().into())
+                    .await
+                {
+                    tracing::info!(shard, instance = %self.config.instance, "acquired a matching shard");
+                    self.held().insert(
+                        shard,
+                        Held {
+                            revision,
+                            renewed_at: acquired_at,
+                        },
+                    );
+                }
+            }
+        } else if owned > fair {
+            let surplus = self.held().iter().next_back().map(|(s, h)| (*s, *h));
+            if let Some((shard, lease)) = surplus {
+                self.held().remove(&shard);
+                let _ = self
+                    .store
+                    .delete_expect_revision(shard_key(shard), Some(lease.revision))
+                    .await;
+                tracing::info!(shard, "released a matching shard to rebalance");
+            }
+        }
+        metrics::gauge!("matching_owned_shards").set(self.held().len() as f64);
+    }
+
+    async fn release_all(&self) {
+        let held: Vec<(u32, Held)> = std::mem::take(&mut *self.held()).into_iter().collect();
+        for (shard, lease) in held {
+            let _ = self
+                .store
+                .delete_expect_revision(shard_key(shard), Some(lease.revision))
+                .await;
+        }
+        let _ = self
+            .store
+            .delete(format!("member.{}", self.config.instance))
+            .await;
+    }
+}
+
+impl Leases for KvLeases {
+    fn owned(&self) -> BTreeSet<u32> {
+        let fresh = self.config.ttl / 2;
+        self.held()
+            .iter()
+            .filter(|(_, h)| h.renewed_at.elapsed() < fresh)
+            .map(|(s, _)| *s)
+            .collect()
+    }
+}
