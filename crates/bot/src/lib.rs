@@ -73,6 +73,7 @@ struct Tally {
     riders: HashMap<String, SentRider>,
     matched: HashSet<String>,
     matched_drivers: HashSet<String>,
+    reconnects: u64,
     drivers_by_tick: HashMap<u64, HashSet<String>>,
     first_error: Option<String>,
 }
@@ -130,47 +131,57 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
         let stop = listener_stop.clone();
         let tasks_inner = tasks.clone();
         let rate = config.rate;
+        let ws_url = ws_url.clone();
         tasks.spawn(async move {
-            let (_sink, mut stream) = socket.split();
-            loop {
-                let message = tokio::select! {
-                    () = stop.cancelled() => break,
-                    m = stream.next() => m,
-                };
-                let text = match message {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(frame))) => {
-                        lock(&tally)
-                            .first_error
-                            .get_or_insert(format!("the server closed the socket: {frame:?}"));
-                        break;
+            let mut socket = Some(socket);
+            'sessions: loop {
+                // A dropped socket (its communication instance died, say) is reopened at once:
+                // behind a load balancer the new session lands on a live instance.
+                let current = match socket.take() {
+                    Some(current) => current,
+                    None => {
+                        tokio::select! {
+                            () = stop.cancelled() => break 'sessions,
+                            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        }
+                        match tokio_tungstenite::connect_async(&ws_url).await {
+                            Ok((reopened, _)) => {
+                                lock(&tally).reconnects += 1;
+                                reopened
+                            }
+                            Err(_) => continue 'sessions,
+                        }
                     }
-                    Some(Ok(_)) => continue,
-                    Some(Err(e)) => {
-                        lock(&tally)
-                            .first_error
-                            .get_or_insert(format!("socket error: {e}"));
-                        break;
+                };
+                let (_sink, mut stream) = current.split();
+                loop {
+                    let message = tokio::select! {
+                        () = stop.cancelled() => break 'sessions,
+                        m = stream.next() => m,
+                    };
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(_)) => continue,
+                        Some(Err(_)) | None => continue 'sessions,
+                    };
+                    let Ok(frame) = serde_json::from_str::<MatchFrame>(text.as_str()) else {
+                        continue;
+                    };
+                    if frame.kind != "match" || !on_match(&tally, &frame) || !rate {
+                        continue;
                     }
-                    None => break,
-                };
-                let Ok(frame) = serde_json::from_str::<MatchFrame>(text.as_str()) else {
-                    continue;
-                };
-                if frame.kind != "match" || !on_match(&tally, &frame) || !rate {
-                    continue;
+                    let http = http.clone();
+                    let url = format!("{base}/rating");
+                    let tally = tally.clone();
+                    tasks_inner.spawn(async move {
+                        let stars = rand::random_range(1..=5_u8);
+                        lock(&tally).ratings_sent += 1;
+                        let body = json!({"driver": frame.driver, "rating": stars});
+                        if rate_driver(&http, &url, &body).await {
+                            lock(&tally).ratings_stored += 1;
+                        }
+                    });
                 }
-                let http = http.clone();
-                let url = format!("{base}/rating");
-                let tally = tally.clone();
-                tasks_inner.spawn(async move {
-                    let stars = rand::random_range(1..=5_u8);
-                    lock(&tally).ratings_sent += 1;
-                    let body = json!({"driver": frame.driver, "rating": stars});
-                    if rate_driver(&http, &url, &body).await {
-                        lock(&tally).ratings_stored += 1;
-                    }
-                });
             }
         });
     }
@@ -305,17 +316,21 @@ fn on_match(tally: &Shared, frame: &MatchFrame) -> bool {
     true
 }
 
-/// Posts a rating; returns whether it was stored. The rating service learns drivers from the
-/// bus moments after they report, so a 404 for a driver that was just matched is retried briefly.
+/// Posts a rating; returns whether it was stored. Retried briefly: a 404 for a driver that was just
+/// matched (the rating service learns drivers from the bus moments after they report), and a 5xx
+/// or a lost connection while an instance fails over. Ratings carry no idempotency key yet, so a
+/// retry after a lost reply can store a rating twice.
 async fn rate_driver(http: &reqwest::Client, url: &str, body: &serde_json::Value) -> bool {
     for attempt in 1..=5_u64 {
         match http.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => return true,
-            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            Ok(r)
+                if r.status() == reqwest::StatusCode::NOT_FOUND || r.status().is_server_error() => {
             }
-            _ => return false,
+            Ok(_) => return false,
+            Err(_) => {}
         }
+        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
     }
     false
 }
@@ -374,5 +389,6 @@ fn snapshot(tally: &Shared, started: Instant) -> Progress {
         fares_received: t.fares_received,
         ratings_sent: t.ratings_sent,
         ratings_stored: t.ratings_stored,
+        reconnects: t.reconnects,
     }
 }

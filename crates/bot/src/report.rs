@@ -17,6 +17,8 @@ pub struct Progress {
     pub fares_received: u64,
     pub ratings_sent: u64,
     pub ratings_stored: u64,
+    /// Times the communication socket was reopened after it dropped.
+    pub reconnects: u64,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -151,6 +153,9 @@ impl std::fmt::Display for Summary {
             self.checks.drivers_twice_in_a_tick,
             self.checks.drivers_matched_twice
         )?;
+        if c.reconnects > 0 {
+            writeln!(f, "  socket reopened  {:>8} times", c.reconnects)?;
+        }
         if self.checks.request_errors > 0 {
             writeln!(f, "  request errors   {:>8}", self.checks.request_errors)?;
         }

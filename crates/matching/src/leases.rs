@@ -80,7 +80,7 @@ impl KvLeases {
         // The bucket's backing stream is created directly (the conventions of a NATS KV bucket):
         // the client's `create_key_value` cannot read NATS 2.9's answer.
         let bucket = &config.bucket;
-        js.get_or_create_stream(jetstream::stream::Config {
+        let stream_config = jetstream::stream::Config {
             name: format!("KV_{bucket}"),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,
@@ -93,9 +93,17 @@ impl KvLeases {
             allow_direct: true,
             discard: jetstream::stream::DiscardPolicy::New,
             ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the lease bucket {bucket}: {e}"))?;
+        };
+        // As with the bus's streams: a cluster that has just formed may time out a creation.
+        let mut attempt = 0_u64;
+        while let Err(e) = js.get_or_create_stream(stream_config.clone()).await {
+            attempt += 1;
+            if attempt > 10 {
+                anyhow::bail!("creating the lease bucket {bucket}: {e}");
+            }
+            tracing::warn!(bucket = %bucket, attempt, error = %e, "creating the lease bucket failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        }
         let store = js
             .get_key_value(bucket)
             .await

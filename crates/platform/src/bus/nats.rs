@@ -84,9 +84,16 @@ fn backend(context: &str, e: impl std::fmt::Display) -> BusError {
 
 impl NatsBus {
     pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
+        let servers = config
+            .url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| backend(&format!("invalid NATS URL {:?}", config.url), e))?;
         let client = async_nats::ConnectOptions::new()
             .name("rickshaw")
-            .connect(config.url.as_str())
+            .retry_on_initial_connect()
+            .connect(servers)
             .await
             .map_err(|e| backend(&format!("cannot connect to NATS at {}", config.url), e))?;
         Ok(Self {
@@ -130,19 +137,29 @@ impl NatsBus {
                 .await
                 .map_err(|e| backend("stream lookup", e))?
         } else {
-            let stream = self
-                .js
-                .get_or_create_stream(stream::Config {
-                    name: name.clone(),
-                    subjects: vec![format!("{token}.>")],
-                    storage: stream::StorageType::File,
-                    num_replicas: self.config.replicas,
-                    duplicate_window: DUPLICATE_WINDOW,
-                    max_age: self.config.max_age,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| backend(&format!("creating stream {name}"), e))?;
+            let config = stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{token}.>")],
+                storage: stream::StorageType::File,
+                num_replicas: self.config.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                max_age: self.config.max_age,
+                ..Default::default()
+            };
+            // A cluster that has just formed, with every service creating its streams at once,
+            // can time out a creation: retry for about 30 s before giving up.
+            let mut attempt = 0;
+            let stream = loop {
+                match self.js.get_or_create_stream(config.clone()).await {
+                    Ok(stream) => break stream,
+                    Err(e) if attempt < 10 => {
+                        attempt += 1;
+                        tracing::warn!(stream = %name, attempt, error = %e, "creating a stream failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                    }
+                    Err(e) => return Err(backend(&format!("creating stream {name}"), e)),
+                }
+            };
             self.streams
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -150,6 +167,82 @@ impl NatsBus {
             stream
         };
         Ok(stream)
+    }
+
+    /// Creates (or binds) the consumer for `options` and starts pulling. A short heartbeat makes
+    /// a consumer lost with a NATS node show up within seconds as an error, not a silence.
+    async fn open_consumer(
+        &self,
+        options: &SubscribeOptions,
+        resume_after: Option<u64>,
+    ) -> Result<consumer::pull::Stream, BusError> {
+        let stream = self.stream_for(&options.filter).await?;
+        let max_deliver = options.max_deliver.max(1);
+        let deliver_policy = match (&options.durable, resume_after) {
+            (Some(_), _) => consumer::DeliverPolicy::All,
+            (None, Some(sequence)) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: sequence + 1,
+            },
+            (None, None) => consumer::DeliverPolicy::New,
+        };
+        let config = consumer::pull::Config {
+            durable_name: options.durable.clone(),
+            filter_subject: options.filter.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            // A backstop: the adapter dead-letters at `max_deliver` itself.
+            max_deliver: i64::from(max_deliver) + 1,
+            deliver_policy,
+            inactive_threshold: match &options.durable {
+                Some(_) => self.config.durable_inactive_threshold.unwrap_or_default(),
+                None => Duration::from_secs(60),
+            },
+            ..Default::default()
+        };
+        let consumer = match &options.durable {
+            Some(name) => stream.get_or_create_consumer(name, config).await,
+            None => stream.create_consumer(config).await,
+        }
+        .map_err(|e| backend("creating consumer", e))?;
+        if let Some(name) = &options.durable {
+            let info = consumer.cached_info();
+            if info.config.filter_subject != options.filter {
+                return Err(BusError::Backend(format!(
+                    "consumer group {name:?} already exists with filter {:?}",
+                    info.config.filter_subject
+                )));
+            }
+        }
+        consumer
+            .stream()
+            .heartbeat(Duration::from_secs(1))
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .map_err(|e| backend("starting to pull", e))
+    }
+
+    /// Reopens a lost consumer, retrying with backoff until it works or the subscriber is gone.
+    async fn reopen(
+        &self,
+        options: &SubscribeOptions,
+        resume_after: Option<u64>,
+        subscriber: &mpsc::Sender<Delivery>,
+    ) -> Option<consumer::pull::Stream> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.open_consumer(options, resume_after).await {
+                Ok(messages) => return Some(messages),
+                Err(e) => {
+                    tracing::warn!(filter = %options.filter, error = %e, "cannot reopen consumer yet")
+                }
+            }
+            tokio::select! {
+                () = subscriber.closed() => return None,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
     }
 
     async fn publish_raw(&self, envelope: &Envelope) -> Result<(), BusError> {
@@ -175,6 +268,17 @@ impl NatsBus {
             .map_err(|e| backend("publish not acknowledged by the stream", e))?;
         Ok(())
     }
+}
+
+/// Whether a pull error means the consumer (or our view of it) is gone and must be reopened.
+fn consumer_lost(error: &consumer::pull::MessagesError) -> bool {
+    use consumer::pull::MessagesErrorKind;
+    matches!(
+        error.kind(),
+        MessagesErrorKind::MissingHeartbeat
+            | MessagesErrorKind::ConsumerDeleted
+            | MessagesErrorKind::NoResponders
+    )
 }
 
 fn envelope_of(message: &async_nats::Message) -> Envelope {
@@ -301,47 +405,14 @@ impl Bus for NatsBus {
 
     async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
         validate_subject(&options.filter, true)?;
-        let stream = self.stream_for(&options.filter).await?;
         let max_deliver = options.max_deliver.max(1);
-        let config = consumer::pull::Config {
-            durable_name: options.durable.clone(),
-            filter_subject: options.filter.clone(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.config.ack_wait,
-            // A backstop: the adapter dead-letters at `max_deliver` itself.
-            max_deliver: i64::from(max_deliver) + 1,
-            deliver_policy: if options.durable.is_some() {
-                consumer::DeliverPolicy::All
-            } else {
-                consumer::DeliverPolicy::New
-            },
-            inactive_threshold: match &options.durable {
-                Some(_) => self.config.durable_inactive_threshold.unwrap_or_default(),
-                None => Duration::from_secs(60),
-            },
-            ..Default::default()
-        };
-        let consumer = match &options.durable {
-            Some(name) => stream.get_or_create_consumer(name, config).await,
-            None => stream.create_consumer(config).await,
-        }
-        .map_err(|e| backend("creating consumer", e))?;
-        if let Some(name) = &options.durable {
-            let info = consumer.cached_info();
-            if info.config.filter_subject != options.filter {
-                return Err(BusError::Backend(format!(
-                    "consumer group {name:?} already exists with filter {:?}",
-                    info.config.filter_subject
-                )));
-            }
-        }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| backend("starting to pull", e))?;
+        let mut messages = self.open_consumer(&options, None).await?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let bus = self.clone();
         tokio::spawn(async move {
+            // The last stream sequence handed out: an ephemeral consumer lost with a NATS node
+            // is recreated from the next one, so nothing is skipped.
+            let mut last_sequence = None;
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
@@ -349,16 +420,34 @@ impl Bus for NatsBus {
                 };
                 let message = match next {
                     Some(Ok(message)) => message,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "pull consumer hiccup; continuing");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some(Err(e)) if !consumer_lost(&e) => {
+                        tracing::debug!(error = %e, "pull hiccup; continuing");
                         continue;
                     }
-                    None => break,
+                    failure => {
+                        let reason = failure.map_or_else(
+                            || "the pull stream ended".to_owned(),
+                            |e| e.map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+                        );
+                        tracing::warn!(filter = %options.filter, reason, "consumer lost; reopening it");
+                        match bus.reopen(&options, last_sequence, &sender).await {
+                            Some(reopened) => {
+                                messages = reopened;
+                                continue;
+                            }
+                            None => break,
+                        }
+                    }
                 };
-                let attempt = message
+                let info = message
                     .info()
-                    .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
+                    .ok()
+                    .map(|i| (i.delivered, i.stream_sequence));
+                if let Some((_, sequence)) = info {
+                    last_sequence = Some(sequence);
+                }
+                let attempt = info
+                    .map(|(delivered, _)| u32::try_from(delivered).unwrap_or(u32::MAX))
                     .unwrap_or(1);
                 let envelope = envelope_of(&message.message);
                 let acker = NatsAcker {

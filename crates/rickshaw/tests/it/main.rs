@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod bot_run;
+mod cluster;
 mod course_flow;
 mod distributed;
 mod ops;

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# A local Rickshaw cluster on one machine, in the distributed mode:
+#   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports),
+#   - a fresh PostgreSQL database (migrated),
+#   - 2 instances of every service (gateway, rider, supply, matching, rating, communication),
+#   - nginx in front: /communication and /socket.io/ to the communication instances (sticky by
+#     client address, WebSocket upgrade), everything else to the gateways.
+#
+# usage: scripts/cluster.sh start        # last line: RICKSHAW_URL=http://127.0.0.1:PORT
+#        scripts/cluster.sh status       # one line per process: service instance pid state
+#        scripts/cluster.sh restart SERVICE INSTANCE   # e.g. restart nats 2
+#        scripts/cluster.sh stop         # stops everything it started, drops the database
+#
+# Environment: RICKSHAW_BIN (the binary; default: builds target/debug/rickshaw),
+# RICKSHAW_CLUSTER_DIR (state, logs; default target/cluster), RICKSHAW_PG_URL (server to create
+# the database on; default postgres://postgres@127.0.0.1:5432), RICKSHAW_SHARDS (matching shards,
+# default 4), RICKSHAW_INSTANCES (instances per service, default 2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
+PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
+SHARDS="${RICKSHAW_SHARDS:-4}"
+INSTANCES="${RICKSHAW_INSTANCES:-2}"
+SERVICES=(rider supply rating matching communication gateway)
+
+die() { echo "cluster: $*" >&2; exit 1; }
+
+free_ports() { # free_ports N → N free TCP ports on 127.0.0.1, one per line
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+wait_http() { # wait_http URL SECONDS [PID] — gives up early if PID has exited
+  local url=$1 deadline=$((SECONDS + $2)) pid=${3:-}
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || return 1
+    [ -z "$pid" ] || kill -0 "$pid" 2> /dev/null || return 1
+    sleep 0.2
+  done
+}
+
+# launch SERVICE INSTANCE CMD... — runs CMD in the background, logs and pid under $STATE.
+launch() {
+  local service=$1 instance=$2; shift 2
+  local name="$service-$instance"
+  printf '%q ' "$@" > "$STATE/cmd/$name"
+  nohup "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/pids/$name"
+}
+
+ensure_nginx() {
+  command -v nginx > /dev/null 2>&1 && return
+  [ -x /usr/sbin/nginx ] && return
+  echo "cluster: installing nginx (Debian package)" >&2
+  # Keep the package from starting its own nginx on port 80: only ours should run.
+  local policy=/usr/sbin/policy-rc.d had_policy=0
+  [ -e "$policy" ] && had_policy=1
+  [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; }
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light > /dev/null) \
+    || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null)
+  [ $had_policy = 1 ] || rm -f "$policy"
+}
+
+start() {
+  [ -d "$STATE/pids" ] && [ -n "$(ls -A "$STATE/pids" 2>/dev/null)" ] && die "already started ($STATE); run stop first"
+  rm -rf "$STATE"; mkdir -p "$STATE"/{pids,cmd,logs,nats,nginx/tmp}
+  # A start that fails half-way stops what it started.
+  trap 'rc=$?; if [ $rc -ne 0 ]; then echo "cluster: start failed; stopping what was started" >&2; stop >&2; fi' EXIT
+  local bin="${RICKSHAW_BIN:-}"
+  if [ -z "$bin" ]; then
+    (cd "$ROOT" && cargo build -q -p rickshaw) || die "build failed"
+    bin="$ROOT/target/debug/rickshaw"
+  fi
+  [ -x "$bin" ] || die "no rickshaw binary at $bin"
+  ensure_nginx
+  local nats_server; nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+  [ -x "$nats_server" ] || die "nats-server not found (apt-get install nats-server)"
+
+  local total=$((9 + ${#SERVICES[@]} * INSTANCES + 1))
+  mapfile -t ports < <(free_ports "$total")
+  local p=0
+  # take_port VAR: the next free port, into VAR (no subshell, so the counter advances).
+  take_port() { printf -v "$1" '%s' "${ports[$p]}"; p=$((p + 1)); }
+
+  # NATS: 3 nodes, each with a client, a cluster and a monitoring port.
+  local client=() route=() monitor=() port
+  for i in 1 2 3; do
+    take_port port; client+=("$port")
+    take_port port; route+=("$port")
+    take_port port; monitor+=("$port")
+  done
+  local routes="nats://127.0.0.1:${route[0]},nats://127.0.0.1:${route[1]},nats://127.0.0.1:${route[2]}"
+  for i in 0 1 2; do
+    mkdir -p "$STATE/nats/$((i + 1))"
+    launch nats $((i + 1)) "$nats_server" -n "node-$((i + 1))" -a 127.0.0.1 -p "${client[$i]}" \
+      -m "${monitor[$i]}" -js -sd "$STATE/nats/$((i + 1))" --cluster_name rickshaw \
+      --cluster "nats://127.0.0.1:${route[$i]}" --routes "$routes"
+  done
+  for i in 0 1 2; do
+    wait_http "http://127.0.0.1:${monitor[$i]}/healthz?js-enabled-only=true" 30 || die "NATS node $((i + 1)) did not start (see $STATE/logs/nats-$((i + 1)).log)"
+  done
+  local nats_url="nats://127.0.0.1:${client[0]},nats://127.0.0.1:${client[1]},nats://127.0.0.1:${client[2]}"
+  # JetStream needs a meta leader before streams can be created.
+  local deadline=$((SECONDS + 30))
+  until curl -fsS "http://127.0.0.1:${monitor[0]}/jsz" 2>/dev/null | grep -q '"leader"'; do
+    [ $SECONDS -lt $deadline ] || die "the NATS cluster elected no JetStream leader"
+    sleep 0.3
+  done
+
+  # PostgreSQL: a fresh database.
+  local db="rickshaw_cluster_$(date +%s)_$$"
+  local db_url="$PG_SERVER/$db"
+  psql "$PG_SERVER/postgres" -qAtc "CREATE DATABASE $db" > /dev/null || die "cannot create database $db on $PG_SERVER"
+  echo "$db_url" > "$STATE/database_url"
+  "$bin" migrate --database-url "$db_url" > "$STATE/logs/migrate.log" 2>&1 || die "migration failed (see $STATE/logs/migrate.log)"
+
+  # Services.
+  local gateway_ports=() comm_ports=()
+  for service in "${SERVICES[@]}"; do
+    for i in $(seq 1 "$INSTANCES"); do
+      take_port port
+      [ "$service" = gateway ] && gateway_ports+=("$port")
+      [ "$service" = communication ] && comm_ports+=("$port")
+      echo "$port" > "$STATE/cmd/$service-$i.port"
+      launch "$service" "$i" env RICKSHAW_MATCHING__SHARDS="$SHARDS" "$bin" serve --services "$service" \
+        --listen "127.0.0.1:$port" --nats-url "$nats_url" --nats-replicas 3 --database-url "$db_url" --json-logs
+    done
+  done
+  for service in "${SERVICES[@]}"; do
+    for i in $(seq 1 "$INSTANCES"); do
+      wait_http "http://127.0.0.1:$(cat "$STATE/cmd/$service-$i.port")/readyz" 60 "$(cat "$STATE/pids/$service-$i")" \
+        || die "$service $i is not ready (see $STATE/logs/$service-$i.log)"
+    done
+  done
+
+  # nginx.
+  local edge; take_port edge
+  {
+    echo "worker_processes 1;"
+    echo "pid $STATE/nginx/nginx.pid;"
+    echo "error_log $STATE/logs/nginx-error.log warn;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $STATE/nginx/tmp/$t;"; done
+    echo "  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
+    echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; }"
+    echo "  upstream communication { ip_hash; $(for port in "${comm_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
+    echo "  server {"
+    echo "    listen 127.0.0.1:$edge;"
+    echo "    client_max_body_size 64k;"
+    echo "    location ~ ^/(communication|socket\.io/) {"
+    echo "      proxy_pass http://communication;"
+    echo "      proxy_http_version 1.1;"
+    echo "      proxy_set_header Upgrade \$http_upgrade;"
+    echo "      proxy_set_header Connection \$connection_upgrade;"
+    echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+    echo "      proxy_read_timeout 1h;"
+    echo "      proxy_next_upstream error timeout;"
+    echo "    }"
+    echo "    location / {"
+    echo "      proxy_pass http://gateways;"
+    echo "      proxy_http_version 1.1;"
+    echo "      proxy_set_header Connection \"\";"
+    echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+    echo "      proxy_next_upstream error timeout http_502 http_503;"
+    echo "    }"
+    echo "  }"
+    echo "}"
+  } > "$STATE/nginx/nginx.conf"
+  chmod -R a+rwx "$STATE/nginx/tmp"
+  nginx -c "$STATE/nginx/nginx.conf" -p "$STATE/nginx" -e "$STATE/logs/nginx-error.log" \
+    || die "nginx did not start (see $STATE/logs/nginx-error.log)"
+  local deadline=$((SECONDS + 10))
+  until [ -s "$STATE/nginx/nginx.pid" ]; do [ $SECONDS -lt $deadline ] || die "nginx wrote no pid"; sleep 0.1; done
+  cp "$STATE/nginx/nginx.pid" "$STATE/pids/nginx-1"
+  echo "nginx -c $STATE/nginx/nginx.conf -p $STATE/nginx -e $STATE/logs/nginx-error.log" > "$STATE/cmd/nginx-1"
+  wait_http "http://127.0.0.1:$edge/healthz" 20 || die "nginx does not reach the gateways"
+
+  echo "$nats_url" > "$STATE/nats_url"
+  echo "http://127.0.0.1:$edge" > "$STATE/url"
+  status
+  echo "RICKSHAW_NATS_URL=$nats_url"
+  echo "RICKSHAW_DATABASE_URL=$db_url"
+  echo "RICKSHAW_URL=http://127.0.0.1:$edge"
+  trap - EXIT
+}
+
+alive() { kill -0 "$1" 2> /dev/null; }
+
+status() {
+  [ -d "$STATE/pids" ] || { echo "cluster: not started" >&2; return 0; }
+  local f
+  for f in "$STATE"/pids/*; do
+    [ -e "$f" ] || continue
+    local name; name=$(basename "$f")
+    local pid; pid=$(cat "$f")
+    local state=running; alive "$pid" || state=dead
+    echo "${name%-*} ${name##*-} $pid $state"
+  done
+}
+
+restart() {
+  local name="$1-$2"
+  [ -f "$STATE/cmd/$name" ] || die "no such process: $1 $2"
+  local pid; pid=$(cat "$STATE/pids/$name" 2>/dev/null || true)
+  if [ -n "$pid" ] && alive "$pid"; then
+    kill -TERM "$pid" 2> /dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    alive "$pid" && kill -KILL "$pid" 2> /dev/null || true
+  fi
+  eval "launch $1 $2 $(cat "$STATE/cmd/$name")"
+  echo "$1 $2 $(cat "$STATE/pids/$name") restarted"
+}
+
+stop() {
+  [ -d "$STATE/pids" ] || { echo "cluster: not started"; return 0; }
+  local f pids=()
+  for f in "$STATE"/pids/*; do [ -e "$f" ] && pids+=("$(cat "$f")"); done
+  # nginx's workers are its children: stopping the master stops them.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
+  local deadline=$((SECONDS + 15))
+  for pid in "${pids[@]}"; do
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    alive "$pid" && kill -KILL "$pid" 2> /dev/null || true
+  done
+  if [ -f "$STATE/database_url" ]; then
+    local db; db=$(basename "$(cat "$STATE/database_url")")
+    psql "$PG_SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" > /dev/null 2>&1 || true
+  fi
+  rm -rf "$STATE/pids" "$STATE/nats"
+  echo "cluster: stopped ${#pids[@]} processes"
+}
+
+case "${1:-}" in
+  start) start ;;
+  status) status ;;
+  restart) [ $# -eq 3 ] || die "usage: cluster.sh restart SERVICE INSTANCE"; restart "$2" "$3" ;;
+  stop) stop ;;
+  *) echo "usage: scripts/cluster.sh start|status|restart SERVICE INSTANCE|stop" >&2; exit 2 ;;
+esac
