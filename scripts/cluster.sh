@@ -54,17 +54,19 @@ launch() {
   echo $! > "$STATE/pids/$name"
 }
 
+nginx_path() { command -v nginx 2> /dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; }; }
+
 ensure_nginx() {
-  command -v nginx > /dev/null 2>&1 && return
-  [ -x /usr/sbin/nginx ] && return
+  [ -n "$(nginx_path)" ] && return
   echo "cluster: installing nginx (Debian package)" >&2
   # Keep the package from starting its own nginx on port 80: only ours should run.
-  local policy=/usr/sbin/policy-rc.d had_policy=0
+  local policy=/usr/sbin/policy-rc.d had_policy=0 rc=0
   [ -e "$policy" ] && had_policy=1
   [ $had_policy = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; }
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light > /dev/null) \
-    || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null)
+    || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null) || rc=$?
   [ $had_policy = 1 ] || rm -f "$policy"
+  [ $rc = 0 ] || die "cannot install nginx"
 }
 
 start() {
@@ -120,6 +122,22 @@ start() {
   echo "$db_url" > "$STATE/database_url"
   "$bin" migrate --database-url "$db_url" > "$STATE/logs/migrate.log" 2>&1 || die "migration failed (see $STATE/logs/migrate.log)"
 
+  # One config file for every service (its path in their command lines also marks them as ours).
+  cat > "$STATE/rickshaw.toml" <<TOML
+[nats]
+url = "$nats_url"
+replicas = 3
+
+[database]
+url = "$db_url"
+
+[matching]
+shards = $SHARDS
+
+[log]
+format = "json"
+TOML
+
   # Services.
   local gateway_ports=() comm_ports=()
   for service in "${SERVICES[@]}"; do
@@ -128,8 +146,8 @@ start() {
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
-      launch "$service" "$i" env RICKSHAW_MATCHING__SHARDS="$SHARDS" "$bin" serve --services "$service" \
-        --listen "127.0.0.1:$port" --nats-url "$nats_url" --nats-replicas 3 --database-url "$db_url" --json-logs
+      launch "$service" "$i" "$bin" serve --services "$service" --listen "127.0.0.1:$port" \
+        --config "$STATE/rickshaw.toml"
     done
   done
   for service in "${SERVICES[@]}"; do
@@ -175,13 +193,11 @@ start() {
     echo "}"
   } > "$STATE/nginx/nginx.conf"
   chmod -R a+rwx "$STATE/nginx/tmp"
-  nginx -c "$STATE/nginx/nginx.conf" -p "$STATE/nginx" -e "$STATE/logs/nginx-error.log" \
-    || die "nginx did not start (see $STATE/logs/nginx-error.log)"
-  local deadline=$((SECONDS + 10))
-  until [ -s "$STATE/nginx/nginx.pid" ]; do [ $SECONDS -lt $deadline ] || die "nginx wrote no pid"; sleep 0.1; done
-  cp "$STATE/nginx/nginx.pid" "$STATE/pids/nginx-1"
-  echo "nginx -c $STATE/nginx/nginx.conf -p $STATE/nginx -e $STATE/logs/nginx-error.log" > "$STATE/cmd/nginx-1"
-  wait_http "http://127.0.0.1:$edge/healthz" 20 || die "nginx does not reach the gateways"
+  # In the foreground under launch, so its pid is the master's and restart works like any other.
+  launch nginx 1 "$(nginx_path)" -g 'daemon off;' -c "$STATE/nginx/nginx.conf" -p "$STATE/nginx" \
+    -e "$STATE/logs/nginx-error.log"
+  wait_http "http://127.0.0.1:$edge/healthz" 20 "$(cat "$STATE/pids/nginx-1")" \
+    || die "nginx does not reach the gateways (see $STATE/logs/nginx-error.log)"
 
   echo "$nats_url" > "$STATE/nats_url"
   echo "http://127.0.0.1:$edge" > "$STATE/url"
@@ -194,6 +210,23 @@ start() {
 
 alive() { kill -0 "$1" 2> /dev/null; }
 
+# ours PID: alive and started by this cluster (its command line names the state directory), so a
+# recycled pid of a process that died long ago is never signalled.
+ours() { alive "$1" && tr '\0' ' ' < "/proc/$1/cmdline" 2> /dev/null | grep -qF "$STATE"; }
+
+# terminate PID...: SIGTERM, up to 15 s, then SIGKILL — only processes that are ours.
+terminate() {
+  local pid mine=()
+  for pid in "$@"; do ours "$pid" && mine+=("$pid"); done
+  [ ${#mine[@]} -gt 0 ] || return 0
+  kill -TERM "${mine[@]}" 2> /dev/null || true
+  local deadline=$((SECONDS + 15))
+  for pid in "${mine[@]}"; do
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    alive "$pid" && kill -KILL "$pid" 2> /dev/null || true
+  done
+}
+
 status() {
   [ -d "$STATE/pids" ] || { echo "cluster: not started" >&2; return 0; }
   local f
@@ -201,7 +234,7 @@ status() {
     [ -e "$f" ] || continue
     local name; name=$(basename "$f")
     local pid; pid=$(cat "$f")
-    local state=running; alive "$pid" || state=dead
+    local state=running; ours "$pid" || state=dead
     echo "${name%-*} ${name##*-} $pid $state"
   done
 }
@@ -210,26 +243,28 @@ restart() {
   local name="$1-$2"
   [ -f "$STATE/cmd/$name" ] || die "no such process: $1 $2"
   local pid; pid=$(cat "$STATE/pids/$name" 2>/dev/null || true)
-  if [ -n "$pid" ] && alive "$pid"; then
-    kill -TERM "$pid" 2> /dev/null || true
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-    alive "$pid" && kill -KILL "$pid" 2> /dev/null || true
-  fi
+  [ -z "$pid" ] || terminate "$pid"
   eval "launch $1 $2 $(cat "$STATE/cmd/$name")"
   echo "$1 $2 $(cat "$STATE/pids/$name") restarted"
 }
 
 stop() {
   [ -d "$STATE/pids" ] || { echo "cluster: not started"; return 0; }
-  local f pids=()
-  for f in "$STATE"/pids/*; do [ -e "$f" ] && pids+=("$(cat "$f")"); done
-  # nginx's workers are its children: stopping the master stops them.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2> /dev/null || true; done
-  local deadline=$((SECONDS + 15))
-  for pid in "${pids[@]}"; do
-    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    alive "$pid" && kill -KILL "$pid" 2> /dev/null || true
+  local f services=() edge=() nats=()
+  for f in "$STATE"/pids/*; do
+    [ -e "$f" ] || continue
+    case "$(basename "$f")" in
+      nats-*) nats+=("$(cat "$f")") ;;
+      nginx-*) edge+=("$(cat "$f")") ;;
+      *) services+=("$(cat "$f")") ;;
+    esac
   done
+  # Services first (they release leases and leave queue groups through NATS), then nginx (its
+  # workers exit with the master), NATS last.
+  terminate "${services[@]}"
+  terminate "${edge[@]}"
+  terminate "${nats[@]}"
+  local pids=("${services[@]}" "${edge[@]}" "${nats[@]}")
   if [ -f "$STATE/database_url" ]; then
     local db; db=$(basename "$(cat "$STATE/database_url")")
     psql "$PG_SERVER/postgres" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" > /dev/null 2>&1 || true

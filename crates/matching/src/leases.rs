@@ -8,31 +8,62 @@
 //!   and releases shards beyond its share. A dead instance stops renewing, its keys expire, and
 //!   the others take its shards over within about one TTL.
 //!
-//! Fencing: an instance pairs a shard only while its last successful renewal is younger than half
-//! the TTL, and another instance can only acquire the shard after the key expired, a full TTL after
-//! that renewal. So two instances never pair the same shard at the same time, even if one of them
-//! stalls (as long as clocks advance at the same rate).
+//! Fencing, in two layers:
+//! - an instance pairs a shard only while its last successful renewal is younger than half the TTL,
+//!   and another can acquire the shard only after the key expired, a full TTL after that renewal;
+//!   rebalancing gives a shard up by letting its lease expire, never by deleting it under a tick;
+//! - before a pair is announced, `claim` takes the rider request and the driver in the same bucket
+//!   with `create` (which only one caller can win); a pair whose claim fails is not announced and
+//!   its other side goes back to the pool. This covers what leases cannot: a tick that stalls past
+//!   its lease while publishing, and a driver whose reports put it in two shards at once.
+//!
+//! A starting instance joins (announces itself and takes shards) only after one hold time, so that
+//! its mirror of the pool holds everything still waiting; alone in the bucket (a fresh cluster) it
+//! joins at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
+use async_trait::async_trait;
+use domain::{PersonName, RideRequestId};
 use futures_util::StreamExt;
 use platform::Shutdown;
 
+/// The result of claiming a pair before announcing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    /// Another instance paired this rider request: the driver is still free.
+    RiderTaken,
+    /// Another instance paired this driver: the rider still waits.
+    DriverTaken,
+    /// The claim could not be made (the bucket is unreachable): announce nothing, keep both.
+    Unavailable,
+}
+
+#[async_trait]
 pub trait Leases: Send + Sync + 'static {
     /// The shards this instance may pair right now.
     fn owned(&self) -> BTreeSet<u32>;
+
+    /// Takes the rider request and the driver for one pair, exclusively across instances.
+    async fn claim(&self, request: RideRequestId, driver: &PersonName) -> Claim;
 }
 
-/// Every shard, always: a single matching instance.
+/// Every shard, always: a single matching instance, nothing to claim against.
 #[derive(Debug)]
 pub struct AllShards(pub u32);
 
+#[async_trait]
 impl Leases for AllShards {
     fn owned(&self) -> BTreeSet<u32> {
         (0..self.0.max(1)).collect()
+    }
+
+    async fn claim(&self, _request: RideRequestId, _driver: &PersonName) -> Claim {
+        Claim::Won
     }
 }
 
@@ -44,6 +75,8 @@ pub struct LeaseConfig {
     pub replicas: usize,
     /// Unique per process.
     pub instance: String,
+    /// How long a starting instance watches before it joins (the hold time).
+    pub warmup: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +89,8 @@ pub struct KvLeases {
     config: LeaseConfig,
     store: kv::Store,
     held: Mutex<BTreeMap<u32, Held>>,
+    /// When this instance may announce itself and take shards.
+    joins_at: Instant,
 }
 
 impl std::fmt::Debug for KvLeases {
@@ -68,6 +103,17 @@ impl std::fmt::Debug for KvLeases {
 
 fn shard_key(shard: u32) -> String {
     format!("shard.{shard}")
+}
+
+/// A key-safe, stable name for a driver (names may hold any character): FNV-1a over its bytes.
+fn driver_key(driver: &PersonName) -> String {
+    let hash = driver
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("claim.driver.{hash:016x}")
 }
 
 impl KvLeases {
@@ -96,22 +142,42 @@ impl KvLeases {
         };
         // As with the bus's streams: a cluster that has just formed may time out a creation.
         let mut attempt = 0_u64;
-        while let Err(e) = js.get_or_create_stream(stream_config.clone()).await {
-            attempt += 1;
-            if attempt > 10 {
-                anyhow::bail!("creating the lease bucket {bucket}: {e}");
+        let mut stream = loop {
+            match js.get_or_create_stream(stream_config.clone()).await {
+                Ok(stream) => break stream,
+                Err(e) => {
+                    attempt += 1;
+                    if attempt > 10 {
+                        anyhow::bail!("creating the lease bucket {bucket}: {e}");
+                    }
+                    tracing::warn!(bucket = %bucket, attempt, error = %e, "creating the lease bucket failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
             }
-            tracing::warn!(bucket = %bucket, attempt, error = %e, "creating the lease bucket failed; retrying");
-            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        };
+        // A bucket made with another TTL would break the fencing arithmetic: make it ours.
+        let existing = &stream.info().await?.config;
+        if existing.max_age != stream_config.max_age {
+            tracing::warn!(bucket = %bucket, from = ?existing.max_age, to = ?stream_config.max_age, "changing the lease TTL");
+            js.update_stream(stream_config.clone()).await?;
         }
         let store = js
             .get_key_value(bucket)
             .await
             .map_err(|e| anyhow::anyhow!("opening the lease bucket {bucket}: {e}"))?;
+        // Alone in the bucket (a fresh cluster), join at once; otherwise watch one hold time first.
+        let others = Self::members(&store).await > 0;
+        let joins_at = Instant::now()
+            + if others {
+                config.warmup
+            } else {
+                Duration::ZERO
+            };
         let leases = Arc::new(Self {
             config,
             store,
             held: Mutex::default(),
+            joins_at,
         });
         let worker = leases.clone();
         let token = shutdown.token();
@@ -133,9 +199,9 @@ impl KvLeases {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn live_members(&self) -> usize {
-        let Ok(mut keys) = self.store.keys().await else {
-            return 1;
+    async fn members(store: &kv::Store) -> usize {
+        let Ok(mut keys) = store.keys().await else {
+            return 0;
         };
         let mut count = 0;
         while let Some(Ok(key)) = keys.next().await {
@@ -143,11 +209,14 @@ impl KvLeases {
                 count += 1;
             }
         }
-        count.max(1)
+        count
     }
 
     /// One round: announce, renew, then take or give shards towards the fair share.
     async fn round(&self) {
+        if Instant::now() < self.joins_at {
+            return;
+        }
         let member = format!("member.{}", self.config.instance);
         if let Err(e) = self.store.put(&member, "alive".into()).await {
             tracing::warn!(error = %e, "cannot announce this matching instance");
@@ -180,7 +249,8 @@ impl KvLeases {
             }
         }
         let shards = self.config.shards.max(1);
-        let fair = shards.div_ceil(u32::try_from(self.live_members().await).unwrap_or(1)) as usize;
+        let members = Self::members(&self.store).await.max(1);
+        let fair = shards.div_ceil(u32::try_from(members).unwrap_or(1)) as usize;
         let owned = self.held().len();
         if owned < fair {
             // Start from a different shard per instance so instances do not all race for shard 0.
@@ -238,7 +308,38 @@ impl KvLeases {
     }
 }
 
+#[async_trait]
 impl Leases for KvLeases {
+    async fn claim(&self, request: RideRequestId, driver: &PersonName) -> Claim {
+        use kv::CreateErrorKind;
+        let rider_key = format!("claim.request.{}", request.as_uuid().simple());
+        let value = self.config.instance.clone();
+        let rider_revision = match self.store.create(&rider_key, value.clone().into()).await {
+            Ok(revision) => revision,
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Claim::RiderTaken,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a ride request");
+                return Claim::Unavailable;
+            }
+        };
+        match self.store.create(driver_key(driver), value.into()).await {
+            Ok(_) => Claim::Won,
+            Err(e) => {
+                // Give the rider back to whoever can pair it.
+                let _ = self
+                    .store
+                    .delete_expect_revision(&rider_key, Some(rider_revision))
+                    .await;
+                if e.kind() == CreateErrorKind::AlreadyExists {
+                    Claim::DriverTaken
+                } else {
+                    tracing::warn!(error = %e, "cannot claim a driver");
+                    Claim::Unavailable
+                }
+            }
+        }
+    }
+
     fn owned(&self) -> BTreeSet<u32> {
         let fresh = self.config.ttl / 2;
         self.held()

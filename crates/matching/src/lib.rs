@@ -5,9 +5,10 @@
 //! memory by design.
 //!
 //! Several instances share the work by geographic shard: every instance sees every event and
-//! mirrors the whole pool, but pairs only the shards it holds a lease on (`leases`), and removes
-//! pairs made by others when their `RideMatched` arrives. A new owner of a shard therefore
-//! already holds its riders and drivers.
+//! mirrors the whole pool, but pairs only the shards it holds a lease on (`leases`), claims each
+//! pair before announcing it, and removes pairs made by others when their `RideMatched` arrives. A
+//! new owner of a shard therefore already holds its riders and drivers (a starting instance joins
+//! only after watching for one hold time).
 
 pub mod leases;
 mod pool;
@@ -23,13 +24,12 @@ use platform::config::MatchingConfig;
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
-pub use leases::{AllShards, KvLeases, LeaseConfig, Leases};
+pub use leases::{AllShards, Claim, KvLeases, LeaseConfig, Leases};
 pub use pool::{Pairing, Pool, TickOutcome};
 
 pub struct MatchingService {
     bus: SharedBus,
     config: MatchingConfig,
-    leases: Arc<dyn Leases>,
     pool: Arc<Mutex<Pool>>,
     riders: Subscription,
     drivers: Subscription,
@@ -39,11 +39,7 @@ pub struct MatchingService {
 impl MatchingService {
     /// Subscribes to its inputs (every instance gets every event), so nothing published after
     /// `build` returns is missed.
-    pub async fn build(
-        bus: SharedBus,
-        config: MatchingConfig,
-        leases: Arc<dyn Leases>,
-    ) -> Result<Self, BusError> {
+    pub async fn build(bus: SharedBus, config: MatchingConfig) -> Result<Self, BusError> {
         let riders = bus
             .subscribe(SubscribeOptions::ephemeral(RideRequested::SUBJECT))
             .await?;
@@ -56,7 +52,6 @@ impl MatchingService {
         Ok(Self {
             bus,
             config,
-            leases,
             pool: Arc::default(),
             riders,
             drivers,
@@ -65,11 +60,11 @@ impl MatchingService {
     }
 
     /// Spawns the two consumers and the ticker on `shutdown`'s tracker.
-    pub fn run(self, shutdown: &Shutdown) {
+    /// Spawns the consumers and the ticker; `leases` says which shards this instance pairs.
+    pub fn run(self, shutdown: &Shutdown, leases: Arc<dyn Leases>) {
         let Self {
             bus,
             config,
-            leases,
             pool,
             riders,
             drivers,
@@ -163,7 +158,28 @@ async fn run_tick(
     metrics::counter!("matching_matches_total").increment(outcome.pairings.len() as u64);
     metrics::counter!("matching_expired_requests_total").increment(outcome.expired.len() as u64);
 
-    for pairing in outcome.pairings {
+    // Claim every pair (concurrently) before announcing it; a pair another instance already has
+    // is not announced, and our side of it waits again.
+    let claims = futures_util::future::join_all(
+        outcome
+            .pairings
+            .iter()
+            .map(|p| leases.claim(p.request.id, &p.driver.driver)),
+    )
+    .await;
+    for (pairing, claim) in outcome.pairings.into_iter().zip(claims) {
+        if claim != Claim::Won {
+            tracing::info!(?claim, rider = %pairing.request.rider, driver = %pairing.driver.driver, "pair not announced");
+            metrics::counter!("matching_lost_claims_total").increment(1);
+            let mut pool = lock(pool);
+            if claim != Claim::RiderTaken {
+                pool.restore_rider(pairing.request.clone(), pairing.shard, now);
+            }
+            if claim != Claim::DriverTaken {
+                pool.restore_driver(pairing.driver.clone(), pairing.shard, now);
+            }
+            continue;
+        }
         let event = matched_event(outcome.tick, pairing, now);
         tracing::info!(
             tick = event.tick,
@@ -233,10 +249,10 @@ mod tests {
             ..MatchingConfig::default()
         };
         let shutdown = Shutdown::new();
-        MatchingService::build(bus.clone(), config, Arc::new(AllShards(1)))
+        MatchingService::build(bus.clone(), config)
             .await
             .expect("builds")
-            .run(&shutdown);
+            .run(&shutdown, Arc::new(AllShards(1)));
 
         let request = RideRequest::new(
             clock::new_id(),

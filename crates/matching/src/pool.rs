@@ -112,6 +112,18 @@ impl Pool {
         *latest = (*latest).max(matched_at);
     }
 
+    /// Puts back one side of a pair that was not announced (its claim failed): it waits again.
+    pub fn restore_rider(&mut self, request: RideRequest, shard: u32, now: Timestamp) {
+        self.matched_requests.remove(&request.id);
+        self.add_rider(request, shard, now);
+    }
+
+    /// As `restore_rider`, for the driver of a pair that was not announced.
+    pub fn restore_driver(&mut self, report: DriverReport, shard: u32, now: Timestamp) {
+        self.matched_drivers.remove(&report.driver);
+        self.add_driver(report, shard, now);
+    }
+
     pub fn waiting_riders(&self) -> usize {
         self.riders.len()
     }
@@ -358,5 +370,23 @@ mod tests {
         again.reported_at = T0.plus_millis(500);
         pool.add_driver(again, 0, T0.plus_millis(600));
         assert_eq!(pool.free_drivers(), 1);
+    }
+
+    #[test]
+    fn a_pair_that_lost_its_claim_can_be_put_back() {
+        let mut pool = Pool::default();
+        pool.add_rider(request(1, "r", 0.0), 0, T0);
+        pool.add_driver(driver("d", 1.0), 0, T0);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
+        let pair = out.pairings[0].clone();
+        pool.restore_rider(pair.request.clone(), pair.shard, T0);
+        pool.add_driver(driver("d2", 2.0), 0, T0);
+        let again = pool.tick(T0.plus_millis(100), 5_000, Strategy::Optimal, |_| true);
+        assert_eq!(
+            again.pairings.len(),
+            1,
+            "the restored rider is paired again"
+        );
+        assert_eq!(again.pairings[0].request.id, pair.request.id);
     }
 }

@@ -107,9 +107,18 @@ where
     let token: CancellationToken = shutdown.token();
     let tasks = shutdown.clone();
     shutdown.spawn(async move {
+        let mut draining = false;
         loop {
             let message = tokio::select! {
-                () = token.cancelled() => break,
+                () = token.cancelled(), if !draining => {
+                    // Leave the queue group but answer what was already routed here: drain ends
+                    // the subscription once the server confirms and the buffered requests are out.
+                    draining = true;
+                    if subscriber.drain().await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 next = subscriber.next() => match next {
                     Some(message) => message,
                     None => break,
@@ -139,14 +148,14 @@ where
                         if let Err(e) = client.publish(reply_to, bytes.into()).await {
                             tracing::warn!(subject, error = %e, "cannot send a reply");
                         }
+                        let _ = client.flush().await;
                     }
                     Err(e) => tracing::error!(subject, error = %e, "cannot encode a reply"),
                 }
             });
         }
-        // Leave the queue group for certain before shutdown completes: until the server has
-        // processed the unsubscribe it may still route requests here, and nobody would answer.
-        let _ = subscriber.unsubscribe().await;
+        // The server has processed the unsubscribe before shutdown completes, so it routes
+        // nothing more here.
         let _ = sync_with_server(&client).await;
     });
     Ok(())

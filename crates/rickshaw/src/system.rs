@@ -146,10 +146,9 @@ impl System {
         let (rating, directory) = RatingService::build(rating_store, bus.clone()).await?;
         directory.run(&shutdown);
 
-        let leases = Arc::new(AllShards(config.matching.shards));
-        MatchingService::build(bus.clone(), config.matching.clone(), leases)
+        MatchingService::build(bus.clone(), config.matching.clone())
             .await?
-            .run(&shutdown);
+            .run(&shutdown, Arc::new(AllShards(config.matching.shards)));
         let communication = Communication::build(bus.clone(), &shutdown).await?;
         let edge = Edge {
             gateway: Some(gateway::Services {
@@ -195,17 +194,18 @@ impl System {
             rating::remote::serve(rating, client.clone(), &shutdown).await?;
         }
         if services.contains(Service::Matching) {
+            // Subscribe first, so the mirror fills while the leases warm up.
+            let matching = MatchingService::build(bus.clone(), config.matching.clone()).await?;
             let lease_config = LeaseConfig {
                 shards: config.matching.shards,
                 ttl: Duration::from_millis(config.matching.lease_ttl_ms),
                 bucket: format!("{}_matching_leases", config.nats.stream_prefix),
                 replicas: config.nats.replicas,
                 instance: uuid::Uuid::now_v7().simple().to_string(),
+                warmup: Duration::from_millis(config.matching.hold_ms),
             };
             let leases = KvLeases::start(&jetstream, lease_config, &shutdown).await?;
-            MatchingService::build(bus.clone(), config.matching.clone(), leases)
-                .await?
-                .run(&shutdown);
+            matching.run(&shutdown, leases);
         }
         let communication = if services.contains(Service::Communication) {
             Some(Communication::build(bus.clone(), &shutdown).await?)

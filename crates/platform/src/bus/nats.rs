@@ -171,11 +171,12 @@ impl NatsBus {
 
     /// Creates (or binds) the consumer for `options` and starts pulling. A short heartbeat makes
     /// a consumer lost with a NATS node show up within seconds as an error, not a silence.
+    /// Returns the message stream and the stream sequence the consumer starts after.
     async fn open_consumer(
         &self,
         options: &SubscribeOptions,
         resume_after: Option<u64>,
-    ) -> Result<consumer::pull::Stream, BusError> {
+    ) -> Result<(consumer::pull::Stream, Option<u64>), BusError> {
         let stream = self.stream_for(&options.filter).await?;
         let max_deliver = options.max_deliver.max(1);
         let deliver_policy = match (&options.durable, resume_after) {
@@ -213,13 +214,16 @@ impl NatsBus {
                 )));
             }
         }
-        consumer
+        let starts_after =
+            Some(consumer.cached_info().delivered.stream_sequence).filter(|s| *s > 0);
+        let messages = consumer
             .stream()
             .heartbeat(Duration::from_secs(1))
             .expires(Duration::from_secs(5))
             .messages()
             .await
-            .map_err(|e| backend("starting to pull", e))
+            .map_err(|e| backend("starting to pull", e))?;
+        Ok((messages, starts_after.or(resume_after)))
     }
 
     /// Reopens a lost consumer, retrying with backoff until it works or the subscriber is gone.
@@ -228,11 +232,11 @@ impl NatsBus {
         options: &SubscribeOptions,
         resume_after: Option<u64>,
         subscriber: &mpsc::Sender<Delivery>,
-    ) -> Option<consumer::pull::Stream> {
+    ) -> Option<(consumer::pull::Stream, Option<u64>)> {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.open_consumer(options, resume_after).await {
-                Ok(messages) => return Some(messages),
+                Ok(opened) => return Some(opened),
                 Err(e) => {
                     tracing::warn!(filter = %options.filter, error = %e, "cannot reopen consumer yet")
                 }
@@ -406,13 +410,14 @@ impl Bus for NatsBus {
     async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
         validate_subject(&options.filter, true)?;
         let max_deliver = options.max_deliver.max(1);
-        let mut messages = self.open_consumer(&options, None).await?;
+        let (mut messages, starts_after) = self.open_consumer(&options, None).await?;
         let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
         let bus = self.clone();
         tokio::spawn(async move {
-            // The last stream sequence handed out: an ephemeral consumer lost with a NATS node
-            // is recreated from the next one, so nothing is skipped.
-            let mut last_sequence = None;
+            // The last stream sequence handed out (at first: where the consumer started): an
+            // ephemeral consumer lost with a NATS node is recreated from the next one, so nothing
+            // is skipped.
+            let mut last_sequence = starts_after;
             loop {
                 let next = tokio::select! {
                     () = sender.closed() => break,
@@ -431,7 +436,7 @@ impl Bus for NatsBus {
                         );
                         tracing::warn!(filter = %options.filter, reason, "consumer lost; reopening it");
                         match bus.reopen(&options, last_sequence, &sender).await {
-                            Some(reopened) => {
+                            Some((reopened, _)) => {
                                 messages = reopened;
                                 continue;
                             }
