@@ -280,14 +280,12 @@ impl KvLeases {
                 }
             }
         } else if owned > fair {
-            let surplus = self.held().iter().next_back().map(|(s, h)| (*s, *h));
-            if let Some((shard, lease)) = surplus {
+            // Give one up by no longer renewing it: it expires a TTL after its last renewal, when
+            // no tick of ours can still be pairing it.
+            let surplus = self.held().keys().next_back().copied();
+            if let Some(shard) = surplus {
                 self.held().remove(&shard);
-                let _ = self
-                    .store
-                    .delete_expect_revision(shard_key(shard), Some(lease.revision))
-                    .await;
-                tracing::info!(shard, "released a matching shard to rebalance");
+                tracing::info!(shard, "releasing a matching shard to rebalance");
             }
         }
         metrics::gauge!("matching_owned_shards").set(self.held().len() as f64);

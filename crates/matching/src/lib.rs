@@ -169,17 +169,23 @@ async fn run_tick(
     .await;
     for (pairing, claim) in outcome.pairings.into_iter().zip(claims) {
         if claim != Claim::Won {
+            // Put both sides back. If another instance really announced the pair, its
+            // `RideMatched` tombstones refuse them (or remove them when it arrives); if the
+            // claimant died before announcing, its claims expire and the pair is tried again.
             tracing::info!(?claim, rider = %pairing.request.rider, driver = %pairing.driver.driver, "pair not announced");
             metrics::counter!("matching_lost_claims_total").increment(1);
             let mut pool = lock(pool);
-            if claim != Claim::RiderTaken {
-                pool.restore_rider(pairing.request.clone(), pairing.shard, now);
-            }
-            if claim != Claim::DriverTaken {
-                pool.restore_driver(pairing.driver.clone(), pairing.shard, now);
-            }
+            pool.add_rider(pairing.request, pairing.shard, now);
+            pool.add_driver(pairing.driver, pairing.shard, now);
             continue;
         }
+        lock(pool).forget_match(
+            pairing.request.id,
+            &pairing.request.rider,
+            &pairing.driver.driver,
+            now,
+            now,
+        );
         let event = matched_event(outcome.tick, pairing, now);
         tracing::info!(
             tick = event.tick,

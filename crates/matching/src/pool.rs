@@ -112,18 +112,6 @@ impl Pool {
         *latest = (*latest).max(matched_at);
     }
 
-    /// Puts back one side of a pair that was not announced (its claim failed): it waits again.
-    pub fn restore_rider(&mut self, request: RideRequest, shard: u32, now: Timestamp) {
-        self.matched_requests.remove(&request.id);
-        self.add_rider(request, shard, now);
-    }
-
-    /// As `restore_rider`, for the driver of a pair that was not announced.
-    pub fn restore_driver(&mut self, report: DriverReport, shard: u32, now: Timestamp) {
-        self.matched_drivers.remove(&report.driver);
-        self.add_driver(report, shard, now);
-    }
-
     pub fn waiting_riders(&self) -> usize {
         self.riders.len()
     }
@@ -178,14 +166,11 @@ impl Pool {
                     }),
             );
         }
+        // Out of the pool, but not yet tombstoned: the caller confirms each pair with
+        // `forget_match` once it is claimed, or puts its sides back with `add_*` if not.
         for pairing in &pairings {
-            self.forget_match(
-                pairing.request.id,
-                &pairing.request.rider,
-                &pairing.driver.driver,
-                now,
-                now,
-            );
+            self.riders.remove(&pairing.request.rider);
+            self.drivers.remove(&pairing.driver.driver);
         }
 
         let stale = |held_since: Timestamp| now.millis_since(held_since) > hold_ms;
@@ -379,7 +364,7 @@ mod tests {
         pool.add_driver(driver("d", 1.0), 0, T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
         let pair = out.pairings[0].clone();
-        pool.restore_rider(pair.request.clone(), pair.shard, T0);
+        pool.add_rider(pair.request.clone(), pair.shard, T0);
         pool.add_driver(driver("d2", 2.0), 0, T0);
         let again = pool.tick(T0.plus_millis(100), 5_000, Strategy::Optimal, |_| true);
         assert_eq!(

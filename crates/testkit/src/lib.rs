@@ -401,3 +401,43 @@ impl TestDatabase {
         }
     }
 }
+
+/// The distinct owners of the matching shard leases, read from the lease bucket on the NATS
+/// server(s) at `url` (comma-separated); empty if there is no bucket yet.
+pub async fn shard_owners(url: &str) -> std::collections::BTreeSet<String> {
+    let servers: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .filter_map(|u| u.trim().parse().ok())
+        .collect();
+    let Ok(client) = async_nats::connect(servers).await else {
+        return Default::default();
+    };
+    let js = async_nats::jetstream::new(client);
+    let mut owners = std::collections::BTreeSet::new();
+    let Ok(bucket) = js.get_key_value("RICKSHAW_matching_leases").await else {
+        return owners;
+    };
+    let Ok(mut keys) = bucket.keys().await else {
+        return owners;
+    };
+    while let Some(Ok(key)) = keys.next().await {
+        if !key.starts_with("shard.") {
+            continue;
+        }
+        if let Ok(Some(owner)) = bucket.get(&key).await {
+            owners.insert(String::from_utf8_lossy(&owner).into_owned());
+        }
+    }
+    owners
+}
+
+/// Waits (up to 20 s) until exactly `n` matching instances own shards.
+pub async fn until_shard_owners(url: &str, n: usize) {
+    for _ in 0..100 {
+        if shard_owners(url).await.len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("never {n} shard owners: {:?}", shard_owners(url).await);
+}

@@ -136,9 +136,15 @@ async fn websocket_clients(port: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Sixteen processes and a 25 s run: on a 2-core machine it must not share the cores with other
+/// tests, so `scripts/test.sh` runs it on its own (`-- --ignored`) after the parallel suite.
 #[tokio::test]
+#[ignore = "run alone: scripts/test.sh runs it after the parallel suite"]
 async fn the_cluster_survives_killed_instances_and_a_nats_restart() {
     let cluster = Cluster::start().await;
+    // Let the matching instances settle: the second joins after one hold time, then they split
+    // the shards.
+    testkit::until_shard_owners(&cluster.env["RICKSHAW_NATS_URL"], 2).await;
     let bot = tokio::spawn(bot::run(
         bot::BotConfig {
             target: cluster.url().to_owned(),

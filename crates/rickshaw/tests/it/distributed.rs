@@ -86,38 +86,6 @@ async fn bot(target: &str, seconds: u64) -> bot::Summary {
         .expect("the bot runs")
 }
 
-/// The distinct owners of the shard leases, read from the lease bucket.
-async fn shard_owners(nats: &NatsServer) -> std::collections::BTreeSet<String> {
-    use futures_util::StreamExt;
-    let client = async_nats::connect(nats.url.as_str()).await.expect("NATS");
-    let js = async_nats::jetstream::new(client);
-    let Ok(bucket) = js.get_key_value("RICKSHAW_matching_leases").await else {
-        return Default::default();
-    };
-    let mut owners = std::collections::BTreeSet::new();
-    let mut keys = bucket.keys().await.expect("keys");
-    while let Some(Ok(key)) = keys.next().await {
-        if !key.starts_with("shard.") {
-            continue;
-        }
-        if let Ok(Some(owner)) = bucket.get(&key).await {
-            owners.insert(String::from_utf8_lossy(&owner).into_owned());
-        }
-    }
-    owners
-}
-
-/// Waits until exactly `n` instances own shards.
-async fn until_owners(nats: &NatsServer, n: usize) {
-    for _ in 0..100 {
-        if shard_owners(nats).await.len() == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("never {n} shard owners: {:?}", shard_owners(nats).await);
-}
-
 #[tokio::test]
 async fn matching_instances_share_the_shards_and_hand_them_over() {
     let nats = NatsServer::start().await;
@@ -126,20 +94,20 @@ async fn matching_instances_share_the_shards_and_hand_them_over() {
     let second = testkit::spawn_distributed_with("matching", &nats, &db, sharded).await;
     let edge = spawn_distributed("gateway,rider,supply,rating,communication", &nats, &db).await;
     // The second joins after watching one hold time; then each holds half.
-    until_owners(&nats, 2).await;
+    testkit::until_shard_owners(&nats.url, 2).await;
 
     let both = bot(&edge.base_url, 5).await;
     assert!(both.invariants_hold(), "{both}");
     assert!(both.matched_pct >= 95.0, "{both}");
     assert_eq!(
-        shard_owners(&nats).await.len(),
+        testkit::shard_owners(&nats.url).await.len(),
         2,
         "both still share the shards"
     );
 
     // One instance leaves; the other takes every shard over.
     first.stop().await;
-    until_owners(&nats, 1).await;
+    testkit::until_shard_owners(&nats.url, 1).await;
     let one = bot(&edge.base_url, 5).await;
     assert!(one.invariants_hold(), "{one}");
     assert!(one.matched_pct >= 95.0, "{one}");
