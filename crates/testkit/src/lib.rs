@@ -118,10 +118,6 @@ impl TestApp {
         format!("{}{path}", self.base_url)
     }
 
-    pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
-    }
-
     pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .http
