@@ -1,18 +1,27 @@
 //! `assign`: given the waiting riders (in arrival order) and the free drivers of one tick, choose
-//! pairs. Each rider and each driver appears in at most one pair, and as many pairs as possible are
-//! made (`min(riders, drivers)`).
+//! pairs. Each rider and each driver appears in at most one pair; no pair is farther apart than
+//! `Limits::max_pickup`.
 //!
 //! - `Nearest` is the seed's rule and what most peers do: riders in arrival order each take the
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
-//! - `Optimal` minimises the total pickup distance over the whole batch (exact assignment).
+//! - `Optimal` minimises the batch's total pickup distance plus a penalty of twice the maximum
+//!   pickup for every rider left unmatched (so it serves as many riders as it can within the
+//!   radius first) over a sparse candidate graph: each rider's `candidates` nearest drivers from the
+//!   geo index, solved exactly by [`sparse`](super::sparse); a rider the graph leaves unmatched
+//!   gets its nearest *free* drivers as candidates and is placed again. Near-linear in the batch.
+//! - `Exact` solves the same objective on the complete graph (dense Hungarian, O(n² (n + m))):
+//!   the yardstick for `Optimal`, usable for batches of a few thousand.
 
 use std::fmt;
+use std::hash::Hash;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::hungarian;
-use crate::geo::Point;
+use super::index::{GeoIndex, Neighbor};
+use super::sparse::{CandidateGraph, SparseAssignment};
+use crate::geo::{MAX_ABS_COORDINATE, Point};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,6 +29,11 @@ pub enum Strategy {
     Nearest,
     #[default]
     Optimal,
+    Exact,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [Strategy::Nearest, Strategy::Optimal, Strategy::Exact];
 }
 
 impl FromStr for Strategy {
@@ -29,8 +43,9 @@ impl FromStr for Strategy {
         match s {
             "nearest" => Ok(Self::Nearest),
             "optimal" => Ok(Self::Optimal),
+            "exact" => Ok(Self::Exact),
             other => Err(format!(
-                "unknown matching strategy {other:?}: expected \"nearest\" or \"optimal\""
+                "unknown matching strategy {other:?}: expected \"nearest\", \"optimal\" or \"exact\""
             )),
         }
     }
@@ -41,11 +56,45 @@ impl fmt::Display for Strategy {
         f.write_str(match self {
             Self::Nearest => "nearest",
             Self::Optimal => "optimal",
+            Self::Exact => "exact",
         })
     }
 }
 
-/// Rider `rider` (index into the riders slice) is picked up by driver `driver`, `distance` away.
+/// How far the search for a rider's driver goes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// How many nearest drivers each rider is a candidate for (`Optimal`).
+    pub candidates: usize,
+    /// No pair is made across more than this distance (infinite: no limit).
+    pub max_pickup: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            candidates: 8,
+            max_pickup: f64::INFINITY,
+        }
+    }
+}
+
+impl Limits {
+    /// What leaving a rider unmatched costs in the objective: twice the farthest allowed pickup,
+    /// so any pair within the radius beats leaving its rider out (and an unlimited radius means
+    /// "as many pairs as possible, then the shortest").
+    pub fn unmatched_cost(&self) -> f64 {
+        if self.max_pickup.is_finite() {
+            2.0 * self.max_pickup
+        } else {
+            // Every distance between valid points is below 2√2 × the coordinate bound.
+            8.0 * MAX_ABS_COORDINATE
+        }
+    }
+}
+
+/// Rider `rider` (index into the riders slice) is picked up by driver `driver` (index into the
+/// drivers slice, or the driver's slot in a [`GeoIndex`]), `distance` away.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pair {
     pub rider: usize,
@@ -53,10 +102,59 @@ pub struct Pair {
     pub distance: f64,
 }
 
+/// Pairs riders with drivers given as points, with the default limits.
 pub fn assign(riders: &[Point], drivers: &[Point], strategy: Strategy) -> Vec<Pair> {
+    assign_within(riders, drivers, strategy, Limits::default())
+}
+
+/// Pairs riders with drivers given as points.
+pub fn assign_within(
+    riders: &[Point],
+    drivers: &[Point],
+    strategy: Strategy,
+    limits: Limits,
+) -> Vec<Pair> {
+    let index = index_of(drivers);
+    let mut pairs = assign_indexed(riders, &index, strategy, limits);
+    for pair in &mut pairs {
+        pair.driver = *index.key(to_slot(pair.driver)).expect("a live slot") as usize;
+    }
+    pairs
+}
+
+/// An index of `drivers` keyed by their position in the slice, sized for about two a cell.
+pub fn index_of(drivers: &[Point]) -> GeoIndex<u32> {
+    let (mut lo, mut hi) = ((f64::MAX, f64::MAX), (f64::MIN, f64::MIN));
+    for p in drivers {
+        lo = (lo.0.min(p.x()), lo.1.min(p.y()));
+        hi = (hi.0.max(p.x()), hi.1.max(p.y()));
+    }
+    let area = if drivers.is_empty() {
+        1.0
+    } else {
+        ((hi.0 - lo.0) * (hi.1 - lo.1)).max(1e-6)
+    };
+    let mut index = GeoIndex::new(GeoIndex::<u32>::cell_size_for(area, drivers.len(), 2.0));
+    for (i, p) in drivers.iter().enumerate() {
+        index.upsert(u32::try_from(i).expect("fewer than 2^32 drivers"), *p);
+    }
+    index
+}
+
+/// Pairs riders with the drivers in `index`; `Pair::driver` is the driver's slot.
+pub fn assign_indexed<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    strategy: Strategy,
+    limits: Limits,
+) -> Vec<Pair> {
+    if riders.is_empty() || index.is_empty() {
+        return Vec::new();
+    }
     match strategy {
-        Strategy::Nearest => nearest(riders, drivers),
-        Strategy::Optimal => optimal(riders, drivers),
+        Strategy::Nearest => nearest(riders, index, limits),
+        Strategy::Optimal => optimal(riders, index, limits),
+        Strategy::Exact => exact(riders, index, limits),
     }
 }
 
@@ -64,55 +162,123 @@ pub fn total_distance(pairs: &[Pair]) -> f64 {
     pairs.iter().map(|p| p.distance).sum()
 }
 
-fn nearest(riders: &[Point], drivers: &[Point]) -> Vec<Pair> {
-    let mut free = vec![true; drivers.len()];
-    let mut pairs = Vec::with_capacity(riders.len().min(drivers.len()));
-    for (rider, position) in riders.iter().enumerate() {
-        let closest = drivers
-            .iter()
-            .enumerate()
-            .filter(|(driver, _)| free[*driver])
-            .map(|(driver, at)| (driver, position.distance_to(at)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((driver, distance)) = closest else {
-            break;
+/// The objective `Optimal` and `Exact` minimise: total pickup plus the unmatched riders' cost.
+pub fn objective(pairs: &[Pair], riders: usize, limits: Limits) -> f64 {
+    total_distance(pairs) + (riders - pairs.len()) as f64 * limits.unmatched_cost()
+}
+
+fn to_slot(n: usize) -> u32 {
+    u32::try_from(n).expect("slots fit in u32")
+}
+
+fn nearest<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+) -> Vec<Pair> {
+    // Taken drivers leave a private copy of the index, so late riders do not wade through them.
+    let mut free = index.clone();
+    let mut found = Vec::with_capacity(1);
+    let mut pairs = Vec::with_capacity(riders.len().min(index.len()));
+    for (rider, at) in riders.iter().enumerate() {
+        free.nearest(*at, 1, limits.max_pickup, |_| true, &mut found);
+        let Some(&Neighbor { slot, distance }) = found.first() else {
+            continue;
         };
-        free[driver] = false;
+        let key = free.key(slot).expect("a live slot").clone();
+        free.remove(&key);
         pairs.push(Pair {
             rider,
-            driver,
+            driver: slot as usize,
             distance,
         });
+        if free.is_empty() {
+            break;
+        }
     }
     pairs
 }
 
-fn optimal(riders: &[Point], drivers: &[Point]) -> Vec<Pair> {
-    if riders.is_empty() || drivers.is_empty() {
-        return Vec::new();
+fn optimal<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+) -> Vec<Pair> {
+    let k = limits.candidates.max(1);
+    let mut graph = CandidateGraph::with_capacity(riders.len(), riders.len() * k);
+    let mut found = Vec::with_capacity(k);
+    for at in riders {
+        index.nearest(*at, k, limits.max_pickup, |_| true, &mut found);
+        graph.push_row(found.iter().map(|n| (n.slot, n.distance)));
     }
-    let distance = |r: usize, d: usize| riders[r].distance_to(&drivers[d]);
-    let mut pairs: Vec<Pair> = if riders.len() <= drivers.len() {
-        hungarian::solve(riders.len(), drivers.len(), distance)
-            .into_iter()
-            .enumerate()
-            .map(|(rider, driver)| Pair {
+    let mut assignment =
+        SparseAssignment::new(riders.len(), index.slot_bound(), limits.unmatched_cost());
+    for row in 0..riders.len() {
+        assignment.augment(&graph, row);
+    }
+    // The graph's blind spot: every candidate of a rider went to others, yet free drivers remain
+    // within reach. Give such riders their nearest free drivers and place them again.
+    for (row, at) in riders.iter().enumerate() {
+        if assignment.column_of(row).is_some() {
+            continue;
+        }
+        index.nearest(
+            *at,
+            k,
+            limits.max_pickup,
+            |slot| !assignment.is_column_taken(slot),
+            &mut found,
+        );
+        if found.is_empty() {
+            continue;
+        }
+        graph.extend_row(row, found.iter().map(|n| (n.slot, n.distance)));
+        assignment.release(row);
+        assignment.augment(&graph, row);
+    }
+    (0..riders.len())
+        .filter_map(|rider| {
+            let slot = assignment.column_of(rider)?;
+            let distance = graph
+                .row(rider)
+                .iter()
+                .find(|(c, _)| *c == slot)
+                .map(|(_, d)| *d)?;
+            Some(Pair {
                 rider,
-                driver,
-                distance: distance(rider, driver),
+                driver: slot as usize,
+                distance,
             })
-            .collect()
-    } else {
-        hungarian::solve(drivers.len(), riders.len(), |d, r| distance(r, d))
-            .into_iter()
-            .enumerate()
-            .map(|(driver, rider)| Pair {
-                rider,
-                driver,
-                distance: distance(rider, driver),
-            })
-            .collect()
+        })
+        .collect()
+}
+
+fn exact<K: Hash + Eq + Clone>(riders: &[Point], index: &GeoIndex<K>, limits: Limits) -> Vec<Pair> {
+    let drivers: Vec<(u32, Point)> = index.iter().map(|(slot, _, at)| (slot, at)).collect();
+    let (n, m) = (riders.len(), drivers.len());
+    let unmatched = limits.unmatched_cost();
+    let forbidden = 2.0 * unmatched + 1.0;
+    // Columns: the drivers, then one private "unmatched" column per rider.
+    let cost = |r: usize, c: usize| {
+        if c < m {
+            let d = riders[r].distance_to(&drivers[c].1);
+            if d <= limits.max_pickup { d } else { forbidden }
+        } else if c - m == r {
+            unmatched
+        } else {
+            forbidden
+        }
     };
+    let mut pairs: Vec<Pair> = hungarian::solve(n, m + n, cost)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| *c < m)
+        .map(|(rider, c)| Pair {
+            rider,
+            driver: drivers[c].0 as usize,
+            distance: riders[rider].distance_to(&drivers[c].1),
+        })
+        .collect();
     pairs.sort_by_key(|p| p.rider);
     pairs
 }
@@ -121,7 +287,7 @@ fn optimal(riders: &[Point], drivers: &[Point]) -> Vec<Pair> {
 mod tests {
     use proptest::prelude::{Strategy as Generator, prop, prop_assert, prop_assert_eq, proptest};
 
-    use super::{Pair, Point, Strategy, assign, total_distance};
+    use super::{Limits, Pair, Point, Strategy, assign, assign_within, total_distance};
 
     fn pt(x: f64, y: f64) -> Point {
         Point::new(x, y).expect("valid point")
@@ -187,7 +353,7 @@ mod tests {
         let riders = [pt(6.0, 0.0), pt(0.0, 0.0)];
         let drivers = [pt(5.0, 0.0), pt(12.0, 0.0)];
         let greedy = assign(&riders, &drivers, Strategy::Nearest);
-        let best = assign(&riders, &drivers, Strategy::Optimal);
+        let best = assign(&riders, &drivers, Strategy::Exact);
         // Greedy: rider0→driver0 (1), rider1→driver1 (12): 13. Optimal: 6 + 5 = 11.
         assert_eq!(total_distance(&greedy), 13.0);
         assert_eq!(total_distance(&best), 11.0);
@@ -200,10 +366,39 @@ mod tests {
         assert!(assign(&[pt(0.0, 0.0)], &[], Strategy::Nearest).is_empty());
     }
 
+    #[test]
+    fn no_pair_is_made_beyond_the_pickup_radius() {
+        let riders = [pt(0.0, 0.0), pt(100.0, 0.0)];
+        let drivers = [pt(3.0, 0.0), pt(300.0, 0.0)];
+        let limits = Limits {
+            candidates: 4,
+            max_pickup: 10.0,
+        };
+        for strategy in Strategy::ALL {
+            let pairs = assign_within(&riders, &drivers, strategy, limits);
+            assert_eq!(pairs.len(), 1, "{strategy}");
+            assert_eq!((pairs[0].rider, pairs[0].driver), (0, 0), "{strategy}");
+        }
+    }
+
+    #[test]
+    fn a_rider_whose_candidates_are_taken_still_gets_a_free_driver() {
+        // Three riders share the same two nearest drivers; the third must reach the far one.
+        let riders = [pt(0.0, 0.0), pt(0.1, 0.0), pt(0.2, 0.0)];
+        let drivers = [pt(1.0, 0.0), pt(1.1, 0.0), pt(50.0, 0.0)];
+        let limits = Limits {
+            candidates: 2,
+            max_pickup: f64::INFINITY,
+        };
+        let pairs = assign_within(&riders, &drivers, Strategy::Optimal, limits);
+        assert_eq!(pairs.len(), 3);
+        assert_valid(&pairs, 3, 3);
+    }
+
     proptest! {
         #[test]
         fn no_rider_or_driver_twice(riders in points(30), drivers in points(30)) {
-            for strategy in [Strategy::Nearest, Strategy::Optimal] {
+            for strategy in Strategy::ALL {
                 let pairs = assign(&riders, &drivers, strategy);
                 assert_valid(&pairs, riders.len(), drivers.len());
                 for p in &pairs {
@@ -213,17 +408,36 @@ mod tests {
         }
 
         #[test]
-        fn optimal_never_worse_than_nearest(riders in points(40), drivers in points(40)) {
-            let greedy = total_distance(&assign(&riders, &drivers, Strategy::Nearest));
-            let best = total_distance(&assign(&riders, &drivers, Strategy::Optimal));
-            prop_assert!(best <= greedy + 1e-9 * greedy.max(1.0), "optimal {best} > nearest {greedy}");
+        fn exact_is_never_worse(riders in points(40), drivers in points(40)) {
+            let best = total_distance(&assign(&riders, &drivers, Strategy::Exact));
+            for strategy in [Strategy::Nearest, Strategy::Optimal] {
+                let other = total_distance(&assign(&riders, &drivers, strategy));
+                prop_assert!(best <= other + 1e-9 * other.max(1.0), "exact {best} > {strategy} {other}");
+            }
         }
 
         #[test]
-        fn optimal_equals_brute_force_on_small_cases(riders in points(6), drivers in points(6)) {
-            let best = total_distance(&assign(&riders, &drivers, Strategy::Optimal));
+        fn exact_equals_brute_force_on_small_cases(riders in points(6), drivers in points(6)) {
+            let best = total_distance(&assign(&riders, &drivers, Strategy::Exact));
             let exact = brute_force(&riders, &drivers);
-            prop_assert!((best - exact).abs() <= 1e-9 * exact.max(1.0), "optimal {best} vs exact {exact}");
+            prop_assert!((best - exact).abs() <= 1e-9 * exact.max(1.0), "exact {best} vs brute force {exact}");
+        }
+
+        #[test]
+        fn optimal_is_exact_when_every_driver_is_a_candidate(
+            riders in points(25),
+            drivers in points(25),
+            radius in prop::sample::select(vec![20.0, 60.0, f64::INFINITY]),
+        ) {
+            let limits = Limits { candidates: 25, max_pickup: radius };
+            let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
+            let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
+            let cost = |pairs: &[Pair]| super::objective(pairs, riders.len(), limits);
+            prop_assert!((cost(&sparse) - cost(&dense)).abs() <= 1e-6 * cost(&dense).max(1.0),
+                "optimal {} vs exact {}", cost(&sparse), cost(&dense));
+            for p in sparse.iter().chain(&dense) {
+                prop_assert!(p.distance <= radius);
+            }
         }
     }
 }

@@ -1,8 +1,15 @@
-//! Pairing waiting riders with free drivers.
+//! Pairing waiting riders with free drivers: where the drivers are (`index`), how a batch is
+//! paired (`assign`, over the exact solvers `sparse` and `hungarian`), and which shard a point
+//! belongs to (`shard`).
 
 pub mod assign;
 mod hungarian;
+pub mod index;
 pub mod shard;
+pub mod sparse;
 
-pub use assign::{Pair, Strategy, assign, total_distance};
+pub use assign::{
+    Limits, Pair, Strategy, assign, assign_indexed, assign_within, objective, total_distance,
+};
+pub use index::{GeoIndex, Neighbor};
 pub use shard::shard_of;
