@@ -49,10 +49,11 @@ impl MatchingService {
         let matches = bus
             .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
             .await?;
+        let index_cell = config.index_cell;
         Ok(Self {
             bus,
             config,
-            pool: Arc::default(),
+            pool: Arc::new(Mutex::new(Pool::new(index_cell))),
             riders,
             drivers,
             matches,
@@ -147,9 +148,13 @@ async fn run_tick(
     let now = clock::now();
     let (outcome, waiting, free) = {
         let mut pool = lock(pool);
-        let outcome = pool.tick(now, config.hold_ms, config.strategy, |shard| {
-            owned.contains(&shard)
-        });
+        let outcome = pool.tick(
+            now,
+            config.hold_ms,
+            config.strategy,
+            config.limits(),
+            |shard| owned.contains(&shard),
+        );
         (outcome, pool.waiting_riders(), pool.free_drivers())
     };
     metrics::histogram!("matching_tick_duration_seconds").record(started.elapsed().as_secs_f64());

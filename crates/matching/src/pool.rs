@@ -1,9 +1,10 @@
 //! The matcher's working set: riders waiting and drivers free, each held for at least the hold
-//! time since it was last received. Pure: `now` comes in, pairings and expiries come out.
+//! time since it was last received, and a geo index of the free drivers per shard, kept up to
+//! date by every report. Pure: `now` comes in, pairings and expiries come out.
 
 use std::collections::HashMap;
 
-use domain::matching::{Strategy, assign};
+use domain::matching::{GeoIndex, Limits, Strategy, assign_indexed};
 use domain::{DriverReport, PersonName, Point, RideRequest, RideRequestId, Timestamp};
 
 #[derive(Clone, Debug)]
@@ -35,7 +36,7 @@ pub struct TickOutcome {
 /// pool but pairs only the shards it owns; pairs made elsewhere are removed with `forget_match`,
 /// whose tombstones also refuse the late copy of an already matched request or driver report
 /// (events from different streams may arrive in any order).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pool {
     /// One waiting request per rider name: a newer request replaces the older one.
     riders: HashMap<PersonName, Held<RideRequest>>,
@@ -45,10 +46,48 @@ pub struct Pool {
     matched_requests: HashMap<RideRequestId, Timestamp>,
     /// Drivers already matched: reports made up to that instant are stale.
     matched_drivers: HashMap<PersonName, Timestamp>,
+    /// Where the free drivers are, one index per shard (exactly the drivers of `drivers`).
+    index: HashMap<u32, GeoIndex<PersonName>>,
+    index_cell: f64,
     ticks: u64,
 }
 
+impl Default for Pool {
+    /// Index cells of 10 units: a tenth of the course bot's 100 × 100 city.
+    fn default() -> Self {
+        Self::new(10.0)
+    }
+}
+
 impl Pool {
+    /// An empty pool whose geo index uses square cells of side `index_cell`.
+    pub fn new(index_cell: f64) -> Self {
+        Self {
+            riders: HashMap::new(),
+            drivers: HashMap::new(),
+            matched_requests: HashMap::new(),
+            matched_drivers: HashMap::new(),
+            index: HashMap::new(),
+            index_cell,
+            ticks: 0,
+        }
+    }
+
+    fn unindex(&mut self, driver: &PersonName, shard: u32) {
+        if let Some(index) = self.index.get_mut(&shard) {
+            index.remove(driver);
+            if index.is_empty() {
+                self.index.remove(&shard);
+            }
+        }
+    }
+
+    fn remove_driver(&mut self, driver: &PersonName) -> Option<Held<DriverReport>> {
+        let held = self.drivers.remove(driver)?;
+        self.unindex(driver, held.shard);
+        Some(held)
+    }
+
     pub fn add_rider(&mut self, request: RideRequest, shard: u32, received_at: Timestamp) {
         if self.matched_requests.contains_key(&request.id) {
             return;
@@ -71,6 +110,19 @@ impl Pool {
         {
             return;
         }
+        let moved_shard = self
+            .drivers
+            .get(&report.driver)
+            .map(|held| held.shard)
+            .filter(|old| *old != shard);
+        if let Some(old) = moved_shard {
+            self.unindex(&report.driver, old);
+        }
+        let cell = self.index_cell;
+        self.index
+            .entry(shard)
+            .or_insert_with(|| GeoIndex::new(cell))
+            .upsert(report.driver.clone(), report.position);
         self.drivers.insert(
             report.driver.clone(),
             Held {
@@ -102,7 +154,7 @@ impl Pool {
             .get(driver)
             .is_some_and(|h| h.item.reported_at <= matched_at)
         {
-            self.drivers.remove(driver);
+            self.remove_driver(driver);
         }
         self.matched_requests.insert(request_id, now);
         let latest = self
@@ -120,6 +172,11 @@ impl Pool {
         self.drivers.len()
     }
 
+    /// Drivers in the geo index (always `free_drivers()`; exposed for tests and benchmarks).
+    pub fn indexed_drivers(&self) -> usize {
+        self.index.values().map(GeoIndex::len).sum()
+    }
+
     /// Pairs everyone held in the shards `owns` accepts (even those about to expire: they were
     /// held the full time), removes the pairs, then drops what has been held longer than
     /// `hold_ms` in every shard, reporting the expired riders of owned shards.
@@ -128,6 +185,7 @@ impl Pool {
         now: Timestamp,
         hold_ms: u64,
         strategy: Strategy,
+        limits: Limits,
         owns: impl Fn(u32) -> bool,
     ) -> TickOutcome {
         self.ticks += 1;
@@ -135,42 +193,34 @@ impl Pool {
             self.riders.values().filter(|h| owns(h.shard)).collect();
         // Arrival order (ties by id) — `nearest` serves earlier riders first.
         riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
-        let mut drivers: Vec<&Held<DriverReport>> =
-            self.drivers.values().filter(|h| owns(h.shard)).collect();
-        drivers.sort_by(|a, b| (a.shard, &a.item.driver).cmp(&(b.shard, &b.item.driver)));
 
         let mut pairings = Vec::new();
-        let mut shards: Vec<u32> = riders.iter().map(|h| h.shard).collect();
-        shards.dedup();
-        for shard in shards {
-            let shard_riders: Vec<&Held<RideRequest>> = riders
-                .iter()
-                .copied()
-                .filter(|h| h.shard == shard)
-                .collect();
-            let shard_drivers: Vec<&Held<DriverReport>> = drivers
-                .iter()
-                .copied()
-                .filter(|h| h.shard == shard)
-                .collect();
+        for shard_riders in riders.chunk_by(|a, b| a.shard == b.shard) {
+            let shard = shard_riders[0].shard;
+            let Some(index) = self.index.get(&shard) else {
+                continue;
+            };
             let rider_points: Vec<Point> = shard_riders.iter().map(|h| h.item.position).collect();
-            let driver_points: Vec<Point> = shard_drivers.iter().map(|h| h.item.position).collect();
-            pairings.extend(
-                assign(&rider_points, &driver_points, strategy)
-                    .into_iter()
-                    .map(|pair| Pairing {
-                        shard,
-                        request: shard_riders[pair.rider].item.clone(),
-                        driver: shard_drivers[pair.driver].item.clone(),
-                        pickup_distance: pair.distance,
-                    }),
-            );
+            for pair in assign_indexed(&rider_points, index, strategy, limits) {
+                let Some(driver) = index
+                    .key(pair.driver as u32)
+                    .and_then(|name| self.drivers.get(name))
+                else {
+                    continue;
+                };
+                pairings.push(Pairing {
+                    shard,
+                    request: shard_riders[pair.rider].item.clone(),
+                    driver: driver.item.clone(),
+                    pickup_distance: pair.distance,
+                });
+            }
         }
         // Out of the pool, but not yet tombstoned: the caller confirms each pair with
         // `forget_match` once it is claimed, or puts its sides back with `add_*` if not.
         for pairing in &pairings {
             self.riders.remove(&pairing.request.rider);
-            self.drivers.remove(&pairing.driver.driver);
+            self.remove_driver(&pairing.driver.driver);
         }
 
         let stale = |held_since: Timestamp| now.millis_since(held_since) > hold_ms;
@@ -183,8 +233,15 @@ impl Pool {
             keep
         });
         expired.sort_by_key(|r| (r.requested_at, r.id));
-        let drivers_before = self.drivers.len();
-        self.drivers.retain(|_, held| !stale(held.received_at));
+        let expired_drivers: Vec<PersonName> = self
+            .drivers
+            .iter()
+            .filter(|(_, held)| stale(held.received_at))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for driver in &expired_drivers {
+            self.remove_driver(driver);
+        }
         // Tombstones outlive every copy of what they stand for that can still be in flight.
         let horizon = hold_ms.saturating_mul(4);
         self.matched_requests
@@ -196,7 +253,7 @@ impl Pool {
             tick: self.ticks,
             pairings,
             expired,
-            expired_drivers: drivers_before - self.drivers.len(),
+            expired_drivers: expired_drivers.len(),
         }
     }
 }
@@ -240,14 +297,14 @@ mod tests {
         pool.add_rider(request(3, "r3", 20.0), 0, T0);
         pool.add_driver(driver("d1", 1.0), 0, T0);
         pool.add_driver(driver("d2", 11.0), 0, T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         assert_eq!(out.tick, 1);
         assert_eq!(out.pairings.len(), 2);
         let total: f64 = out.pairings.iter().map(|p| p.pickup_distance).sum();
         assert_eq!(total, 2.0);
         assert_eq!(pool.free_drivers(), 0);
         assert_eq!(pool.waiting_riders(), 1, "r3 waits for the next tick");
-        let again = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
+        let again = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         assert!(
             again.pairings.is_empty(),
             "a matched rider is never matched again"
@@ -258,21 +315,45 @@ mod tests {
     fn entries_are_held_for_the_hold_time_then_expire() {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
-        let at_hold = pool.tick(T0.plus_millis(5_000), 5_000, Strategy::Optimal, |_| true);
+        let at_hold = pool.tick(
+            T0.plus_millis(5_000),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert!(at_hold.expired.is_empty(), "held at least the hold time");
-        let after = pool.tick(T0.plus_millis(5_001), 5_000, Strategy::Optimal, |_| true);
+        let after = pool.tick(
+            T0.plus_millis(5_001),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert_eq!(after.expired.len(), 1);
         assert_eq!(pool.waiting_riders(), 0);
 
         pool.add_driver(driver("d1", 0.0), 0, T0);
         pool.add_driver(driver("d1", 3.0), 0, T0.plus_millis(4_000)); // refresh
-        let refreshed = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |_| true);
+        let refreshed = pool.tick(
+            T0.plus_millis(6_000),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert_eq!(
             refreshed.expired_drivers, 0,
             "a report refreshes the hold time"
         );
         pool.add_rider(request(2, "r2", 3.0), 0, T0.plus_millis(6_000));
-        let out = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |_| true);
+        let out = pool.tick(
+            T0.plus_millis(6_000),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert_eq!(
             out.pairings[0].pickup_distance, 0.0,
             "the refreshed position is used"
@@ -284,7 +365,13 @@ mod tests {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
         pool.add_driver(driver("d1", 0.0), 0, T0.plus_millis(9_000));
-        let out = pool.tick(T0.plus_millis(9_000), 5_000, Strategy::Optimal, |_| true);
+        let out = pool.tick(
+            T0.plus_millis(9_000),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert_eq!(out.pairings.len(), 1);
         assert!(out.expired.is_empty());
     }
@@ -296,7 +383,7 @@ mod tests {
         pool.add_rider(request(2, "r1", 50.0), 0, T0);
         pool.add_driver(driver("d1", 50.0), 0, T0);
         pool.add_driver(driver("d2", 0.0), 0, T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         assert_eq!(out.pairings.len(), 1);
         assert_eq!(
             out.pairings[0].request.id,
@@ -312,7 +399,9 @@ mod tests {
         pool.add_rider(request(2, "r1", 0.0), 1, T0);
         pool.add_driver(driver("d1", 0.0), 1, T0);
         pool.add_rider(request(3, "r1b", 5.0), 1, T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal, |shard| shard == 1);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |shard| {
+            shard == 1
+        });
         assert_eq!(out.pairings.len(), 1);
         assert_eq!(out.pairings[0].shard, 1);
         assert_eq!(
@@ -320,9 +409,13 @@ mod tests {
             2,
             "shard 0 waits for its owner; r1b for a driver"
         );
-        let late = pool.tick(T0.plus_millis(6_000), 5_000, Strategy::Optimal, |shard| {
-            shard == 1
-        });
+        let late = pool.tick(
+            T0.plus_millis(6_000),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |shard| shard == 1,
+        );
         assert_eq!(
             late.expired.len(),
             1,
@@ -358,15 +451,65 @@ mod tests {
     }
 
     #[test]
+    fn the_index_follows_reports_pairs_expiries_and_shard_moves() {
+        let mut pool = Pool::new(2.0);
+        pool.add_driver(driver("d1", 0.0), 0, T0);
+        pool.add_driver(driver("d2", 30.0), 0, T0);
+        pool.add_driver(driver("d2", 35.0), 1, T0.plus_millis(10)); // moved to shard 1
+        pool.add_driver(driver("d3", 90.0), 1, T0.plus_millis(4_000));
+        assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (3, 3));
+        pool.add_rider(request(1, "r1", 34.0), 1, T0);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
+        assert_eq!(out.pairings.len(), 1);
+        assert_eq!(
+            out.pairings[0].driver.driver.as_str(),
+            "d2",
+            "d2 is found in the shard it moved to, at its new position"
+        );
+        assert_eq!(out.pairings[0].pickup_distance, 1.0);
+        assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (2, 2));
+        let later = pool.tick(
+            T0.plus_millis(5_500),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
+        assert_eq!(later.expired_drivers, 1, "d1 expired");
+        assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (1, 1));
+        // A rider beyond the pickup radius of the only driver left is not paired.
+        pool.add_rider(request(2, "r2", 0.0), 1, T0.plus_millis(5_500));
+        let limits = Limits {
+            max_pickup: 50.0,
+            ..Limits::default()
+        };
+        let far = pool.tick(
+            T0.plus_millis(5_600),
+            5_000,
+            Strategy::Optimal,
+            limits,
+            |_| true,
+        );
+        assert!(far.pairings.is_empty());
+        assert_eq!(pool.waiting_riders(), 1);
+    }
+
+    #[test]
     fn a_pair_that_lost_its_claim_can_be_put_back() {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r", 0.0), 0, T0);
         pool.add_driver(driver("d", 1.0), 0, T0);
-        let out = pool.tick(T0, 5_000, Strategy::Optimal, |_| true);
+        let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         let pair = out.pairings[0].clone();
         pool.add_rider(pair.request.clone(), pair.shard, T0);
         pool.add_driver(driver("d2", 2.0), 0, T0);
-        let again = pool.tick(T0.plus_millis(100), 5_000, Strategy::Optimal, |_| true);
+        let again = pool.tick(
+            T0.plus_millis(100),
+            5_000,
+            Strategy::Optimal,
+            Limits::default(),
+            |_| true,
+        );
         assert_eq!(
             again.pairings.len(),
             1,

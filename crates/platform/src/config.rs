@@ -99,6 +99,17 @@ pub struct MatchingConfig {
     /// How long an unmatched rider request or driver report is kept (seed 002: at least 5 s).
     pub hold_ms: u64,
     pub strategy: Strategy,
+    /// `optimal`: how many nearest drivers each rider is a candidate for.
+    pub candidates: usize,
+    /// `optimal`: rounds of pricing after the first solve (0: none; each one brings the result
+    /// closer to the exact optimum at the cost of a range query per rider).
+    pub pricing_rounds: usize,
+    /// No rider is paired with a driver farther than this (units of the coordinates); unset means
+    /// no limit.
+    pub max_pickup: Option<f64>,
+    /// Side of the cells of the matcher's geo index of free drivers (units of the coordinates);
+    /// about one to a few drivers a cell answers nearest-driver queries fastest.
+    pub index_cell: f64,
     /// Geographic shards: the plane is cut into square cells of `shard_cell` units, each cell
     /// belongs to one of `shards` shards, and riders are paired with drivers of their shard only.
     pub shards: u32,
@@ -154,9 +165,24 @@ impl Default for MatchingConfig {
             tick_ms: 1_000,
             hold_ms: 5_000,
             strategy: Strategy::Optimal,
+            candidates: 8,
+            pricing_rounds: 0,
+            max_pickup: None,
+            index_cell: 10.0,
             shards: 1,
             shard_cell: 50.0,
             lease_ttl_ms: 2_000,
+        }
+    }
+}
+
+impl MatchingConfig {
+    /// How far the matcher's search for a rider's driver goes.
+    pub fn limits(&self) -> domain::matching::Limits {
+        domain::matching::Limits {
+            candidates: self.candidates,
+            max_pickup: self.max_pickup.unwrap_or(f64::INFINITY),
+            pricing_rounds: self.pricing_rounds,
         }
     }
 }
@@ -227,6 +253,31 @@ impl Config {
             return invalid(format!(
                 "matching.shard_cell = {} must be a positive number",
                 m.shard_cell
+            ));
+        }
+        if m.candidates == 0 || m.candidates > 64 {
+            return invalid(format!(
+                "matching.candidates = {} must be 1 to 64",
+                m.candidates
+            ));
+        }
+        if m.pricing_rounds > 100 {
+            return invalid(format!(
+                "matching.pricing_rounds = {} must be at most 100",
+                m.pricing_rounds
+            ));
+        }
+        if m.max_pickup.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+            return invalid(format!(
+                "matching.max_pickup = {:?} must be a positive number (or unset for no limit)",
+                m.max_pickup
+            ));
+        }
+        if !(m.index_cell.is_finite() && m.index_cell >= domain::matching::index::MIN_CELL_SIZE) {
+            return invalid(format!(
+                "matching.index_cell = {} must be a number of at least {}",
+                m.index_cell,
+                domain::matching::index::MIN_CELL_SIZE
             ));
         }
         if m.lease_ttl_ms < 400 {

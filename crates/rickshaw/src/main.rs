@@ -1,6 +1,9 @@
 //! `rickshaw`: the one binary. `rickshaw up` runs the whole system in this process;
 //! `rickshaw serve` runs some services against NATS and PostgreSQL; `rickshaw migrate` prepares the
-//! database; `rickshaw bot` drives a running system the way seed 002's client does.
+//! database; `rickshaw bot` drives a running system the way seed 002's client does;
+//! `rickshaw bench` runs the project's own benchmarks.
+
+mod bench;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +38,9 @@ enum Command {
     Migrate(ConfigArgs),
     /// Drive a running Rickshaw like seed 002's client: riders and drivers every second.
     Bot(BotArgs),
+    /// Benchmarks: matching at city scale, position ingest (docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Flags every server command shares; each overrides the config file and environment.
@@ -96,7 +102,7 @@ struct MatchingArgs {
     /// How long unmatched riders and drivers are held, in milliseconds (default 5000).
     #[arg(long)]
     hold_ms: Option<u64>,
-    /// Matching strategy: optimal (default) or nearest.
+    /// Matching strategy: optimal (default), nearest, or exact (dense; small batches only).
     #[arg(long)]
     strategy: Option<String>,
 }
@@ -134,6 +140,10 @@ struct BotArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Bench(command) => return bench::run(command),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,7 +155,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
+            Command::Bench(_) => unreachable!("handled before the runtime starts"),
             Command::Up(args) => up(args).await,
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,

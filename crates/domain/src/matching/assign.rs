@@ -6,9 +6,11 @@
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
 //! - `Optimal` minimises the batch's total pickup distance plus a penalty of twice the maximum
 //!   pickup for every rider left unmatched (so it serves as many riders as it can within the
-//!   radius first) over a sparse candidate graph: each rider's `candidates` nearest drivers from the
-//!   geo index, solved exactly by [`sparse`](super::sparse); a rider the graph leaves unmatched
-//!   gets its nearest *free* drivers as candidates and is placed again. Near-linear in the batch.
+//!   radius first) over a sparse candidate graph — each rider's `candidates` nearest drivers and
+//!   each driver's `candidates` nearest riders, from the geo index — solved exactly by
+//!   [`sparse`](super::sparse). A rider the graph leaves unmatched gets its nearest *free* drivers
+//!   as candidates and is placed again; optional pricing rounds close the rest of the gap to the
+//!   exact optimum (column generation on the solver's duals).
 //! - `Exact` solves the same objective on the complete graph (dense Hungarian, O(n² (n + m))):
 //!   the yardstick for `Optimal`, usable for batches of a few thousand.
 
@@ -68,6 +70,11 @@ pub struct Limits {
     pub candidates: usize,
     /// No pair is made across more than this distance (infinite: no limit).
     pub max_pickup: f64,
+    /// `Optimal`: rounds of pricing after the first solve. Each finds, for every rider, the
+    /// drivers outside its candidates that would lower the total, adds them and solves again;
+    /// run to convergence this reaches the exact optimum over every pair within the radius, but
+    /// each round costs a range query per rider (docs/BENCHMARKS.md has the trade-off).
+    pub pricing_rounds: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +82,7 @@ impl Default for Limits {
         Self {
             candidates: 8,
             max_pickup: f64::INFINITY,
+            pricing_rounds: 0,
         }
     }
 }
@@ -204,20 +212,45 @@ fn optimal<K: Hash + Eq + Clone>(
     index: &GeoIndex<K>,
     limits: Limits,
 ) -> Vec<Pair> {
+    let mut graph = candidate_graph(riders, index, limits);
+    let mut assignment = solve(&graph, index.slot_bound(), limits);
+    for _ in 0..limits.pricing_rounds {
+        if !price_out(riders, index, limits, &mut graph, &assignment) {
+            break;
+        }
+        assignment = solve(&graph, index.slot_bound(), limits);
+    }
+    place_leftovers(riders, index, limits, &mut graph, &mut assignment);
+    (0..riders.len())
+        .filter_map(|rider| {
+            let slot = assignment.column_of(rider)?;
+            let distance = graph
+                .row(rider)
+                .iter()
+                .find(|(c, _)| *c == slot)
+                .map(|(_, d)| *d)?;
+            Some(Pair {
+                rider,
+                driver: slot as usize,
+                distance,
+            })
+        })
+        .collect()
+}
+
+/// The graph's blind spot: every candidate of a rider went to others, yet free drivers remain
+/// within reach. Such riders get their nearest free drivers as candidates and are placed again
+/// (their "unmatched" column is private and unpriced, so releasing them keeps the solution exact
+/// for the graph).
+fn place_leftovers<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+    graph: &mut CandidateGraph,
+    assignment: &mut SparseAssignment,
+) {
     let k = limits.candidates.max(1);
-    let mut graph = CandidateGraph::with_capacity(riders.len(), riders.len() * k);
     let mut found = Vec::with_capacity(k);
-    for at in riders {
-        index.nearest(*at, k, limits.max_pickup, |_| true, &mut found);
-        graph.push_row(found.iter().map(|n| (n.slot, n.distance)));
-    }
-    let mut assignment =
-        SparseAssignment::new(riders.len(), index.slot_bound(), limits.unmatched_cost());
-    for row in 0..riders.len() {
-        assignment.augment(&graph, row);
-    }
-    // The graph's blind spot: every candidate of a rider went to others, yet free drivers remain
-    // within reach. Give such riders their nearest free drivers and place them again.
     for (row, at) in riders.iter().enumerate() {
         if assignment.column_of(row).is_some() {
             continue;
@@ -234,23 +267,108 @@ fn optimal<K: Hash + Eq + Clone>(
         }
         graph.extend_row(row, found.iter().map(|n| (n.slot, n.distance)));
         assignment.release(row);
-        assignment.augment(&graph, row);
+        assignment.augment(graph, row);
     }
-    (0..riders.len())
-        .filter_map(|rider| {
-            let slot = assignment.column_of(rider)?;
-            let distance = graph
-                .row(rider)
-                .iter()
-                .find(|(c, _)| *c == slot)
-                .map(|(_, d)| *d)?;
-            Some(Pair {
-                rider,
-                driver: slot as usize,
-                distance,
-            })
-        })
-        .collect()
+}
+
+fn solve(graph: &CandidateGraph, columns: usize, limits: Limits) -> SparseAssignment {
+    let mut assignment = SparseAssignment::new(graph.rows(), columns, limits.unmatched_cost());
+    for row in 0..graph.rows() {
+        assignment.augment(graph, row);
+    }
+    assignment
+}
+
+/// Column generation: an exact solution of the sparse graph is optimal over *every* pair within
+/// the radius unless some pair outside the graph has `distance - price(driver) < dual(rider)`.
+/// Prices are never positive, so such a driver lies within `dual(rider)` of the rider: one range
+/// query per rider finds them all. Adds up to `candidates` of them per rider (the most improving
+/// first); returns whether it added any (if not, the solution is the exact optimum).
+fn price_out<K>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+    graph: &mut CandidateGraph,
+    assignment: &SparseAssignment,
+) -> bool {
+    let k = limits.candidates.max(1);
+    let mut improving: Vec<(u32, f64, f64)> = Vec::new();
+    let mut added = false;
+    for (row, at) in riders.iter().enumerate() {
+        let Some(dual) = assignment.row_dual(row) else {
+            continue;
+        };
+        let tolerance = 1e-9 * (1.0 + dual.abs());
+        improving.clear();
+        index.for_each_within(*at, dual.min(limits.max_pickup), |slot, distance| {
+            let reduced = distance - assignment.price(slot);
+            if reduced < dual - tolerance {
+                improving.push((slot, distance, reduced));
+            }
+        });
+        if improving.is_empty() {
+            continue;
+        }
+        improving.sort_unstable_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)));
+        improving.truncate(k);
+        graph.extend_row(row, improving.iter().map(|&(slot, d, _)| (slot, d)));
+        added = true;
+    }
+    added
+}
+
+/// Each rider's `k` nearest drivers, and each driver's `k` nearest riders: the second half gives
+/// drivers far from every rider's short list (the outskirts, when demand crowds a hotspot) edges
+/// towards the riders they can best serve, so the solver can route the shortfall through them.
+pub fn candidate_graph<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+) -> CandidateGraph {
+    let k = limits.candidates.max(1);
+    let mut edges: Vec<(u32, u32, f64)> = Vec::with_capacity(riders.len() * k * 2);
+    let mut found = Vec::with_capacity(k);
+    for (rider, at) in riders.iter().enumerate() {
+        index.nearest(*at, k, limits.max_pickup, |_| true, &mut found);
+        edges.extend(found.iter().map(|n| (to_slot(rider), n.slot, n.distance)));
+    }
+    let mut rider_index = GeoIndex::new(index.cell_size());
+    for (rider, at) in riders.iter().enumerate() {
+        rider_index.upsert(to_slot(rider), *at);
+    }
+    for (slot, _, at) in index.iter() {
+        rider_index.nearest(at, k, limits.max_pickup, |_| true, &mut found);
+        edges.extend(found.iter().map(|n| {
+            let rider = *rider_index.key(n.slot).expect("a live slot");
+            (rider, slot, n.distance)
+        }));
+    }
+    // Bucket by rider (counting sort), dropping the pairs found from both sides.
+    let mut starts = vec![0_usize; riders.len() + 1];
+    for &(rider, _, _) in &edges {
+        starts[rider as usize + 1] += 1;
+    }
+    for i in 0..riders.len() {
+        starts[i + 1] += starts[i];
+    }
+    let mut bucketed = vec![(0_u32, 0.0_f64); edges.len()];
+    let mut next = starts.clone();
+    for &(rider, slot, d) in &edges {
+        bucketed[next[rider as usize]] = (slot, d);
+        next[rider as usize] += 1;
+    }
+    let mut graph = CandidateGraph::with_capacity(riders.len(), edges.len());
+    let mut row: Vec<(u32, f64)> = Vec::with_capacity(4 * k);
+    for rider in 0..riders.len() {
+        row.clear();
+        for &(slot, d) in &bucketed[starts[rider]..starts[rider + 1]] {
+            if !row.iter().any(|(s, _)| *s == slot) {
+                row.push((slot, d));
+            }
+        }
+        graph.push_row(row.iter().copied());
+    }
+    graph
 }
 
 fn exact<K: Hash + Eq + Clone>(riders: &[Point], index: &GeoIndex<K>, limits: Limits) -> Vec<Pair> {
@@ -373,6 +491,7 @@ mod tests {
         let limits = Limits {
             candidates: 4,
             max_pickup: 10.0,
+            pricing_rounds: 0,
         };
         for strategy in Strategy::ALL {
             let pairs = assign_within(&riders, &drivers, strategy, limits);
@@ -389,6 +508,7 @@ mod tests {
         let limits = Limits {
             candidates: 2,
             max_pickup: f64::INFINITY,
+            pricing_rounds: 0,
         };
         let pairs = assign_within(&riders, &drivers, Strategy::Optimal, limits);
         assert_eq!(pairs.len(), 3);
@@ -429,7 +549,7 @@ mod tests {
             drivers in points(25),
             radius in prop::sample::select(vec![20.0, 60.0, f64::INFINITY]),
         ) {
-            let limits = Limits { candidates: 25, max_pickup: radius };
+            let limits = Limits { candidates: 25, max_pickup: radius, pricing_rounds: 0 };
             let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
             let cost = |pairs: &[Pair]| super::objective(pairs, riders.len(), limits);
@@ -438,6 +558,21 @@ mod tests {
             for p in sparse.iter().chain(&dense) {
                 prop_assert!(p.distance <= radius);
             }
+        }
+
+        #[test]
+        fn pricing_to_convergence_reaches_the_exact_optimum_from_few_candidates(
+            riders in points(30),
+            drivers in points(30),
+            radius in prop::sample::select(vec![30.0, 80.0, f64::INFINITY]),
+            candidates in 1usize..4,
+        ) {
+            let limits = Limits { candidates, max_pickup: radius, pricing_rounds: 1_000 };
+            let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
+            let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
+            let cost = |pairs: &[Pair]| super::objective(pairs, riders.len(), limits);
+            prop_assert!((cost(&sparse) - cost(&dense)).abs() <= 1e-6 * cost(&dense).max(1.0),
+                "priced optimal {} vs exact {}", cost(&sparse), cost(&dense));
         }
     }
 }

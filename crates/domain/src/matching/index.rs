@@ -216,6 +216,15 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
         }
         let (x, y) = (at.x(), at.y());
         let (cx, cy) = self.cell_of(x, y);
+        // Compared squared; the root is taken only for entries that make the list.
+        let worst_squared = |out: &Vec<Neighbor>| {
+            let d = if out.len() < k {
+                max_distance
+            } else {
+                out[k - 1].distance
+            };
+            d * d
+        };
         let worst = |out: &Vec<Neighbor>| {
             if out.len() < k {
                 max_distance
@@ -224,10 +233,11 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
             }
         };
         let mut consider = |entries: &[Entry], out: &mut Vec<Neighbor>| {
+            let mut bound = worst_squared(out);
             for e in entries {
-                let distance = (e.x - x).hypot(e.y - y);
-                let bound = worst(out);
-                if distance > bound {
+                let (dx, dy) = (e.x - x, e.y - y);
+                let squared = dx * dx + dy * dy;
+                if squared > bound {
                     continue;
                 }
                 if !accept(e.slot) {
@@ -235,7 +245,7 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 }
                 let n = Neighbor {
                     slot: e.slot,
-                    distance,
+                    distance: squared.sqrt(),
                 };
                 let pos = out.partition_point(|o| {
                     o.distance
@@ -245,6 +255,7 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 });
                 out.insert(pos, n);
                 out.truncate(k);
+                bound = worst_squared(out);
             }
         };
         // Rings up to the farthest occupied cell in any direction.
@@ -297,6 +308,64 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                     consider(entries, out);
                 }
             });
+        }
+    }
+}
+
+impl<K> GeoIndex<K> {
+    /// Calls `visit(slot, distance)` for every entry no farther than `radius` from `at`, in no
+    /// particular order.
+    pub fn for_each_within(&self, at: Point, radius: f64, mut visit: impl FnMut(u32, f64)) {
+        if self.cells.is_empty() || radius.is_nan() || radius < 0.0 {
+            return;
+        }
+        let (x, y) = (at.x(), at.y());
+        let mut scan = |entries: &[Entry]| {
+            let bound = radius * radius;
+            for e in entries {
+                let (dx, dy) = (e.x - x, e.y - y);
+                let squared = dx * dx + dy * dy;
+                if squared <= bound {
+                    visit(e.slot, squared.sqrt());
+                }
+            }
+        };
+        let span = |lo: f64, hi: f64| {
+            let a = (lo / self.cell_size).floor().max(f64::from(i32::MIN)) as i64;
+            let b = (hi / self.cell_size).floor().min(f64::from(i32::MAX)) as i64;
+            (a, b)
+        };
+        let (x0, x1) = span(x - radius, x + radius);
+        let (y0, y1) = span(y - radius, y + radius);
+        let (x0, x1) = (
+            x0.max(i64::from(self.min_cell.0)),
+            x1.min(i64::from(self.max_cell.0)),
+        );
+        let (y0, y1) = (
+            y0.max(i64::from(self.min_cell.1)),
+            y1.min(i64::from(self.max_cell.1)),
+        );
+        if x0 > x1 || y0 > y1 {
+            return;
+        }
+        let block = (x1 - x0 + 1).saturating_mul(y1 - y0 + 1);
+        if block > 2 * self.cells.len() as i64 {
+            // Sparser than the block is wide: look at the occupied cells instead.
+            for (cell, entries) in &self.cells {
+                if (x0..=x1).contains(&i64::from(cell.0)) && (y0..=y1).contains(&i64::from(cell.1))
+                {
+                    scan(entries);
+                }
+            }
+            return;
+        }
+        for cx in x0..=x1 {
+            for cy in y0..=y1 {
+                // In range of i32: clamped to the occupied cells' bounds above.
+                if let Some(entries) = self.cells.get(&(cx as i32, cy as i32)) {
+                    scan(entries);
+                }
+            }
         }
     }
 }
@@ -404,6 +473,11 @@ mod tests {
                 let found: Vec<f64> = out.iter().map(|n| n.distance).collect();
                 let expected: Vec<f64> = brute(&truth, at, k, radius).iter().map(|e| e.1).collect();
                 prop_assert_eq!(found, expected);
+                let mut within: Vec<f64> = Vec::new();
+                index.for_each_within(at, radius.min(120.0), |_, d| within.push(d));
+                within.sort_by(f64::total_cmp);
+                let expected: Vec<f64> = brute(&truth, at, usize::MAX, radius.min(120.0)).iter().map(|e| e.1).collect();
+                prop_assert_eq!(within, expected);
                 for n in &out {
                     let key = *index.key(n.slot).expect("live slot");
                     let p = truth.iter().find(|(k, _)| *k == key).expect("indexed").1;

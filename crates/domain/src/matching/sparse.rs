@@ -149,6 +149,19 @@ impl SparseAssignment {
         (c != NONE && (c as usize) < self.columns).then_some(c)
     }
 
+    /// The price of `column` (never positive: prices only fall).
+    pub fn price(&self, column: u32) -> f64 {
+        self.price[column as usize]
+    }
+
+    /// The row's dual value `cost - price` of the column it holds: every column `c` of its
+    /// edges has `cost(c) - price(c) >= dual`, and a pair outside the graph with
+    /// `cost - price < dual` would improve the assignment. `None` while the row is not placed.
+    pub fn row_dual(&self, row: usize) -> Option<f64> {
+        let c = self.column_of_row[row];
+        (c != NONE).then(|| self.cost_of_row[row] - self.price[c as usize])
+    }
+
     pub fn is_column_taken(&self, column: u32) -> bool {
         self.row_of_column[column as usize] != NONE
     }

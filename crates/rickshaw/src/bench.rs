@@ -1,0 +1,212 @@
+//! `rickshaw bench …`: the project's own benchmarks (the `bench` crate), with progress on stderr
+//! and results on stdout as a table or JSON lines.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench::{CityKind, IngestBench, MatchingBench};
+use clap::{Args, Subcommand, ValueEnum};
+use domain::matching::{Limits, Strategy};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time a matching tick on synthetic cities and compare nearest, optimal and exact.
+    Matching(MatchingArgs),
+    /// Driver position updates per second into the matcher's index while ticks run.
+    Ingest(IngestArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct MatchingArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Rider counts, comma-separated (e.g. 1k,10k,100k).
+    #[arg(long, value_delimiter = ',', value_parser = parse_count, default_value = "1k,10k,100k")]
+    sizes: Vec<usize>,
+    /// Drivers per rider, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,1.5")]
+    supply: Vec<f64>,
+    /// Synthetic cities: uniform, hotspots.
+    #[arg(long, value_delimiter = ',', default_value = "uniform,hotspots")]
+    cities: Vec<CityKind>,
+    /// Ticks timed per strategy and case (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    ticks: usize,
+    /// Riders per square kilometre: the city grows with the riders (1k: 3.2 km square).
+    #[arg(long, default_value_t = 100.0)]
+    density: f64,
+    /// Maximum pickup distance, metres.
+    #[arg(long, default_value_t = 3_000.0)]
+    max_pickup: f64,
+    /// Candidate drivers per rider for `optimal`.
+    #[arg(long, default_value_t = Limits::default().candidates)]
+    candidates: usize,
+    /// Rounds of pricing after `optimal`'s first solve (each closes part of the gap to exact).
+    #[arg(long, default_value_t = 0)]
+    pricing_rounds: usize,
+    /// Run the exact solver where riders and drivers are both at most this many.
+    #[arg(long, default_value_t = 5_000)]
+    exact_up_to: usize,
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+#[derive(Args)]
+pub struct IngestArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Drivers streaming positions.
+    #[arg(long, value_parser = parse_count, default_value = "15k")]
+    drivers: usize,
+    /// Riders added before every tick.
+    #[arg(long, value_parser = parse_count, default_value = "10k")]
+    riders_per_tick: usize,
+    /// Updates per second offered; 0 = as fast as they are taken.
+    #[arg(long, value_parser = parse_count, default_value = "100k")]
+    rate: usize,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    tick: Duration,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Updates per batch applied under the pool's lock.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Matching strategy of the ticks.
+    #[arg(long, default_value = "optimal")]
+    strategy: Strategy,
+    #[arg(long, default_value = "uniform")]
+    city: CityKind,
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+/// `10k` → 10 000, `1.5k` → 1 500, `2m` → 2 000 000, `300` → 300.
+fn parse_count(raw: &str) -> Result<usize, String> {
+    let raw = raw.trim();
+    let (digits, scale) = match raw.chars().last() {
+        Some('k' | 'K') => (&raw[..raw.len() - 1], 1e3),
+        Some('m' | 'M') => (&raw[..raw.len() - 1], 1e6),
+        _ => (raw, 1.0),
+    };
+    let value: f64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a count like 500, 10k or 1.5m"))?;
+    if !(value.is_finite() && value >= 0.0 && value * scale <= 1e9) {
+        return Err(format!("{raw:?} is out of range (0 to 1e9)"));
+    }
+    Ok((value * scale).round() as usize)
+}
+
+pub fn run(command: BenchCommand) -> ExitCode {
+    let progress = |line: &str| eprintln!("{line}");
+    let mut out = std::io::stdout().lock();
+    let written = match command {
+        BenchCommand::Matching(args) => {
+            if args.density <= 0.0 || args.max_pickup <= 0.0 || args.candidates == 0 {
+                eprintln!("error: --density, --max-pickup and --candidates must be positive");
+                return ExitCode::from(2);
+            }
+            let bench = MatchingBench {
+                cities: args.cities,
+                sizes: args.sizes,
+                supply: args.supply,
+                ticks: args.ticks,
+                density: args.density,
+                limits: Limits {
+                    candidates: args.candidates,
+                    max_pickup: args.max_pickup,
+                    pricing_rounds: args.pricing_rounds,
+                },
+                exact_up_to: args.exact_up_to,
+                seed: args.seed,
+            };
+            if matches!(args.format, Format::Table) {
+                let _ = writeln!(out, "{}", bench::matching::table_header());
+            }
+            let mut result = Ok(());
+            bench.run(progress, |rows| {
+                for row in rows {
+                    let line = match args.format {
+                        Format::Table => bench::matching::table_row(row),
+                        Format::Json => serde_json::to_string(row).unwrap_or_default(),
+                    };
+                    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                        result = Err(e);
+                    }
+                }
+            });
+            result
+        }
+        BenchCommand::Ingest(args) => {
+            let bench = IngestBench {
+                city: args.city,
+                drivers: args.drivers,
+                riders_per_tick: args.riders_per_tick,
+                tick: args.tick,
+                duration: args.duration,
+                rate: args.rate as u64,
+                batch: args.batch,
+                strategy: args.strategy,
+                ..IngestBench::default()
+            };
+            let report = bench.run(progress);
+            match args.format {
+                Format::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&report).unwrap_or_default()
+                ),
+                Format::Table => writeln!(
+                    out,
+                    "{} updates in {:.1} s: {:.0} updates/s (offered {}/s); visible to the matcher p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} ticks of {} riders: p50 {:.1} ms, max {:.1} ms, {:.0} pairs a tick",
+                    report.updates,
+                    report.seconds,
+                    report.updates_per_sec,
+                    if report.offered_rate == 0 {
+                        "max".to_owned()
+                    } else {
+                        report.offered_rate.to_string()
+                    },
+                    report.visible_p50_ms,
+                    report.visible_p99_ms,
+                    report.visible_max_ms,
+                    report.ticks,
+                    report.riders_per_tick,
+                    report.tick_p50_ms,
+                    report.tick_max_ms,
+                    report.matched_per_tick
+                ),
+            }
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the results: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_count;
+
+    #[test]
+    fn counts_take_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_count("300"), Ok(300));
+        assert_eq!(parse_count("10k"), Ok(10_000));
+        assert_eq!(parse_count("1.5k"), Ok(1_500));
+        assert_eq!(parse_count("2M"), Ok(2_000_000));
+        assert!(parse_count("ten").is_err());
+        assert!(parse_count("-1k").is_err());
+        assert!(parse_count("5e12").is_err());
+    }
+}
