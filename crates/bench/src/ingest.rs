@@ -246,13 +246,17 @@ impl IngestBench {
                 })
                 .collect();
             let started = Instant::now();
-            let outcome = {
+            // As the matching service does: the lock is held to add the riders and take the
+            // snapshot, and again to apply the pairs, not while the batch is solved.
+            let snapshot = {
                 let mut pool = lock(&pool);
                 for request in requests {
                     pool.add_rider(request, 0, now);
                 }
-                pool.tick(now, 5_000, self.strategy, self.limits, |_| true)
+                pool.snapshot(|_| true)
             };
+            let proposed = snapshot.solve(self.strategy, self.limits);
+            let outcome = lock(&pool).apply(proposed, now, 5_000, |_| true);
             tick_times.push(started.elapsed());
             matched += outcome.pairings.len();
             progress(&format!(

@@ -25,7 +25,7 @@ use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
 pub use leases::{AllShards, Claim, KvLeases, LeaseConfig, Leases};
-pub use pool::{Pairing, Pool, TickOutcome};
+pub use pool::{Pairing, Pool, Proposed, Snapshot, TickOutcome};
 
 pub struct MatchingService {
     bus: SharedBus,
@@ -146,15 +146,15 @@ async fn run_tick(
     let started = Instant::now();
     let owned = leases.owned();
     let now = clock::now();
+    // The pool is locked only to take the snapshot and to apply the pairs: reports and requests
+    // keep flowing in while the batch is solved.
+    let snapshot = lock(pool).snapshot(|shard| owned.contains(&shard));
+    let proposed = snapshot.solve(config.strategy, config.limits());
     let (outcome, waiting, free) = {
         let mut pool = lock(pool);
-        let outcome = pool.tick(
-            now,
-            config.hold_ms,
-            config.strategy,
-            config.limits(),
-            |shard| owned.contains(&shard),
-        );
+        let outcome = pool.apply(proposed, now, config.hold_ms, |shard| {
+            owned.contains(&shard)
+        });
         (outcome, pool.waiting_riders(), pool.free_drivers())
     };
     metrics::histogram!("matching_tick_duration_seconds").record(started.elapsed().as_secs_f64());

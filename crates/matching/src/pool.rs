@@ -23,6 +23,50 @@ pub struct Pairing {
     pub pickup_distance: f64,
 }
 
+/// A pair a tick's solve proposes; [`Pool::apply`] takes it if both sides are still free.
+#[derive(Clone, Debug)]
+pub struct Proposed {
+    pub shard: u32,
+    pub request: RideRequest,
+    pub driver: PersonName,
+}
+
+/// The riders and driver indexes of a tick's owned shards, taken by [`Pool::snapshot`].
+#[derive(Debug)]
+pub struct Snapshot {
+    shards: Vec<(u32, Vec<RideRequest>, GeoIndex<PersonName>)>,
+}
+
+impl Snapshot {
+    /// Pairs the riders of each shard with that shard's drivers (pure; no lock needed).
+    pub fn solve(self, strategy: Strategy, limits: Limits) -> Vec<Proposed> {
+        let mut proposed = Vec::new();
+        for (shard, requests, index) in self.shards {
+            let points: Vec<Point> = requests.iter().map(|r| r.position).collect();
+            let pairs = assign_indexed(&points, &index, strategy, limits);
+            let mut requests: Vec<Option<RideRequest>> = requests.into_iter().map(Some).collect();
+            for pair in pairs {
+                let (Some(request), Some(driver)) = (
+                    requests[pair.rider].take(),
+                    index.key(pair.driver as u32).cloned(),
+                ) else {
+                    continue;
+                };
+                proposed.push(Proposed {
+                    shard,
+                    request,
+                    driver,
+                });
+            }
+        }
+        proposed
+    }
+
+    pub fn riders(&self) -> usize {
+        self.shards.iter().map(|(_, r, _)| r.len()).sum()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TickOutcome {
     pub tick: u64,
@@ -179,7 +223,8 @@ impl Pool {
 
     /// Pairs everyone held in the shards `owns` accepts (even those about to expire: they were
     /// held the full time), removes the pairs, then drops what has been held longer than
-    /// `hold_ms` in every shard, reporting the expired riders of owned shards.
+    /// `hold_ms` in every shard, reporting the expired riders of owned shards. The three steps of
+    /// [`Pool::snapshot`], [`Snapshot::solve`] and [`Pool::apply`] in one call.
     pub fn tick(
         &mut self,
         now: Timestamp,
@@ -188,40 +233,62 @@ impl Pool {
         limits: Limits,
         owns: impl Fn(u32) -> bool,
     ) -> TickOutcome {
-        self.ticks += 1;
+        let proposed = self.snapshot(&owns).solve(strategy, limits);
+        self.apply(proposed, now, hold_ms, owns)
+    }
+
+    /// What a tick pairs: the waiting riders of the owned shards in arrival order and a copy of
+    /// those shards' driver indexes. Taking it is quick, so the pool's lock is not held while the
+    /// batch is solved and position updates keep flowing in.
+    pub fn snapshot(&self, owns: impl Fn(u32) -> bool) -> Snapshot {
         let mut riders: Vec<&Held<RideRequest>> =
             self.riders.values().filter(|h| owns(h.shard)).collect();
         // Arrival order (ties by id) — `nearest` serves earlier riders first.
         riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
+        let shards = riders
+            .chunk_by(|a, b| a.shard == b.shard)
+            .filter_map(|chunk| {
+                let shard = chunk[0].shard;
+                let index = self.index.get(&shard)?.clone();
+                let requests = chunk.iter().map(|h| h.item.clone()).collect();
+                Some((shard, requests, index))
+            })
+            .collect();
+        Snapshot { shards }
+    }
 
-        let mut pairings = Vec::new();
-        for shard_riders in riders.chunk_by(|a, b| a.shard == b.shard) {
-            let shard = shard_riders[0].shard;
-            let Some(index) = self.index.get(&shard) else {
+    /// Completes a tick: takes the proposed pairs whose rider request and driver are still free
+    /// (either may have been matched elsewhere, or the rider may have asked again, while the
+    /// batch was solved), at the driver's latest position, then expires what is stale.
+    pub fn apply(
+        &mut self,
+        proposed: Vec<Proposed>,
+        now: Timestamp,
+        hold_ms: u64,
+        owns: impl Fn(u32) -> bool,
+    ) -> TickOutcome {
+        self.ticks += 1;
+        let mut pairings = Vec::with_capacity(proposed.len());
+        for p in proposed {
+            let rider_waits = self
+                .riders
+                .get(&p.request.rider)
+                .is_some_and(|h| h.item.id == p.request.id);
+            let Some(driver) = self.drivers.get(&p.driver).filter(|_| rider_waits) else {
                 continue;
             };
-            let rider_points: Vec<Point> = shard_riders.iter().map(|h| h.item.position).collect();
-            for pair in assign_indexed(&rider_points, index, strategy, limits) {
-                let Some(driver) = index
-                    .key(pair.driver as u32)
-                    .and_then(|name| self.drivers.get(name))
-                else {
-                    continue;
-                };
-                pairings.push(Pairing {
-                    shard,
-                    request: shard_riders[pair.rider].item.clone(),
-                    driver: driver.item.clone(),
-                    pickup_distance: pair.distance,
-                });
-            }
+            let driver = driver.item.clone();
+            self.riders.remove(&p.request.rider);
+            self.remove_driver(&driver.driver);
+            pairings.push(Pairing {
+                shard: p.shard,
+                pickup_distance: p.request.position.distance_to(&driver.position),
+                request: p.request,
+                driver,
+            });
         }
         // Out of the pool, but not yet tombstoned: the caller confirms each pair with
         // `forget_match` once it is claimed, or puts its sides back with `add_*` if not.
-        for pairing in &pairings {
-            self.riders.remove(&pairing.request.rider);
-            self.remove_driver(&pairing.driver.driver);
-        }
 
         let stale = |held_since: Timestamp| now.millis_since(held_since) > hold_ms;
         let mut expired = Vec::new();
@@ -492,6 +559,40 @@ mod tests {
         );
         assert!(far.pairings.is_empty());
         assert_eq!(pool.waiting_riders(), 1);
+    }
+
+    #[test]
+    fn a_pair_whose_driver_was_taken_while_solving_is_dropped_and_moves_are_honoured() {
+        let mut pool = Pool::default();
+        pool.add_rider(request(1, "r1", 0.0), 0, T0);
+        pool.add_rider(request(2, "r2", 50.0), 0, T0);
+        pool.add_driver(driver("d1", 1.0), 0, T0);
+        pool.add_driver(driver("d2", 51.0), 0, T0);
+        let snapshot = pool.snapshot(|_| true);
+        assert_eq!(snapshot.riders(), 2);
+        let proposed = snapshot.solve(Strategy::Optimal, Limits::default());
+        assert_eq!(proposed.len(), 2);
+        // While the batch was solved: d1 was matched by another instance, d2 moved.
+        let r3 = request(3, "r3", 0.0);
+        pool.forget_match(
+            r3.id,
+            &r3.rider,
+            &PersonName::parse("d1").expect("valid"),
+            T0.plus_millis(5),
+            T0.plus_millis(5),
+        );
+        let mut moved = driver("d2", 53.0);
+        moved.reported_at = T0.plus_millis(10);
+        pool.add_driver(moved, 0, T0.plus_millis(10));
+        let out = pool.apply(proposed, T0.plus_millis(20), 5_000, |_| true);
+        assert_eq!(out.pairings.len(), 1, "only r2-d2 is still possible");
+        assert_eq!(out.pairings[0].driver.driver.as_str(), "d2");
+        assert_eq!(
+            out.pairings[0].pickup_distance, 3.0,
+            "at the driver's latest position"
+        );
+        assert_eq!(pool.waiting_riders(), 1, "r1 waits for the next tick");
+        assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (0, 0));
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //!
 //! - `Nearest` is the seed's rule and what most peers do: riders in arrival order each take the
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
-//! - `Optimal` minimises the batch's total pickup distance plus a penalty of twice the maximum
-//!   pickup for every rider left unmatched (so it serves as many riders as it can within the
-//!   radius first) over a sparse candidate graph — each rider's `candidates` nearest drivers and
+//! - `Optimal` minimises the batch's total pickup distance plus the maximum pickup for every rider
+//!   left unmatched (a rider is served when that lengthens the total by less than the radius) over a sparse candidate graph — each rider's `candidates` nearest drivers and
 //!   each driver's `candidates` nearest riders, from the geo index — solved exactly by
 //!   [`sparse`](super::sparse). A rider the graph leaves unmatched gets its nearest *free* drivers
 //!   as candidates and is placed again; optional pricing rounds close the rest of the gap to the
-//!   exact optimum (column generation on the solver's duals).
+//!   exact optimum (column generation on the solver's duals). `nearest`'s own pairs are among the
+//!   candidates, so `Optimal` is never worse than `Nearest` on the objective.
 //! - `Exact` solves the same objective on the complete graph (dense Hungarian, O(n² (n + m))):
 //!   the yardstick for `Optimal`, usable for batches of a few thousand.
 
@@ -88,12 +88,13 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// What leaving a rider unmatched costs in the objective: twice the farthest allowed pickup,
-    /// so any pair within the radius beats leaving its rider out (and an unlimited radius means
-    /// "as many pairs as possible, then the shortest").
+    /// What leaving a rider unmatched costs in the objective: the farthest allowed pickup. A
+    /// rider is served whenever serving them lengthens the batch's total pickup by less than that
+    /// (a lone pair within the radius always qualifies); an unlimited radius means "as many pairs
+    /// as possible, then the shortest".
     pub fn unmatched_cost(&self) -> f64 {
         if self.max_pickup.is_finite() {
-            2.0 * self.max_pickup
+            self.max_pickup
         } else {
             // Every distance between valid points is below 2√2 × the coordinate bound.
             8.0 * MAX_ABS_COORDINATE
@@ -213,6 +214,11 @@ fn optimal<K: Hash + Eq + Clone>(
     limits: Limits,
 ) -> Vec<Pair> {
     let mut graph = candidate_graph(riders, index, limits);
+    // The greedy answer's pairs are candidates too: the graph then holds a solution at least as
+    // good as `nearest`, and the long pickups a crowded hotspot needs.
+    for pair in nearest(riders, index, limits) {
+        graph.extend_row(pair.rider, [(to_slot(pair.driver), pair.distance)]);
+    }
     let mut assignment = solve(&graph, index.slot_bound(), limits);
     for _ in 0..limits.pricing_rounds {
         if !price_out(riders, index, limits, &mut graph, &assignment) {
@@ -525,6 +531,18 @@ mod tests {
                     prop_assert_eq!(p.distance, riders[p.rider].distance_to(&drivers[p.driver]));
                 }
             }
+        }
+
+        #[test]
+        fn optimal_is_never_worse_than_nearest_on_its_objective(
+            riders in points(40),
+            drivers in points(40),
+            radius in prop::sample::select(vec![15.0, 40.0, f64::INFINITY]),
+        ) {
+            let limits = Limits { candidates: 2, max_pickup: radius, pricing_rounds: 0 };
+            let cost = |strategy| super::objective(&assign_within(&riders, &drivers, strategy, limits), riders.len(), limits);
+            let (optimal, greedy) = (cost(Strategy::Optimal), cost(Strategy::Nearest));
+            prop_assert!(optimal <= greedy + 1e-9 * greedy.max(1.0), "optimal {optimal} > nearest {greedy}");
         }
 
         #[test]
