@@ -15,6 +15,6 @@ pub mod rating;
 pub mod time;
 
 pub use course::{CarNumber, DriverReport, PersonName, RideRequest, ValidationError};
-pub use geo::{CoordinateError, MAX_ABS_COORDINATE, Point};
+pub use geo::{CoordinateError, LatLng, LatLngError, MAX_ABS_COORDINATE, Point, Projection};
 pub use ids::{EventId, MatchId, RideRequestId};
 pub use time::Timestamp;

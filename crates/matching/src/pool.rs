@@ -126,7 +126,12 @@ impl Pool {
         }
     }
 
-    fn remove_driver(&mut self, driver: &PersonName) -> Option<Held<DriverReport>> {
+    /// The driver went offline (or was offered a trip elsewhere): out of the pool and its index.
+    pub fn remove_driver(&mut self, driver: &PersonName) -> Option<DriverReport> {
+        self.take_driver(driver).map(|held| held.item)
+    }
+
+    fn take_driver(&mut self, driver: &PersonName) -> Option<Held<DriverReport>> {
         let held = self.drivers.remove(driver)?;
         self.unindex(driver, held.shard);
         Some(held)
@@ -559,6 +564,11 @@ mod tests {
         );
         assert!(far.pairings.is_empty());
         assert_eq!(pool.waiting_riders(), 1);
+        // Going offline takes a driver out of the index at once.
+        let d3 = PersonName::parse("d3").expect("valid");
+        assert!(pool.remove_driver(&d3).is_some());
+        assert!(pool.remove_driver(&d3).is_none());
+        assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (0, 0));
     }
 
     #[test]
