@@ -68,7 +68,7 @@ pub struct CaseResult {
     /// Sum of the pickup distances of the pairs made, metres.
     pub total_pickup: f64,
     pub mean_pickup: f64,
-    /// What `optimal` and `exact` minimise: total pickup + 2 × max pickup per unmatched rider.
+    /// What `optimal` and `exact` minimise: total pickup + the max pickup per unmatched rider.
     pub objective: f64,
     /// `objective` above the exact optimum's, percent (where the exact solver ran).
     pub gap_to_exact_pct: Option<f64>,
@@ -81,7 +81,7 @@ pub fn case_name(city: CityKind, riders: usize, drivers: usize) -> String {
 }
 
 fn short(n: usize) -> String {
-    if n >= 1_000 && n % 1_000 == 0 {
+    if n >= 1_000 && n.is_multiple_of(1_000) {
         format!("{}k", n / 1_000)
     } else if n >= 1_000 {
         format!("{:.1}k", n as f64 / 1_000.0)

@@ -149,7 +149,16 @@ async fn run_tick(
     // The pool is locked only to take the snapshot and to apply the pairs: reports and requests
     // keep flowing in while the batch is solved.
     let snapshot = lock(pool).snapshot(|shard| owned.contains(&shard));
-    let proposed = snapshot.solve(config.strategy, config.limits());
+    // A city-sized batch takes tens to hundreds of milliseconds of CPU: not on an async worker.
+    let (strategy, limits) = (config.strategy, config.limits());
+    let proposed = match tokio::task::spawn_blocking(move || snapshot.solve(strategy, limits)).await
+    {
+        Ok(proposed) => proposed,
+        Err(e) => {
+            tracing::error!(error = %e, "the matching solve failed; its riders wait for the next tick");
+            Vec::new()
+        }
+    };
     let (outcome, waiting, free) = {
         let mut pool = lock(pool);
         let outcome = pool.apply(proposed, now, config.hold_ms, |shard| {
