@@ -56,9 +56,9 @@ impl Point {
 
     /// Euclidean ("linear", in the seed's words) distance.
     pub fn distance_to(&self, other: &Point) -> f64 {
-        let (dx, dy) = (self.x - other.x, self.y - other.y);
-        // Coordinates are bounded, so the squares cannot overflow: no need for `hypot`'s care.
-        (dx * dx + dy * dy).sqrt()
+        // `hypot`, not sqrt(dx² + dy²): clients check the course fare (2 × this) to the last bit,
+        // and `hypot` is what their languages compute.
+        (self.x - other.x).hypot(self.y - other.y)
     }
 }
 

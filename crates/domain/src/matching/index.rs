@@ -216,7 +216,7 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
         }
         let (x, y) = (at.x(), at.y());
         let (cx, cy) = self.cell_of(x, y);
-        // Compared squared; the root is taken only for entries that make the list.
+        // Compared squared; the distance is computed only for entries that make the list.
         let worst_squared = |out: &Vec<Neighbor>| {
             let d = if out.len() < k {
                 max_distance
@@ -243,9 +243,10 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 if !accept(e.slot) {
                     continue;
                 }
+                // Reported as `Point::distance_to` computes it, to the last bit.
                 let n = Neighbor {
                     slot: e.slot,
-                    distance: squared.sqrt(),
+                    distance: dx.hypot(dy),
                 };
                 let pos = out.partition_point(|o| {
                     o.distance
@@ -326,7 +327,7 @@ impl<K> GeoIndex<K> {
                 let (dx, dy) = (e.x - x, e.y - y);
                 let squared = dx * dx + dy * dy;
                 if squared <= bound {
-                    visit(e.slot, squared.sqrt());
+                    visit(e.slot, dx.hypot(dy));
                 }
             }
         };
