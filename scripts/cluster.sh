@@ -153,7 +153,8 @@ TOML
   for service in "${SERVICES[@]}"; do
     for i in $(seq 1 "$INSTANCES"); do
       wait_http "http://127.0.0.1:$(cat "$STATE/cmd/$service-$i.port")/readyz" 60 "$(cat "$STATE/pids/$service-$i")" \
-        || die "$service $i is not ready (see $STATE/logs/$service-$i.log)"
+        || { tail -n 20 "$STATE/logs/$service-$i.log" >&2 2> /dev/null
+             die "$service $i is not ready (its log's last lines above; all of it in $STATE/logs/$service-$i.log)"; }
     done
   done
 

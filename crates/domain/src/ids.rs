@@ -65,6 +65,14 @@ typed_id!(
     /// One event on the bus; consumers deduplicate by it.
     EventId
 );
+typed_id!(
+    /// One trip of the product API, from request to completion or cancellation.
+    TripId
+);
+typed_id!(
+    /// An account (rider or driver) of the product API.
+    AccountId
+);
 
 #[cfg(test)]
 mod tests {

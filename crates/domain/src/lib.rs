@@ -13,8 +13,9 @@ pub mod ids;
 pub mod matching;
 pub mod rating;
 pub mod time;
+pub mod trip;
 
 pub use course::{CarNumber, DriverReport, PersonName, RideRequest, ValidationError};
 pub use geo::{CoordinateError, LatLng, LatLngError, MAX_ABS_COORDINATE, Point, Projection};
-pub use ids::{EventId, MatchId, RideRequestId};
+pub use ids::{AccountId, EventId, MatchId, RideRequestId, TripId};
 pub use time::Timestamp;
