@@ -10,6 +10,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --exclude rickshaw
+# The rickshaw end-to-end tests each start a whole system (several processes, a private NATS, a
+# database) and measure it; two at once on 2 cores starve the distributed mode's lease renewals
+# (docs/BENCHMARKS.md, issue 3), so they run one at a time.
+echo "==> the end-to-end tests, one at a time"
+cargo test -p rickshaw --locked -- --test-threads=1
 echo "==> the cluster test, alone (16 processes on this machine's cores)"
 cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1

@@ -263,8 +263,9 @@ impl Pool {
     }
 
     /// Completes a tick: takes the proposed pairs whose rider request and driver are still free
-    /// (either may have been matched elsewhere, or the rider may have asked again, while the
-    /// batch was solved), at the driver's latest position, then expires what is stale.
+    /// and in the same shard (either may have been matched elsewhere, the rider may have asked
+    /// again or the driver crossed into another shard while the batch was solved), at the
+    /// driver's latest position, then expires what is stale.
     pub fn apply(
         &mut self,
         proposed: Vec<Proposed>,
@@ -279,7 +280,12 @@ impl Pool {
                 .riders
                 .get(&p.request.rider)
                 .is_some_and(|h| h.item.id == p.request.id);
-            let Some(driver) = self.drivers.get(&p.driver).filter(|_| rider_waits) else {
+            // A driver who moved to another shard meanwhile is that shard's to pair.
+            let Some(driver) = self
+                .drivers
+                .get(&p.driver)
+                .filter(|held| rider_waits && held.shard == p.shard)
+            else {
                 continue;
             };
             let driver = driver.item.clone();
