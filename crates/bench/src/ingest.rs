@@ -154,7 +154,8 @@ impl IngestBench {
                 let mut rng = SmallRng::seed_from_u64(seed ^ 0xA5A5);
                 let started = Instant::now();
                 let mut sent = 0_u64;
-                while Instant::now() < deadline {
+                // No drivers, no positions to stream.
+                while drivers > 0 && Instant::now() < deadline {
                     if rate > 0 {
                         let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {

@@ -104,13 +104,48 @@ fn parse_count(raw: &str) -> Result<usize, String> {
     Ok((value * scale).round() as usize)
 }
 
+fn check_matching(args: &MatchingArgs) -> Result<(), String> {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if args.sizes.is_empty() || args.sizes.contains(&0) {
+        return Err("--sizes takes rider counts of at least 1, e.g. 1k,10k".into());
+    }
+    if args.supply.is_empty() || !args.supply.iter().all(|r| positive(*r) && *r <= 100.0) {
+        return Err(
+            "--supply takes drivers-per-rider ratios above 0 and at most 100, e.g. 1,1.5".into(),
+        );
+    }
+    if args.cities.is_empty() {
+        return Err("--cities needs at least one of uniform, hotspots".into());
+    }
+    if !positive(args.density) || !positive(args.max_pickup) {
+        return Err("--density and --max-pickup must be positive numbers".into());
+    }
+    if args.candidates == 0 || args.candidates > 64 || args.ticks == 0 {
+        return Err("--candidates must be 1 to 64 and --ticks at least 1".into());
+    }
+    Ok(())
+}
+
+fn check_ingest(args: &IngestArgs) -> Result<(), String> {
+    if args.drivers == 0 {
+        return Err("--drivers must be at least 1".into());
+    }
+    if args.tick.is_zero() || args.duration.is_zero() {
+        return Err("--tick and --duration must be longer than zero".into());
+    }
+    if args.batch == 0 {
+        return Err("--batch must be at least 1".into());
+    }
+    Ok(())
+}
+
 pub fn run(command: BenchCommand) -> ExitCode {
     let progress = |line: &str| eprintln!("{line}");
     let mut out = std::io::stdout().lock();
     let written = match command {
         BenchCommand::Matching(args) => {
-            if args.density <= 0.0 || args.max_pickup <= 0.0 || args.candidates == 0 {
-                eprintln!("error: --density, --max-pickup and --candidates must be positive");
+            if let Err(problem) = check_matching(&args) {
+                eprintln!("error: {problem}");
                 return ExitCode::from(2);
             }
             let bench = MatchingBench {
@@ -145,6 +180,10 @@ pub fn run(command: BenchCommand) -> ExitCode {
             result
         }
         BenchCommand::Ingest(args) => {
+            if let Err(problem) = check_ingest(&args) {
+                eprintln!("error: {problem}");
+                return ExitCode::from(2);
+            }
             let bench = IngestBench {
                 city: args.city,
                 drivers: args.drivers,
@@ -198,6 +237,32 @@ pub fn run(command: BenchCommand) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::parse_count;
+
+    #[test]
+    fn nonsense_arguments_are_refused_before_anything_runs() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: super::BenchCommand,
+        }
+        let check = |line: &str| {
+            let cli = Cli::try_parse_from(line.split_whitespace()).expect("parses");
+            match cli.bench {
+                super::BenchCommand::Matching(args) => super::check_matching(&args),
+                super::BenchCommand::Ingest(args) => super::check_ingest(&args),
+            }
+        };
+        assert!(check("b matching").is_ok());
+        assert!(check("b matching --sizes 0").is_err());
+        assert!(check("b matching --supply 0").is_err());
+        assert!(check("b matching --density=-1").is_err());
+        assert!(check("b matching --candidates 0").is_err());
+        assert!(check("b ingest").is_ok());
+        assert!(check("b ingest --drivers 0").is_err());
+        assert!(check("b ingest --tick 0s").is_err());
+    }
 
     #[test]
     fn counts_take_suffixes_and_refuse_nonsense() {
