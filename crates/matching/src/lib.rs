@@ -133,6 +133,15 @@ impl MatchingService {
     }
 }
 
+enum Step {
+    Done(TickOutcome, usize, usize),
+    Solve(Snapshot),
+}
+
+/// Up to this many waiting riders a tick pairs under the pool's lock in one step (a few
+/// milliseconds); beyond it the batch is solved off the lock.
+const INLINE_TICK_RIDERS: usize = 1_000;
+
 fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -146,25 +155,38 @@ async fn run_tick(
     let started = Instant::now();
     let owned = leases.owned();
     let now = clock::now();
-    // The pool is locked only to take the snapshot and to apply the pairs: reports and requests
-    // keep flowing in while the batch is solved.
-    let snapshot = lock(pool).snapshot(|shard| owned.contains(&shard));
-    // A city-sized batch takes tens to hundreds of milliseconds of CPU: not on an async worker.
     let (strategy, limits) = (config.strategy, config.limits());
-    let proposed = match tokio::task::spawn_blocking(move || snapshot.solve(strategy, limits)).await
-    {
-        Ok(proposed) => proposed,
-        Err(e) => {
-            tracing::error!(error = %e, "the matching solve failed; its riders wait for the next tick");
-            Vec::new()
+    let owns = |shard: u32| owned.contains(&shard);
+    // A small batch (milliseconds) is paired under the pool's lock in one step. A city-sized one
+    // is solved from a snapshot on a blocking thread, the lock held only to take the snapshot and
+    // to apply the pairs, so reports keep landing meanwhile (docs/ARCHITECTURE.md).
+    let step = {
+        let mut guard = lock(pool);
+        if guard.waiting_riders() <= INLINE_TICK_RIDERS {
+            let outcome = guard.tick(now, config.hold_ms, strategy, limits, owns);
+            Step::Done(outcome, guard.waiting_riders(), guard.free_drivers())
+        } else {
+            Step::Solve(guard.snapshot(owns))
         }
     };
-    let (outcome, waiting, free) = {
-        let mut pool = lock(pool);
-        let outcome = pool.apply(proposed, now, config.hold_ms, |shard| {
-            owned.contains(&shard)
-        });
-        (outcome, pool.waiting_riders(), pool.free_drivers())
+    let (outcome, waiting, free) = match step {
+        Step::Done(outcome, waiting, free) => (outcome, waiting, free),
+        Step::Solve(snapshot) => {
+            let proposed = match tokio::task::spawn_blocking(move || {
+                snapshot.solve(strategy, limits)
+            })
+            .await
+            {
+                Ok(proposed) => proposed,
+                Err(e) => {
+                    tracing::error!(error = %e, "the matching solve failed; its riders wait for the next tick");
+                    Vec::new()
+                }
+            };
+            let mut guard = lock(pool);
+            let outcome = guard.apply(proposed, now, config.hold_ms, owns);
+            (outcome, guard.waiting_riders(), guard.free_drivers())
+        }
     };
     metrics::histogram!("matching_tick_duration_seconds").record(started.elapsed().as_secs_f64());
     metrics::gauge!("matching_waiting_riders").set(waiting as f64);
