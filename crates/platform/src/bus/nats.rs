@@ -82,6 +82,29 @@ fn backend(context: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Backend(format!("{context}: {e}"))
 }
 
+/// Runs `operation` until it succeeds, retrying for about 30 s: a cluster that has just formed,
+/// with every service creating its streams and consumers at once, can time out a creation or not
+/// know a stream another node just created.
+async fn while_forming<T, E, F, Fut>(what: &str, mut operation: F) -> Result<T, BusError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        match operation().await {
+            Ok(done) => return Ok(done),
+            Err(e) if attempt < 10 => {
+                attempt += 1;
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(backend(what, e)),
+        }
+    }
+}
+
 impl NatsBus {
     pub async fn connect(config: NatsBusConfig) -> Result<Self, BusError> {
         let servers = config
@@ -146,20 +169,9 @@ impl NatsBus {
                 max_age: self.config.max_age,
                 ..Default::default()
             };
-            // A cluster that has just formed, with every service creating its streams at once,
-            // can time out a creation: retry for about 30 s before giving up.
-            let mut attempt = 0;
-            let stream = loop {
-                match self.js.get_or_create_stream(config.clone()).await {
-                    Ok(stream) => break stream,
-                    Err(e) if attempt < 10 => {
-                        attempt += 1;
-                        tracing::warn!(stream = %name, attempt, error = %e, "creating a stream failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-                    }
-                    Err(e) => return Err(backend(&format!("creating stream {name}"), e)),
-                }
-            };
+            let what = format!("creating stream {name}");
+            let stream =
+                while_forming(&what, || self.js.get_or_create_stream(config.clone())).await?;
             self.streams
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -200,11 +212,15 @@ impl NatsBus {
             },
             ..Default::default()
         };
-        let consumer = match &options.durable {
-            Some(name) => stream.get_or_create_consumer(name, config).await,
-            None => stream.create_consumer(config).await,
-        }
-        .map_err(|e| backend("creating consumer", e))?;
+        // Right after the stream's creation, another node of a forming cluster may not know it
+        // yet ("stream not found").
+        let consumer = while_forming("creating consumer", || async {
+            match &options.durable {
+                Some(name) => stream.get_or_create_consumer(name, config.clone()).await,
+                None => stream.create_consumer(config.clone()).await,
+            }
+        })
+        .await?;
         if let Some(name) = &options.durable {
             let info = consumer.cached_info();
             if info.config.filter_subject != options.filter {
