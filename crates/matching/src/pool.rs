@@ -42,28 +42,40 @@ impl Snapshot {
     pub fn solve(self, strategy: Strategy, limits: Limits) -> Vec<Proposed> {
         let mut proposed = Vec::new();
         for (shard, requests, index) in self.shards {
-            let points: Vec<Point> = requests.iter().map(|r| r.position).collect();
-            let pairs = assign_indexed(&points, &index, strategy, limits);
-            let mut requests: Vec<Option<RideRequest>> = requests.into_iter().map(Some).collect();
-            for pair in pairs {
-                let (Some(request), Some(driver)) = (
-                    requests[pair.rider].take(),
-                    index.key(pair.driver as u32).cloned(),
-                ) else {
-                    continue;
-                };
-                proposed.push(Proposed {
-                    shard,
-                    request,
-                    driver,
-                });
-            }
+            propose(shard, requests, &index, strategy, limits, &mut proposed);
         }
         proposed
     }
 
     pub fn riders(&self) -> usize {
         self.shards.iter().map(|(_, r, _)| r.len()).sum()
+    }
+}
+
+/// Pairs one shard's riders (in arrival order) with the drivers of its index.
+fn propose(
+    shard: u32,
+    requests: Vec<RideRequest>,
+    index: &GeoIndex<PersonName>,
+    strategy: Strategy,
+    limits: Limits,
+    proposed: &mut Vec<Proposed>,
+) {
+    let points: Vec<Point> = requests.iter().map(|r| r.position).collect();
+    let pairs = assign_indexed(&points, index, strategy, limits);
+    let mut requests: Vec<Option<RideRequest>> = requests.into_iter().map(Some).collect();
+    for pair in pairs {
+        let (Some(request), Some(driver)) = (
+            requests[pair.rider].take(),
+            index.key(pair.driver as u32).cloned(),
+        ) else {
+            continue;
+        };
+        proposed.push(Proposed {
+            shard,
+            request,
+            driver,
+        });
     }
 }
 
@@ -228,8 +240,8 @@ impl Pool {
 
     /// Pairs everyone held in the shards `owns` accepts (even those about to expire: they were
     /// held the full time), removes the pairs, then drops what has been held longer than
-    /// `hold_ms` in every shard, reporting the expired riders of owned shards. The three steps of
-    /// [`Pool::snapshot`], [`Snapshot::solve`] and [`Pool::apply`] in one call.
+    /// `hold_ms` in every shard, reporting the expired riders of owned shards. What
+    /// [`Pool::snapshot`], [`Snapshot::solve`] and [`Pool::apply`] do, in one call under one lock.
     pub fn tick(
         &mut self,
         now: Timestamp,
@@ -238,25 +250,42 @@ impl Pool {
         limits: Limits,
         owns: impl Fn(u32) -> bool,
     ) -> TickOutcome {
-        let proposed = self.snapshot(&owns).solve(strategy, limits);
+        // Solved against the pool's own indexes: a snapshot's copies are only needed off the lock.
+        let mut proposed = Vec::new();
+        for (shard, requests) in self.waiting_by_shard(&owns) {
+            if let Some(index) = self.index.get(&shard) {
+                propose(shard, requests, index, strategy, limits, &mut proposed);
+            }
+        }
         self.apply(proposed, now, hold_ms, owns)
+    }
+
+    /// The waiting riders of the owned shards, per shard, in arrival order (ties by id) —
+    /// `nearest` serves earlier riders first.
+    fn waiting_by_shard(&self, owns: impl Fn(u32) -> bool) -> Vec<(u32, Vec<RideRequest>)> {
+        let mut riders: Vec<&Held<RideRequest>> =
+            self.riders.values().filter(|h| owns(h.shard)).collect();
+        riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
+        riders
+            .chunk_by(|a, b| a.shard == b.shard)
+            .map(|chunk| {
+                (
+                    chunk[0].shard,
+                    chunk.iter().map(|h| h.item.clone()).collect(),
+                )
+            })
+            .collect()
     }
 
     /// What a tick pairs: the waiting riders of the owned shards in arrival order and a copy of
     /// those shards' driver indexes. Taking it is quick, so the pool's lock is not held while the
     /// batch is solved and position updates keep flowing in.
     pub fn snapshot(&self, owns: impl Fn(u32) -> bool) -> Snapshot {
-        let mut riders: Vec<&Held<RideRequest>> =
-            self.riders.values().filter(|h| owns(h.shard)).collect();
-        // Arrival order (ties by id) — `nearest` serves earlier riders first.
-        riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
-        let shards = riders
-            .chunk_by(|a, b| a.shard == b.shard)
-            .filter_map(|chunk| {
-                let shard = chunk[0].shard;
-                let index = self.index.get(&shard)?.clone();
-                let requests = chunk.iter().map(|h| h.item.clone()).collect();
-                Some((shard, requests, index))
+        let shards = self
+            .waiting_by_shard(owns)
+            .into_iter()
+            .filter_map(|(shard, requests)| {
+                Some((shard, requests, self.index.get(&shard)?.clone()))
             })
             .collect();
         Snapshot { shards }
