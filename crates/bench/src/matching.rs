@@ -214,15 +214,10 @@ impl MatchingBench {
 /// The index the matcher would hold for these drivers: about four drivers a cell on average
 /// (measured fastest for k-nearest queries of 8, among 1, 2, 4 and 8).
 pub fn build_index(drivers: &[Point], side: f64) -> GeoIndex<u32> {
-    let mut index = GeoIndex::new(GeoIndex::<u32>::cell_size_for(
-        side * side,
-        drivers.len(),
-        4.0,
-    ));
-    for (i, p) in drivers.iter().enumerate() {
-        index.upsert(u32::try_from(i).expect("fewer than 2^32 drivers"), *p);
-    }
-    index
+    GeoIndex::from_points(
+        drivers,
+        GeoIndex::<u32>::cell_size_for(side * side, drivers.len(), 4.0),
+    )
 }
 
 fn percent(part: f64, whole: f64) -> f64 {

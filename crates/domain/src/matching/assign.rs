@@ -5,8 +5,9 @@
 //! - `Nearest` is the seed's rule and what most peers do: riders in arrival order each take the
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
 //! - `Optimal` minimises the batch's total pickup distance plus the maximum pickup for every rider
-//!   left unmatched (a rider is served when that lengthens the total by less than the radius) over a sparse candidate graph — each rider's `candidates` nearest drivers and
-//!   each driver's `candidates` nearest riders, from the geo index — solved exactly by
+//!   left unmatched (a rider is served when that lengthens the total by less than the radius)
+//!   over a sparse candidate graph — each rider's `candidates` nearest drivers and each driver's
+//!   `candidates` nearest riders, from the geo index — solved exactly by
 //!   [`sparse`](super::sparse). A rider the graph leaves unmatched gets its nearest *free* drivers
 //!   as candidates and is placed again; optional pricing rounds close the rest of the gap to the
 //!   exact optimum (column generation on the solver's duals). `nearest`'s own pairs are among the
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hungarian;
 use super::index::{GeoIndex, Neighbor};
-use super::sparse::{CandidateGraph, SparseAssignment};
+use super::sparse::{self, CandidateGraph, SparseAssignment};
 use crate::geo::{MAX_ABS_COORDINATE, Point};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +144,10 @@ pub fn index_of(drivers: &[Point]) -> GeoIndex<u32> {
     } else {
         ((hi.0 - lo.0) * (hi.1 - lo.1)).max(1e-6)
     };
-    let mut index = GeoIndex::new(GeoIndex::<u32>::cell_size_for(area, drivers.len(), 2.0));
-    for (i, p) in drivers.iter().enumerate() {
-        index.upsert(u32::try_from(i).expect("fewer than 2^32 drivers"), *p);
-    }
-    index
+    GeoIndex::from_points(
+        drivers,
+        GeoIndex::<u32>::cell_size_for(area, drivers.len(), 2.0),
+    )
 }
 
 /// Pairs riders with the drivers in `index`; `Pair::driver` is the driver's slot.
@@ -277,14 +277,10 @@ fn place_leftovers<K: Hash + Eq + Clone>(
     }
 }
 
-/// Solves the graph exactly, placing riders in `crowded_first` order: the optimum does not depend
-/// on the order (up to ties), but the work does.
+/// Solves the graph exactly, placing riders in `crowded_first` order.
 fn solve(graph: &CandidateGraph, columns: usize, limits: Limits) -> SparseAssignment {
-    let mut assignment = SparseAssignment::new(graph.rows(), columns, limits.unmatched_cost());
-    for row in crowded_first(graph, limits.candidates.max(1)) {
-        assignment.augment(graph, row);
-    }
-    assignment
+    let order = crowded_first(graph, limits.candidates.max(1));
+    sparse::solve_in_order(graph, columns, limits.unmatched_cost(), order)
 }
 
 /// Riders ordered by the distance to their k-th nearest candidate, shortest first (ties in

@@ -216,15 +216,6 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
         }
         let (x, y) = (at.x(), at.y());
         let (cx, cy) = self.cell_of(x, y);
-        // Compared squared; the distance is computed only for entries that make the list.
-        let worst_squared = |out: &Vec<Neighbor>| {
-            let d = if out.len() < k {
-                max_distance
-            } else {
-                out[k - 1].distance
-            };
-            d * d
-        };
         let worst = |out: &Vec<Neighbor>| {
             if out.len() < k {
                 max_distance
@@ -232,8 +223,9 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 out[k - 1].distance
             }
         };
+        // Compared squared; the distance is computed only for entries that make the list.
         let mut consider = |entries: &[Entry], out: &mut Vec<Neighbor>| {
-            let mut bound = worst_squared(out);
+            let mut bound = worst(out).powi(2);
             for e in entries {
                 let (dx, dy) = (e.x - x, e.y - y);
                 let squared = dx * dx + dy * dy;
@@ -256,7 +248,7 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 });
                 out.insert(pos, n);
                 out.truncate(k);
-                bound = worst_squared(out);
+                bound = worst(out).powi(2);
             }
         };
         // Rings up to the farthest occupied cell in any direction.
@@ -310,6 +302,17 @@ impl<K: Hash + Eq + Clone> GeoIndex<K> {
                 }
             });
         }
+    }
+}
+
+impl GeoIndex<u32> {
+    /// An index of `points` keyed by their position in the slice.
+    pub fn from_points(points: &[Point], cell_size: f64) -> Self {
+        let mut index = Self::new(cell_size);
+        for (i, p) in points.iter().enumerate() {
+            index.upsert(u32::try_from(i).expect("fewer than 2^32 points"), *p);
+        }
+        index
     }
 }
 

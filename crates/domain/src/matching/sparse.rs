@@ -68,12 +68,6 @@ impl CandidateGraph {
         let (start, len) = self.rows[row];
         &self.edges[start as usize..(start + len) as usize]
     }
-
-    /// Bytes held by the graph's buffers.
-    pub fn heap_bytes(&self) -> usize {
-        self.rows.capacity() * size_of::<(u32, u32)>()
-            + self.edges.capacity() * size_of::<(u32, f64)>()
-    }
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -263,28 +257,26 @@ impl SparseAssignment {
         self.ready.clear();
         self.heap.clear();
     }
+}
 
-    /// Bytes held by the solver's buffers.
-    pub fn heap_bytes(&self) -> usize {
-        self.price.capacity() * 8
-            + self.row_of_column.capacity() * 4
-            + self.column_of_row.capacity() * 4
-            + self.cost_of_row.capacity() * 8
-            + self.distance.capacity() * 8
-            + self.settled.capacity()
-            + self.predecessor.capacity() * 4
-            + self.touched.capacity() * 4
-            + self.ready.capacity() * 4
-            + self.heap.capacity() * size_of::<Queued>()
+/// Places every row, in `order` (each row once): the optimum does not depend on the order (up to
+/// ties), the work does.
+pub fn solve_in_order(
+    graph: &CandidateGraph,
+    columns: usize,
+    unmatched_cost: f64,
+    order: impl IntoIterator<Item = usize>,
+) -> SparseAssignment {
+    let mut assignment = SparseAssignment::new(graph.rows(), columns, unmatched_cost);
+    for row in order {
+        assignment.augment(graph, row);
     }
+    assignment
 }
 
 /// Solves the whole graph, rows in order: `result[row] = Some(column)` or `None` (unmatched).
 pub fn solve(graph: &CandidateGraph, columns: usize, unmatched_cost: f64) -> Vec<Option<u32>> {
-    let mut assignment = SparseAssignment::new(graph.rows(), columns, unmatched_cost);
-    for row in 0..graph.rows() {
-        assignment.augment(graph, row);
-    }
+    let assignment = solve_in_order(graph, columns, unmatched_cost, 0..graph.rows());
     (0..graph.rows()).map(|r| assignment.column_of(r)).collect()
 }
 
