@@ -139,15 +139,25 @@ fn check_ingest(args: &IngestArgs) -> Result<(), String> {
     Ok(())
 }
 
+impl BenchCommand {
+    /// Refuses arguments that would make a run meaningless or impossible, saying which.
+    fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Matching(args) => check_matching(args),
+            Self::Ingest(args) => check_ingest(args),
+        }
+    }
+}
+
 pub fn run(command: BenchCommand) -> ExitCode {
+    if let Err(problem) = command.check() {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
     let progress = |line: &str| eprintln!("{line}");
     let mut out = std::io::stdout().lock();
     let written = match command {
         BenchCommand::Matching(args) => {
-            if let Err(problem) = check_matching(&args) {
-                eprintln!("error: {problem}");
-                return ExitCode::from(2);
-            }
             let bench = MatchingBench {
                 cities: args.cities,
                 sizes: args.sizes,
@@ -180,10 +190,6 @@ pub fn run(command: BenchCommand) -> ExitCode {
             result
         }
         BenchCommand::Ingest(args) => {
-            if let Err(problem) = check_ingest(&args) {
-                eprintln!("error: {problem}");
-                return ExitCode::from(2);
-            }
             let bench = IngestBench {
                 city: args.city,
                 drivers: args.drivers,
@@ -248,11 +254,10 @@ mod tests {
             bench: super::BenchCommand,
         }
         let check = |line: &str| {
-            let cli = Cli::try_parse_from(line.split_whitespace()).expect("parses");
-            match cli.bench {
-                super::BenchCommand::Matching(args) => super::check_matching(&args),
-                super::BenchCommand::Ingest(args) => super::check_ingest(&args),
-            }
+            Cli::try_parse_from(line.split_whitespace())
+                .expect("parses")
+                .bench
+                .check()
         };
         assert!(check("b matching").is_ok());
         assert!(check("b matching --sizes 0").is_err());
