@@ -160,7 +160,16 @@ mod tests {
             Email::parse("  Ana@Example.COM ").expect("valid").as_str(),
             "ana@example.com"
         );
-        for bad in ["", "ana", "ana@", "@x.com", "ana@com", "a b@x.com", "a@@x.com", "a@x.com."] {
+        for bad in [
+            "",
+            "ana",
+            "ana@",
+            "@x.com",
+            "ana@com",
+            "a b@x.com",
+            "a@@x.com",
+            "a@x.com.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}@x.com", "a".repeat(250));
@@ -172,9 +181,21 @@ mod tests {
         assert_eq!("driver".parse::<Role>(), Ok(Role::Driver));
         assert!("admin".parse::<Role>().is_err());
         let v = Vehicle::new(Package::Car, " DHA-KA 11 ", " Toyota Axio ").expect("valid");
-        assert_eq!((v.plate.as_str(), v.model.as_str()), ("DHA-KA 11", "Toyota Axio"));
-        assert_eq!(Vehicle::new(Package::Car, "", "x").expect_err("empty").0, "plate");
-        assert_eq!(Vehicle::new(Package::Car, "A;1", "x").expect_err("chars").0, "plate");
-        assert_eq!(Vehicle::new(Package::Car, "A1", "").expect_err("empty").0, "model");
+        assert_eq!(
+            (v.plate.as_str(), v.model.as_str()),
+            ("DHA-KA 11", "Toyota Axio")
+        );
+        assert_eq!(
+            Vehicle::new(Package::Car, "", "x").expect_err("empty").0,
+            "plate"
+        );
+        assert_eq!(
+            Vehicle::new(Package::Car, "A;1", "x").expect_err("chars").0,
+            "plate"
+        );
+        assert_eq!(
+            Vehicle::new(Package::Car, "A1", "").expect_err("empty").0,
+            "model"
+        );
     }
 }

@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::course::{CarNumber, DriverReport, PersonName, RideRequest};
-use crate::geo::Point;
-use crate::ids::{MatchId, RideRequestId};
+use crate::geo::{LatLng, Point};
+use crate::ids::{AccountId, MatchId, RideRequestId};
+use crate::pricing::Package;
 use crate::rating::Stars;
 use crate::time::Timestamp;
 
@@ -88,4 +89,30 @@ pub struct DriverRated {
 
 impl Event for DriverRated {
     const SUBJECT: &'static str = "rating.driver_rated.v1";
+}
+
+/// A product driver went online (with the package their vehicle serves) or offline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverStatusChanged {
+    pub driver: AccountId,
+    pub online: bool,
+    /// Set when online.
+    pub package: Option<Package>,
+    pub at: Timestamp,
+}
+
+impl Event for DriverStatusChanged {
+    const SUBJECT: &'static str = "supply.driver_status.v1";
+}
+
+/// A product driver's position (the WebSocket or `POST /v1/drivers/me/location`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriverLocated {
+    pub driver: AccountId,
+    pub position: LatLng,
+    pub at: Timestamp,
+}
+
+impl Event for DriverLocated {
+    const SUBJECT: &'static str = "supply.driver_located.v1";
 }

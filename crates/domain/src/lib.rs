@@ -20,6 +20,6 @@ pub mod trip;
 pub use account::{Email, Role, Vehicle};
 pub use course::{CarNumber, DriverReport, PersonName, RideRequest, ValidationError};
 pub use geo::{CoordinateError, LatLng, LatLngError, MAX_ABS_COORDINATE, Point, Projection};
-pub use pricing::{Package, RouteEstimate, Tariff};
 pub use ids::{AccountId, EventId, MatchId, RideRequestId, TripId};
+pub use pricing::{Package, RouteEstimate, Tariff};
 pub use time::Timestamp;

@@ -25,6 +25,122 @@ pub struct Config {
     pub nats: NatsConfig,
     /// The distributed mode's database.
     pub database: DatabaseConfig,
+    pub identity: IdentityConfig,
+    pub pricing: PricingConfig,
+    pub trips: TripsConfig,
+}
+
+/// Accounts and tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The HS256 key signing access tokens (at least 32 bytes). Required in the distributed mode
+    /// (every gateway and service instance must share it); the embedded mode generates one under
+    /// the data directory when unset. Never logged.
+    pub signing_key: Option<String>,
+    /// Lifetime of an access token.
+    pub access_ttl_s: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_ttl_s: u64,
+    /// Failed logins allowed per email address per minute before 429.
+    pub login_attempts_per_minute: u32,
+}
+
+impl std::fmt::Debug for IdentityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityConfig")
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("access_ttl_s", &self.access_ttl_s)
+            .field("refresh_ttl_s", &self.refresh_ttl_s)
+            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .finish()
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            access_ttl_s: 900,
+            refresh_ttl_s: 30 * 24 * 3600,
+            login_attempts_per_minute: 5,
+        }
+    }
+}
+
+/// Trip previews and quotes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricingConfig {
+    /// An OSRM-compatible routing server (`http://host:5000`); unset: great-circle distance ×
+    /// `detour_factor` at `speed_kmh`.
+    pub osrm_url: Option<String>,
+    pub detour_factor: f64,
+    pub speed_kmh: f64,
+    /// How long a quote can be booked.
+    pub quote_ttl_s: u64,
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        Self {
+            osrm_url: None,
+            detour_factor: 1.35,
+            speed_kmh: 20.0,
+            quote_ttl_s: 300,
+        }
+    }
+}
+
+/// The trip lifecycle: dispatch, timeouts and fees.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TripsConfig {
+    /// How often searching trips are offered to free drivers (one batch).
+    pub dispatch_ms: u64,
+    /// A driver is offered trips whose pickup is at most this far (metres).
+    pub max_pickup_m: f64,
+    /// A driver whose last position is older than this is not offered trips.
+    pub position_ttl_ms: u64,
+    pub offer_timeout_ms: u64,
+    pub search_timeout_ms: u64,
+    pub free_cancel_window_ms: u64,
+    pub late_cancel_fee: u64,
+    pub no_show_after_ms: u64,
+    pub no_show_fee: u64,
+}
+
+impl Default for TripsConfig {
+    fn default() -> Self {
+        let policy = domain::trip::TripPolicy::default();
+        Self {
+            dispatch_ms: 1_000,
+            max_pickup_m: 5_000.0,
+            position_ttl_ms: 60_000,
+            offer_timeout_ms: policy.offer_timeout_ms,
+            search_timeout_ms: policy.search_timeout_ms,
+            free_cancel_window_ms: policy.free_cancel_window_ms,
+            late_cancel_fee: policy.late_cancel_fee,
+            no_show_after_ms: policy.no_show_after_ms,
+            no_show_fee: policy.no_show_fee,
+        }
+    }
+}
+
+impl TripsConfig {
+    pub fn policy(&self) -> domain::trip::TripPolicy {
+        domain::trip::TripPolicy {
+            offer_timeout_ms: self.offer_timeout_ms,
+            search_timeout_ms: self.search_timeout_ms,
+            free_cancel_window_ms: self.free_cancel_window_ms,
+            late_cancel_fee: self.late_cancel_fee,
+            no_show_after_ms: self.no_show_after_ms,
+            no_show_fee: self.no_show_fee,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +253,9 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             nats: NatsConfig::default(),
             database: DatabaseConfig::default(),
+            identity: IdentityConfig::default(),
+            pricing: PricingConfig::default(),
+            trips: TripsConfig::default(),
         }
     }
 }
@@ -204,7 +323,8 @@ pub enum ConfigError {
 /// The top-level keys environment variables may set; other `RICKSHAW_*` variables (the test
 /// scripts' own, say) are not config.
 const ENV_KEYS: &[&str] = &[
-    "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database",
+    "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database", "identity",
+    "pricing", "trips",
 ];
 
 impl Config {
@@ -296,6 +416,48 @@ impl Config {
             return invalid(format!(
                 "nats.replicas = {} must be 1 to 5",
                 self.nats.replicas
+            ));
+        }
+        if let Some(key) = &self.identity.signing_key
+            && key.len() < 32
+        {
+            return invalid(format!(
+                "identity.signing_key is {} bytes; use at least 32 random bytes",
+                key.len()
+            ));
+        }
+        if self.identity.access_ttl_s == 0 || self.identity.refresh_ttl_s == 0 {
+            return invalid(
+                "identity.access_ttl_s and identity.refresh_ttl_s must be positive".into(),
+            );
+        }
+        let p = &self.pricing;
+        if !(p.detour_factor.is_finite() && (1.0..=3.0).contains(&p.detour_factor)) {
+            return invalid(format!(
+                "pricing.detour_factor = {} must be 1 to 3",
+                p.detour_factor
+            ));
+        }
+        if !(p.speed_kmh.is_finite() && (1.0..=200.0).contains(&p.speed_kmh)) {
+            return invalid(format!(
+                "pricing.speed_kmh = {} must be 1 to 200",
+                p.speed_kmh
+            ));
+        }
+        if p.quote_ttl_s == 0 {
+            return invalid("pricing.quote_ttl_s must be positive".into());
+        }
+        let t = &self.trips;
+        if t.dispatch_ms < 10 || t.offer_timeout_ms < t.dispatch_ms {
+            return invalid(format!(
+                "trips.dispatch_ms = {} must be at least 10 and at most trips.offer_timeout_ms = {}",
+                t.dispatch_ms, t.offer_timeout_ms
+            ));
+        }
+        if !(t.max_pickup_m.is_finite() && t.max_pickup_m > 0.0) {
+            return invalid(format!(
+                "trips.max_pickup_m = {} must be a positive number",
+                t.max_pickup_m
             ));
         }
         if self.database.max_connections == 0 {

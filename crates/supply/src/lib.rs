@@ -1,12 +1,13 @@
-//! The supply service owns drivers' availability (course `POST /driver`): a driver reports a car
-//! and a position and is announced as `DriverAvailable`. Matching keeps the live pool; this service
-//! never pairs or rates.
+//! The supply service owns drivers' availability. Course drivers (`POST /driver`) report a car and
+//! a position and are announced as `DriverAvailable`; product drivers go online or offline
+//! (`DriverStatusChanged`) and stream positions (`DriverLocated`). Matching and trip dispatch keep
+//! the live pools from these events; this service never pairs, offers or rates.
 
 pub mod remote;
 
 use async_trait::async_trait;
-use domain::events::DriverAvailable;
-use domain::{CarNumber, DriverReport, PersonName, Point};
+use domain::events::{DriverAvailable, DriverLocated, DriverStatusChanged};
+use domain::{AccountId, CarNumber, DriverReport, LatLng, Package, PersonName, Point};
 use platform::bus::{self, SharedBus};
 use platform::clock;
 
@@ -31,6 +32,20 @@ pub trait SupplyApi: Send + Sync + 'static {
         car_number: CarNumber,
         position: Point,
     ) -> Result<DriverReport, SupplyError>;
+
+    /// A product driver goes online serving `package` (`Some`) or offline (`None`).
+    async fn set_status(
+        &self,
+        driver: AccountId,
+        package: Option<Package>,
+    ) -> Result<DriverStatusChanged, SupplyError>;
+
+    /// A product driver's position.
+    async fn locate(
+        &self,
+        driver: AccountId,
+        position: LatLng,
+    ) -> Result<DriverLocated, SupplyError>;
 }
 
 #[derive(Clone)]
@@ -65,6 +80,46 @@ impl SupplyApi for SupplyService {
             .map_err(|e| SupplyError::Unavailable(e.to_string()))?;
         metrics::counter!("driver_reports_total").increment(1);
         Ok(event.report)
+    }
+
+    #[tracing::instrument(skip_all, fields(driver = %driver))]
+    async fn set_status(
+        &self,
+        driver: AccountId,
+        package: Option<Package>,
+    ) -> Result<DriverStatusChanged, SupplyError> {
+        let event = DriverStatusChanged {
+            driver,
+            online: package.is_some(),
+            package,
+            at: clock::now(),
+        };
+        self.announce(&event).await?;
+        Ok(event)
+    }
+
+    async fn locate(
+        &self,
+        driver: AccountId,
+        position: LatLng,
+    ) -> Result<DriverLocated, SupplyError> {
+        let event = DriverLocated {
+            driver,
+            position,
+            at: clock::now(),
+        };
+        self.announce(&event).await?;
+        metrics::counter!("driver_locations_total").increment(1);
+        Ok(event)
+    }
+}
+
+impl SupplyService {
+    async fn announce<E: domain::events::Event>(&self, event: &E) -> Result<(), SupplyError> {
+        bus::publish_event(self.bus.as_ref(), event)
+            .await
+            .map(|_| ())
+            .map_err(|e| SupplyError::Unavailable(e.to_string()))
     }
 }
 

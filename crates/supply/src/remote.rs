@@ -2,7 +2,8 @@
 //! `SupplyService`; `RemoteSupply` is the gateway's `SupplyApi` that calls it.
 
 use async_trait::async_trait;
-use domain::{CarNumber, DriverReport, PersonName, Point};
+use domain::events::{DriverLocated, DriverStatusChanged};
+use domain::{AccountId, CarNumber, DriverReport, LatLng, Package, PersonName, Point};
 use platform::rpc::{self, RpcClient};
 use platform::{ApiError, Shutdown};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,21 @@ use serde::{Deserialize, Serialize};
 use crate::{SupplyApi, SupplyError, SupplyService};
 
 pub const REPORT_DRIVER: &str = "rpc.supply.report_driver";
+pub const SET_STATUS: &str = "rpc.supply.set_status";
+pub const LOCATE: &str = "rpc.supply.locate";
 const GROUP: &str = "supply";
+
+#[derive(Serialize, Deserialize)]
+struct SetStatus {
+    driver: AccountId,
+    package: Option<Package>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Locate {
+    driver: AccountId,
+    position: LatLng,
+}
 
 #[derive(Serialize, Deserialize)]
 struct ReportDriver {
@@ -24,13 +39,14 @@ pub async fn serve(
     client: async_nats::Client,
     shutdown: &Shutdown,
 ) -> Result<(), ApiError> {
+    let reports = service.clone();
     rpc::serve(
-        client,
+        client.clone(),
         REPORT_DRIVER,
         GROUP,
         shutdown,
         move |r: ReportDriver| {
-            let service = service.clone();
+            let service = reports.clone();
             async move {
                 service
                     .report_driver(r.driver, r.car_number, r.position)
@@ -39,6 +55,33 @@ pub async fn serve(
             }
         },
     )
+    .await?;
+    let statuses = service.clone();
+    rpc::serve(
+        client.clone(),
+        SET_STATUS,
+        GROUP,
+        shutdown,
+        move |r: SetStatus| {
+            let service = statuses.clone();
+            async move {
+                service
+                    .set_status(r.driver, r.package)
+                    .await
+                    .map_err(ApiError::from)
+            }
+        },
+    )
+    .await?;
+    rpc::serve(client, LOCATE, GROUP, shutdown, move |r: Locate| {
+        let service = service.clone();
+        async move {
+            service
+                .locate(r.driver, r.position)
+                .await
+                .map_err(ApiError::from)
+        }
+    })
     .await
 }
 
@@ -68,6 +111,28 @@ impl SupplyApi for RemoteSupply {
         };
         self.rpc
             .call(REPORT_DRIVER, &request)
+            .await
+            .map_err(|e| SupplyError::Unavailable(e.message))
+    }
+
+    async fn set_status(
+        &self,
+        driver: AccountId,
+        package: Option<Package>,
+    ) -> Result<DriverStatusChanged, SupplyError> {
+        self.rpc
+            .call(SET_STATUS, &SetStatus { driver, package })
+            .await
+            .map_err(|e| SupplyError::Unavailable(e.message))
+    }
+
+    async fn locate(
+        &self,
+        driver: AccountId,
+        position: LatLng,
+    ) -> Result<DriverLocated, SupplyError> {
+        self.rpc
+            .call(LOCATE, &Locate { driver, position })
             .await
             .map_err(|e| SupplyError::Unavailable(e.message))
     }

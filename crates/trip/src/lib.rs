@@ -1,0 +1,186 @@
+//! The trip service owns the product's ride lifecycle: booking a quoted trip, dispatching it in
+//! batches to free drivers of its package (an offer at a time, never to a driver who declined,
+//! missed or cancelled it), the driver's accept / decline / arrive / start / complete, either
+//! side's cancel with its fee, and the timeouts. Every change is one compare-and-set write of the
+//! trip plus its notices (the per-user event log the WebSocket replays), then a `TripNotice` on the
+//! bus. The rules are `domain::trip::apply`; the store's unique indexes make "one active trip per
+//! driver" and "one open trip per rider" hold under any concurrency, in SQLite and PostgreSQL.
+//!
+//! It never authenticates (callers arrive as a verified `Caller`), never prices (quotes are
+//! verified, not computed) and never talks to sockets.
+
+mod dispatch;
+mod service;
+pub mod store;
+mod view;
+
+use async_trait::async_trait;
+use domain::events::Event;
+use domain::trip::TransitionError;
+use domain::{AccountId, Package, Role, Timestamp, TripId};
+use platform::{ApiError, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+pub use dispatch::{Dispatcher, Fleet};
+pub use service::TripService;
+pub use store::{PgTripStore, SqliteTripStore, TripRecord, TripStore};
+pub use view::{Money, TripView};
+
+/// Who is calling, as the gateway verified it from the access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub account: AccountId,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookTrip {
+    pub quote_id: String,
+    pub package: Package,
+}
+
+/// What a rider or driver does to a trip: `POST /v1/trips/{id}/{action}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Accept,
+    Decline,
+    Arrive,
+    Start,
+    Complete,
+    Cancel,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Self::Accept,
+        Self::Decline,
+        Self::Arrive,
+        Self::Start,
+        Self::Complete,
+        Self::Cancel,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Decline => "decline",
+            Self::Arrive => "arrive",
+            Self::Start => "start",
+            Self::Complete => "complete",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// Everything but cancel is the driver's alone.
+    pub fn drivers_only(self) -> bool {
+        self != Self::Cancel
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown trip action {s:?}; expected accept, decline, arrive, start, complete or cancel"
+                )
+            })
+    }
+}
+
+/// One entry of a user's event log, and the bus event carrying it to the WebSocket sessions.
+/// `id` grows with every notice stored; a client reconnecting with the last id it saw is sent
+/// every later notice of its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TripNotice {
+    pub id: i64,
+    /// `trip.requested`, `trip.offered`, `trip.offer_withdrawn`, `trip.driver_assigned`,
+    /// `trip.driver_arrived`, `trip.started`, `trip.completed`, `trip.redispatched`,
+    /// `trip.cancelled`, `trip.no_drivers_found`.
+    pub kind: String,
+    pub recipients: Vec<AccountId>,
+    pub trip: TripView,
+    pub at: Timestamp,
+}
+
+impl Event for TripNotice {
+    const SUBJECT: &'static str = "trip.notice.v1";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TripError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no trip {0} of yours")]
+    NotFound(TripId),
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("cannot {command} a trip that is {state}")]
+    Illegal {
+        state: &'static str,
+        command: &'static str,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("trip store: {0}")]
+    Store(String),
+}
+
+impl TripError {
+    fn from_transition(e: TransitionError, trip: TripId) -> Self {
+        match e {
+            TransitionError::Illegal { state, command } => Self::Illegal { state, command },
+            TransitionError::NotYourTrip => Self::NotFound(trip),
+            TransitionError::DriverExcluded => {
+                Self::Conflict("this driver may not be offered the trip again".into())
+            }
+            TransitionError::TooEarly { command } => {
+                Self::Conflict(format!("{command} before its time"))
+            }
+        }
+    }
+}
+
+impl From<TripError> for ApiError {
+    fn from(e: TripError) -> Self {
+        let message = e.to_string();
+        match e {
+            TripError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+            TripError::NotFound(_) => ApiError::not_found(message),
+            TripError::InvalidField { field, message } => ApiError::invalid_field(field, message),
+            TripError::Illegal { .. } | TripError::Conflict(_) => {
+                ApiError::new(ErrorCode::Conflict, message)
+            }
+            TripError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
+            TripError::Store(_) => ApiError::internal(message),
+        }
+    }
+}
+
+/// How the gateway (and the WebSocket) reach the trip service.
+#[async_trait]
+pub trait TripApi: Send + Sync + 'static {
+    /// A rider books a quoted trip. Booking the same quote again returns the same trip.
+    async fn book(&self, caller: Caller, request: BookTrip) -> Result<TripView, TripError>;
+    async fn get(&self, caller: Caller, id: TripId) -> Result<TripView, TripError>;
+    /// The caller's trips, newest first.
+    async fn list(&self, caller: Caller, limit: u32) -> Result<Vec<TripView>, TripError>;
+    async fn act(&self, caller: Caller, id: TripId, action: Action) -> Result<TripView, TripError>;
+    /// The caller's notices after `after` (oldest first, at most `limit`).
+    async fn notices(
+        &self,
+        caller: Caller,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<TripNotice>, TripError>;
+}

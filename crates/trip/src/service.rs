@@ -1,0 +1,381 @@
+//! `TripService`: the `TripApi` over a store, the bus and the quote key. Every change runs the
+//! domain's `apply` on the stored trip and writes the result with a compare-and-set; a write that
+//! lost a race re-reads and re-applies, so concurrent commands serialise into one legal history.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy};
+use domain::{Role, Timestamp, TripId};
+use platform::bus::{self, SharedBus};
+use platform::clock;
+use pricing::{QuoteBook, QuoteError};
+
+use crate::store::{NewNotice, StoreError, TripRecord, TripStore};
+use crate::view::TripView;
+use crate::{Action, BookTrip, Caller, TripApi, TripError, TripNotice};
+
+/// A compare-and-set that keeps losing is retried this often before the caller gets a 503.
+const MAX_ATTEMPTS: usize = 16;
+/// Longest page of `list` and `notices`.
+pub const MAX_PAGE: u32 = 200;
+
+#[derive(Clone)]
+pub struct TripService {
+    store: Arc<dyn TripStore>,
+    bus: SharedBus,
+    quotes: QuoteBook,
+    policy: TripPolicy,
+}
+
+impl TripService {
+    pub fn new(
+        store: Arc<dyn TripStore>,
+        bus: SharedBus,
+        quotes: QuoteBook,
+        policy: TripPolicy,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            quotes,
+            policy,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn TripStore> {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &TripPolicy {
+        &self.policy
+    }
+
+    pub(crate) fn view(&self, record: &TripRecord) -> TripView {
+        TripView::of(record, self.policy.offer_timeout_ms)
+    }
+
+    async fn load(&self, id: TripId) -> Result<TripRecord, TripError> {
+        self.store
+            .get(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(TripError::NotFound(id))
+    }
+
+    /// Applies `command(record)` to trip `id` at `now` and stores the result, re-reading and
+    /// re-applying when another writer got there first. `command` also decides who may act.
+    pub(crate) async fn transition(
+        &self,
+        id: TripId,
+        now: Timestamp,
+        command: impl Fn(&TripRecord) -> Result<Command, TripError>,
+    ) -> Result<TripRecord, TripError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let record = self.load(id).await?;
+            let command = command(&record)?;
+            let (next_trip, events) = trip::apply(&record.trip, command, now, &self.policy)
+                .map_err(|e| TripError::from_transition(e, id))?;
+            let next = TripRecord {
+                trip: next_trip,
+                updated_at: now,
+                ..record.clone()
+            };
+            let notices = self.notices(&record.trip, &next, &events, now);
+            match self
+                .store
+                .update(&next, record.trip.version, &notices)
+                .await
+            {
+                Ok(stored) => {
+                    metrics::counter!("trip_transitions_total", "command" => command.name())
+                        .increment(1);
+                    self.publish(stored).await;
+                    return Ok(next);
+                }
+                Err(StoreError::Stale) => continue,
+                Err(StoreError::DriverBusy) => {
+                    return Err(TripError::Conflict(
+                        "this driver already has an active trip; finish or cancel it first".into(),
+                    ));
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(TripError::Unavailable(format!(
+            "trip {id} is changing too fast; try again"
+        )))
+    }
+
+    /// Who hears of a change: the rider of every change of state they can see, the driver of
+    /// their offers and of the trip while it is theirs.
+    fn notices(
+        &self,
+        before: &Trip,
+        next: &TripRecord,
+        events: &[TripEvent],
+        at: Timestamp,
+    ) -> Vec<NewNotice> {
+        let rider = Some(next.trip.rider);
+        let view = self.view(next);
+        events
+            .iter()
+            .map(|event| {
+                let (kind, rider, driver) = match *event {
+                    TripEvent::Offered { driver } => ("trip.offered", None, Some(driver)),
+                    TripEvent::OfferDeclined { driver } | TripEvent::OfferExpired { driver } => {
+                        ("trip.offer_withdrawn", None, Some(driver))
+                    }
+                    TripEvent::DriverAssigned { driver } => {
+                        ("trip.driver_assigned", rider, Some(driver))
+                    }
+                    TripEvent::DriverArrived { driver } => {
+                        ("trip.driver_arrived", rider, Some(driver))
+                    }
+                    TripEvent::Started { driver } => ("trip.started", rider, Some(driver)),
+                    TripEvent::Completed { driver } => ("trip.completed", rider, Some(driver)),
+                    TripEvent::Redispatched { cancelled_by } => {
+                        ("trip.redispatched", rider, Some(cancelled_by))
+                    }
+                    TripEvent::Cancelled { .. } => ("trip.cancelled", rider, before.state.driver()),
+                    TripEvent::NoDriversFound => ("trip.no_drivers_found", rider, None),
+                };
+                NewNotice {
+                    kind,
+                    rider,
+                    driver,
+                    trip: view.clone(),
+                    at,
+                }
+            })
+            .collect()
+    }
+
+    /// Live delivery; a notice that cannot be published now is still in the log, and reaches the
+    /// client when it reconnects.
+    async fn publish(&self, notices: Vec<TripNotice>) {
+        for notice in notices {
+            if let Err(e) = bus::publish_event(self.bus.as_ref(), &notice).await {
+                tracing::warn!(error = %e, notice = notice.id, "cannot publish a trip notice");
+            }
+        }
+    }
+
+    /// The caller may see the trip: its rider, or the driver it is (or was) offered or assigned to.
+    fn visible(record: &TripRecord, caller: Caller) -> bool {
+        match caller.role {
+            Role::Rider => record.trip.rider == caller.account,
+            Role::Driver => {
+                record.trip.state.driver() == Some(caller.account)
+                    || record.trip.excluded.contains(&caller.account)
+            }
+        }
+    }
+
+    pub async fn book_at(
+        &self,
+        caller: Caller,
+        request: BookTrip,
+        now: Timestamp,
+    ) -> Result<TripView, TripError> {
+        if caller.role != Role::Rider {
+            return Err(TripError::Forbidden("only riders book trips".into()));
+        }
+        let quote =
+            self.quotes
+                .verify(&request.quote_id, now)
+                .map_err(|e| TripError::InvalidField {
+                    field: "quote_id",
+                    message: match e {
+                        QuoteError::Expired => e.to_string(),
+                        QuoteError::Invalid(_) => {
+                            "this is not a quote issued by POST /v1/trips/preview".into()
+                        }
+                    },
+                })?;
+        if quote.rider != caller.account {
+            return Err(TripError::InvalidField {
+                field: "quote_id",
+                message: "this quote was made for another account".into(),
+            });
+        }
+        let fare = quote
+            .fare(request.package)
+            .ok_or_else(|| TripError::InvalidField {
+                field: "package",
+                message: format!("the quote has no fare for {}", request.package),
+            })?;
+        if let Some(existing) = self.store.by_quote(quote.id).await.map_err(store_error)? {
+            return self.rebooked(existing, caller, request);
+        }
+        let record = TripRecord {
+            id: TripId::from_uuid(uuid::Uuid::now_v7()),
+            quote_id: quote.id,
+            package: request.package,
+            pickup: quote.pickup,
+            dropoff: quote.dropoff,
+            route: quote.route,
+            fare,
+            trip: Trip::new(caller.account, now),
+            updated_at: now,
+        };
+        let notice = NewNotice {
+            kind: "trip.requested",
+            rider: Some(caller.account),
+            driver: None,
+            trip: self.view(&record),
+            at: now,
+        };
+        match self.store.create(&record, &[notice]).await {
+            Ok(stored) => {
+                metrics::counter!("trips_booked_total", "package" => request.package.name())
+                    .increment(1);
+                self.publish(stored).await;
+                Ok(self.view(&record))
+            }
+            Err(StoreError::QuoteUsed) => {
+                let existing = self
+                    .store
+                    .by_quote(quote.id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| TripError::Store("a booked quote vanished".into()))?;
+                self.rebooked(existing, caller, request)
+            }
+            Err(StoreError::RiderBusy) => Err(TripError::Conflict(
+                "you already have an open trip; cancel it or wait for it to end".into(),
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// A quote booked again: the same trip (idempotent), unless the package differs.
+    fn rebooked(
+        &self,
+        existing: TripRecord,
+        caller: Caller,
+        request: BookTrip,
+    ) -> Result<TripView, TripError> {
+        if existing.trip.rider != caller.account {
+            return Err(TripError::Store("a quote booked by another rider".into()));
+        }
+        if existing.package != request.package {
+            return Err(TripError::Conflict(format!(
+                "this quote was booked already, as {}; preview again for another package",
+                existing.package
+            )));
+        }
+        Ok(self.view(&existing))
+    }
+
+    pub async fn act_at(
+        &self,
+        caller: Caller,
+        id: TripId,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<TripView, TripError> {
+        if action.drivers_only() && caller.role != Role::Driver {
+            return Err(TripError::Forbidden(format!(
+                "only drivers {} trips",
+                action.name()
+            )));
+        }
+        let me = caller.account;
+        let command = |record: &TripRecord| {
+            if !Self::visible(record, caller) {
+                return Err(TripError::NotFound(id));
+            }
+            Ok(match action {
+                Action::Accept => Command::Accept { driver: me },
+                Action::Decline => Command::Decline { driver: me },
+                Action::Arrive => Command::Arrive { driver: me },
+                Action::Start => Command::Start { driver: me },
+                Action::Complete => Command::Complete { driver: me },
+                Action::Cancel => match caller.role {
+                    Role::Rider => Command::Cancel {
+                        by: Party::Rider,
+                        driver: None,
+                    },
+                    Role::Driver => Command::Cancel {
+                        by: Party::Driver,
+                        driver: Some(me),
+                    },
+                },
+            })
+        };
+        match self.transition(id, now, command).await {
+            Ok(next) => Ok(self.view(&next)),
+            // The same accept sent twice: the second sees its own result.
+            Err(TripError::Illegal { .. }) if action == Action::Accept => {
+                let record = self.load(id).await?;
+                if record.active_driver() == Some(me) {
+                    Ok(self.view(&record))
+                } else {
+                    Err(TripError::from_transition(
+                        domain::trip::TransitionError::Illegal {
+                            state: record.trip.state.name(),
+                            command: "accept",
+                        },
+                        id,
+                    ))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> TripError {
+    TripError::Store(e.to_string())
+}
+
+fn page(limit: u32) -> u32 {
+    limit.clamp(1, MAX_PAGE)
+}
+
+#[async_trait]
+impl TripApi for TripService {
+    #[tracing::instrument(skip_all, fields(rider = %caller.account))]
+    async fn book(&self, caller: Caller, request: BookTrip) -> Result<TripView, TripError> {
+        self.book_at(caller, request, clock::now()).await
+    }
+
+    async fn get(&self, caller: Caller, id: TripId) -> Result<TripView, TripError> {
+        let record = self.load(id).await?;
+        if !Self::visible(&record, caller) {
+            return Err(TripError::NotFound(id));
+        }
+        Ok(self.view(&record))
+    }
+
+    async fn list(&self, caller: Caller, limit: u32) -> Result<Vec<TripView>, TripError> {
+        let records = self
+            .store
+            .list_for(caller.account, page(limit))
+            .await
+            .map_err(store_error)?;
+        Ok(records
+            .iter()
+            .filter(|r| Self::visible(r, caller))
+            .map(|r| self.view(r))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(trip = %id, action = action.name()))]
+    async fn act(&self, caller: Caller, id: TripId, action: Action) -> Result<TripView, TripError> {
+        self.act_at(caller, id, action, clock::now()).await
+    }
+
+    async fn notices(
+        &self,
+        caller: Caller,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<TripNotice>, TripError> {
+        self.store
+            .notices_for(caller.account, after, page(limit))
+            .await
+            .map_err(store_error)
+    }
+}

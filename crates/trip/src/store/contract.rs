@@ -1,0 +1,305 @@
+//! The trip store contract: every `TripStore` passes these, instantiated once per implementation
+//! with `trip_store_contract!`. Tests share a database with others: they only look at their own
+//! ids.
+
+use domain::pricing::RouteEstimate;
+use domain::trip::{self, Command, Trip, TripPolicy};
+use domain::{AccountId, LatLng, Package, Timestamp, TripId};
+
+use super::{NewNotice, StoreError, TripRecord, TripStore};
+use crate::view::TripView;
+
+pub fn account() -> AccountId {
+    AccountId::from_uuid(uuid::Uuid::now_v7())
+}
+
+pub fn record(rider: AccountId) -> TripRecord {
+    let pickup = LatLng::new(23.78, 90.40).expect("valid");
+    let dropoff = LatLng::new(23.75, 90.39).expect("valid");
+    TripRecord {
+        id: TripId::from_uuid(uuid::Uuid::now_v7()),
+        quote_id: uuid::Uuid::now_v7(),
+        package: Package::Car,
+        pickup,
+        dropoff,
+        route: RouteEstimate {
+            distance_m: 4_500,
+            duration_s: 800,
+        },
+        fare: 21_000,
+        trip: Trip::new(rider, Timestamp::from_millis(1_000)),
+        updated_at: Timestamp::from_millis(1_000),
+    }
+}
+
+fn notice(record: &TripRecord, kind: &'static str, driver: Option<AccountId>) -> NewNotice {
+    NewNotice {
+        kind,
+        rider: Some(record.trip.rider),
+        driver,
+        trip: TripView::of(record, 15_000),
+        at: record.updated_at,
+    }
+}
+
+/// `record` after `command`, as the service would store it.
+pub fn after(record: &TripRecord, command: Command) -> TripRecord {
+    let (trip, _) = trip::apply(
+        &record.trip,
+        command,
+        record.updated_at,
+        &TripPolicy::default(),
+    )
+    .expect("legal");
+    TripRecord {
+        trip,
+        ..record.clone()
+    }
+}
+
+pub async fn a_trip_round_trips_and_is_found_by_quote_and_account(store: &dyn TripStore) {
+    let rider = account();
+    let trip = record(rider);
+    let stored = store
+        .create(&trip, &[notice(&trip, "trip.requested", None)])
+        .await
+        .expect("created");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].recipients, [rider]);
+    assert_eq!(store.get(trip.id).await.expect("get"), Some(trip.clone()));
+    assert_eq!(
+        store.by_quote(trip.quote_id).await.expect("by quote"),
+        Some(trip.clone())
+    );
+    assert_eq!(
+        store.list_for(rider, 10).await.expect("list"),
+        std::slice::from_ref(&trip)
+    );
+    assert!(
+        store
+            .list_for(account(), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        store
+            .get(TripId::from_uuid(uuid::Uuid::now_v7()))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let open = store.open_trips(100_000).await.expect("open");
+    assert!(
+        open.iter().any(|t| t.id == trip.id),
+        "a searching trip is open"
+    );
+}
+
+pub async fn a_stale_write_is_refused_and_changes_nothing(store: &dyn TripStore) {
+    let trip = record(account());
+    store.create(&trip, &[]).await.expect("created");
+    let driver = account();
+    let offered = after(&trip, Command::Offer { driver });
+    store
+        .update(
+            &offered,
+            trip.trip.version,
+            &[notice(&offered, "trip.offered", Some(driver))],
+        )
+        .await
+        .expect("first write wins");
+    // A second writer that read the same version loses, and its notice is not stored.
+    let other = after(&trip, Command::Offer { driver: account() });
+    let err = store
+        .update(
+            &other,
+            trip.trip.version,
+            &[notice(&other, "trip.offered", None)],
+        )
+        .await
+        .expect_err("stale");
+    assert!(matches!(err, StoreError::Stale), "{err:?}");
+    assert_eq!(store.get(trip.id).await.expect("get"), Some(offered));
+    let notices = store
+        .notices_for(trip.trip.rider, 0, 100)
+        .await
+        .expect("notices");
+    assert_eq!(notices.len(), 1, "only the winner's notice: {notices:?}");
+}
+
+pub async fn a_driver_holds_one_active_trip_and_a_rider_one_open_trip(store: &dyn TripStore) {
+    let driver = account();
+    let (first, second) = (record(account()), record(account()));
+    for trip in [&first, &second] {
+        store.create(trip, &[]).await.expect("created");
+    }
+    let assign = |trip: &TripRecord| {
+        after(
+            &after(trip, Command::Offer { driver }),
+            Command::Accept { driver },
+        )
+    };
+    let first_assigned = assign(&first);
+    store
+        .update(&first_assigned, first.trip.version, &[])
+        .await
+        .expect("the first accept wins");
+    let err = store
+        .update(&assign(&second), second.trip.version, &[])
+        .await
+        .expect_err("a second active trip");
+    assert!(matches!(err, StoreError::DriverBusy), "{err:?}");
+    assert!(store.busy_drivers().await.expect("busy").contains(&driver));
+    // Once the first trip ends, the driver is free again.
+    let done = [
+        Command::Arrive { driver },
+        Command::Start { driver },
+        Command::Complete { driver },
+    ]
+    .into_iter()
+    .fold(first_assigned.clone(), |t, c| after(&t, c));
+    store
+        .update(&done, first_assigned.trip.version, &[])
+        .await
+        .expect("completed");
+    assert!(!store.busy_drivers().await.expect("busy").contains(&driver));
+    store
+        .update(&assign(&second), second.trip.version, &[])
+        .await
+        .expect("now free");
+
+    // One open trip per rider; another once it ended.
+    let rider = account();
+    let open = record(rider);
+    store.create(&open, &[]).await.expect("created");
+    let err = store
+        .create(&record(rider), &[])
+        .await
+        .expect_err("second open trip");
+    assert!(matches!(err, StoreError::RiderBusy), "{err:?}");
+    let cancelled = after(
+        &open,
+        Command::Cancel {
+            by: domain::trip::Party::Rider,
+            driver: None,
+        },
+    );
+    store
+        .update(&cancelled, open.trip.version, &[])
+        .await
+        .expect("cancelled");
+    store
+        .create(&record(rider), &[])
+        .await
+        .expect("a new trip after the end");
+}
+
+pub async fn a_quote_books_one_trip(store: &dyn TripStore) {
+    let trip = record(account());
+    store.create(&trip, &[]).await.expect("created");
+    let mut again = record(account());
+    again.quote_id = trip.quote_id;
+    let err = store.create(&again, &[]).await.expect_err("same quote");
+    assert!(matches!(err, StoreError::QuoteUsed), "{err:?}");
+    assert!(
+        store.get(again.id).await.expect("get").is_none(),
+        "nothing half-written"
+    );
+}
+
+pub async fn notices_are_per_account_in_order_after_an_id(store: &dyn TripStore) {
+    let (rider, driver) = (account(), account());
+    let trip = record(rider);
+    store
+        .create(&trip, &[notice(&trip, "trip.requested", None)])
+        .await
+        .expect("created");
+    let offered = after(&trip, Command::Offer { driver });
+    store
+        .update(
+            &offered,
+            0,
+            &[NewNotice {
+                rider: None,
+                ..notice(&offered, "trip.offered", Some(driver))
+            }],
+        )
+        .await
+        .expect("offered");
+    let assigned = after(&offered, Command::Accept { driver });
+    store
+        .update(
+            &assigned,
+            1,
+            &[notice(&assigned, "trip.driver_assigned", Some(driver))],
+        )
+        .await
+        .expect("assigned");
+    let kinds = |notices: &[crate::TripNotice]| -> Vec<String> {
+        notices.iter().map(|n| n.kind.clone()).collect()
+    };
+    let for_rider = store.notices_for(rider, 0, 100).await.expect("rider");
+    assert_eq!(
+        kinds(&for_rider),
+        ["trip.requested", "trip.driver_assigned"]
+    );
+    let for_driver = store.notices_for(driver, 0, 100).await.expect("driver");
+    assert_eq!(kinds(&for_driver), ["trip.offered", "trip.driver_assigned"]);
+    assert!(for_driver[0].id < for_driver[1].id);
+    assert_eq!(
+        for_driver[1].recipients,
+        [driver],
+        "only the caller is named"
+    );
+    let later = store
+        .notices_for(driver, for_driver[0].id, 100)
+        .await
+        .expect("after");
+    assert_eq!(kinds(&later), ["trip.driver_assigned"]);
+    assert_eq!(later[0].trip.status, "driver_assigned");
+    assert_eq!(store.notices_for(rider, 0, 1).await.expect("page").len(), 1);
+}
+
+pub async fn one_dispatcher_leads_at_a_time(store: &dyn TripStore) {
+    let first = store.lead().await.expect("lead");
+    assert!(first.is_some(), "a free lock is taken");
+    drop(first);
+    // Released on drop (PostgreSQL: asynchronously, with the transaction's rollback).
+    let mut again = None;
+    for _ in 0..50 {
+        again = store.lead().await.expect("lead");
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        again.is_some(),
+        "the lock is free again after its holder let go"
+    );
+}
+
+/// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
+#[macro_export]
+macro_rules! trip_store_contract {
+    ($make:expr) => {
+        $crate::trip_store_contract!(@tests $make;
+            a_trip_round_trips_and_is_found_by_quote_and_account,
+            a_stale_write_is_refused_and_changes_nothing,
+            a_driver_holds_one_active_trip_and_a_rider_one_open_trip,
+            a_quote_books_one_trip,
+            notices_are_per_account_in_order_after_an_id,
+            one_dispatcher_leads_at_a_time,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = $make.await;
+                $crate::store::contract::$name(&store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,150 @@
+//! The trip store seam: trips (a compare-and-set on `version` for every change) and the notices
+//! each change produces, written in one transaction. Every implementation passes
+//! `trip_store_contract!`. Both implementations share their SQL (`sql.rs`): SQLite and
+//! PostgreSQL both take `$n` parameters, `RETURNING` and partial-free unique indexes over
+//! nullable columns (NULLs never collide), which is what the invariants rest on:
+//!
+//! - `active_driver` is the driver while the trip is `driver_assigned`, `arrived` or `in_progress`,
+//!   else NULL; unique — one driver, one active trip;
+//! - `open_rider` is the rider until the trip ends, else NULL; unique — one open trip per rider;
+//! - `quote_id` is unique — a quote books one trip.
+
+#[doc(hidden)]
+pub mod contract;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use domain::pricing::RouteEstimate;
+use domain::trip::{Trip, TripState};
+use domain::{AccountId, LatLng, Package, Timestamp, TripId};
+use serde::{Deserialize, Serialize};
+
+pub use postgres::PgTripStore;
+pub use sqlite::SqliteTripStore;
+
+use crate::TripNotice;
+use crate::view::TripView;
+
+/// A trip as stored: the state machine's `Trip` and what was booked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TripRecord {
+    pub id: TripId,
+    /// The quote it was booked with (unique).
+    pub quote_id: uuid::Uuid,
+    pub package: Package,
+    pub pickup: LatLng,
+    pub dropoff: LatLng,
+    pub route: RouteEstimate,
+    /// Minor units (poisha).
+    pub fare: u64,
+    pub trip: Trip,
+    pub updated_at: Timestamp,
+}
+
+impl TripRecord {
+    /// The driver holding this trip as active (the unique `active_driver` column).
+    pub fn active_driver(&self) -> Option<AccountId> {
+        match self.trip.state {
+            TripState::DriverAssigned { driver, .. }
+            | TripState::Arrived { driver, .. }
+            | TripState::InProgress { driver, .. } => Some(driver),
+            _ => None,
+        }
+    }
+
+    /// The rider while the trip is open (the unique `open_rider` column).
+    pub fn open_rider(&self) -> Option<AccountId> {
+        (!self.trip.state.is_final()).then_some(self.trip.rider)
+    }
+}
+
+/// A notice to store with a change: `recipients` are the rider and/or one driver.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNotice {
+    pub kind: &'static str,
+    pub rider: Option<AccountId>,
+    pub driver: Option<AccountId>,
+    pub trip: TripView,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The trip changed since it was read (`version` moved on).
+    #[error("the trip changed meanwhile")]
+    Stale,
+    #[error("the driver already has an active trip")]
+    DriverBusy,
+    #[error("the rider already has an open trip")]
+    RiderBusy,
+    #[error("this quote was booked already")]
+    QuoteUsed,
+    #[error("trip store: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let Some(db) = e.as_database_error()
+            && db.is_unique_violation()
+        {
+            // PostgreSQL names the index, SQLite the column: both contain the column's name.
+            let what = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+            if what.contains("active_driver") {
+                return Self::DriverBusy;
+            }
+            if what.contains("open_rider") {
+                return Self::RiderBusy;
+            }
+            if what.contains("quote_id") {
+                return Self::QuoteUsed;
+            }
+        }
+        Self::Backend(e.to_string())
+    }
+}
+
+/// Which sqlx database a store runs on (for the shared SQL).
+trait Backend {
+    type Db: sqlx::Database;
+}
+
+/// Something that, while held, makes this instance the only dispatcher (dropped: released).
+pub type LeaderGuard = Box<dyn Send>;
+
+#[async_trait]
+pub trait TripStore: Send + Sync + 'static {
+    /// Stores a new trip and its notices; `QuoteUsed` / `RiderBusy` when the indexes refuse it.
+    async fn create(
+        &self,
+        record: &TripRecord,
+        notices: &[NewNotice],
+    ) -> Result<Vec<TripNotice>, StoreError>;
+    async fn get(&self, id: TripId) -> Result<Option<TripRecord>, StoreError>;
+    async fn by_quote(&self, quote_id: uuid::Uuid) -> Result<Option<TripRecord>, StoreError>;
+    /// Replaces the trip if it is still at `expected_version`, with its notices, atomically.
+    async fn update(
+        &self,
+        next: &TripRecord,
+        expected_version: u64,
+        notices: &[NewNotice],
+    ) -> Result<Vec<TripNotice>, StoreError>;
+    /// The account's trips as rider or as current driver, newest first.
+    async fn list_for(&self, account: AccountId, limit: u32)
+    -> Result<Vec<TripRecord>, StoreError>;
+    /// Trips searching or offered (the dispatcher's work), oldest first.
+    async fn open_trips(&self, limit: u32) -> Result<Vec<TripRecord>, StoreError>;
+    /// Drivers holding an active trip.
+    async fn busy_drivers(&self) -> Result<Vec<AccountId>, StoreError>;
+    /// The account's notices with an id above `after`, oldest first.
+    async fn notices_for(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<TripNotice>, StoreError>;
+    /// Leadership of the dispatch loop: `None` while another instance holds it.
+    async fn lead(&self) -> Result<Option<LeaderGuard>, StoreError>;
+}

@@ -1,0 +1,66 @@
+//! Trips in PostgreSQL (the distributed mode), in the `trip` schema owned by this service. Under
+//! READ COMMITTED a compare-and-set that lost a race re-reads the committed row and matches nothing
+//! (`Stale`), and a second active trip for a driver waits on the unique index, then fails.
+
+use platform::store::{EmbeddedMigration, PgPool, migrator};
+
+use super::sql::{self, impl_trip_store};
+use super::{Backend, LeaderGuard, StoreError};
+
+/// The schema this service's tables live in.
+pub const SCHEMA: &str = "trip";
+
+/// The advisory lock key the dispatcher holds while it runs a round ("TRIPDISP").
+const DISPATCH_LOCK: i64 = 0x5452_4950_4449_5350;
+
+pub const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "trips and notices",
+    include_str!("../../migrations/postgres/0001_trips.sql"),
+)];
+
+#[derive(Clone, Debug)]
+pub struct PgTripStore {
+    pool: PgPool,
+}
+
+impl PgTripStore {
+    /// Connects with `search_path = trip` (the schema is created if missing).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = platform::store::open_postgres(url, SCHEMA, max_connections)
+            .await
+            .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations (`rickshaw migrate`, and every start).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator(MIGRATIONS)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the trip schema: {e}")))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction holding the dispatch advisory lock: one dispatcher at a time across every
+    /// instance; the lock goes with the transaction (or the connection, if the process dies).
+    async fn lead_impl(&self) -> Result<Option<LeaderGuard>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(DISPATCH_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        Ok(locked.then(|| Box::new(tx) as LeaderGuard))
+    }
+}
+
+impl Backend for PgTripStore {
+    type Db = sqlx::Postgres;
+}
+
+impl_trip_store!(PgTripStore);

@@ -1,0 +1,260 @@
+//! The SQL both stores run (`$n` parameters work in SQLite and PostgreSQL alike), as one macro
+//! implementing `TripStore` for a type with a `pool` field and a `lead_impl` method.
+
+use domain::{AccountId, Timestamp};
+
+use super::{NewNotice, StoreError, TripRecord};
+use crate::TripNotice;
+
+pub(super) fn encode(record: &TripRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+pub(super) fn decode(body: &str) -> Result<TripRecord, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Backend(format!("stored trip: {e}")))
+}
+
+pub(super) fn id_text(id: &impl ToString) -> String {
+    id.to_string()
+}
+
+pub(super) fn notice_body(notice: &NewNotice) -> Result<String, StoreError> {
+    serde_json::to_string(&notice.trip).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+pub(super) fn version(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("version {v} out of range")))
+}
+
+/// A stored notice row: `(id, kind, at, rider_id, driver_id, body)`.
+pub(super) type NoticeRow = (i64, String, i64, Option<String>, Option<String>, String);
+
+pub(super) fn notice_of(row: NoticeRow) -> Result<TripNotice, StoreError> {
+    let (id, kind, at, rider, driver, body) = row;
+    let parse = |raw: Option<String>| -> Result<Option<AccountId>, StoreError> {
+        raw.map(|r| {
+            r.parse()
+                .map_err(|e| StoreError::Backend(format!("stored account id {r:?}: {e}")))
+        })
+        .transpose()
+    };
+    let recipients = [parse(rider)?, parse(driver)?]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(TripNotice {
+        id,
+        kind,
+        recipients,
+        trip: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Backend(format!("stored notice: {e}")))?,
+        at: Timestamp::from_millis(at),
+    })
+}
+
+pub(super) fn notice_from_new(id: i64, notice: &NewNotice) -> TripNotice {
+    TripNotice {
+        id,
+        kind: notice.kind.to_owned(),
+        recipients: [notice.rider, notice.driver]
+            .into_iter()
+            .flatten()
+            .collect(),
+        trip: notice.trip.clone(),
+        at: notice.at,
+    }
+}
+
+macro_rules! impl_trip_store {
+    ($store:ty) => {
+        impl $store {
+            async fn insert_notices(
+                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                trip: domain::TripId,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+                let mut stored = Vec::with_capacity(notices.len());
+                for notice in notices {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO trip_notices (trip_id, rider_id, driver_id, kind, at, body) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    )
+                    .bind(sql::id_text(&trip))
+                    .bind(notice.rider.map(|r| sql::id_text(&r)))
+                    .bind(notice.driver.map(|d| sql::id_text(&d)))
+                    .bind(notice.kind)
+                    .bind(notice.at.as_millis())
+                    .bind(sql::notice_body(notice)?)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    stored.push(sql::notice_from_new(id, notice));
+                }
+                Ok(stored)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl super::TripStore for $store {
+            async fn create(
+                &self,
+                record: &super::TripRecord,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO trips (id, quote_id, rider_id, driver_id, active_driver, \
+                     open_rider, status, version, requested_at, updated_at, body) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(sql::id_text(&record.id))
+                .bind(sql::id_text(&record.quote_id))
+                .bind(sql::id_text(&record.trip.rider))
+                .bind(record.trip.state.driver().map(|d| sql::id_text(&d)))
+                .bind(record.active_driver().map(|d| sql::id_text(&d)))
+                .bind(record.open_rider().map(|r| sql::id_text(&r)))
+                .bind(record.trip.state.name())
+                .bind(sql::version(record.trip.version)?)
+                .bind(record.trip.requested_at.as_millis())
+                .bind(record.updated_at.as_millis())
+                .bind(sql::encode(record)?)
+                .execute(&mut *tx)
+                .await?;
+                let stored = Self::insert_notices(&mut tx, record.id, notices).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn get(
+                &self,
+                id: domain::TripId,
+            ) -> Result<Option<super::TripRecord>, super::StoreError> {
+                let body: Option<String> = sqlx::query_scalar("SELECT body FROM trips WHERE id = $1")
+                .bind(sql::id_text(&id))
+                .fetch_optional(&self.pool)
+                .await?;
+                body.map(|b| sql::decode(&b)).transpose()
+            }
+
+            async fn by_quote(
+                &self,
+                quote_id: uuid::Uuid,
+            ) -> Result<Option<super::TripRecord>, super::StoreError> {
+                let body: Option<String> = sqlx::query_scalar("SELECT body FROM trips WHERE quote_id = $1")
+                .bind(sql::id_text(&quote_id))
+                .fetch_optional(&self.pool)
+                .await?;
+                body.map(|b| sql::decode(&b)).transpose()
+            }
+
+            async fn update(
+                &self,
+                next: &super::TripRecord,
+                expected_version: u64,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let changed = sqlx::query(
+                    "UPDATE trips SET driver_id = $1, active_driver = $2, open_rider = $3, \
+                     status = $4, version = $5, updated_at = $6, body = $7 \
+                     WHERE id = $8 AND version = $9",
+                )
+                .bind(next.trip.state.driver().map(|d| sql::id_text(&d)))
+                .bind(next.active_driver().map(|d| sql::id_text(&d)))
+                .bind(next.open_rider().map(|r| sql::id_text(&r)))
+                .bind(next.trip.state.name())
+                .bind(sql::version(next.trip.version)?)
+                .bind(next.updated_at.as_millis())
+                .bind(sql::encode(next)?)
+                .bind(sql::id_text(&next.id))
+                .bind(sql::version(expected_version)?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(super::StoreError::Stale);
+                }
+                let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn list_for(
+                &self,
+                account: domain::AccountId,
+                limit: u32,
+            ) -> Result<Vec<super::TripRecord>, super::StoreError> {
+                let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM trips WHERE rider_id = $1 OR driver_id = $1 \
+                     ORDER BY requested_at DESC, id DESC LIMIT $2")
+                .bind(sql::id_text(&account))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                bodies.iter().map(|b| sql::decode(b)).collect()
+            }
+
+            async fn open_trips(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<super::TripRecord>, super::StoreError> {
+                let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM trips WHERE status IN ('searching', 'offered') \
+                     ORDER BY requested_at, id LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                bodies.iter().map(|b| sql::decode(b)).collect()
+            }
+
+            async fn busy_drivers(&self) -> Result<Vec<domain::AccountId>, super::StoreError> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT active_driver FROM trips WHERE active_driver IS NOT NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                ids.iter()
+                    .map(|id| {
+                        id.parse().map_err(|e| {
+                            super::StoreError::Backend(format!("stored driver id {id:?}: {e}"))
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn notices_for(
+                &self,
+                account: domain::AccountId,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+                let rows: Vec<sql::NoticeRow> = sqlx::query_as(
+                    "SELECT id, kind, at, rider_id, driver_id, body FROM trip_notices \
+                     WHERE (rider_id = $1 OR driver_id = $1) AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(sql::id_text(&account))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let account = sql::id_text(&account);
+                rows.into_iter()
+                    .map(|mut row| {
+                        // Only the caller is named: a rider does not learn the notices' other
+                        // recipients beyond the trip itself.
+                        if row.3.as_deref() != Some(account.as_str()) {
+                            row.3 = None;
+                        }
+                        if row.4.as_deref() != Some(account.as_str()) {
+                            row.4 = None;
+                        }
+                        sql::notice_of(row)
+                    })
+                    .collect()
+            }
+
+            async fn lead(&self) -> Result<Option<super::LeaderGuard>, super::StoreError> {
+                self.lead_impl().await
+            }
+        }
+    };
+}
+
+pub(super) use impl_trip_store;

@@ -1,0 +1,40 @@
+//! Trips in SQLite (the embedded mode), one database file owned by this service. SQLite has one
+//! writer at a time, so the compare-and-set and the unique indexes are checked in commit order.
+
+use platform::store::{EmbeddedMigration, migrate_sqlite};
+use sqlx::SqlitePool;
+
+use super::sql::{self, impl_trip_store};
+use super::{Backend, LeaderGuard, StoreError};
+
+pub const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "trips and notices",
+    include_str!("../../migrations/sqlite/0001_trips.sql"),
+)];
+
+#[derive(Clone, Debug)]
+pub struct SqliteTripStore {
+    pool: SqlitePool,
+}
+
+impl SqliteTripStore {
+    /// Applies pending migrations, then serves from `pool`.
+    pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
+        migrate_sqlite(&pool, MIGRATIONS)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the trip database: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// One process owns an SQLite file: it always leads.
+    async fn lead_impl(&self) -> Result<Option<LeaderGuard>, StoreError> {
+        Ok(Some(Box::new(())))
+    }
+}
+
+impl Backend for SqliteTripStore {
+    type Db = sqlx::Sqlite;
+}
+
+impl_trip_store!(SqliteTripStore);

@@ -1,0 +1,59 @@
+//! The trip store contract on SQLite and on a real PostgreSQL server, and the service's rules
+//! under concurrency.
+
+mod service;
+
+mod sqlite {
+    trip::trip_store_contract!(async {
+        let pool = platform::store::open_sqlite_in_memory()
+            .await
+            .expect("sqlite");
+        trip::SqliteTripStore::new(pool).await.expect("migrates")
+    });
+}
+
+mod postgres {
+    /// `RICKSHAW_TEST_DATABASE_URL`, or the server on this machine (trust auth).
+    pub fn database_url() -> String {
+        std::env::var("RICKSHAW_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/rickshaw_test".to_owned())
+    }
+
+    pub async fn store() -> trip::PgTripStore {
+        let url = database_url();
+        platform::store::ensure_postgres_database(&url)
+            .await
+            .expect("a PostgreSQL server (set RICKSHAW_TEST_DATABASE_URL)");
+        let store = trip::PgTripStore::connect(&url, 8).await.expect("connects");
+        store.migrate().await.expect("migrates");
+        store
+    }
+
+    /// A store on a database of its own, `trip_<test>` (dropped and created again): the
+    /// dispatcher's lock and its view of open trips are per database, so tests that dispatch
+    /// must not share one.
+    pub async fn fresh_store(test: &str) -> trip::PgTripStore {
+        let url = database_url();
+        let admin = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+        let name = format!("trip_{test}");
+        let postgres = sqlx::PgPool::connect(&format!("{admin}/postgres"))
+            .await
+            .expect("a PostgreSQL server (set RICKSHAW_TEST_DATABASE_URL)");
+        platform::store::execute(
+            &postgres,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await
+        .expect("drops");
+        postgres.close().await;
+        let url = format!("{admin}/{name}");
+        platform::store::ensure_postgres_database(&url)
+            .await
+            .expect("creates");
+        let store = trip::PgTripStore::connect(&url, 8).await.expect("connects");
+        store.migrate().await.expect("migrates");
+        store
+    }
+
+    trip::trip_store_contract!(store());
+}
