@@ -5,6 +5,7 @@
 //! It holds no business rules: nothing here knows what a ride or a rating is beyond the event
 //! envelope.
 
+pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;

@@ -10,7 +10,8 @@ pub mod routing;
 
 use async_trait::async_trait;
 use domain::pricing::{self, Package, RouteEstimate, Tariff};
-use domain::{AccountId, LatLng, Timestamp};
+use domain::{AccountId, LatLng, Role, Timestamp};
+use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,8 @@ pub enum PricingError {
     SamePlace,
     #[error("the trip is {0} m long; the longest trip quoted is 200 km")]
     TooLong(u32),
+    #[error("only riders preview trips")]
+    Forbidden,
     #[error("cannot sign the quote: {0}")]
     Signing(String),
 }
@@ -54,6 +57,7 @@ impl From<PricingError> for ApiError {
         match e {
             PricingError::SamePlace => ApiError::invalid_field("dropoff", e.to_string()),
             PricingError::TooLong(_) => ApiError::invalid_field("dropoff", e.to_string()),
+            PricingError::Forbidden => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             PricingError::Signing(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
         }
     }
@@ -62,9 +66,10 @@ impl From<PricingError> for ApiError {
 /// How the gateway reaches the pricing service.
 #[async_trait]
 pub trait PricingApi: Send + Sync + 'static {
+    /// Riders only: the quote is bound to the caller.
     async fn preview(
         &self,
-        rider: AccountId,
+        caller: &Caller,
         pickup: LatLng,
         dropoff: LatLng,
     ) -> Result<Preview, PricingError>;
@@ -143,11 +148,14 @@ impl PricingApi for PricingService {
     #[tracing::instrument(skip_all)]
     async fn preview(
         &self,
-        rider: AccountId,
+        caller: &Caller,
         pickup: LatLng,
         dropoff: LatLng,
     ) -> Result<Preview, PricingError> {
-        self.preview_at(rider, pickup, dropoff, platform::clock::now())
+        if caller.role != Role::Rider {
+            return Err(PricingError::Forbidden);
+        }
+        self.preview_at(caller.account, pickup, dropoff, platform::clock::now())
             .await
     }
 }

@@ -17,7 +17,8 @@ mod view;
 use async_trait::async_trait;
 use domain::events::Event;
 use domain::trip::TransitionError;
-use domain::{AccountId, Package, Role, Timestamp, TripId};
+use domain::{AccountId, Package, Timestamp, TripId};
+pub use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +26,6 @@ pub use dispatch::{Dispatcher, Fleet};
 pub use service::TripService;
 pub use store::{PgTripStore, SqliteTripStore, TripRecord, TripStore};
 pub use view::{Money, TripView};
-
-/// Who is calling, as the gateway verified it from the access token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Caller {
-    pub account: AccountId,
-    pub role: Role,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookTrip {
@@ -171,15 +165,15 @@ impl From<TripError> for ApiError {
 #[async_trait]
 pub trait TripApi: Send + Sync + 'static {
     /// A rider books a quoted trip. Booking the same quote again returns the same trip.
-    async fn book(&self, caller: Caller, request: BookTrip) -> Result<TripView, TripError>;
-    async fn get(&self, caller: Caller, id: TripId) -> Result<TripView, TripError>;
+    async fn book(&self, caller: &Caller, request: BookTrip) -> Result<TripView, TripError>;
+    async fn get(&self, caller: &Caller, id: TripId) -> Result<TripView, TripError>;
     /// The caller's trips, newest first.
-    async fn list(&self, caller: Caller, limit: u32) -> Result<Vec<TripView>, TripError>;
-    async fn act(&self, caller: Caller, id: TripId, action: Action) -> Result<TripView, TripError>;
+    async fn list(&self, caller: &Caller, limit: u32) -> Result<Vec<TripView>, TripError>;
+    async fn act(&self, caller: &Caller, id: TripId, action: Action) -> Result<TripView, TripError>;
     /// The caller's notices after `after` (oldest first, at most `limit`).
     async fn notices(
         &self,
-        caller: Caller,
+        caller: &Caller,
         after: i64,
         limit: u32,
     ) -> Result<Vec<TripNotice>, TripError>;

@@ -162,7 +162,7 @@ impl TripService {
     }
 
     /// The caller may see the trip: its rider, or the driver it is (or was) offered or assigned to.
-    fn visible(record: &TripRecord, caller: Caller) -> bool {
+    fn visible(record: &TripRecord, caller: &Caller) -> bool {
         match caller.role {
             Role::Rider => record.trip.rider == caller.account,
             Role::Driver => {
@@ -174,7 +174,7 @@ impl TripService {
 
     pub async fn book_at(
         &self,
-        caller: Caller,
+        caller: &Caller,
         request: BookTrip,
         now: Timestamp,
     ) -> Result<TripView, TripError> {
@@ -253,7 +253,7 @@ impl TripService {
     fn rebooked(
         &self,
         existing: TripRecord,
-        caller: Caller,
+        caller: &Caller,
         request: BookTrip,
     ) -> Result<TripView, TripError> {
         if existing.trip.rider != caller.account {
@@ -270,7 +270,7 @@ impl TripService {
 
     pub async fn act_at(
         &self,
-        caller: Caller,
+        caller: &Caller,
         id: TripId,
         action: Action,
         now: Timestamp,
@@ -337,11 +337,11 @@ fn page(limit: u32) -> u32 {
 #[async_trait]
 impl TripApi for TripService {
     #[tracing::instrument(skip_all, fields(rider = %caller.account))]
-    async fn book(&self, caller: Caller, request: BookTrip) -> Result<TripView, TripError> {
+    async fn book(&self, caller: &Caller, request: BookTrip) -> Result<TripView, TripError> {
         self.book_at(caller, request, clock::now()).await
     }
 
-    async fn get(&self, caller: Caller, id: TripId) -> Result<TripView, TripError> {
+    async fn get(&self, caller: &Caller, id: TripId) -> Result<TripView, TripError> {
         let record = self.load(id).await?;
         if !Self::visible(&record, caller) {
             return Err(TripError::NotFound(id));
@@ -349,7 +349,7 @@ impl TripApi for TripService {
         Ok(self.view(&record))
     }
 
-    async fn list(&self, caller: Caller, limit: u32) -> Result<Vec<TripView>, TripError> {
+    async fn list(&self, caller: &Caller, limit: u32) -> Result<Vec<TripView>, TripError> {
         let records = self
             .store
             .list_for(caller.account, page(limit))
@@ -363,13 +363,13 @@ impl TripApi for TripService {
     }
 
     #[tracing::instrument(skip_all, fields(trip = %id, action = action.name()))]
-    async fn act(&self, caller: Caller, id: TripId, action: Action) -> Result<TripView, TripError> {
+    async fn act(&self, caller: &Caller, id: TripId, action: Action) -> Result<TripView, TripError> {
         self.act_at(caller, id, action, clock::now()).await
     }
 
     async fn notices(
         &self,
-        caller: Caller,
+        caller: &Caller,
         after: i64,
         limit: u32,
     ) -> Result<Vec<TripNotice>, TripError> {

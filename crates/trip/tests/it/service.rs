@@ -44,18 +44,12 @@ impl Harness {
     }
 
     pub fn rider(&self) -> Caller {
-        Caller {
-            account: AccountId::from_uuid(uuid::Uuid::now_v7()),
-            role: Role::Rider,
-        }
+        Caller::new(AccountId::from_uuid(uuid::Uuid::now_v7()), Role::Rider, "")
     }
 
     /// A driver online for cars, `metres_north` of the standard pickup.
     pub fn driver(&self, metres_north: f64) -> Caller {
-        let caller = Caller {
-            account: AccountId::from_uuid(uuid::Uuid::now_v7()),
-            role: Role::Driver,
-        };
+        let caller = Caller::new(AccountId::from_uuid(uuid::Uuid::now_v7()), Role::Driver, "");
         let fleet = self.dispatcher.fleet();
         let mut fleet = fleet.lock().expect("fleet");
         fleet.status(&DriverStatusChanged {
@@ -72,7 +66,7 @@ impl Harness {
         caller
     }
 
-    pub async fn book(&self, rider: Caller) -> TripId {
+    pub async fn book(&self, rider: &Caller) -> TripId {
         let preview = self
             .pricing
             .preview_at(
@@ -85,8 +79,7 @@ impl Harness {
             .expect("preview");
         let trip = self
             .service
-            .book_at(
-                rider,
+            .book_at(&rider,
                 BookTrip {
                     quote_id: preview.quote_id,
                     package: Package::Car,
@@ -99,8 +92,8 @@ impl Harness {
         trip.id
     }
 
-    pub async fn status(&self, caller: Caller, id: TripId) -> String {
-        self.service.get(caller, id).await.expect("visible").status
+    pub async fn status(&self, caller: &Caller, id: TripId) -> String {
+        self.service.get(&caller, id).await.expect("visible").status
     }
 }
 
@@ -145,14 +138,14 @@ mod on_postgres {
 
 pub async fn the_whole_trip(h: Harness) {
     let rider = h.rider();
-    let id = h.book(rider).await;
+    let id = h.book(&rider).await;
     let near = h.driver(300.0);
     let _far = h.driver(2_000.0);
     let round = h.dispatcher.round(h.at(1_000)).await.expect("round");
     assert!(round.offers >= 1, "{round:?}");
     let offered = h
         .service
-        .get(near, id)
+        .get(&near, id)
         .await
         .expect("the nearest driver sees the offer");
     assert_eq!(offered.status, "offered");
@@ -166,17 +159,17 @@ pub async fn the_whole_trip(h: Harness) {
     ] {
         let view = h
             .service
-            .act_at(near, id, action, h.at(2_000))
+            .act_at(&near, id, action, h.at(2_000))
             .await
             .expect("legal");
         assert_eq!(view.status, status);
-        assert_eq!(h.status(rider, id).await, status, "the rider sees it too");
+        assert_eq!(h.status(&rider, id).await, status, "the rider sees it too");
     }
     let kinds = |notices: Vec<trip::TripNotice>| -> Vec<String> {
         notices.into_iter().map(|n| n.kind).collect()
     };
     assert_eq!(
-        kinds(h.service.notices(rider, 0, 100).await.expect("rider log")),
+        kinds(h.service.notices(&rider, 0, 100).await.expect("rider log")),
         [
             "trip.requested",
             "trip.driver_assigned",
@@ -186,7 +179,7 @@ pub async fn the_whole_trip(h: Harness) {
         ]
     );
     assert_eq!(
-        kinds(h.service.notices(near, 0, 100).await.expect("driver log")),
+        kinds(h.service.notices(&near, 0, 100).await.expect("driver log")),
         [
             "trip.offered",
             "trip.driver_assigned",
@@ -197,7 +190,7 @@ pub async fn the_whole_trip(h: Harness) {
     );
     let err = h
         .service
-        .act_at(near, id, Action::Complete, h.at(3_000))
+        .act_at(&near, id, Action::Complete, h.at(3_000))
         .await
         .expect_err("final");
     assert!(
@@ -210,35 +203,35 @@ pub async fn the_whole_trip(h: Harness) {
         ),
         "{err:?}"
     );
-    let mine = h.service.list(rider, 10).await.expect("list");
+    let mine = h.service.list(&rider, 10).await.expect("list");
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].id, id);
 }
 
 pub async fn a_declined_trip_goes_to_another_driver_never_back(h: Harness) {
     let rider = h.rider();
-    let id = h.book(rider).await;
+    let id = h.book(&rider).await;
     let first = h.driver(100.0);
     h.dispatcher.round(h.at(1_000)).await.expect("round");
-    assert_eq!(h.status(first, id).await, "offered");
+    assert_eq!(h.status(&first, id).await, "offered");
     h.service
-        .act_at(first, id, Action::Decline, h.at(1_500))
+        .act_at(&first, id, Action::Decline, h.at(1_500))
         .await
         .expect("declined");
     // Alone in town, the decliner is not offered the trip again.
     h.dispatcher.round(h.at(2_000)).await.expect("round");
-    assert_eq!(h.status(rider, id).await, "searching");
+    assert_eq!(h.status(&rider, id).await, "searching");
     // A second driver is; letting it lapse excludes them too.
     let second = h.driver(1_000.0);
     h.dispatcher.round(h.at(3_000)).await.expect("round");
-    let view = h.service.get(second, id).await.expect("offered");
+    let view = h.service.get(&second, id).await.expect("offered");
     assert_eq!(view.driver_id, Some(second.account));
     let lapse = h.at(3_000 + 15_000);
     let round = h.dispatcher.round(lapse).await.expect("round");
     assert_eq!(round.expired_offers, 1, "{round:?}");
     let err = h
         .service
-        .act_at(second, id, Action::Accept, lapse)
+        .act_at(&second, id, Action::Accept, lapse)
         .await
         .expect_err("lapsed");
     assert!(
@@ -252,52 +245,49 @@ pub async fn a_declined_trip_goes_to_another_driver_never_back(h: Harness) {
         "{err:?}"
     );
     h.dispatcher.round(h.at(20_000)).await.expect("round");
-    assert_eq!(h.status(rider, id).await, "searching");
+    assert_eq!(h.status(&rider, id).await, "searching");
     // And after the search time, nobody was found.
     let round = h.dispatcher.round(h.at(120_000)).await.expect("round");
     assert_eq!(round.expired_searches, 1);
-    assert_eq!(h.status(rider, id).await, "no_drivers_found");
+    assert_eq!(h.status(&rider, id).await, "no_drivers_found");
 }
 
 pub async fn who_may_do_what(h: Harness) {
     let rider = h.rider();
-    let id = h.book(rider).await;
+    let id = h.book(&rider).await;
     let driver = h.driver(100.0);
-    let stranger_driver = Caller {
-        account: AccountId::from_uuid(uuid::Uuid::now_v7()),
-        role: Role::Driver,
-    };
+    let stranger_driver = Caller::new(AccountId::from_uuid(uuid::Uuid::now_v7()), Role::Driver, "");
     let other_rider = h.rider();
     h.dispatcher.round(h.at(1_000)).await.expect("round");
 
     // A rider cannot call driver endpoints: 403.
     let err = h
         .service
-        .act_at(rider, id, Action::Accept, h.at(1_100))
+        .act_at(&rider, id, Action::Accept, h.at(1_100))
         .await;
     assert!(matches!(err, Err(TripError::Forbidden(_))), "{err:?}");
     // Someone else's trip does not exist for them: 404.
     assert!(matches!(
-        h.service.get(other_rider, id).await,
+        h.service.get(&other_rider, id).await,
         Err(TripError::NotFound(_))
     ));
     assert!(matches!(
-        h.service.get(stranger_driver, id).await,
+        h.service.get(&stranger_driver, id).await,
         Err(TripError::NotFound(_))
     ));
     let err = h
         .service
-        .act_at(other_rider, id, Action::Cancel, h.at(1_100))
+        .act_at(&other_rider, id, Action::Cancel, h.at(1_100))
         .await;
     assert!(matches!(err, Err(TripError::NotFound(_))), "{err:?}");
     let err = h
         .service
-        .act_at(stranger_driver, id, Action::Accept, h.at(1_100))
+        .act_at(&stranger_driver, id, Action::Accept, h.at(1_100))
         .await;
     assert!(matches!(err, Err(TripError::NotFound(_))), "{err:?}");
     assert!(
         h.service
-            .list(other_rider, 10)
+            .list(&other_rider, 10)
             .await
             .expect("list")
             .is_empty()
@@ -305,8 +295,7 @@ pub async fn who_may_do_what(h: Harness) {
     // A driver cannot book.
     let err = h
         .service
-        .book_at(
-            driver,
+        .book_at(&driver,
             BookTrip {
                 quote_id: "x".into(),
                 package: Package::Car,
@@ -318,8 +307,7 @@ pub async fn who_may_do_what(h: Harness) {
     // A quote is bound to its rider, and a forged one is refused.
     let err = h
         .service
-        .book_at(
-            other_rider,
+        .book_at(&other_rider,
             BookTrip {
                 quote_id: "not.a.quote".into(),
                 package: Package::Car,
@@ -338,7 +326,7 @@ pub async fn who_may_do_what(h: Harness) {
         "{err:?}"
     );
     // The offered driver acts; nobody else did anything.
-    assert_eq!(h.status(driver, id).await, "offered");
+    assert_eq!(h.status(&driver, id).await, "offered");
 }
 
 pub async fn cancellation_fees_follow_the_clock(h: Harness) {
@@ -349,12 +337,12 @@ pub async fn cancellation_fees_follow_the_clock(h: Harness) {
     let (rider, driver, id) = assigned(&h).await;
     let view = h
         .service
-        .act_at(rider, id, Action::Cancel, h.at(119_000))
+        .act_at(&rider, id, Action::Cancel, h.at(119_000))
         .await
         .expect("ok");
     assert_eq!((view.status.as_str(), fee(&view)), ("cancelled", Some(0)));
     h.service
-        .act_at(driver, id, Action::Cancel, h.at(119_000))
+        .act_at(&driver, id, Action::Cancel, h.at(119_000))
         .await
         .expect_err("ended");
 
@@ -362,7 +350,7 @@ pub async fn cancellation_fees_follow_the_clock(h: Harness) {
     let (rider, driver, id) = assigned(&h).await;
     let view = h
         .service
-        .act_at(rider, id, Action::Cancel, h.at(121_000))
+        .act_at(&rider, id, Action::Cancel, h.at(121_000))
         .await
         .expect("ok");
     assert_eq!(fee(&view), Some(policy.late_cancel_fee));
@@ -371,37 +359,37 @@ pub async fn cancellation_fees_follow_the_clock(h: Harness) {
     // The driver cancels before the no-show wait: the trip searches again, without them.
     let (rider, driver, id) = assigned(&h).await;
     h.service
-        .act_at(driver, id, Action::Arrive, h.at(1_000))
+        .act_at(&driver, id, Action::Arrive, h.at(1_000))
         .await
         .expect("arrived");
     let view = h
         .service
-        .act_at(driver, id, Action::Cancel, h.at(60_000))
+        .act_at(&driver, id, Action::Cancel, h.at(60_000))
         .await
         .expect("ok");
     assert_eq!(view.status, "searching");
-    assert_eq!(h.status(rider, id).await, "searching");
+    assert_eq!(h.status(&rider, id).await, "searching");
     h.service
-        .act_at(rider, id, Action::Cancel, h.at(61_000))
+        .act_at(&rider, id, Action::Cancel, h.at(61_000))
         .await
         .expect("rider cancels");
 
     // After the rider kept the driver waiting 5 minutes: the no-show fee.
     let (rider, driver, id) = assigned(&h).await;
     h.service
-        .act_at(driver, id, Action::Arrive, h.at(1_000))
+        .act_at(&driver, id, Action::Arrive, h.at(1_000))
         .await
         .expect("arrived");
     let view = h
         .service
-        .act_at(driver, id, Action::Cancel, h.at(1_000 + 300_000))
+        .act_at(&driver, id, Action::Cancel, h.at(1_000 + 300_000))
         .await
         .expect("no-show");
     assert_eq!(
         (view.status.as_str(), fee(&view)),
         ("cancelled", Some(policy.no_show_fee))
     );
-    assert_eq!(h.status(rider, id).await, "cancelled");
+    assert_eq!(h.status(&rider, id).await, "cancelled");
 }
 
 /// Two trips offered to one driver (as two dispatchers racing could), and each accept sent ten
@@ -409,17 +397,17 @@ pub async fn cancellation_fees_follow_the_clock(h: Harness) {
 pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
     for _ in 0..3 {
         let driver = h.driver(10.0);
-        let trips = [h.book(h.rider()).await, h.book(h.rider()).await];
+        let trips = [h.book(&h.rider()).await, h.book(&h.rider()).await];
         for id in trips {
             offer(&h, id, driver.account).await;
         }
         let service = Arc::new(h.service.clone());
         let mut accepts = Vec::new();
         for i in 0..20 {
-            let service = service.clone();
+            let (service, driver) = (service.clone(), driver.clone());
             let id = trips[i % 2];
             accepts.push(tokio::spawn(async move {
-                service.act(driver, id, Action::Accept).await.map(|v| v.id)
+                service.act(&driver, id, Action::Accept).await.map(|v| v.id)
             }));
         }
         let mut won = std::collections::BTreeSet::new();
@@ -435,7 +423,7 @@ pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
         assert_eq!(won.len(), 1, "the driver holds exactly one trip: {won:?}");
         let active: Vec<_> = h
             .service
-            .list(driver, 10)
+            .list(&driver, 10)
             .await
             .expect("list")
             .into_iter()
@@ -444,14 +432,11 @@ pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
         assert_eq!(active.len(), 1);
         // Free the riders for the next round.
         for id in trips {
-            let view = h.service.get(driver, id).await.expect("visible");
+            let view = h.service.get(&driver, id).await.expect("visible");
             let _ = h
                 .service
                 .act(
-                    Caller {
-                        account: view.rider_id,
-                        role: Role::Rider,
-                    },
+                    &Caller::new(view.rider_id, Role::Rider, ""),
                     id,
                     Action::Cancel,
                 )
@@ -477,16 +462,17 @@ pub async fn a_cancelled_trip_never_becomes_assigned(h: Harness) {
     for _ in 0..10 {
         let rider = h.rider();
         let driver = h.driver(10.0);
-        let id = h.book(rider).await;
+        let id = h.book(&rider).await;
         offer(&h, id, driver.account).await;
         let service = Arc::new(h.service.clone());
         let (s1, s2) = (service.clone(), service.clone());
-        let accept = tokio::spawn(async move { s1.act(driver, id, Action::Accept).await });
-        let cancel = tokio::spawn(async move { s2.act(rider, id, Action::Cancel).await });
+        let (d, r) = (driver.clone(), rider.clone());
+        let accept = tokio::spawn(async move { s1.act(&d, id, Action::Accept).await });
+        let cancel = tokio::spawn(async move { s2.act(&r, id, Action::Cancel).await });
         let (accept, cancel) = (accept.await.expect("joined"), cancel.await.expect("joined"));
         let cancelled = cancel.expect("a rider may always cancel an open trip");
         assert_eq!(cancelled.status, "cancelled");
-        assert_eq!(h.status(rider, id).await, "cancelled");
+        assert_eq!(h.status(&rider, id).await, "cancelled");
         if let Ok(accepted) = accept {
             assert!(
                 accepted.version < cancelled.version,
@@ -495,7 +481,7 @@ pub async fn a_cancelled_trip_never_becomes_assigned(h: Harness) {
         }
         let log: Vec<String> = h
             .service
-            .notices(rider, 0, 100)
+            .notices(&rider, 0, 100)
             .await
             .expect("log")
             .into_iter()
@@ -512,17 +498,14 @@ pub async fn a_cancelled_trip_never_becomes_assigned(h: Harness) {
 /// A trip booked by a new rider and accepted (at t0) by a new driver 50 m away.
 async fn assigned(h: &Harness) -> (Caller, Caller, TripId) {
     let rider = h.rider();
-    let id = h.book(rider).await;
+    let id = h.book(&rider).await;
     h.driver(50.0);
     h.dispatcher.round(h.at(0)).await.expect("round");
     // Drivers of earlier scenarios are free again and as near: take whoever got the offer.
-    let view = h.service.get(rider, id).await.expect("visible");
-    let driver = Caller {
-        account: view.driver_id.expect("offered"),
-        role: Role::Driver,
-    };
+    let view = h.service.get(&rider, id).await.expect("visible");
+    let driver = Caller::new(view.driver_id.expect("offered"), Role::Driver, "");
     h.service
-        .act_at(driver, id, Action::Accept, h.at(0))
+        .act_at(&driver, id, Action::Accept, h.at(0))
         .await
         .expect("accepted");
     (rider, driver, id)
