@@ -5,6 +5,7 @@
 //! for all). It never decides anything about rides.
 
 mod messages;
+pub mod realtime;
 mod socketio;
 mod websocket;
 
@@ -19,6 +20,7 @@ use tokio::sync::broadcast;
 use tower::Layer;
 
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
+pub use realtime::{Realtime, RealtimeDeps};
 
 /// Messages buffered per WebSocket session before it is told it lagged.
 const SESSION_BUFFER: usize = 4096;

@@ -4,6 +4,9 @@
 //! remote services. It holds no state and no business rules beyond input validation.
 
 pub mod payload;
+pub mod product;
+
+pub use product::{ProductServices, product_router};
 
 use std::sync::Arc;
 

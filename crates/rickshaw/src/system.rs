@@ -17,16 +17,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use communication::Communication;
+use communication::{Communication, Realtime, RealtimeDeps};
+use domain::pricing::StraightLineRouting;
+use gateway::ProductServices;
+use identity::{IdentityService, SigningKey, SqliteAccountStore, TokenVerifier};
 use matching::{AllShards, KvLeases, LeaseConfig, MatchingService};
 use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
 use platform::http::{Health, ops_router};
 use platform::rpc::RpcClient;
 use platform::{Config, Shutdown, store, telemetry};
+use pricing::{PricingService, QuoteBook, Router};
 use rating::{PgRatingStore, RatingService, SqliteRatingStore};
 use rider::RiderService;
 use supply::SupplyService;
 use tokio::net::TcpListener;
+use trip::{Dispatcher, SqliteTripStore, TripApi, TripService};
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -129,7 +134,33 @@ pub struct System {
 /// Where the gateway's calls go and what the HTTP edge serves.
 struct Edge {
     gateway: Option<gateway::Services>,
+    product: Option<ProductServices>,
     communication: Option<Communication>,
+    realtime: Option<Realtime>,
+}
+
+async fn open_sqlite(config: &Config, file: &str) -> anyhow::Result<store::SqlitePool> {
+    let path = config.data_dir.join(file);
+    store::open_sqlite(&path)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))
+}
+
+/// The pricing service as configured: OSRM when `pricing.osrm_url` is set, else straight lines.
+fn pricing_service(config: &Config, key: &SigningKey) -> PricingService {
+    let fallback = StraightLineRouting {
+        detour_factor: config.pricing.detour_factor,
+        speed_kmh: config.pricing.speed_kmh,
+    };
+    let router = match &config.pricing.osrm_url {
+        Some(url) => Router::osrm(url, Duration::from_secs(2), fallback),
+        None => Router::straight_line(fallback),
+    };
+    PricingService::new(
+        router,
+        QuoteBook::new(key.bytes()),
+        config.pricing.quote_ttl_s,
+    )
 }
 
 impl System {
@@ -138,10 +169,7 @@ impl System {
         let shutdown = Shutdown::new();
         let bus: SharedBus = Arc::new(InProcessBus::new());
 
-        let rating_path = config.data_dir.join("rating.db");
-        let rating_db = store::open_sqlite(&rating_path).await.with_context(|| {
-            format!("cannot open the rating database {}", rating_path.display())
-        })?;
+        let rating_db = open_sqlite(&config, "rating.db").await?;
         let rating_store = Arc::new(SqliteRatingStore::new(rating_db.clone()).await?);
         let (rating, directory) = RatingService::build(rating_store, bus.clone()).await?;
         directory.run(&shutdown);
@@ -150,15 +178,66 @@ impl System {
             .await?
             .run(&shutdown, Arc::new(AllShards(config.matching.shards)));
         let communication = Communication::build(bus.clone(), &shutdown).await?;
+
+        // The product API.
+        let key = SigningKey::embedded(&config.identity, &config.data_dir).with_context(|| {
+            format!(
+                "cannot read or create the signing key in {}",
+                config.data_dir.display()
+            )
+        })?;
+        let identity_db = open_sqlite(&config, "identity.db").await?;
+        let accounts = SqliteAccountStore::new(identity_db.clone()).await?;
+        let identity = Arc::new(IdentityService::new(
+            Arc::new(accounts),
+            key.clone(),
+            &config.identity,
+        ));
+        let trip_db = open_sqlite(&config, "trip.db").await?;
+        let trips = TripService::new(
+            Arc::new(SqliteTripStore::new(trip_db.clone()).await?),
+            bus.clone(),
+            QuoteBook::new(key.bytes()),
+            config.trips.policy(),
+        );
+        Dispatcher::build(trips.clone(), &bus, config.trips.clone())
+            .await?
+            .run(&shutdown);
+        let supply = Arc::new(SupplyService::new(bus.clone()));
+        let trips: Arc<dyn TripApi> = Arc::new(trips);
+        let verifier = TokenVerifier::new(&key);
+        let realtime = Realtime::build(
+            &bus,
+            RealtimeDeps {
+                trips: trips.clone(),
+                supply: supply.clone(),
+                verifier: verifier.clone(),
+            },
+            &shutdown,
+        )
+        .await?;
         let edge = Edge {
             gateway: Some(gateway::Services {
                 rider: Arc::new(RiderService::new(bus.clone())),
-                supply: Arc::new(SupplyService::new(bus.clone())),
+                supply: supply.clone(),
                 rating,
             }),
+            product: Some(ProductServices {
+                identity,
+                pricing: Arc::new(pricing_service(&config, &key)),
+                trips,
+                supply,
+                verifier,
+            }),
             communication: Some(communication),
+            realtime: Some(realtime),
         };
-        Self::listen(config, shutdown, edge, vec![Pool::Sqlite(rating_db)]).await
+        let pools = vec![
+            Pool::Sqlite(rating_db),
+            Pool::Sqlite(identity_db),
+            Pool::Sqlite(trip_db),
+        ];
+        Self::listen(config, shutdown, edge, pools).await
     }
 
     /// `rickshaw serve`: the named services on NATS and PostgreSQL.
@@ -228,7 +307,9 @@ impl System {
             shutdown,
             Edge {
                 gateway,
+                product: None,
                 communication,
+                realtime: None,
             },
             pools,
         )
@@ -246,8 +327,15 @@ impl System {
         if let Some(services) = edge.gateway {
             router = router.merge(gateway::course_router(services));
         }
+        if let Some(product) = edge.product {
+            router = router.merge(gateway::product_router(product));
+        }
         if let Some(communication) = &edge.communication {
             router = router.merge(communication.routes());
+        }
+        if let Some(realtime) = edge.realtime {
+            router = router.merge(realtime.routes());
+            realtime.run(&shutdown);
         }
         let mut app = platform::http::finish(router, &config.http);
         if let Some(communication) = edge.communication {

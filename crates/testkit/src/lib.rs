@@ -28,7 +28,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     config.matching.tick_ms = 100;
     config.matching.hold_ms = 1_000;
+    config.trips.dispatch_ms = 100;
     config.shutdown.grace_ms = 5_000;
+    // The distributed mode has no built-in key; every test instance shares this one.
+    config.identity.signing_key = Some("testkit signing key, 32+ bytes long".to_owned());
     config
 }
 
@@ -163,6 +166,74 @@ impl TestApp {
             .expect("request sent");
         let status = response.status();
         (status, response.text().await.expect("body"))
+    }
+
+    /// A request with `Authorization: Bearer <token>` (none when `token` is empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        if response.status() == StatusCode::NO_CONTENT {
+            return (StatusCode::NO_CONTENT, Value::Null);
+        }
+        read(response).await
+    }
+
+    /// Signs up and logs in: `(access token, account id)`.
+    pub async fn account(&self, role: &str) -> (String, String) {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let (status, body) = self
+            .post_json(
+                "/v1/auth/signup",
+                serde_json::json!({"email": email, "password": "correct horse battery", "name": format!("A {role}"), "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, tokens) = self
+            .post_json(
+                "/v1/auth/login",
+                serde_json::json!({"email": email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        let token = tokens["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned();
+        let id = tokens["account"]["id"]
+            .as_str()
+            .expect("account id")
+            .to_owned();
+        (token, id)
+    }
+
+    /// `GET /v1/ws` with `token`, and `query` (e.g. `?last_event_id=3`).
+    pub async fn product_ws(&self, token: &str, query: &str) -> WsClient {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/v1/ws{query}",
+            self.base_url.replacen("http://", "ws://", 1)
+        );
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("WebSocket connects");
+        WsClient { stream }
     }
 
     /// Posts a driver and waits until the rating service knows it.

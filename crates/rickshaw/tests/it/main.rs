@@ -7,4 +7,5 @@ mod course_flow;
 mod distributed;
 mod ops;
 mod persistence;
+mod product_flow;
 mod socketio_interop;

@@ -1,0 +1,488 @@
+//! The product's real-time channel, `GET /v1/ws`: an authenticated WebSocket per rider or driver
+//! (token in `Authorization: Bearer …` or `?token=`). Every trip notice for the account is pushed
+//! as `{"id": "17", "type": "trip.offered", "trip": {…}, "at": …}`; a rider also gets the assigned
+//! driver's position (`driver.position`) until the trip ends, and a driver may send positions
+//! (`{"type": "location", "lat": …, "lng": …}`).
+//!
+//! Ids: a trip notice's id is its number in the trip service's log; a position's id is
+//! `"<last notice id>.<n>"`. A client that reconnects with `?last_event_id=<the last id it saw>`
+//! (either kind) is first sent every notice it missed, from the log, then the live stream —
+//! deduplicated, so nothing is lost or doubled across the switch. Positions are never replayed:
+//! the next one supersedes them.
+//!
+//! Every instance gets every notice and position from the bus and delivers to the sessions it
+//! holds, so a client may reconnect to any instance.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use domain::events::{DriverLocated, Event};
+use domain::{AccountId, LatLng, Role};
+use futures_util::{SinkExt, StreamExt};
+use identity::TokenVerifier;
+use platform::auth::Caller;
+use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::{ApiError, ErrorCode, Shutdown, clock};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use supply::SupplyApi;
+use tokio::sync::mpsc;
+use trip::{TripApi, TripNotice};
+
+/// Messages queued per session; a session that falls this far behind is closed (it reconnects
+/// with its last id and catches up from the log).
+const SESSION_QUEUE: usize = 1024;
+/// Notices fetched per page while replaying.
+const REPLAY_PAGE: u32 = 200;
+
+/// What the real-time channel needs from other services.
+#[derive(Clone)]
+pub struct RealtimeDeps {
+    pub trips: Arc<dyn TripApi>,
+    pub supply: Arc<dyn SupplyApi>,
+    pub verifier: TokenVerifier,
+}
+
+enum Live {
+    Notice(Arc<TripNotice>),
+    Position(Arc<DriverLocated>),
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_account: HashMap<AccountId, Vec<(u64, mpsc::Sender<Live>)>>,
+    /// driver → riders whose trip they drive.
+    watchers: HashMap<AccountId, HashSet<AccountId>>,
+}
+
+#[derive(Clone)]
+struct Hub {
+    deps: RealtimeDeps,
+    sessions: Arc<Mutex<Sessions>>,
+    next_session: Arc<AtomicU64>,
+    shutdown: Shutdown,
+}
+
+pub struct Realtime {
+    hub: Hub,
+    notices: Subscription,
+    positions: Subscription,
+}
+
+impl Realtime {
+    /// Subscribes to trip notices and driver positions (fan-out: every instance sees all).
+    pub async fn build(
+        bus: &SharedBus,
+        deps: RealtimeDeps,
+        shutdown: &Shutdown,
+    ) -> Result<Self, BusError> {
+        let notices = bus
+            .subscribe(SubscribeOptions::ephemeral(TripNotice::SUBJECT))
+            .await?;
+        let positions = bus
+            .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
+            .await?;
+        Ok(Self {
+            hub: Hub {
+                deps,
+                sessions: Arc::default(),
+                next_session: Arc::default(),
+                shutdown: shutdown.clone(),
+            },
+            notices,
+            positions,
+        })
+    }
+
+    pub fn routes(&self) -> Router {
+        Router::new()
+            .route("/v1/ws", get(upgrade))
+            .with_state(self.hub.clone())
+    }
+
+    pub fn run(self, shutdown: &Shutdown) {
+        let hub = self.hub.clone();
+        shutdown.spawn(bus::consume(
+            self.notices,
+            shutdown.token(),
+            "communication.trip_notices",
+            move |notice: TripNotice, _| {
+                hub.deliver_notice(Arc::new(notice));
+                async { Handled::Done }
+            },
+        ));
+        let hub = self.hub;
+        shutdown.spawn(bus::consume(
+            self.positions,
+            shutdown.token(),
+            "communication.driver_positions",
+            move |position: DriverLocated, _| {
+                hub.deliver_position(Arc::new(position));
+                async { Handled::Done }
+            },
+        ));
+    }
+}
+
+fn lock(sessions: &Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
+    sessions.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    fn send(&self, account: &AccountId, live: impl Fn() -> Live) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(list) = sessions.by_account.get_mut(account) {
+            // A full queue drops the session; its client reconnects and replays.
+            list.retain(|(_, tx)| tx.try_send(live()).is_ok());
+        }
+    }
+
+    fn deliver_notice(&self, notice: Arc<TripNotice>) {
+        {
+            let mut sessions = lock(&self.sessions);
+            let (rider, driver) = (notice.trip.rider_id, notice.trip.driver_id);
+            match notice.kind.as_str() {
+                "trip.driver_assigned" | "trip.driver_arrived" | "trip.started" => {
+                    if let Some(driver) = driver {
+                        sessions.watchers.entry(driver).or_default().insert(rider);
+                    }
+                }
+                "trip.completed" | "trip.cancelled" | "trip.redispatched" => {
+                    for riders in sessions.watchers.values_mut() {
+                        riders.remove(&rider);
+                    }
+                    sessions.watchers.retain(|_, riders| !riders.is_empty());
+                }
+                _ => {}
+            }
+        }
+        for account in &notice.recipients {
+            self.send(account, || Live::Notice(notice.clone()));
+        }
+    }
+
+    fn deliver_position(&self, position: Arc<DriverLocated>) {
+        let riders: Vec<AccountId> = lock(&self.sessions)
+            .watchers
+            .get(&position.driver)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default();
+        for rider in riders {
+            self.send(&rider, || Live::Position(position.clone()));
+        }
+    }
+
+    fn register(&self, account: AccountId) -> (u64, mpsc::Receiver<Live>) {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        lock(&self.sessions)
+            .by_account
+            .entry(account)
+            .or_default()
+            .push((id, tx));
+        (id, rx)
+    }
+
+    fn unregister(&self, account: AccountId, id: u64) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(list) = sessions.by_account.get_mut(&account) {
+            list.retain(|(session, _)| *session != id);
+            if list.is_empty() {
+                sessions.by_account.remove(&account);
+            }
+        }
+    }
+
+    fn watch(&self, driver: AccountId, rider: AccountId) {
+        lock(&self.sessions)
+            .watchers
+            .entry(driver)
+            .or_default()
+            .insert(rider);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// `N` or `N.k` (a position's id) → N.
+fn parse_last_event_id(raw: &str) -> Result<i64, ApiError> {
+    let notice = raw.split_once('.').map_or(raw, |(n, _)| n);
+    notice
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "last_event_id",
+                format!("{raw:?} is not an event id; send the id of the last message you received"),
+            )
+        })
+}
+
+async fn upgrade(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(e) => return ApiError::new(ErrorCode::InvalidInput, e.body_text()).into_response(),
+    };
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let Some(token) = header_token.or(query.token) else {
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            "send an access token: Authorization: Bearer <token>, or ?token=<token>",
+        )
+        .into_response();
+    };
+    let caller = match hub.deps.verifier.verify(&token, clock::now()) {
+        Ok(claims) => Caller::new(claims.account, claims.role, token),
+        Err(e) => return ApiError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
+    };
+    let last_event_id = match query.last_event_id.as_deref().map(parse_last_event_id) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => return e.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("/v1/ws is a WebSocket endpoint: {}", rejection.body_text()),
+            )
+            .into_response();
+        }
+    };
+    upgrade
+        .max_message_size(16 * 1024)
+        .on_upgrade(move |socket| session(socket, hub, caller, last_event_id))
+}
+
+fn frame(value: &Value) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn notice_frame(notice: &TripNotice) -> Message {
+    frame(&json!({
+        "id": notice.id.to_string(),
+        "type": notice.kind,
+        "trip": notice.trip,
+        "at": notice.at,
+    }))
+}
+
+fn error_frame(e: &ApiError) -> Message {
+    let mut body = json!({"type": "error", "code": e.code, "message": e.message});
+    if let Some(field) = &e.field {
+        body["field"] = json!(field);
+    }
+    frame(&body)
+}
+
+async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Option<i64>) {
+    let _running = hub.shutdown.hold();
+    let stop = hub.shutdown.token();
+    let gauge = metrics::gauge!("communication_connected_clients", "transport" => "v1_ws");
+    gauge.increment(1.0);
+    let (mut sink, mut stream) = socket.split();
+    // Registered before the replay is read, so nothing published meanwhile is missed; the live
+    // copies of replayed notices are skipped by id.
+    let (session_id, mut live) = hub.register(caller.account);
+    let mut last_sent: i64 = last_event_id.unwrap_or(0);
+    let mut positions_since: u64 = 0;
+    let hello = json!({
+        "type": "hello",
+        "account_id": caller.account,
+        "role": caller.role,
+        "replaying_after": last_event_id.map(|id| id.to_string()),
+    });
+    let mut open = sink.send(frame(&hello)).await.is_ok();
+    if open && let Some(after) = last_event_id {
+        open = replay(&hub, &caller, after, &mut sink, &mut last_sent).await;
+    }
+    if open && caller.role == Role::Rider {
+        // The driver of a trip under way, whose position the rider should see.
+        if let Ok(trips) = hub.deps.trips.list(&caller, 5).await {
+            for trip in trips {
+                if matches!(
+                    trip.status.as_str(),
+                    "driver_assigned" | "arrived" | "in_progress"
+                ) && let Some(driver) = trip.driver_id
+                {
+                    hub.watch(driver, caller.account);
+                }
+            }
+        }
+    }
+    if !open {
+        hub.unregister(caller.account, session_id);
+        gauge.decrement(1.0);
+        return;
+    }
+    loop {
+        let outgoing = tokio::select! {
+            () = stop.cancelled() => {
+                let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                break;
+            }
+            incoming = stream.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => error_frame(&ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "binary frames are not supported; send JSON text",
+                )),
+                Some(Ok(Message::Text(text))) => match handle_client(&hub, &caller, text.as_str()).await {
+                    Ok(Some(reply)) => frame(&reply),
+                    Ok(None) => continue,
+                    Err(e) => error_frame(&e),
+                },
+            },
+            next = live.recv() => match next {
+                Some(Live::Notice(notice)) => {
+                    if notice.id <= last_sent {
+                        continue;
+                    }
+                    last_sent = notice.id;
+                    positions_since = 0;
+                    notice_frame(&notice)
+                }
+                Some(Live::Position(position)) => {
+                    positions_since += 1;
+                    frame(&json!({
+                        "id": format!("{last_sent}.{positions_since}"),
+                        "type": "driver.position",
+                        "driver_id": position.driver,
+                        "position": position.position,
+                        "at": position.at,
+                    }))
+                }
+                None => {
+                    let _ = sink
+                        .send(close(close_code::AGAIN, "fell behind; reconnect with last_event_id"))
+                        .await;
+                    break;
+                }
+            },
+        };
+        if sink.send(outgoing).await.is_err() {
+            break;
+        }
+    }
+    hub.unregister(caller.account, session_id);
+    gauge.decrement(1.0);
+}
+
+/// Sends the caller's notices after `after`, page by page; false if the socket closed.
+async fn replay(
+    hub: &Hub,
+    caller: &Caller,
+    after: i64,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    last_sent: &mut i64,
+) -> bool {
+    let mut cursor = after;
+    loop {
+        let page = match hub.deps.trips.notices(caller, cursor, REPLAY_PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                let error = ApiError::from(e);
+                return sink.send(error_frame(&error)).await.is_ok();
+            }
+        };
+        let full = page.len() == REPLAY_PAGE as usize;
+        for notice in &page {
+            if sink.send(notice_frame(notice)).await.is_err() {
+                return false;
+            }
+            cursor = notice.id;
+            *last_sent = (*last_sent).max(notice.id);
+        }
+        if !full {
+            return true;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Ping,
+    Location { lat: f64, lng: f64 },
+}
+
+async fn handle_client(hub: &Hub, caller: &Caller, text: &str) -> Result<Option<Value>, ApiError> {
+    let message: ClientMessage = serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("unknown message ({e}); send {{\"type\": \"ping\"}} or {{\"type\": \"location\", \"lat\": …, \"lng\": …}}"),
+        )
+    })?;
+    match message {
+        ClientMessage::Ping => Ok(Some(json!({"type": "pong"}))),
+        ClientMessage::Location { lat, lng } => {
+            if caller.role != Role::Driver {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only drivers report positions",
+                ));
+            }
+            let position = LatLng::new(lat, lng).map_err(|e| {
+                let field = match e {
+                    domain::LatLngError::Latitude(_) => "lat",
+                    domain::LatLngError::Longitude(_) => "lng",
+                };
+                ApiError::invalid_field(field, e.to_string())
+            })?;
+            hub.deps
+                .supply
+                .locate(caller.account, position)
+                .await
+                .map_err(ApiError::from)?;
+            Ok(None)
+        }
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_event_ids_of_both_kinds_parse_to_the_notice_id() {
+        assert_eq!(parse_last_event_id("17").ok(), Some(17));
+        assert_eq!(parse_last_event_id("17.3").ok(), Some(17));
+        assert_eq!(parse_last_event_id("0").ok(), Some(0));
+        for bad in ["", "x", "-1", "1e3", ".2"] {
+            let err = parse_last_event_id(bad).expect_err(bad);
+            assert_eq!(err.field.as_deref(), Some("last_event_id"));
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `/v1/auth/*` and `/v1/me`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use domain::{Email, PersonName, Role};
+use identity::{Account, SignUp, Tokens};
+use platform::ApiError;
+use platform::http::JsonBody;
+use serde_json::Value;
+
+use super::{Authenticated, ProductServices, body, openapi};
+
+/// Create an account.
+#[utoipa::path(post, path = "/v1/auth/signup", tag = "accounts",
+    request_body = openapi::SignUpRequest,
+    responses(
+        (status = 201, description = "The account", body = openapi::AccountView),
+        (status = 409, description = "The email is taken", body = openapi::ErrorBody),
+        (status = 422, description = "A field is invalid (named in `error.field`)", body = openapi::ErrorBody),
+    ))]
+pub async fn sign_up(
+    State(services): State<ProductServices>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Account>), ApiError> {
+    let email = Email::parse(body::string(&body, "email")?)
+        .map_err(|e| ApiError::invalid_field("email", e))?;
+    let password = body::string(&body, "password")?.to_owned();
+    let name = PersonName::parse(body::string(&body, "name")?)
+        .map_err(|e| ApiError::invalid_field("name", e.to_string()))?;
+    let role: Role = body::string(&body, "role")?
+        .parse()
+        .map_err(|e: String| ApiError::invalid_field("role", e))?;
+    let account = services
+        .identity
+        .sign_up(SignUp {
+            email,
+            password,
+            name,
+            role,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+/// Log in: an access token (short-lived) and a refresh token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "accounts",
+    request_body = openapi::LogInRequest,
+    responses(
+        (status = 200, description = "Tokens", body = openapi::TokensView),
+        (status = 401, description = "Wrong email or password", body = openapi::ErrorBody),
+        (status = 429, description = "Too many failed attempts for this email", body = openapi::ErrorBody),
+    ))]
+pub async fn log_in(
+    State(services): State<ProductServices>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Tokens>, ApiError> {
+    let email = Email::parse(body::string(&body, "email")?)
+        .map_err(|e| ApiError::invalid_field("email", e))?;
+    let password = body::string(&body, "password")?.to_owned();
+    Ok(Json(services.identity.log_in(email, password).await?))
+}
+
+/// Exchange a refresh token for new tokens (the old refresh token stops working).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "accounts",
+    request_body = openapi::RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = openapi::TokensView),
+        (status = 401, description = "The refresh token is unknown, expired or revoked", body = openapi::ErrorBody),
+    ))]
+pub async fn refresh(
+    State(services): State<ProductServices>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Tokens>, ApiError> {
+    let token = body::string(&body, "refresh_token")?.to_owned();
+    Ok(Json(services.identity.refresh(token).await?))
+}
+
+/// Revoke a refresh token (idempotent).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "accounts",
+    request_body = openapi::RefreshRequest,
+    responses((status = 204, description = "Revoked")))]
+pub async fn log_out(
+    State(services): State<ProductServices>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<StatusCode, ApiError> {
+    let token = body::string(&body, "refresh_token")?.to_owned();
+    services.identity.log_out(token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account", body = openapi::AccountView),
+        (status = 401, description = "No or an invalid access token", body = openapi::ErrorBody),
+    ))]
+pub async fn me(
+    State(services): State<ProductServices>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<Account>, ApiError> {
+    Ok(Json(services.identity.account(&caller).await?))
+}

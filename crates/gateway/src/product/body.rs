@@ -1,0 +1,110 @@
+//! Reading request bodies field by field, so every 422 names the field that was wrong (`pickup.lat`,
+//! `package`, …) rather than a serde position.
+
+use domain::{LatLng, Package};
+use platform::ApiError;
+use serde_json::Value;
+
+pub fn object(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    body.as_object()
+        .ok_or_else(|| ApiError::invalid_field("body", "the body must be a JSON object"))
+}
+
+pub fn string<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    match object(body)?.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be a string"),
+        )),
+        None => Err(ApiError::invalid_field(
+            field,
+            format!("{field} is required"),
+        )),
+    }
+}
+
+pub fn package(body: &Value, field: &str) -> Result<Package, ApiError> {
+    string(body, field)?
+        .parse()
+        .map_err(|e: domain::pricing::UnknownPackage| ApiError::invalid_field(field, e.to_string()))
+}
+
+fn number(body: &Value, field: &str, path: &str) -> Result<f64, ApiError> {
+    match object(body)?.get(field) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| ApiError::invalid_field(path, format!("{path} is not a number"))),
+        Some(_) => Err(ApiError::invalid_field(
+            path,
+            format!("{path} must be a number"),
+        )),
+        None => Err(ApiError::invalid_field(path, format!("{path} is required"))),
+    }
+}
+
+/// `{"lat": …, "lng": …}` at `field` (or the body itself when `field` is empty).
+pub fn lat_lng(body: &Value, field: &str) -> Result<LatLng, ApiError> {
+    let (at, prefix) = if field.is_empty() {
+        (body, String::new())
+    } else {
+        let inner = object(body)?
+            .get(field)
+            .ok_or_else(|| ApiError::invalid_field(field, format!("{field} is required")))?;
+        if !inner.is_object() {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("{field} must be an object {{\"lat\": …, \"lng\": …}}"),
+            ));
+        }
+        (inner, format!("{field}."))
+    };
+    let lat = number(at, "lat", &format!("{prefix}lat"))?;
+    let lng = number(at, "lng", &format!("{prefix}lng"))?;
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err(ApiError::invalid_field(
+            format!("{prefix}lat"),
+            format!("latitude {lat} is outside -90..90"),
+        ));
+    }
+    if !(-180.0..=180.0).contains(&lng) {
+        return Err(ApiError::invalid_field(
+            format!("{prefix}lng"),
+            format!("longitude {lng} is outside -180..180"),
+        ));
+    }
+    LatLng::new(lat, lng).map_err(|e| ApiError::invalid_field(field, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |r: Result<LatLng, ApiError>| r.expect_err("invalid").field;
+        assert_eq!(field(lat_lng(&json!({}), "pickup")), Some("pickup".into()));
+        assert_eq!(
+            field(lat_lng(&json!({"pickup": {"lat": 91, "lng": 0}}), "pickup")),
+            Some("pickup.lat".into())
+        );
+        assert_eq!(
+            field(lat_lng(
+                &json!({"pickup": {"lat": 1, "lng": "x"}}),
+                "pickup"
+            )),
+            Some("pickup.lng".into())
+        );
+        assert_eq!(
+            field(lat_lng(&json!({"lat": 1, "lng": -181}), "")),
+            Some("lng".into())
+        );
+        let ok = lat_lng(&json!({"pickup": {"lat": 23.7, "lng": 90.4}}), "pickup").expect("ok");
+        assert_eq!((ok.lat(), ok.lng()), (23.7, 90.4));
+        let err = package(&json!({"package": "rickshaw"}), "package").expect_err("unknown");
+        assert_eq!(err.field.as_deref(), Some("package"));
+        assert!(string(&json!([]), "email").is_err());
+    }
+}

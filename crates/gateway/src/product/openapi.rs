@@ -1,0 +1,310 @@
+//! The OpenAPI document of the product API, generated from the handlers' annotations
+//! (`GET /openapi.json`), and a human-readable page rendering it (`GET /docs`). The schemas
+//! below describe the JSON bodies; the handlers read and write exactly these shapes.
+
+use axum::Router;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rickshaw product API",
+        description = "Accounts, drivers, trip previews and the trip lifecycle. Real-time \
+            events: `GET /v1/ws` (WebSocket; token in `Authorization: Bearer` or `?token=`; \
+            `?last_event_id=N` replays what a reconnecting client missed). Errors are \
+            `{\"error\": {\"code\", \"message\", \"field\"?}}`. Money is in minor units (poisha) of BDT."
+    ),
+    paths(
+        super::accounts::sign_up,
+        super::accounts::log_in,
+        super::accounts::refresh,
+        super::accounts::log_out,
+        super::accounts::me,
+        super::drivers::set_vehicle,
+        super::drivers::set_status,
+        super::drivers::locate,
+        super::trips::preview,
+        super::trips::book,
+        super::trips::list,
+        super::trips::get,
+        super::trips::act,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "Sign up, log in, tokens"),
+        (name = "drivers", description = "A driver's vehicle, availability and position"),
+        (name = "trips", description = "Preview, book and run trips"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router() -> Router {
+    Router::new()
+        .route("/openapi.json", get(spec))
+        .route("/docs", get(docs))
+}
+
+async fn spec() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// Redoc, loaded from its CDN, rendering `/openapi.json`.
+async fn docs() -> Html<&'static str> {
+    Html(
+        r#"<!doctype html>
+<html>
+  <head>
+    <title>Rickshaw API</title>
+    <meta charset="utf-8"/>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+  </head>
+  <body>
+    <noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+    <redoc spec-url="/openapi.json"></redoc>
+    <script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+  </body>
+</html>"#,
+    )
+}
+
+// The bodies, as documentation.
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// invalid_json, invalid_input, unauthorized, forbidden, not_found, conflict,
+    /// payload_too_large, rate_limited, unavailable, internal …
+    code: String,
+    message: String,
+    /// The offending field, for invalid_input.
+    field: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct SignUpRequest {
+    email: String,
+    /// 8 to 128 characters.
+    password: String,
+    name: String,
+    /// rider | driver
+    role: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct LogInRequest {
+    email: String,
+    password: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct VehicleRequest {
+    /// bike | auto | car | premium
+    package: String,
+    plate: String,
+    model: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct AccountView {
+    id: String,
+    email: String,
+    name: String,
+    role: String,
+    vehicle: Option<VehicleRequest>,
+    /// Milliseconds since the Unix epoch.
+    created_at: i64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TokensView {
+    access_token: String,
+    /// Bearer
+    token_type: String,
+    /// Seconds.
+    expires_in: u64,
+    refresh_token: String,
+    refresh_expires_in: u64,
+    account: AccountView,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct StatusRequest {
+    /// online | offline
+    status: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct StatusView {
+    driver: String,
+    online: bool,
+    package: Option<String>,
+    at: i64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct LatLngBody {
+    /// -90 to 90
+    lat: f64,
+    /// -180 to 180
+    lng: f64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct LocationView {
+    driver: String,
+    position: LatLngBody,
+    at: i64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PreviewRequest {
+    pickup: LatLngBody,
+    dropoff: LatLngBody,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct RouteDoc {
+    distance_m: u32,
+    duration_s: u32,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct FareDoc {
+    package: String,
+    /// Minor units (poisha).
+    fare: u64,
+    /// BDT
+    currency: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PreviewView {
+    /// Book it with `POST /v1/trips` before `expires_at`.
+    quote_id: String,
+    expires_at: i64,
+    pickup: LatLngBody,
+    dropoff: LatLngBody,
+    route: RouteDoc,
+    /// straight_line | osrm
+    route_source: String,
+    fares: Vec<FareDoc>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct BookRequest {
+    quote_id: String,
+    package: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct MoneyDoc {
+    amount: u64,
+    currency: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TripDoc {
+    id: String,
+    /// searching | offered | driver_assigned | arrived | in_progress | completed | cancelled |
+    /// no_drivers_found
+    status: String,
+    rider_id: String,
+    driver_id: Option<String>,
+    package: String,
+    pickup: LatLngBody,
+    dropoff: LatLngBody,
+    route: RouteDoc,
+    fare: MoneyDoc,
+    requested_at: i64,
+    updated_at: i64,
+    offer_expires_at: Option<i64>,
+    assigned_at: Option<i64>,
+    arrived_at: Option<i64>,
+    /// rider | driver
+    cancelled_by: Option<String>,
+    cancellation_fee: Option<MoneyDoc>,
+    version: u64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TripListDoc {
+    trips: Vec<TripDoc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented() {
+        let spec = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let paths = spec["paths"].as_object().expect("paths");
+        for path in [
+            "/v1/auth/signup",
+            "/v1/auth/login",
+            "/v1/auth/refresh",
+            "/v1/auth/logout",
+            "/v1/me",
+            "/v1/drivers/me/vehicle",
+            "/v1/drivers/me/status",
+            "/v1/drivers/me/location",
+            "/v1/trips/preview",
+            "/v1/trips",
+            "/v1/trips/{id}",
+            "/v1/trips/{id}/{action}",
+        ] {
+            assert!(paths.contains_key(path), "{path} is missing from the spec");
+        }
+        assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(spec["components"]["schemas"]["TripDoc"].is_object());
+    }
+}
