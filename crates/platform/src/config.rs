@@ -28,6 +28,36 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub pricing: PricingConfig,
     pub trips: TripsConfig,
+    /// The distributed mode's gRPC between the gateway (and communication) and the identity,
+    /// pricing and trip services.
+    pub grpc: GrpcConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Where a process running identity, pricing or trip serves gRPC (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The instances of each service (`http://host:port`); calls are balanced over them and a
+    /// dead one is skipped.
+    pub identity: Vec<String>,
+    pub pricing: Vec<String>,
+    pub trip: Vec<String>,
+    /// A call taking longer is answered 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        let local = vec!["http://127.0.0.1:9090".to_owned()];
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            identity: local.clone(),
+            pricing: local.clone(),
+            trip: local,
+            timeout_ms: 5_000,
+        }
+    }
 }
 
 /// Accounts and tokens.
@@ -256,6 +286,7 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             pricing: PricingConfig::default(),
             trips: TripsConfig::default(),
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -324,7 +355,7 @@ pub enum ConfigError {
 /// scripts' own, say) are not config.
 const ENV_KEYS: &[&str] = &[
     "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database", "identity",
-    "pricing", "trips",
+    "pricing", "trips", "grpc",
 ];
 
 impl Config {
@@ -459,6 +490,24 @@ impl Config {
                 "trips.max_pickup_m = {} must be a positive number",
                 t.max_pickup_m
             ));
+        }
+        let g = &self.grpc;
+        for (name, endpoints) in [
+            ("identity", &g.identity),
+            ("pricing", &g.pricing),
+            ("trip", &g.trip),
+        ] {
+            if endpoints.is_empty() {
+                return invalid(format!("grpc.{name} must list at least one endpoint"));
+            }
+            if let Some(bad) = endpoints.iter().find(|e| !e.starts_with("http://")) {
+                return invalid(format!(
+                    "grpc.{name} endpoint {bad:?} must look like http://host:port"
+                ));
+            }
+        }
+        if g.timeout_ms == 0 {
+            return invalid("grpc.timeout_ms must be positive".into());
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be positive".into());

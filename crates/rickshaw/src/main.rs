@@ -1,7 +1,8 @@
 //! `rickshaw`: the one binary. `rickshaw up` runs the whole system in this process;
 //! `rickshaw serve` runs some services against NATS and PostgreSQL; `rickshaw migrate` prepares the
-//! database; `rickshaw bot` drives a running system the way seed 002's client does;
-//! `rickshaw bench` runs the project's own benchmarks.
+//! database; `rickshaw bot` drives a running system the way seed 002's client does (or, with
+//! `--product`, runs whole trips through the product API); `rickshaw bench` runs the project's own
+//! benchmarks.
 
 mod bench;
 
@@ -36,7 +37,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply every service's pending PostgreSQL migrations, then exit.
     Migrate(ConfigArgs),
-    /// Drive a running Rickshaw like seed 002's client: riders and drivers every second.
+    /// Drive a running Rickshaw like seed 002's client: riders and drivers every second; with
+    /// --product, whole trips through the product API (/v1) instead.
     Bot(BotArgs),
     /// Benchmarks: matching at city scale, position ingest (docs/BENCHMARKS.md).
     #[command(subcommand)]
@@ -86,12 +88,17 @@ struct UpArgs {
     /// Also run the bot against this system until Ctrl-C.
     #[arg(long)]
     bot: bool,
+    /// With --bot: the product bot (whole trips through /v1) instead of the course bot.
+    #[arg(long, requires = "bot")]
+    product: bool,
     #[command(flatten)]
     common: ConfigArgs,
     #[command(flatten)]
     matching: MatchingArgs,
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    product_load: ProductArgs,
 }
 
 #[derive(Args)]
@@ -117,12 +124,85 @@ struct LoadArgs {
     drivers_per_sec: u32,
 }
 
+/// The product bot's flags (with --product).
+#[derive(Args)]
+struct ProductArgs {
+    /// Riders: each books a trip, waits for its end, and books again.
+    #[arg(long, default_value_t = 20, requires = "product")]
+    riders: u32,
+    /// Drivers: each accepts (or declines) offers and drives the trips.
+    #[arg(long, default_value_t = 20, requires = "product")]
+    drivers: u32,
+    /// Chance that a driver declines an offer, 0 to 1.
+    #[arg(long, default_value_t = 0.1, requires = "product")]
+    decline_prob: f64,
+    /// Packages of the drivers' vehicles, comma-separated (bike, auto, car, premium); drivers
+    /// take them in turn and riders book one of them at random.
+    #[arg(long, value_delimiter = ',', default_value = "car", requires = "product")]
+    packages: Vec<String>,
+    /// Centre of the area, as LAT,LNG (default: Dhaka).
+    #[arg(long, value_parser = parse_lat_lng, default_value = "23.7808,90.4067", requires = "product")]
+    centre: (f64, f64),
+    /// Every position is within this many metres of the centre.
+    #[arg(long, default_value_t = 2_500.0, requires = "product")]
+    radius_m: f64,
+    /// Mean pause before each of a driver's steps (accept, arrive, start, complete).
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration, requires = "product")]
+    step_delay: Duration,
+    /// A rider cancels a trip that has not ended this long after booking it.
+    #[arg(long, default_value = "150s", value_parser = humantime::parse_duration, requires = "product")]
+    trip_timeout: Duration,
+    /// After booking stops, how long riders wait for their last trips to end.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "product")]
+    drain: Duration,
+    /// Sign-ups and logins in flight at once while setting up.
+    #[arg(long, default_value_t = 8, requires = "product")]
+    setup_concurrency: usize,
+}
+
+fn parse_lat_lng(raw: &str) -> Result<(f64, f64), String> {
+    let parse = |part: Option<&str>| part.and_then(|p| p.trim().parse::<f64>().ok());
+    let mut parts = raw.split(',');
+    match (parse(parts.next()), parse(parts.next()), parts.next()) {
+        (Some(lat), Some(lng), None) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) => {
+            Ok((lat, lng))
+        }
+        _ => Err(format!("expected LAT,LNG in degrees, e.g. 23.7808,90.4067; got {raw:?}")),
+    }
+}
+
+impl ProductArgs {
+    fn config(
+        &self,
+        target: String,
+        duration: Option<Duration>,
+        progress: bool,
+    ) -> bot::ProductBotConfig {
+        bot::ProductBotConfig {
+            target,
+            riders: self.riders,
+            drivers: self.drivers,
+            duration,
+            centre: self.centre,
+            radius_m: self.radius_m,
+            decline_probability: self.decline_prob,
+            packages: self.packages.clone(),
+            step_delay: self.step_delay,
+            trip_timeout: self.trip_timeout,
+            drain: self.drain,
+            progress_every: progress.then_some(Duration::from_secs(1)),
+            setup_concurrency: self.setup_concurrency,
+        }
+    }
+}
+
 #[derive(Args)]
 struct BotArgs {
     /// Base URL of a running Rickshaw.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
-    /// How long to send for, e.g. 30s, 2m; 0 runs until Ctrl-C.
+    /// How long to send for (--product: to book, once every rider and driver is ready),
+    /// e.g. 30s, 2m; 0 runs until Ctrl-C.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Do not rate drivers.
@@ -132,10 +212,17 @@ struct BotArgs {
     #[arg(long)]
     json: bool,
     /// Exit with status 1 if fewer riders than this percentage were matched.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "product")]
     min_matched_pct: Option<f64>,
     #[command(flatten)]
     load: LoadArgs,
+    /// Drive whole trips through the product API (/v1): riders and drivers with accounts, offers
+    /// accepted or declined, trips driven to completion; reports completed trips per second.
+    /// Exits with status 1 if an invariant broke or no trip completed.
+    #[arg(long)]
+    product: bool,
+    #[command(flatten)]
+    product_load: ProductArgs,
 }
 
 fn main() -> ExitCode {
@@ -266,6 +353,15 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let stop = CancellationToken::new();
     let bot = args.bot.then(|| {
+        if args.product {
+            let config = args.product_load.config(url.clone(), None, true);
+            let stop = stop.clone();
+            return tokio::spawn(async move {
+                bot::run_product(config, stop)
+                    .await
+                    .map(|summary| summary.to_string())
+            });
+        }
         let bot_config = bot::BotConfig {
             target: url.clone(),
             riders_per_sec: args.load.riders_per_sec,
@@ -274,12 +370,24 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             progress_every: Some(Duration::from_secs(1)),
             ..bot::BotConfig::default()
         };
-        tokio::spawn(bot::run(bot_config, stop.clone()))
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            bot::run(bot_config, stop)
+                .await
+                .map(|summary| summary.to_string())
+        })
     });
     let signal_stop = stop.clone();
+    // The product bot cancels its riders' trips and takes its drivers offline when stopped: the
+    // server waits for that (a little) before it shuts down.
+    let bot_done = CancellationToken::new();
+    let wait_for_bot = (args.bot && args.product).then(|| bot_done.clone());
     let server = tokio::spawn(system.run(async move {
         platform::shutdown::signal().await;
         signal_stop.cancel();
+        if let Some(bot_done) = wait_for_bot {
+            let _ = tokio::time::timeout(Duration::from_secs(10), bot_done.cancelled()).await;
+        }
     }));
     if let Some(bot) = bot {
         match bot.await {
@@ -288,11 +396,15 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             Err(e) => eprintln!("bot crashed: {e}"),
         }
     }
+    bot_done.cancel();
     server.await??;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn bot(args: BotArgs) -> anyhow::Result<ExitCode> {
+    if args.product {
+        return product_bot(args).await;
+    }
     let config = bot::BotConfig {
         target: args.target,
         riders_per_sec: args.load.riders_per_sec,
@@ -322,4 +434,31 @@ async fn bot(args: BotArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn product_bot(args: BotArgs) -> anyhow::Result<ExitCode> {
+    let config = args.product_load.config(
+        args.target,
+        (!args.duration.is_zero()).then_some(args.duration),
+        !args.json,
+    );
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        platform::shutdown::signal().await;
+        on_signal.cancel();
+    });
+    let summary = bot::run_product(config, stop).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{summary}");
+    }
+    Ok(
+        if summary.invariants_hold() && summary.counts.trips_completed > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

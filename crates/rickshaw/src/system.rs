@@ -20,7 +20,7 @@ use anyhow::Context;
 use communication::{Communication, Realtime, RealtimeDeps};
 use domain::pricing::StraightLineRouting;
 use gateway::ProductServices;
-use identity::{IdentityService, SigningKey, SqliteAccountStore, TokenVerifier};
+use identity::{IdentityService, PgAccountStore, SigningKey, SqliteAccountStore, TokenVerifier};
 use matching::{AllShards, KvLeases, LeaseConfig, MatchingService};
 use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
 use platform::http::{Health, ops_router};
@@ -31,7 +31,7 @@ use rating::{PgRatingStore, RatingService, SqliteRatingStore};
 use rider::RiderService;
 use supply::SupplyService;
 use tokio::net::TcpListener;
-use trip::{Dispatcher, SqliteTripStore, TripApi, TripService};
+use trip::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService};
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,16 +42,22 @@ pub enum Service {
     Matching,
     Rating,
     Communication,
+    Identity,
+    Pricing,
+    Trip,
 }
 
 impl Service {
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 9] = [
         Service::Gateway,
         Service::Rider,
         Service::Supply,
         Service::Matching,
         Service::Rating,
         Service::Communication,
+        Service::Identity,
+        Service::Pricing,
+        Service::Trip,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +68,9 @@ impl Service {
             Self::Matching => "matching",
             Self::Rating => "rating",
             Self::Communication => "communication",
+            Self::Identity => "identity",
+            Self::Pricing => "pricing",
+            Self::Trip => "trip",
         }
     }
 }
@@ -411,6 +420,12 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let rating = PgRatingStore::connect(&config.database.url, 1).await?;
     rating.migrate().await?;
     rating.pool().close().await;
+    let identity = PgAccountStore::connect(&config.database.url, 1).await?;
+    identity.migrate().await?;
+    identity.pool().close().await;
+    let trips = PgTripStore::connect(&config.database.url, 1).await?;
+    trips.migrate().await?;
+    trips.pool().close().await;
     Ok(())
 }
 
