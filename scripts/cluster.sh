@@ -22,7 +22,9 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
-SERVICES=(rider supply rating matching communication gateway)
+SERVICES=(rider supply rating matching identity pricing trip communication gateway)
+# The services that serve gRPC (each instance on a port of its own).
+GRPC_SERVICES=(identity pricing trip)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -84,7 +86,7 @@ start() {
   local nats_server; nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
   [ -x "$nats_server" ] || die "nats-server not found (apt-get install nats-server)"
 
-  local total=$((9 + ${#SERVICES[@]} * INSTANCES + 1))
+  local total=$((9 + (${#SERVICES[@]} + ${#GRPC_SERVICES[@]}) * INSTANCES + 1))
   mapfile -t ports < <(free_ports "$total")
   local p=0
   # take_port VAR: the next free port, into VAR (no subshell, so the counter advances).
@@ -122,6 +124,19 @@ start() {
   echo "$db_url" > "$STATE/database_url"
   "$bin" migrate --database-url "$db_url" > "$STATE/logs/migrate.log" 2>&1 || die "migration failed (see $STATE/logs/migrate.log)"
 
+  # gRPC ports of identity, pricing and trip instances, known to every gateway and communication.
+  local grpc_lists="" service
+  for service in "${GRPC_SERVICES[@]}"; do
+    local list=()
+    for i in $(seq 1 "$INSTANCES"); do
+      take_port port
+      echo "$port" > "$STATE/cmd/$service-$i.grpc"
+      list+=("\"http://127.0.0.1:$port\"")
+    done
+    grpc_lists+="$service = [$(IFS=,; echo "${list[*]}")]"$'\n'
+  done
+  local signing_key; signing_key=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
+
   # One config file for every service (its path in their command lines also marks them as ours).
   cat > "$STATE/rickshaw.toml" <<TOML
 [nats]
@@ -134,6 +149,11 @@ url = "$db_url"
 [matching]
 shards = $SHARDS
 
+[identity]
+signing_key = "$signing_key"
+
+[grpc]
+$grpc_lists
 [log]
 format = "json"
 TOML
@@ -146,8 +166,10 @@ TOML
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
+      local grpc_flag=()
+      [ -f "$STATE/cmd/$service-$i.grpc" ] && grpc_flag=(--grpc-listen "127.0.0.1:$(cat "$STATE/cmd/$service-$i.grpc")")
       launch "$service" "$i" "$bin" serve --services "$service" --listen "127.0.0.1:$port" \
-        --config "$STATE/rickshaw.toml"
+        "${grpc_flag[@]}" --config "$STATE/rickshaw.toml"
     done
   done
   for service in "${SERVICES[@]}"; do
@@ -174,7 +196,7 @@ TOML
     echo "  server {"
     echo "    listen 127.0.0.1:$edge;"
     echo "    client_max_body_size 64k;"
-    echo "    location ~ ^/(communication|socket\.io/) {"
+    echo "    location ~ ^/(communication|socket\.io/|v1/ws) {"
     echo "      proxy_pass http://communication;"
     echo "      proxy_http_version 1.1;"
     echo "      proxy_set_header Upgrade \$http_upgrade;"

@@ -85,6 +85,8 @@ pub enum TripState {
         by: Party,
         fee: Minor,
         cancelled_at: Timestamp,
+        /// The driver it was offered or assigned to when it was cancelled.
+        driver: Option<AccountId>,
     },
     NoDriversFound {
         at: Timestamp,
@@ -112,7 +114,7 @@ impl TripState {
         )
     }
 
-    /// The driver the trip is offered or assigned to, if any.
+    /// The driver the trip is offered or assigned to (or was, when it ended), if any.
     pub fn driver(&self) -> Option<AccountId> {
         match *self {
             Self::Offered { driver, .. }
@@ -120,6 +122,7 @@ impl TripState {
             | Self::Arrived { driver, .. }
             | Self::InProgress { driver, .. }
             | Self::Completed { driver, .. } => Some(driver),
+            Self::Cancelled { driver, .. } => driver,
             _ => None,
         }
     }
@@ -378,6 +381,7 @@ pub fn apply(
                 by: Party::Rider,
                 fee,
                 cancelled_at: now,
+                driver: state.driver(),
             };
             events.push(TripEvent::Cancelled {
                 by: Party::Rider,
@@ -399,6 +403,7 @@ pub fn apply(
                     by: Party::Driver,
                     fee: policy.no_show_fee,
                     cancelled_at: now,
+                    driver: Some(driver),
                 };
                 events.push(TripEvent::Cancelled {
                     by: Party::Driver,

@@ -54,6 +54,9 @@ struct ConfigArgs {
     /// Address of this process's HTTP listener.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of this process's gRPC listener (identity, pricing, trip; distributed mode).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
     /// NATS server URL(s), comma-separated (distributed mode).
     #[arg(long)]
     nats_url: Option<String>,
@@ -71,7 +74,7 @@ struct ConfigArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Which services to run here: a comma-separated list of gateway, rider, supply, matching,
-    /// rating, communication — or `all`.
+    /// rating, communication, identity, pricing, trip — or `all`.
     #[arg(long)]
     services: Services,
     #[command(flatten)]
@@ -138,9 +141,14 @@ struct ProductArgs {
     decline_prob: f64,
     /// Packages of the drivers' vehicles, comma-separated (bike, auto, car, premium); drivers
     /// take them in turn and riders book one of them at random.
-    #[arg(long, value_delimiter = ',', default_value = "car", requires = "product")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "car",
+        requires = "product"
+    )]
     packages: Vec<String>,
-    /// Centre of the area, as LAT,LNG (default: Dhaka).
+    /// Centre of the area, as LAT,LNG (Dhaka by default).
     #[arg(long, value_parser = parse_lat_lng, default_value = "23.7808,90.4067", requires = "product")]
     centre: (f64, f64),
     /// Every position is within this many metres of the centre.
@@ -164,10 +172,14 @@ fn parse_lat_lng(raw: &str) -> Result<(f64, f64), String> {
     let parse = |part: Option<&str>| part.and_then(|p| p.trim().parse::<f64>().ok());
     let mut parts = raw.split(',');
     match (parse(parts.next()), parse(parts.next()), parts.next()) {
-        (Some(lat), Some(lng), None) if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) => {
+        (Some(lat), Some(lng), None)
+            if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) =>
+        {
             Ok((lat, lng))
         }
-        _ => Err(format!("expected LAT,LNG in degrees, e.g. 23.7808,90.4067; got {raw:?}")),
+        _ => Err(format!(
+            "expected LAT,LNG in degrees, e.g. 23.7808,90.4067; got {raw:?}"
+        )),
     }
 }
 
@@ -270,6 +282,9 @@ fn overrides(
     }
     if let Some(dir) = data_dir {
         root.insert("data_dir".into(), json!(dir));
+    }
+    if let Some(listen) = common.grpc_listen {
+        root.insert("grpc".into(), json!({"listen": listen}));
     }
     let mut nats = Map::new();
     if let Some(url) = &common.nats_url {

@@ -443,3 +443,86 @@ async fn bad_product_input_is_named() {
     assert!(docs.contains("/openapi.json"));
     app.stop().await;
 }
+
+/// Waits until the dispatcher offered `trip` to `driver` (polling as the driver).
+async fn offered(app: &TestApp, driver: &str, trip: &str) {
+    for _ in 0..200 {
+        let (status, view) = app
+            .call(Method::GET, &format!("/v1/trips/{trip}"), driver, None)
+            .await;
+        if status == StatusCode::OK && view["status"] == "offered" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("trip {trip} was never offered");
+}
+
+/// Races over HTTP: the same accept sent 20 times at once assigns the trip once; an accept racing
+/// the rider's cancel never leaves the trip assigned.
+pub async fn racing_requests_keep_one_history(app: &TestApp) {
+    let ((rider, _), (driver, _)) = rider_and_driver(app).await;
+    go_online(app, &driver).await;
+    let trip = preview_and_book(app, &rider).await;
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(app, &driver, &id).await;
+    let path = format!("/v1/trips/{id}/accept");
+    let accepts = (0..20).map(|_| app.call(Method::POST, &path, &driver, None));
+    let answers = futures_util::future::join_all(accepts).await;
+    for (status, body) in &answers {
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "a repeated accept answers the trip: {body}"
+        );
+        assert_eq!(body["status"], "driver_assigned");
+    }
+    let versions: std::collections::BTreeSet<u64> = answers
+        .iter()
+        .map(|(_, b)| b["version"].as_u64().expect("version"))
+        .collect();
+    assert_eq!(
+        versions.len(),
+        1,
+        "one transition, seen by all: {versions:?}"
+    );
+    act(app, &driver, &id, "arrive").await;
+    act(app, &driver, &id, "start").await;
+    act(app, &driver, &id, "complete").await;
+
+    for _ in 0..5 {
+        let trip = preview_and_book(app, &rider).await;
+        let id = trip["id"].as_str().expect("id").to_owned();
+        offered(app, &driver, &id).await;
+        let accept_path = format!("/v1/trips/{id}/accept");
+        let cancel_path = format!("/v1/trips/{id}/cancel");
+        let (accepted, cancelled) = tokio::join!(
+            app.call(Method::POST, &accept_path, &driver, None),
+            app.call(Method::POST, &cancel_path, &rider, None),
+        );
+        assert_eq!(cancelled.0, StatusCode::OK, "{}", cancelled.1);
+        assert_eq!(cancelled.1["status"], "cancelled");
+        match accepted.0 {
+            StatusCode::OK => assert!(
+                accepted.1["version"].as_u64() < cancelled.1["version"].as_u64(),
+                "the accept came first"
+            ),
+            StatusCode::CONFLICT => {}
+            other => panic!("accept answered {other}: {}", accepted.1),
+        }
+        let (_, now) = app
+            .call(Method::GET, &format!("/v1/trips/{id}"), &rider, None)
+            .await;
+        assert_eq!(
+            now["status"], "cancelled",
+            "a cancelled trip stays cancelled"
+        );
+    }
+}
+
+#[tokio::test]
+async fn racing_requests_in_the_embedded_mode() {
+    let app = spawn_app().await;
+    racing_requests_keep_one_history(&app).await;
+    app.stop().await;
+}
