@@ -2,7 +2,11 @@
 //! positions, listens on `/communication` for matches, checks each fare, rates the driver, shows
 //! a live progress line and ends with a summary. It speaks only the public protocol, so it can
 //! be pointed at any Rickshaw (embedded, or a cluster behind nginx).
+//!
+//! `product` is the product API's bot (`run_product`): whole trips through `/v1`, by riders and
+//! drivers with accounts, reporting completed trips per second.
 
+mod product;
 mod report;
 
 use std::collections::{HashMap, HashSet};
@@ -16,6 +20,9 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+pub use product::{
+    ErrorExample, ProductBotConfig, ProductChecks, ProductProgress, ProductSummary, run_product,
+};
 pub use report::{Checks, Progress, Summary};
 
 #[derive(Clone, Debug)]

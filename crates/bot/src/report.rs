@@ -54,7 +54,7 @@ pub struct Summary {
     pub first_error: Option<String>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -97,7 +97,7 @@ impl Summary {
     }
 }
 
-fn ms(v: Option<f64>) -> String {
+pub(crate) fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms"))
 }
 
@@ -177,6 +177,11 @@ pub(crate) fn print_progress(p: &Progress) {
         p.ratings_stored,
         p.ratings_sent
     );
+    print_line(&line);
+}
+
+/// One progress line on stderr: rewritten in place on a terminal, one line each otherwise.
+pub(crate) fn print_line(line: &str) {
     let mut err = std::io::stderr();
     if err.is_terminal() {
         let _ = write!(err, "\r{line}\x1b[K");

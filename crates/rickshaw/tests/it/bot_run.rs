@@ -1,6 +1,7 @@
 //! The README's run command and the bot, as separate processes of the real binary: 20 s of
 //! traffic, the course invariants, then SIGINT, a restart, and every acknowledged rating still
-//! there.
+//! there. And the product bot (`bot::run_product`) driving whole trips through `/v1` of the
+//! embedded system.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -144,4 +145,47 @@ async fn twenty_seconds_of_bot_traffic_keep_every_invariant_and_every_rating() {
         "{reply}"
     );
     interrupt(system).await;
+}
+
+#[tokio::test]
+async fn the_product_bot_completes_trips_and_keeps_every_invariant() {
+    let app = testkit::spawn_app().await;
+    let config = bot::ProductBotConfig {
+        target: app.base_url.clone(),
+        riders: 4,
+        drivers: 4,
+        duration: Some(Duration::from_secs(6)),
+        step_delay: Duration::from_millis(100),
+        drain: Duration::from_secs(10),
+        progress_every: None,
+        ..bot::ProductBotConfig::default()
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        bot::run_product(config, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("the product bot ends within 60 s")
+    .expect("the product bot runs");
+    eprintln!("{summary}");
+    assert_eq!(
+        (summary.riders_ready, summary.drivers_ready),
+        (4, 4),
+        "{summary}"
+    );
+    let c = &summary.counts;
+    assert!(c.trips_completed > 0, "{summary}");
+    assert!(summary.completed_per_sec > 0.0, "{summary}");
+    assert!(c.trips_booked >= c.trips_completed, "{summary}");
+    assert!(
+        c.offers_received >= c.offers_accepted + c.offers_declined,
+        "{summary}"
+    );
+    assert!(summary.invariants_hold(), "{summary}");
+    assert_eq!(summary.checks.fare_mismatches, 0, "{summary}");
+    assert_eq!(summary.checks.overlapping_assignments, 0, "{summary}");
+    assert_eq!(summary.server_errors, 0, "no 5xx: {summary}");
+    assert_eq!(c.transport_errors, 0, "{summary}");
+    assert!(summary.completed_p50_ms.is_some(), "{summary}");
+    app.stop().await;
 }
