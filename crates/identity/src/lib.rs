@@ -10,6 +10,7 @@
 //! on blocking threads, and a login for an unknown email spends the same hash verification as a
 //! known one, so neither the answer nor its timing tells which emails have accounts.
 
+pub mod grpc;
 mod keys;
 mod password;
 mod service;
@@ -119,6 +120,9 @@ pub enum IdentityError {
     /// A failure of the store or of the machinery (hashing, signing); opaque to clients.
     #[error("identity store: {0}")]
     Store(String),
+    /// The identity service could not be reached (a remote caller's view): 503, retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<StoreError> for IdentityError {
@@ -144,6 +148,7 @@ impl From<IdentityError> for platform::ApiError {
             IdentityError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             IdentityError::UnknownAccount => ApiError::not_found(message),
             IdentityError::Store(_) => ApiError::internal(message),
+            IdentityError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
         }
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! A quote is bound to the rider who asked for it and expires after `pricing.quote_ttl_s`.
 
+pub mod grpc;
 pub mod quote;
 pub mod routing;
 
@@ -50,6 +51,10 @@ pub enum PricingError {
     Forbidden,
     #[error("cannot sign the quote: {0}")]
     Signing(String),
+    /// What a remote pricing service (over gRPC, `grpc::GrpcPricing`) answered that none of the
+    /// above is: an unauthenticated call, an unreachable service, …; kept as it came.
+    #[error("{}", .0.message)]
+    Remote(ApiError),
 }
 
 impl From<PricingError> for ApiError {
@@ -59,6 +64,7 @@ impl From<PricingError> for ApiError {
             PricingError::TooLong(_) => ApiError::invalid_field("dropoff", e.to_string()),
             PricingError::Forbidden => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             PricingError::Signing(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
+            PricingError::Remote(e) => e,
         }
     }
 }

@@ -22,15 +22,20 @@ use domain::pricing::StraightLineRouting;
 use gateway::ProductServices;
 use identity::{IdentityService, PgAccountStore, SigningKey, SqliteAccountStore, TokenVerifier};
 use matching::{AllShards, KvLeases, LeaseConfig, MatchingService};
+use platform::auth::Caller;
 use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
 use platform::http::{Health, ops_router};
 use platform::rpc::RpcClient;
-use platform::{Config, Shutdown, store, telemetry};
+use platform::{ApiError, Config, ErrorCode, Shutdown, clock, store, telemetry};
 use pricing::{PricingService, QuoteBook, Router};
 use rating::{PgRatingStore, RatingService, SqliteRatingStore};
 use rider::RiderService;
+use supply::SupplyApi;
 use supply::SupplyService;
 use tokio::net::TcpListener;
+use tonic::service::{Routes, RoutesBuilder};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
 use trip::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService};
 
 /// The services one process can run.
@@ -135,9 +140,33 @@ pub struct System {
     config: Config,
     listener: TcpListener,
     app: axum::Router,
+    /// The gRPC listener and services of identity, pricing and trip (distributed mode).
+    grpc: Option<(TcpListener, Routes)>,
     health: Health,
     shutdown: Shutdown,
     pools: Vec<Pool>,
+}
+
+/// The caller an access token proves (gRPC servers rebuild callers with it).
+fn caller_of(verifier: &TokenVerifier, token: &str) -> Result<Caller, ApiError> {
+    let claims = verifier
+        .verify(token, clock::now())
+        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
+    Ok(Caller::new(claims.account, claims.role, token))
+}
+
+/// A channel balanced over a service's instances, connecting lazily (an instance that is down
+/// now is used once it is up).
+fn balanced(endpoints: &[String], timeout: Duration) -> anyhow::Result<Channel> {
+    let endpoints = endpoints
+        .iter()
+        .map(|url| {
+            Endpoint::from_shared(url.clone())
+                .map(|e| e.timeout(timeout).connect_timeout(Duration::from_secs(2)))
+                .with_context(|| format!("invalid gRPC endpoint {url:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Channel::balance_list(endpoints.into_iter()))
 }
 
 /// Where the gateway's calls go and what the HTTP edge serves.
@@ -304,25 +333,133 @@ impl System {
             client,
             Duration::from_millis(config.nats.request_timeout_ms),
         );
+        let supply: Arc<dyn SupplyApi> = Arc::new(supply::remote::RemoteSupply::new(rpc.clone()));
         let gateway = services
             .contains(Service::Gateway)
             .then(|| gateway::Services {
                 rider: Arc::new(rider::remote::RemoteRider::new(rpc.clone())),
-                supply: Arc::new(supply::remote::RemoteSupply::new(rpc.clone())),
+                supply: supply.clone(),
                 rating: Arc::new(rating::remote::RemoteRating::new(rpc)),
             });
-        Self::listen(
-            config,
-            shutdown,
-            Edge {
-                gateway,
-                product: None,
-                communication,
-                realtime: None,
-            },
-            pools,
-        )
-        .await
+
+        // The product: identity, pricing and trip serve gRPC; the gateway and communication call
+        // them. All of them need the shared signing key.
+        let product = [
+            Service::Gateway,
+            Service::Communication,
+            Service::Identity,
+            Service::Pricing,
+            Service::Trip,
+        ];
+        let key = if product.iter().any(|s| services.contains(*s)) {
+            Some(SigningKey::required(&config.identity).map_err(|e| anyhow::anyhow!("{e}"))?)
+        } else {
+            None
+        };
+        let mut grpc = None;
+        let mut edge = Edge {
+            gateway,
+            product: None,
+            communication,
+            realtime: None,
+        };
+        if let Some(key) = key {
+            let verifier = TokenVerifier::new(&key);
+            let authenticate: proto::Authenticate = {
+                let verifier = verifier.clone();
+                Arc::new(move |token: &str| caller_of(&verifier, token))
+            };
+            let mut routes = RoutesBuilder::default();
+            let serves_grpc = [Service::Identity, Service::Pricing, Service::Trip]
+                .iter()
+                .any(|s| services.contains(*s));
+            if services.contains(Service::Identity) {
+                let store =
+                    PgAccountStore::connect(&config.database.url, config.database.max_connections)
+                        .await?;
+                store.migrate().await?;
+                pools.push(Pool::Postgres(store.pool().clone()));
+                let identity = IdentityService::new(Arc::new(store), key.clone(), &config.identity);
+                routes.add_service(identity::grpc::service(
+                    Arc::new(identity),
+                    authenticate.clone(),
+                ));
+            }
+            if services.contains(Service::Pricing) {
+                let pricing = pricing_service(&config, &key);
+                routes.add_service(pricing::grpc::service(
+                    Arc::new(pricing),
+                    authenticate.clone(),
+                ));
+            }
+            if services.contains(Service::Trip) {
+                let store =
+                    PgTripStore::connect(&config.database.url, config.database.max_connections)
+                        .await?;
+                store.migrate().await?;
+                pools.push(Pool::Postgres(store.pool().clone()));
+                let trips = TripService::new(
+                    Arc::new(store),
+                    bus.clone(),
+                    QuoteBook::new(key.bytes()),
+                    config.trips.policy(),
+                );
+                Dispatcher::build(trips.clone(), &bus, config.trips.clone())
+                    .await?
+                    .run(&shutdown);
+                routes.add_service(trip::grpc::service(Arc::new(trips), authenticate));
+            }
+            if serves_grpc {
+                let listener = TcpListener::bind(config.grpc.listen)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot listen for gRPC on {}; pick another --grpc-listen",
+                            config.grpc.listen
+                        )
+                    })?;
+                grpc = Some((listener, routes.routes()));
+            }
+            let timeout = Duration::from_millis(config.grpc.timeout_ms);
+            let channel = |endpoints: &[String]| balanced(endpoints, timeout);
+            let needs_trip =
+                services.contains(Service::Gateway) || services.contains(Service::Communication);
+            let trips: Option<Arc<dyn TripApi>> = if needs_trip {
+                Some(Arc::new(trip::grpc::GrpcTrip::new(channel(
+                    &config.grpc.trip,
+                )?)))
+            } else {
+                None
+            };
+            if services.contains(Service::Gateway)
+                && let Some(trips) = &trips
+            {
+                edge.product = Some(ProductServices {
+                    identity: Arc::new(identity::grpc::GrpcIdentity::new(channel(
+                        &config.grpc.identity,
+                    )?)),
+                    pricing: Arc::new(pricing::grpc::GrpcPricing::new(channel(
+                        &config.grpc.pricing,
+                    )?)),
+                    trips: trips.clone(),
+                    supply: supply.clone(),
+                    verifier: verifier.clone(),
+                });
+            }
+            if services.contains(Service::Communication)
+                && let Some(trips) = trips
+            {
+                let deps = RealtimeDeps {
+                    trips,
+                    supply,
+                    verifier,
+                };
+                edge.realtime = Some(Realtime::build(&bus, deps, &shutdown).await?);
+            }
+        }
+        let mut system = Self::listen(config, shutdown, edge, pools).await?;
+        system.grpc = grpc;
+        Ok(system)
     }
 
     async fn listen(
@@ -361,6 +498,7 @@ impl System {
             config,
             listener,
             app,
+            grpc: None,
             health,
             shutdown,
             pools,
@@ -371,6 +509,13 @@ impl System {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
+    /// Where this process serves gRPC, if it runs identity, pricing or trip.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
     /// Serves until `stop` resolves, then drains: readiness goes false, the listener stops
     /// accepting, in-flight requests finish, consumers stop, databases are closed.
     pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -378,11 +523,24 @@ impl System {
             config,
             listener,
             app,
+            grpc,
             health,
             shutdown,
             pools,
         } = self;
         let server = shutdown.spawn(platform::http::serve(listener, app, shutdown.token()));
+        if let Some((listener, routes)) = grpc {
+            let token = shutdown.token();
+            shutdown.spawn(async move {
+                let served = tonic::transport::Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), token.cancelled())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the gRPC server failed");
+                }
+            });
+        }
         health.set_ready(true);
         tokio::select! {
             () = stop => {}

@@ -115,21 +115,41 @@ fn lock(fleet: &Mutex<Fleet>) -> std::sync::MutexGuard<'_, Fleet> {
 }
 
 impl Dispatcher {
-    /// Subscribes to the fleet's events (fan-out: every instance mirrors the fleet).
+    /// Subscribes to the fleet's events (fan-out: every instance mirrors the fleet), then loads
+    /// the drivers recorded online, so a (re)started instance knows them before their next
+    /// status; their next position makes them available.
     pub async fn build(
         service: TripService,
         bus: &SharedBus,
         config: TripsConfig,
-    ) -> Result<Self, BusError> {
+    ) -> Result<Self, TripError> {
+        let bus_error = |e: BusError| TripError::Unavailable(e.to_string());
         let statuses = bus
             .subscribe(SubscribeOptions::ephemeral(DriverStatusChanged::SUBJECT))
-            .await?;
+            .await
+            .map_err(bus_error)?;
         let locations = bus
             .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
-            .await?;
+            .await
+            .map_err(bus_error)?;
+        let mut fleet = Fleet::default();
+        let online = service
+            .store()
+            .online_drivers()
+            .await
+            .map_err(|e| TripError::Store(e.to_string()))?;
+        for (driver, package) in online {
+            fleet.online.insert(
+                driver,
+                FleetDriver {
+                    package,
+                    position: None,
+                },
+            );
+        }
         Ok(Self {
             service,
-            fleet: Arc::default(),
+            fleet: Arc::new(Mutex::new(fleet)),
             config,
             statuses: Some(statuses),
             locations: Some(locations),
@@ -144,13 +164,27 @@ impl Dispatcher {
     pub fn run(mut self, shutdown: &Shutdown) {
         if let Some(statuses) = self.statuses.take() {
             let fleet = self.fleet.clone();
+            let store = self.service.store().clone();
             shutdown.spawn(bus::consume(
                 statuses,
                 shutdown.token(),
                 "trip.fleet.status",
                 move |event: DriverStatusChanged, _| {
                     lock(&fleet).status(&event);
-                    async { Handled::Done }
+                    // Every instance records it (idempotent, newest wins), so whichever starts
+                    // next knows who is online.
+                    let store = store.clone();
+                    async move {
+                        match store
+                            .set_driver_status(event.driver, event.package, event.at)
+                            .await
+                        {
+                            Ok(()) => Handled::Done,
+                            Err(e) => {
+                                Handled::Retry(format!("cannot record a driver's status: {e}"))
+                            }
+                        }
+                    }
                 },
             ));
         }

@@ -10,6 +10,7 @@
 //! verified, not computed) and never talks to sockets.
 
 mod dispatch;
+pub mod grpc;
 mod service;
 pub mod store;
 mod view;
@@ -128,6 +129,10 @@ pub enum TripError {
     Unavailable(String),
     #[error("trip store: {0}")]
     Store(String),
+    /// What a remote trip service (over gRPC, `grpc::GrpcTrip`) answered that none of the above
+    /// is: an unauthenticated call, …; kept as it came.
+    #[error("{}", .0.message)]
+    Remote(ApiError),
 }
 
 impl TripError {
@@ -157,6 +162,7 @@ impl From<TripError> for ApiError {
             }
             TripError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
             TripError::Store(_) => ApiError::internal(message),
+            TripError::Remote(e) => e,
         }
     }
 }
@@ -169,7 +175,8 @@ pub trait TripApi: Send + Sync + 'static {
     async fn get(&self, caller: &Caller, id: TripId) -> Result<TripView, TripError>;
     /// The caller's trips, newest first.
     async fn list(&self, caller: &Caller, limit: u32) -> Result<Vec<TripView>, TripError>;
-    async fn act(&self, caller: &Caller, id: TripId, action: Action) -> Result<TripView, TripError>;
+    async fn act(&self, caller: &Caller, id: TripId, action: Action)
+    -> Result<TripView, TripError>;
     /// The caller's notices after `after` (oldest first, at most `limit`).
     async fn notices(
         &self,

@@ -363,7 +363,12 @@ impl TripApi for TripService {
     }
 
     #[tracing::instrument(skip_all, fields(trip = %id, action = action.name()))]
-    async fn act(&self, caller: &Caller, id: TripId, action: Action) -> Result<TripView, TripError> {
+    async fn act(
+        &self,
+        caller: &Caller,
+        id: TripId,
+        action: Action,
+    ) -> Result<TripView, TripError> {
         self.act_at(caller, id, action, clock::now()).await
     }
 

@@ -227,6 +227,21 @@ pub async fn a_whole_trip_as_both_users_see_it(app: &TestApp) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(mine["trips"][0]["id"], id.as_str());
     assert_eq!(mine["trips"][0]["status"], "completed");
+    go_offline(app, &driver).await;
+}
+
+/// Off duty, so later tests on the same system get their own drivers' offers.
+async fn go_offline(app: &TestApp, driver: &str) {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/drivers/me/status",
+            driver,
+            Some(json!({"status": "offline"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["online"], false);
 }
 
 #[tokio::test]
@@ -525,4 +540,35 @@ async fn racing_requests_in_the_embedded_mode() {
     let app = spawn_app().await;
     racing_requests_keep_one_history(&app).await;
     app.stop().await;
+}
+
+/// The distributed mode: identity, pricing, trip and supply in one process on NATS and
+/// PostgreSQL, reached over gRPC (and NATS) by a gateway and communication in another.
+#[tokio::test]
+async fn the_product_across_processes() {
+    let nats = testkit::NatsServer::start().await;
+    let db = testkit::TestDatabase::create().await;
+    let backend = testkit::spawn_distributed("identity,pricing,trip,supply", &nats, &db).await;
+    let grpc = backend.grpc_url.clone().expect("the backend serves gRPC");
+    let edge = testkit::spawn_distributed_with("gateway,communication", &nats, &db, |c| {
+        c.grpc.identity = vec![grpc.clone()];
+        c.grpc.pricing = vec![grpc.clone()];
+        c.grpc.trip = vec![grpc.clone()];
+    })
+    .await;
+    a_whole_trip_as_both_users_see_it(&edge).await;
+    who_may_do_what(&edge).await;
+    racing_requests_keep_one_history(&edge).await;
+
+    // Without the backend the edge says so: 503, not a hang or a 500.
+    backend.stop().await;
+    let (status, body) = edge
+        .post_json(
+            "/v1/auth/login",
+            json!({"email": "a@b.co", "password": "whatever1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    edge.stop().await;
+    db.drop().await;
 }

@@ -280,6 +280,44 @@ pub async fn one_dispatcher_leads_at_a_time(store: &dyn TripStore) {
     );
 }
 
+pub async fn a_driver_status_is_kept_unless_an_older_one_arrives(store: &dyn TripStore) {
+    let (driver, other) = (account(), account());
+    let at = Timestamp::from_millis;
+    store
+        .set_driver_status(driver, Some(Package::Bike), at(10))
+        .await
+        .expect("online");
+    store
+        .set_driver_status(other, None, at(10))
+        .await
+        .expect("offline");
+    let online = store.online_drivers().await.expect("online drivers");
+    assert!(online.contains(&(driver, Package::Bike)));
+    assert!(!online.iter().any(|(d, _)| *d == other));
+    // A late, older event does not undo the newer one.
+    store
+        .set_driver_status(driver, None, at(5))
+        .await
+        .expect("stale");
+    assert!(
+        store
+            .online_drivers()
+            .await
+            .expect("online")
+            .contains(&(driver, Package::Bike))
+    );
+    store
+        .set_driver_status(driver, Some(Package::Car), at(20))
+        .await
+        .expect("newer");
+    store
+        .set_driver_status(driver, None, at(30))
+        .await
+        .expect("offline");
+    let online = store.online_drivers().await.expect("online drivers");
+    assert!(!online.iter().any(|(d, _)| *d == driver));
+}
+
 /// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
 #[macro_export]
 macro_rules! trip_store_contract {
@@ -291,6 +329,7 @@ macro_rules! trip_store_contract {
             a_quote_books_one_trip,
             notices_are_per_account_in_order_after_an_id,
             one_dispatcher_leads_at_a_time,
+            a_driver_status_is_kept_unless_an_older_one_arrives,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

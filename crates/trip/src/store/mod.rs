@@ -145,6 +145,15 @@ pub trait TripStore: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<TripNotice>, StoreError>;
+    /// Records a driver's availability (`Some(package)`: online) unless a newer one is stored.
+    async fn set_driver_status(
+        &self,
+        driver: AccountId,
+        package: Option<Package>,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Drivers whose last recorded status is online, with their package.
+    async fn online_drivers(&self) -> Result<Vec<(AccountId, Package)>, StoreError>;
     /// Leadership of the dispatch loop: `None` while another instance holds it.
     async fn lead(&self) -> Result<Option<LeaderGuard>, StoreError>;
 }

@@ -13,11 +13,18 @@ pub const SCHEMA: &str = "trip";
 /// The advisory lock key the dispatcher holds while it runs a round ("TRIPDISP").
 const DISPATCH_LOCK: i64 = 0x5452_4950_4449_5350;
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "trips and notices",
-    include_str!("../../migrations/postgres/0001_trips.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "trips and notices",
+        include_str!("../../migrations/postgres/0001_trips.sql"),
+    ),
+    (
+        2,
+        "driver status",
+        include_str!("../../migrations/postgres/0002_driver_status.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct PgTripStore {

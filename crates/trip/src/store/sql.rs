@@ -250,6 +250,47 @@ macro_rules! impl_trip_store {
                     .collect()
             }
 
+            async fn set_driver_status(
+                &self,
+                driver: domain::AccountId,
+                package: Option<domain::Package>,
+                at: domain::Timestamp,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "INSERT INTO driver_status (driver_id, package, online, at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (driver_id) DO UPDATE SET \
+                     package = excluded.package, online = excluded.online, at = excluded.at \
+                     WHERE driver_status.at <= excluded.at",
+                )
+                .bind(sql::id_text(&driver))
+                .bind(package.map(domain::Package::name))
+                .bind(package.is_some())
+                .bind(at.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn online_drivers(
+                &self,
+            ) -> Result<Vec<(domain::AccountId, domain::Package)>, super::StoreError> {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT driver_id, package FROM driver_status WHERE online",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .filter_map(|(driver, package)| Some((driver, package?)))
+                    .map(|(driver, package)| {
+                        let bad = |e: String| super::StoreError::Backend(format!("stored driver status: {e}"));
+                        Ok((
+                            driver.parse().map_err(|e: uuid::Error| bad(e.to_string()))?,
+                            package.parse().map_err(|e: domain::pricing::UnknownPackage| bad(e.to_string()))?,
+                        ))
+                    })
+                    .collect()
+            }
+
             async fn lead(&self) -> Result<Option<super::LeaderGuard>, super::StoreError> {
                 self.lead_impl().await
             }

@@ -7,11 +7,18 @@ use sqlx::SqlitePool;
 use super::sql::{self, impl_trip_store};
 use super::{Backend, LeaderGuard, StoreError};
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "trips and notices",
-    include_str!("../../migrations/sqlite/0001_trips.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "trips and notices",
+        include_str!("../../migrations/sqlite/0001_trips.sql"),
+    ),
+    (
+        2,
+        "driver status",
+        include_str!("../../migrations/sqlite/0002_driver_status.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct SqliteTripStore {

@@ -1,6 +1,7 @@
 //! The trip store contract on SQLite and on a real PostgreSQL server, and the service's rules
 //! under concurrency.
 
+mod grpc;
 mod service;
 
 mod sqlite {

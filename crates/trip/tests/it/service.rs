@@ -79,7 +79,8 @@ impl Harness {
             .expect("preview");
         let trip = self
             .service
-            .book_at(&rider,
+            .book_at(
+                rider,
                 BookTrip {
                     quote_id: preview.quote_id,
                     package: Package::Car,
@@ -93,7 +94,7 @@ impl Harness {
     }
 
     pub async fn status(&self, caller: &Caller, id: TripId) -> String {
-        self.service.get(&caller, id).await.expect("visible").status
+        self.service.get(caller, id).await.expect("visible").status
     }
 }
 
@@ -107,6 +108,7 @@ macro_rules! service_suite {
             cancellation_fees_follow_the_clock,
             concurrent_accepts_leave_one_active_trip_per_driver,
             a_cancelled_trip_never_becomes_assigned,
+            a_restarted_dispatcher_knows_who_is_online,
         );
     };
     (@tests $make:path; $($name:ident),* $(,)?) => {
@@ -295,7 +297,8 @@ pub async fn who_may_do_what(h: Harness) {
     // A driver cannot book.
     let err = h
         .service
-        .book_at(&driver,
+        .book_at(
+            &driver,
             BookTrip {
                 quote_id: "x".into(),
                 package: Package::Car,
@@ -307,7 +310,8 @@ pub async fn who_may_do_what(h: Harness) {
     // A quote is bound to its rider, and a forged one is refused.
     let err = h
         .service
-        .book_at(&other_rider,
+        .book_at(
+            &other_rider,
             BookTrip {
                 quote_id: "not.a.quote".into(),
                 package: Package::Car,
@@ -509,4 +513,35 @@ async fn assigned(h: &Harness) -> (Caller, Caller, TripId) {
         .await
         .expect("accepted");
     (rider, driver, id)
+}
+
+/// Online status outlives the process: a new dispatcher loads it from the store, and the
+/// driver's next position makes them available again.
+pub async fn a_restarted_dispatcher_knows_who_is_online(h: Harness) {
+    let driver = AccountId::from_uuid(uuid::Uuid::now_v7());
+    h.service
+        .store()
+        .set_driver_status(driver, Some(Package::Car), h.t0)
+        .await
+        .expect("recorded");
+    let bus: SharedBus = Arc::new(InProcessBus::new());
+    let restarted = Dispatcher::build(h.service.clone(), &bus, TripsConfig::default())
+        .await
+        .expect("builds");
+    let fleet = restarted.fleet();
+    assert_eq!(fleet.lock().expect("fleet").online(), 1);
+    let id = h.book(&h.rider()).await;
+    fleet.lock().expect("fleet").located(&DriverLocated {
+        driver,
+        position: LatLng::new(23.7801, 90.40).expect("valid"),
+        at: h.t0,
+    });
+    let round = restarted.round(h.at(1_000)).await.expect("round");
+    assert_eq!(round.offers, 1, "{round:?}");
+    let view = h
+        .service
+        .get(&Caller::new(driver, Role::Driver, ""), id)
+        .await
+        .expect("offered to the remembered driver");
+    assert_eq!(view.status, "offered");
 }
