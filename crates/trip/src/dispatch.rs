@@ -221,13 +221,25 @@ impl Dispatcher {
         });
     }
 
-    /// One round at `now` (public for tests, which drive rounds by hand).
+    /// One round at `now` (public for tests, which drive rounds by hand), if this instance leads.
     pub async fn round(&self, now: Timestamp) -> Result<Round, TripError> {
-        let store = self.service.store().clone();
-        let store_error = |e: crate::store::StoreError| TripError::Store(e.to_string());
-        let Some(_leader) = store.lead().await.map_err(store_error)? else {
+        let leader = self
+            .service
+            .store()
+            .lead()
+            .await
+            .map_err(|e| TripError::Store(e.to_string()))?;
+        let Some(leader) = leader else {
             return Ok(Round::default());
         };
+        let round = self.led_round(now).await;
+        leader.release().await;
+        round
+    }
+
+    async fn led_round(&self, now: Timestamp) -> Result<Round, TripError> {
+        let store = self.service.store().clone();
+        let store_error = |e: crate::store::StoreError| TripError::Store(e.to_string());
         let mut round = Round {
             led: true,
             ..Round::default()

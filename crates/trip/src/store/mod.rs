@@ -111,8 +111,23 @@ trait Backend {
     type Db: sqlx::Database;
 }
 
-/// Something that, while held, makes this instance the only dispatcher (dropped: released).
-pub type LeaderGuard = Box<dyn Send>;
+/// While held, this instance is the only dispatcher. `release` gives it up at once; dropping it
+/// gives it up too, but possibly later (PostgreSQL rolls back a dropped transaction in the
+/// background), so the next round might find it still held.
+#[async_trait]
+pub trait Leadership: Send {
+    async fn release(self: Box<Self>);
+}
+
+pub type LeaderGuard = Box<dyn Leadership>;
+
+/// The leadership of a store with one process: nothing to release.
+pub(crate) struct SoleLeader;
+
+#[async_trait]
+impl Leadership for SoleLeader {
+    async fn release(self: Box<Self>) {}
+}
 
 #[async_trait]
 pub trait TripStore: Send + Sync + 'static {

@@ -5,7 +5,7 @@
 use platform::store::{EmbeddedMigration, PgPool, migrator};
 
 use super::sql::{self, impl_trip_store};
-use super::{Backend, LeaderGuard, StoreError};
+use super::{Backend, LeaderGuard, Leadership, StoreError};
 
 /// The schema this service's tables live in.
 pub const SCHEMA: &str = "trip";
@@ -62,7 +62,19 @@ impl PgTripStore {
             .bind(DISPATCH_LOCK)
             .fetch_one(&mut *tx)
             .await?;
-        Ok(locked.then(|| Box::new(tx) as LeaderGuard))
+        Ok(locked.then(|| Box::new(PgLeader(tx)) as LeaderGuard))
+    }
+}
+
+/// The transaction holding the dispatch lock; committing it releases the lock.
+struct PgLeader(sqlx::Transaction<'static, sqlx::Postgres>);
+
+#[async_trait::async_trait]
+impl Leadership for PgLeader {
+    async fn release(self: Box<Self>) {
+        if let Err(e) = self.0.commit().await {
+            tracing::warn!(error = %e, "releasing the dispatch lock failed; it goes with the connection");
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use platform::store::{EmbeddedMigration, migrate_sqlite};
 use sqlx::SqlitePool;
 
 use super::sql::{self, impl_trip_store};
-use super::{Backend, LeaderGuard, StoreError};
+use super::{Backend, LeaderGuard, SoleLeader, StoreError};
 
 pub const MIGRATIONS: &[EmbeddedMigration] = &[
     (
@@ -36,7 +36,7 @@ impl SqliteTripStore {
 
     /// One process owns an SQLite file: it always leads.
     async fn lead_impl(&self) -> Result<Option<LeaderGuard>, StoreError> {
-        Ok(Some(Box::new(())))
+        Ok(Some(Box::new(SoleLeader)))
     }
 }
 
