@@ -14,7 +14,8 @@
 # Environment: RICKSHAW_BIN (the binary; default: builds target/debug/rickshaw),
 # RICKSHAW_CLUSTER_DIR (state, logs; default target/cluster), RICKSHAW_PG_URL (server to create
 # the database on; default postgres://postgres@127.0.0.1:5432), RICKSHAW_SHARDS (matching shards,
-# default 4), RICKSHAW_INSTANCES (instances per service, default 2).
+# default 4), RICKSHAW_INSTANCES (instances per service, default 2), RICKSHAW_PRODUCT_INSTANCES
+# (instances of identity, pricing and trip; default RICKSHAW_INSTANCES).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +23,8 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
+# Instances of identity, pricing and trip (the course drill, which does not use them, runs one).
+PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
 SERVICES=(rider supply rating matching identity pricing trip communication gateway)
 # The services that serve gRPC (each instance on a port of its own).
 GRPC_SERVICES=(identity pricing trip)
@@ -87,6 +90,8 @@ start() {
   [ -x "$nats_server" ] || die "nats-server not found (apt-get install nats-server)"
 
   local total=$((9 + (${#SERVICES[@]} + ${#GRPC_SERVICES[@]}) * INSTANCES + 1))
+  # instances_of SERVICE: how many processes run it.
+  instances_of() { case " ${GRPC_SERVICES[*]} " in *" $1 "*) echo "$PRODUCT_INSTANCES" ;; *) echo "$INSTANCES" ;; esac; }
   mapfile -t ports < <(free_ports "$total")
   local p=0
   # take_port VAR: the next free port, into VAR (no subshell, so the counter advances).
@@ -128,7 +133,7 @@ start() {
   local grpc_lists="" service
   for service in "${GRPC_SERVICES[@]}"; do
     local list=()
-    for i in $(seq 1 "$INSTANCES"); do
+    for i in $(seq 1 "$(instances_of "$service")"); do
       take_port port
       echo "$port" > "$STATE/cmd/$service-$i.grpc"
       list+=("\"http://127.0.0.1:$port\"")
@@ -161,7 +166,7 @@ TOML
   # Services.
   local gateway_ports=() comm_ports=()
   for service in "${SERVICES[@]}"; do
-    for i in $(seq 1 "$INSTANCES"); do
+    for i in $(seq 1 "$(instances_of "$service")"); do
       take_port port
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
@@ -173,7 +178,7 @@ TOML
     done
   done
   for service in "${SERVICES[@]}"; do
-    for i in $(seq 1 "$INSTANCES"); do
+    for i in $(seq 1 "$(instances_of "$service")"); do
       wait_http "http://127.0.0.1:$(cat "$STATE/cmd/$service-$i.port")/readyz" 60 "$(cat "$STATE/pids/$service-$i")" \
         || { tail -n 20 "$STATE/logs/$service-$i.log" >&2 2> /dev/null
              die "$service $i is not ready (its log's last lines above; all of it in $STATE/logs/$service-$i.log)"; }

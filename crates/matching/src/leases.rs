@@ -132,7 +132,10 @@ impl KvLeases {
             max_messages_per_subject: 1,
             max_age: config.ttl,
             duplicate_window: config.ttl,
-            storage: jetstream::stream::StorageType::Memory,
+            // On disk: a node restarted in a cluster catches up from its own log instead of
+            // rejoining empty (with memory storage, renewals failed "wrong last sequence: 0"
+            // after the bucket's leader restarted, and every shard was re-acquired).
+            storage: jetstream::stream::StorageType::File,
             num_replicas: config.replicas,
             allow_rollup: true,
             deny_delete: true,
@@ -212,28 +215,40 @@ impl KvLeases {
         count
     }
 
+    /// How long one bucket operation may take before the round moves on. A bucket whose stream
+    /// is electing a leader (a NATS node restarted) can hang a request for the client's whole
+    /// timeout (5 s); with one renewal after another that stalled matching for ~11 s.
+    fn op_timeout(&self) -> Duration {
+        (self.config.ttl / 4).max(Duration::from_millis(100))
+    }
+
     /// One round: announce, renew, then take or give shards towards the fair share.
     async fn round(&self) {
         if Instant::now() < self.joins_at {
             return;
         }
+        let limit = self.op_timeout();
         let member = format!("member.{}", self.config.instance);
-        if let Err(e) = self.store.put(&member, "alive".into()).await {
-            tracing::warn!(error = %e, "cannot announce this matching instance");
+        match tokio::time::timeout(limit, self.store.put(&member, "alive".into())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot announce this matching instance"),
+            Err(_) => tracing::warn!("announcing this matching instance timed out"),
         }
+        // Every renewal at once, each bounded: a slow bucket costs one timeout, not one per shard.
         let held: Vec<(u32, Held)> = self.held().iter().map(|(s, h)| (*s, *h)).collect();
-        for (shard, lease) in held {
+        let renewals = futures_util::future::join_all(held.into_iter().map(|(shard, lease)| {
             let renewed_at = Instant::now();
-            match self
-                .store
-                .update(
-                    shard_key(shard),
-                    self.config.instance.clone().into(),
-                    lease.revision,
-                )
-                .await
-            {
-                Ok(revision) => {
+            let update = self.store.update(
+                shard_key(shard),
+                self.config.instance.clone().into(),
+                lease.revision,
+            );
+            async move { (shard, renewed_at, tokio::time::timeout(limit, update).await) }
+        }))
+        .await;
+        for (shard, renewed_at, outcome) in renewals {
+            match outcome {
+                Ok(Ok(revision)) => {
                     self.held().insert(
                         shard,
                         Held {
@@ -242,14 +257,23 @@ impl KvLeases {
                         },
                     );
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(shard, error = %e, "lost a matching shard");
                     self.held().remove(&shard);
                 }
+                // Unknown outcome: keep the lease as it was. It stops counting as owned half a TTL
+                // after its last renewal (fencing), and the next round tries again — with the old
+                // revision, so a renewal that did land shows up as lost and the shard is taken
+                // again once it expires.
+                Err(_) => tracing::warn!(shard, "renewing a matching shard timed out"),
             }
         }
         let shards = self.config.shards.max(1);
-        let members = Self::members(&self.store).await.max(1);
+        let members = match tokio::time::timeout(limit, Self::members(&self.store)).await {
+            Ok(members) => members.max(1),
+            // Without a count, keep what we hold and take nothing new this round.
+            Err(_) => return,
+        };
         let fair = shards.div_ceil(u32::try_from(members).unwrap_or(1)) as usize;
         let owned = self.held().len();
         if owned < fair {
@@ -264,11 +288,10 @@ impl KvLeases {
                     continue;
                 }
                 let acquired_at = Instant::now();
-                if let Ok(revision) = self
+                let create = self
                     .store
-                    .create(shard_key(shard), self.config.instance.clone().into())
-                    .await
-                {
+                    .create(shard_key(shard), self.config.instance.clone().into());
+                if let Ok(Ok(revision)) = tokio::time::timeout(limit, create).await {
                     tracing::info!(shard, instance = %self.config.instance, "acquired a matching shard");
                     self.held().insert(
                         shard,
@@ -312,15 +335,24 @@ impl Leases for KvLeases {
         use kv::CreateErrorKind;
         let rider_key = format!("claim.request.{}", request.as_uuid().simple());
         let value = self.config.instance.clone();
-        let rider_revision = match self.store.create(&rider_key, value.clone().into()).await {
-            Ok(revision) => revision,
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return Claim::RiderTaken,
-            Err(e) => {
+        // Bounded like the renewals: a claim whose outcome is unknown is not announced, and a key
+        // it may have left behind expires with the bucket's TTL.
+        let limit = self.op_timeout();
+        let rider_claim = self.store.create(&rider_key, value.clone().into());
+        let rider_revision = match tokio::time::timeout(limit, rider_claim).await {
+            Ok(Ok(revision)) => revision,
+            Ok(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => return Claim::RiderTaken,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot claim a ride request");
                 return Claim::Unavailable;
             }
+            Err(_) => return Claim::Unavailable,
         };
-        match self.store.create(driver_key(driver), value.into()).await {
+        let driver_claim = self.store.create(driver_key(driver), value.into());
+        let driver_claim = tokio::time::timeout(limit, driver_claim)
+            .await
+            .unwrap_or_else(|_| Err(kv::CreateError::new(CreateErrorKind::Other)));
+        match driver_claim {
             Ok(_) => Claim::Won,
             Err(e) => {
                 // Give the rider back to whoever can pair it.

@@ -25,13 +25,19 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("rickshaw-cluster-")
+            .tempdir()
+            .expect("tempdir");
         let output = tokio::time::timeout(
             Duration::from_secs(300),
             Command::new(script())
                 .arg("start")
                 .env("RICKSHAW_BIN", BIN)
                 .env("RICKSHAW_CLUSTER_DIR", dir.path())
+                // The drill runs course traffic: one instance of each product service keeps the
+                // two cores for what is under test.
+                .env("RICKSHAW_PRODUCT_INSTANCES", "1")
                 .stdin(Stdio::null())
                 .output(),
         )
