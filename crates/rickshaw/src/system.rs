@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
-use trip::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService};
+use trip::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService, TripStore};
 
 /// The services one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -184,6 +184,26 @@ async fn open_sqlite(config: &Config, file: &str) -> anyhow::Result<store::Sqlit
         .with_context(|| format!("cannot open the database {}", path.display()))
 }
 
+/// The trip service on `store`, with its dispatcher running.
+async fn start_trips(
+    store: Arc<dyn TripStore>,
+    bus: &SharedBus,
+    key: &SigningKey,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> anyhow::Result<TripService> {
+    let trips = TripService::new(
+        store,
+        bus.clone(),
+        QuoteBook::new(key.bytes()),
+        config.trips.policy(),
+    );
+    Dispatcher::build(trips.clone(), bus, config.trips.clone())
+        .await?
+        .run(shutdown);
+    Ok(trips)
+}
+
 /// The pricing service as configured: OSRM when `pricing.osrm_url` is set, else straight lines.
 fn pricing_service(config: &Config, key: &SigningKey) -> PricingService {
     let fallback = StraightLineRouting {
@@ -232,15 +252,8 @@ impl System {
             &config.identity,
         ));
         let trip_db = open_sqlite(&config, "trip.db").await?;
-        let trips = TripService::new(
-            Arc::new(SqliteTripStore::new(trip_db.clone()).await?),
-            bus.clone(),
-            QuoteBook::new(key.bytes()),
-            config.trips.policy(),
-        );
-        Dispatcher::build(trips.clone(), &bus, config.trips.clone())
-            .await?
-            .run(&shutdown);
+        let trip_store = Arc::new(SqliteTripStore::new(trip_db.clone()).await?);
+        let trips = start_trips(trip_store, &bus, &key, &config, &shutdown).await?;
         let supply = Arc::new(SupplyService::new(bus.clone()));
         let trips: Arc<dyn TripApi> = Arc::new(trips);
         let verifier = TokenVerifier::new(&key);
@@ -398,15 +411,7 @@ impl System {
                         .await?;
                 store.migrate().await?;
                 pools.push(Pool::Postgres(store.pool().clone()));
-                let trips = TripService::new(
-                    Arc::new(store),
-                    bus.clone(),
-                    QuoteBook::new(key.bytes()),
-                    config.trips.policy(),
-                );
-                Dispatcher::build(trips.clone(), &bus, config.trips.clone())
-                    .await?
-                    .run(&shutdown);
+                let trips = start_trips(Arc::new(store), &bus, &key, &config, &shutdown).await?;
                 routes.add_service(trip::grpc::service(Arc::new(trips), authenticate));
             }
             if serves_grpc {
