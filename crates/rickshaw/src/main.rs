@@ -362,7 +362,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let url = format!("http://{addr}");
     tracing::info!(%url, data_dir = %config.data_dir.display(), "Rickshaw is up");
     eprintln!(
-        "Rickshaw is up at {url}  (data in {}; WebSocket {url}/communication; Ctrl-C stops)",
+        "Rickshaw is up at {url}  (data in {}; API docs {url}/docs; WebSockets {url}/v1/ws and {url}/communication; Ctrl-C stops)",
         config.data_dir.display()
     );
 
