@@ -1,7 +1,9 @@
 //! The error every edge speaks: one `ErrorCode` decides the HTTP status (and, later, the gRPC
 //! code); 4xx bodies say exactly what was wrong, 5xx bodies are opaque and the cause is logged.
 //!
-//! Body: `{"error": {"code": "invalid_input", "message": "…", "field": "x"}}` (`field` optional).
+//! Body: `{"error": {"code": "invalid_input", "message": "…", "field": "x"}}` (`field` optional),
+//! plus any details the error carries, e.g. `"state": "cancelled", "command": "accept"` on a 409
+//! for a transition the trip's state forbids.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,6 +52,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// Machine-readable facts about the error, merged into the error object of the body.
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -58,7 +62,16 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            details: None,
         }
+    }
+
+    /// The error with one more detail in its body.
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.into());
+        self
     }
 
     /// A 422 naming the offending field.
@@ -67,6 +80,7 @@ impl ApiError {
             code: ErrorCode::InvalidInput,
             message: message.into(),
             field: Some(field.into()),
+            details: None,
         }
     }
 
@@ -103,12 +117,15 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.http_status();
-        let message = if status.is_server_error() {
+        let server_error = status.is_server_error();
+        let message = if server_error {
             tracing::error!(code = ?self.code, cause = %self.message, "request failed");
             match self.code {
                 ErrorCode::Unavailable => "the service is temporarily unavailable; retry shortly",
@@ -122,6 +139,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message,
                 field: self.field.as_deref(),
+                details: self.details.as_ref().filter(|_| !server_error),
             },
         };
         (status, axum::Json(body)).into_response()

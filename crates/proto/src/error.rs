@@ -154,6 +154,7 @@ pub fn error_of(status: Status) -> ApiError {
         code: carried_code(&status).unwrap_or_else(|| code_of(status.code())),
         message: status.message().to_owned(),
         field: carried_field(&status),
+        details: None,
     }
 }
 
@@ -177,6 +178,7 @@ pub fn remote_error(service: &str, status: Status) -> ApiError {
         code,
         message,
         field: None,
+        details: None,
     }
 }
 
@@ -210,6 +212,7 @@ mod tests {
                     code,
                     message: format!("ünïcode message for {}", name(code)),
                     field: field.map(str::to_owned),
+                    details: None,
                 };
                 let status = status_of(error.clone());
                 assert_eq!(status.code(), grpc_code(code));

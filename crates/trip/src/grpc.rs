@@ -447,9 +447,14 @@ fn error_of(e: ApiError) -> TripError {
         _ => None,
     };
     match candidate {
-        Some(candidate) if ApiError::from(same(&candidate)) == e => candidate,
+        // Details do not travel: an `Illegal` rebuilt from its message carries its own again.
+        Some(candidate) if same_error(&ApiError::from(same(&candidate)), &e) => candidate,
         _ => TripError::Remote(e),
     }
+}
+
+fn same_error(a: &ApiError, b: &ApiError) -> bool {
+    (a.code, &a.message, &a.field) == (b.code, &b.message, &b.field)
 }
 
 /// A copy (`TripError` is not `Clone`).

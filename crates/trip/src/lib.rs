@@ -157,9 +157,10 @@ impl From<TripError> for ApiError {
             TripError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             TripError::NotFound(_) => ApiError::not_found(message),
             TripError::InvalidField { field, message } => ApiError::invalid_field(field, message),
-            TripError::Illegal { .. } | TripError::Conflict(_) => {
-                ApiError::new(ErrorCode::Conflict, message)
-            }
+            TripError::Illegal { state, command } => ApiError::new(ErrorCode::Conflict, message)
+                .with_detail("state", state)
+                .with_detail("command", command),
+            TripError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
             TripError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
             TripError::Store(_) => ApiError::internal(message),
             TripError::Remote(e) => e,
