@@ -13,7 +13,7 @@
 //! Every instance gets every notice and position from the bus and delivers to the sessions it
 //! holds, so a client may reconnect to any instance.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -40,6 +40,8 @@ use trip::{TripApi, TripNotice};
 /// Messages queued per session; a session that falls this far behind is closed (it reconnects
 /// with its last id and catches up from the log).
 const SESSION_QUEUE: usize = 1024;
+/// How many sent notice ids a session remembers to recognise late live copies.
+const SENT_MEMORY: usize = 4096;
 /// Notices fetched per page while replaying.
 const REPLAY_PAGE: u32 = 200;
 
@@ -150,12 +152,16 @@ impl Hub {
             let mut sessions = lock(&self.sessions);
             let (rider, driver) = (notice.trip.rider_id, notice.trip.driver_id);
             match notice.kind.as_str() {
+                // A driver drives one trip at a time: its rider replaces any earlier one.
                 "trip.driver_assigned" | "trip.driver_arrived" | "trip.started" => {
                     if let Some(driver) = driver {
-                        sessions.watchers.entry(driver).or_default().insert(rider);
+                        sessions.watchers.insert(driver, HashSet::from([rider]));
                     }
                 }
                 "trip.completed" | "trip.cancelled" | "trip.redispatched" => {
+                    for driver in driver.into_iter().chain(notice.recipients.iter().copied()) {
+                        sessions.watchers.remove(&driver);
+                    }
                     for riders in sessions.watchers.values_mut() {
                         riders.remove(&rider);
                     }
@@ -204,9 +210,18 @@ impl Hub {
     fn watch(&self, driver: AccountId, rider: AccountId) {
         lock(&self.sessions)
             .watchers
-            .entry(driver)
-            .or_default()
-            .insert(rider);
+            .insert(driver, HashSet::from([rider]));
+    }
+
+    fn unwatch(&self, driver: AccountId, rider: AccountId) {
+        let mut sessions = lock(&self.sessions);
+        if sessions
+            .watchers
+            .get(&driver)
+            .is_some_and(|riders| riders.contains(&rider))
+        {
+            sessions.watchers.remove(&driver);
+        }
     }
 }
 
@@ -254,8 +269,11 @@ async fn upgrade(
         )
         .into_response();
     };
-    let caller = match hub.deps.verifier.verify(&token, clock::now()) {
-        Ok(claims) => Caller::new(claims.account, claims.role, token),
+    let (caller, expires_at) = match hub.deps.verifier.verify(&token, clock::now()) {
+        Ok(claims) => (
+            Caller::new(claims.account, claims.role, token),
+            claims.expires_at,
+        ),
         Err(e) => return ApiError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
     };
     let last_event_id = match query.last_event_id.as_deref().map(parse_last_event_id) {
@@ -275,7 +293,7 @@ async fn upgrade(
     };
     upgrade
         .max_message_size(16 * 1024)
-        .on_upgrade(move |socket| session(socket, hub, caller, last_event_id))
+        .on_upgrade(move |socket| session(socket, hub, caller, expires_at, last_event_id))
 }
 
 fn frame(value: &Value) -> Message {
@@ -299,8 +317,19 @@ fn error_frame(e: &ApiError) -> Message {
     frame(&body)
 }
 
-async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Option<i64>) {
+async fn session(
+    socket: WebSocket,
+    hub: Hub,
+    caller: Caller,
+    expires_at: domain::Timestamp,
+    last_event_id: Option<i64>,
+) {
     let _running = hub.shutdown.hold();
+    // The session lives as long as its token: then the client reconnects with a fresh one (and
+    // its last id), so a revoked account stops hearing within one access-token lifetime.
+    let token_left = std::time::Duration::from_millis(expires_at.millis_since(clock::now()));
+    let token_expiry = tokio::time::sleep(token_left);
+    tokio::pin!(token_expiry);
     let stop = hub.shutdown.token();
     let gauge = metrics::gauge!("communication_connected_clients", "transport" => "v1_ws");
     gauge.increment(1.0);
@@ -317,8 +346,11 @@ async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Opt
         "replaying_after": last_event_id.map(|id| id.to_string()),
     });
     let mut open = sink.send(frame(&hello)).await.is_ok();
+    // What this session sent (recent ids), so a late live copy is never sent twice and a late
+    // original is never dropped.
+    let mut sent: BTreeSet<i64> = BTreeSet::new();
     if open && let Some(after) = last_event_id {
-        open = replay(&hub, &caller, after, &mut sink, &mut last_sent).await;
+        open = replay(&hub, &caller, after, &mut sink, &mut last_sent, &mut sent).await;
     }
     if open && caller.role == Role::Rider {
         // The driver of a trip under way, whose position the rider should see.
@@ -330,6 +362,21 @@ async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Opt
                 ) && let Some(driver) = trip.driver_id
                 {
                     hub.watch(driver, caller.account);
+                    // It may have ended between the list and the watch.
+                    let ended = hub
+                        .deps
+                        .trips
+                        .get(&caller, trip.id)
+                        .await
+                        .map_or(true, |t| {
+                            !matches!(
+                                t.status.as_str(),
+                                "driver_assigned" | "arrived" | "in_progress"
+                            )
+                        });
+                    if ended {
+                        hub.unwatch(driver, caller.account);
+                    }
                 }
             }
         }
@@ -343,6 +390,12 @@ async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Opt
         let outgoing = tokio::select! {
             () = stop.cancelled() => {
                 let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                break;
+            }
+            () = &mut token_expiry => {
+                let _ = sink
+                    .send(close(close_code::POLICY, "the access token expired; reconnect with a fresh one and last_event_id"))
+                    .await;
                 break;
             }
             incoming = stream.next() => match incoming {
@@ -360,11 +413,19 @@ async fn session(socket: WebSocket, hub: Hub, caller: Caller, last_event_id: Opt
             },
             next = live.recv() => match next {
                 Some(Live::Notice(notice)) => {
-                    if notice.id <= last_sent {
+                    // Notices are published after their commits, by different tasks, so a lower
+                    // id can arrive after a higher one: skip only what was sent already.
+                    let seen_before = last_event_id.is_some_and(|after| notice.id <= after);
+                    if seen_before || !sent.insert(notice.id) {
                         continue;
                     }
-                    last_sent = notice.id;
-                    positions_since = 0;
+                    if sent.len() > SENT_MEMORY {
+                        sent.pop_first();
+                    }
+                    if notice.id > last_sent {
+                        last_sent = notice.id;
+                        positions_since = 0;
+                    }
                     notice_frame(&notice)
                 }
                 Some(Live::Position(position)) => {
@@ -400,14 +461,24 @@ async fn replay(
     after: i64,
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     last_sent: &mut i64,
+    sent: &mut BTreeSet<i64>,
 ) -> bool {
     let mut cursor = after;
     loop {
         let page = match hub.deps.trips.notices(caller, cursor, REPLAY_PAGE).await {
             Ok(page) => page,
             Err(e) => {
+                // Going on would let live notices move the client's last id past the gap:
+                // close, and let it reconnect with the id it has.
                 let error = ApiError::from(e);
-                return sink.send(error_frame(&error)).await.is_ok();
+                let _ = sink.send(error_frame(&error)).await;
+                let _ = sink
+                    .send(close(
+                        close_code::AGAIN,
+                        "cannot replay now; reconnect with last_event_id",
+                    ))
+                    .await;
+                return false;
             }
         };
         let full = page.len() == REPLAY_PAGE as usize;
@@ -417,6 +488,7 @@ async fn replay(
             }
             cursor = notice.id;
             *last_sent = (*last_sent).max(notice.id);
+            sent.insert(notice.id);
         }
         if !full {
             return true;

@@ -243,6 +243,9 @@ pub enum TransitionError {
     /// This driver may not be offered the trip again.
     #[error("this driver declined, missed or cancelled the trip before")]
     DriverExcluded,
+    /// The offer's time ran out before the accept (the dispatcher withdraws it on its next round).
+    #[error("the offer lapsed; the trip goes to another driver")]
+    OfferLapsed,
     /// A timeout command arrived before its time (a stale timer): ignore it.
     #[error("{command} before its time")]
     TooEarly { command: &'static str },
@@ -296,8 +299,11 @@ pub fn apply(
             };
             events.push(TripEvent::Offered { driver });
         }
-        (S::Offered { driver, .. }, Command::Accept { driver: who }) => {
+        (S::Offered { driver, offered_at }, Command::Accept { driver: who }) => {
             holder(who)?;
+            if now.millis_since(offered_at) >= policy.offer_timeout_ms {
+                return Err(TransitionError::OfferLapsed);
+            }
             next.state = S::DriverAssigned {
                 driver,
                 assigned_at: now,

@@ -246,13 +246,16 @@ impl Dispatcher {
         };
         let policy = *self.service.policy();
         let mut searching: Vec<TripRecord> = Vec::new();
+        // Open trips first, busy drivers second: a driver who accepts in between is then in
+        // the second read.
+        let open = store.open_trips(ROUND_TRIPS).await.map_err(store_error)?;
         let mut busy: HashSet<AccountId> = store
             .busy_drivers()
             .await
             .map_err(store_error)?
             .into_iter()
             .collect();
-        for record in store.open_trips(ROUND_TRIPS).await.map_err(store_error)? {
+        for record in open {
             let expiry = match record.trip.state {
                 TripState::Offered { offered_at, driver } => {
                     if now.millis_since(offered_at) >= policy.offer_timeout_ms {
@@ -273,7 +276,8 @@ impl Dispatcher {
                 _ => None,
             };
             if let Some(command) = expiry {
-                // Another writer (an accept racing the timeout) may win: that is fine.
+                // Another writer (an accept racing the timeout) may win: that is fine, but its
+                // driver is then busy.
                 if self
                     .service
                     .transition(record.id, now, |_| Ok(command))
@@ -284,6 +288,8 @@ impl Dispatcher {
                         Command::ExpireOffer => round.expired_offers += 1,
                         _ => round.expired_searches += 1,
                     }
+                } else if let Some(driver) = record.trip.state.driver() {
+                    busy.insert(driver);
                 }
             }
         }

@@ -143,6 +143,7 @@ impl TripError {
             TransitionError::DriverExcluded => {
                 Self::Conflict("this driver may not be offered the trip again".into())
             }
+            TransitionError::OfferLapsed => Self::Conflict(e.to_string()),
             TransitionError::TooEarly { command } => {
                 Self::Conflict(format!("{command} before its time"))
             }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy};
+use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy, TripState};
 use domain::{Role, Timestamp, TripId};
 use platform::bus::{self, SharedBus};
 use platform::clock;
@@ -53,6 +53,17 @@ impl TripService {
 
     pub(crate) fn view(&self, record: &TripRecord) -> TripView {
         TripView::of(record, self.policy.offer_timeout_ms)
+    }
+
+    /// The view `caller` may see: a rider learns the driver once one is assigned, not who is
+    /// being offered the trip.
+    fn view_for(&self, record: &TripRecord, caller: &Caller) -> TripView {
+        let mut view = self.view(record);
+        if caller.role == Role::Rider && matches!(record.trip.state, TripState::Offered { .. }) {
+            view.driver_id = None;
+            view.offer_expires_at = None;
+        }
+        view
     }
 
     async fn load(&self, id: TripId) -> Result<TripRecord, TripError> {
@@ -305,7 +316,7 @@ impl TripService {
             })
         };
         match self.transition(id, now, command).await {
-            Ok(next) => Ok(self.view(&next)),
+            Ok(next) => Ok(self.view_for(&next, caller)),
             // The same accept sent twice: the second sees its own result.
             Err(TripError::Illegal { .. }) if action == Action::Accept => {
                 let record = self.load(id).await?;
@@ -346,7 +357,7 @@ impl TripApi for TripService {
         if !Self::visible(&record, caller) {
             return Err(TripError::NotFound(id));
         }
-        Ok(self.view(&record))
+        Ok(self.view_for(&record, caller))
     }
 
     async fn list(&self, caller: &Caller, limit: u32) -> Result<Vec<TripView>, TripError> {
@@ -358,7 +369,7 @@ impl TripApi for TripService {
         Ok(records
             .iter()
             .filter(|r| Self::visible(r, caller))
-            .map(|r| self.view(r))
+            .map(|r| self.view_for(r, caller))
             .collect())
     }
 

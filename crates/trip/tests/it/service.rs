@@ -228,6 +228,14 @@ pub async fn a_declined_trip_goes_to_another_driver_never_back(h: Harness) {
     h.dispatcher.round(h.at(3_000)).await.expect("round");
     let view = h.service.get(&second, id).await.expect("offered");
     assert_eq!(view.driver_id, Some(second.account));
+    let late = h
+        .service
+        .act_at(&second, id, Action::Accept, h.at(3_000 + 15_000))
+        .await;
+    assert!(
+        matches!(&late, Err(TripError::Conflict(m)) if m.contains("lapsed")),
+        "an offer past its time cannot be accepted: {late:?}"
+    );
     let lapse = h.at(3_000 + 15_000);
     let round = h.dispatcher.round(lapse).await.expect("round");
     assert_eq!(round.expired_offers, 1, "{round:?}");
@@ -505,9 +513,19 @@ async fn assigned(h: &Harness) -> (Caller, Caller, TripId) {
     let id = h.book(&rider).await;
     h.driver(50.0);
     h.dispatcher.round(h.at(0)).await.expect("round");
-    // Drivers of earlier scenarios are free again and as near: take whoever got the offer.
+    // Drivers of earlier scenarios are free again and as near: take whoever got the offer (the
+    // rider is not told who that is).
     let view = h.service.get(&rider, id).await.expect("visible");
-    let driver = Caller::new(view.driver_id.expect("offered"), Role::Driver, "");
+    assert_eq!((view.status.as_str(), view.driver_id), ("offered", None));
+    let record = h
+        .service
+        .store()
+        .get(id)
+        .await
+        .expect("get")
+        .expect("exists");
+    let offered_to = record.trip.state.driver().expect("offered");
+    let driver = Caller::new(offered_to, Role::Driver, "");
     h.service
         .act_at(&driver, id, Action::Accept, h.at(0))
         .await
