@@ -56,12 +56,22 @@ impl TripService {
     }
 
     /// The view `caller` may see: a rider learns the driver once one is assigned, not who is
-    /// being offered the trip.
+    /// being offered the trip; a driver who declined or missed it sees its state, not who took it
+    /// or what anyone paid.
     fn view_for(&self, record: &TripRecord, caller: &Caller) -> TripView {
         let mut view = self.view(record);
-        if caller.role == Role::Rider && matches!(record.trip.state, TripState::Offered { .. }) {
+        let offered = matches!(record.trip.state, TripState::Offered { .. });
+        let past_driver =
+            caller.role == Role::Driver && record.trip.state.driver() != Some(caller.account);
+        if (caller.role == Role::Rider && offered) || past_driver {
             view.driver_id = None;
             view.offer_expires_at = None;
+        }
+        if past_driver {
+            view.assigned_at = None;
+            view.arrived_at = None;
+            view.cancelled_by = None;
+            view.cancellation_fee = None;
         }
         view
     }

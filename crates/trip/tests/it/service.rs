@@ -223,9 +223,15 @@ pub async fn a_declined_trip_goes_to_another_driver_never_back(h: Harness) {
     // Alone in town, the decliner is not offered the trip again.
     h.dispatcher.round(h.at(2_000)).await.expect("round");
     assert_eq!(h.status(&rider, id).await, "searching");
-    // A second driver is; letting it lapse excludes them too.
+    // A second driver is; the first, who declined, no longer sees who holds it.
     let second = h.driver(1_000.0);
     h.dispatcher.round(h.at(3_000)).await.expect("round");
+    let seen_by_first = h.service.get(&first, id).await.expect("still readable");
+    assert_eq!(
+        (seen_by_first.status.as_str(), seen_by_first.driver_id),
+        ("offered", None)
+    );
+    // Letting the offer lapse excludes the second driver too.
     let view = h.service.get(&second, id).await.expect("offered");
     assert_eq!(view.driver_id, Some(second.account));
     let late = h
