@@ -5,6 +5,7 @@
 #[doc(hidden)]
 pub mod contract;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::str::FromStr;
