@@ -42,6 +42,50 @@ use trip::{TripApi, TripNotice};
 const SESSION_QUEUE: usize = 1024;
 /// How many sent notice ids a session remembers to recognise late live copies.
 const SENT_MEMORY: usize = 4096;
+
+/// What one session has sent: which notices (recent ids), the highest, and how many positions
+/// since it, for position ids `"<highest>.<n>"`. Notices are published after their commits by
+/// different tasks, so a lower id can arrive after a higher one: it is sent, not dropped; only an
+/// id already sent, or one the client had before it connected, is skipped.
+#[derive(Debug, Default)]
+struct Sent {
+    /// The client's `last_event_id`: everything up to it came before this session.
+    before: Option<i64>,
+    ids: BTreeSet<i64>,
+    highest: i64,
+    positions: u64,
+}
+
+impl Sent {
+    fn after(last_event_id: Option<i64>) -> Self {
+        Self {
+            before: last_event_id,
+            highest: last_event_id.unwrap_or(0),
+            ..Self::default()
+        }
+    }
+
+    /// Whether notice `id` should be sent now (and, if so, it counts as sent).
+    fn admit(&mut self, id: i64) -> bool {
+        if self.before.is_some_and(|before| id <= before) || !self.ids.insert(id) {
+            return false;
+        }
+        if self.ids.len() > SENT_MEMORY {
+            self.ids.pop_first();
+        }
+        if id > self.highest {
+            self.highest = id;
+            self.positions = 0;
+        }
+        true
+    }
+
+    /// The id of the next position message.
+    fn position_id(&mut self) -> String {
+        self.positions += 1;
+        format!("{}.{}", self.highest, self.positions)
+    }
+}
 /// Notices fetched per page while replaying.
 const REPLAY_PAGE: u32 = 200;
 
@@ -337,8 +381,7 @@ async fn session(
     // Registered before the replay is read, so nothing published meanwhile is missed; the live
     // copies of replayed notices are skipped by id.
     let (session_id, mut live) = hub.register(caller.account);
-    let mut last_sent: i64 = last_event_id.unwrap_or(0);
-    let mut positions_since: u64 = 0;
+    let mut sent = Sent::after(last_event_id);
     let hello = json!({
         "type": "hello",
         "account_id": caller.account,
@@ -346,11 +389,8 @@ async fn session(
         "replaying_after": last_event_id.map(|id| id.to_string()),
     });
     let mut open = sink.send(frame(&hello)).await.is_ok();
-    // What this session sent (recent ids), so a late live copy is never sent twice and a late
-    // original is never dropped.
-    let mut sent: BTreeSet<i64> = BTreeSet::new();
     if open && let Some(after) = last_event_id {
-        open = replay(&hub, &caller, after, &mut sink, &mut last_sent, &mut sent).await;
+        open = replay(&hub, &caller, after, &mut sink, &mut sent).await;
     }
     if open && caller.role == Role::Rider {
         // The driver of a trip under way, whose position the rider should see.
@@ -413,31 +453,18 @@ async fn session(
             },
             next = live.recv() => match next {
                 Some(Live::Notice(notice)) => {
-                    // Notices are published after their commits, by different tasks, so a lower
-                    // id can arrive after a higher one: skip only what was sent already.
-                    let seen_before = last_event_id.is_some_and(|after| notice.id <= after);
-                    if seen_before || !sent.insert(notice.id) {
+                    if !sent.admit(notice.id) {
                         continue;
-                    }
-                    if sent.len() > SENT_MEMORY {
-                        sent.pop_first();
-                    }
-                    if notice.id > last_sent {
-                        last_sent = notice.id;
-                        positions_since = 0;
                     }
                     notice_frame(&notice)
                 }
-                Some(Live::Position(position)) => {
-                    positions_since += 1;
-                    frame(&json!({
-                        "id": format!("{last_sent}.{positions_since}"),
-                        "type": "driver.position",
-                        "driver_id": position.driver,
-                        "position": position.position,
-                        "at": position.at,
-                    }))
-                }
+                Some(Live::Position(position)) => frame(&json!({
+                    "id": sent.position_id(),
+                    "type": "driver.position",
+                    "driver_id": position.driver,
+                    "position": position.position,
+                    "at": position.at,
+                })),
                 None => {
                     let _ = sink
                         .send(close(close_code::AGAIN, "fell behind; reconnect with last_event_id"))
@@ -460,8 +487,7 @@ async fn replay(
     caller: &Caller,
     after: i64,
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    last_sent: &mut i64,
-    sent: &mut BTreeSet<i64>,
+    sent: &mut Sent,
 ) -> bool {
     let mut cursor = after;
     loop {
@@ -487,8 +513,8 @@ async fn replay(
                 return false;
             }
             cursor = notice.id;
-            *last_sent = (*last_sent).max(notice.id);
-            sent.insert(notice.id);
+            // Replayed ids are all new to the session; `admit` records them.
+            sent.admit(notice.id);
         }
         if !full {
             return true;
@@ -546,6 +572,25 @@ fn close(code: u16, reason: &str) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_notices_are_sent_once_and_never_dropped() {
+        let mut sent = Sent::after(Some(10));
+        assert!(!sent.admit(9), "the client had it before connecting");
+        assert!(sent.admit(12));
+        assert_eq!(sent.position_id(), "12.1");
+        // 11 was published after 12: still sent, and it does not move the highest id.
+        assert!(sent.admit(11));
+        assert_eq!(sent.position_id(), "12.2");
+        assert!(
+            !sent.admit(11) && !sent.admit(12),
+            "a live copy of a sent notice"
+        );
+        assert!(sent.admit(13));
+        assert_eq!(sent.position_id(), "13.1");
+        let mut fresh = Sent::after(None);
+        assert!(fresh.admit(1) && fresh.admit(2) && !fresh.admit(1));
+    }
 
     #[test]
     fn last_event_ids_of_both_kinds_parse_to_the_notice_id() {
