@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use domain::events::{DriverLocated, Event};
@@ -300,12 +300,7 @@ async fn upgrade(
         Ok(Query(query)) => query,
         Err(e) => return ApiError::new(ErrorCode::InvalidInput, e.body_text()).into_response(),
     };
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
+    let header_token = platform::auth::bearer(&headers).map(str::to_owned);
     let Some(token) = header_token.or(query.token) else {
         return ApiError::new(
             ErrorCode::Unauthorized,
@@ -313,12 +308,9 @@ async fn upgrade(
         )
         .into_response();
     };
-    let (caller, expires_at) = match hub.deps.verifier.verify(&token, clock::now()) {
-        Ok(claims) => (
-            Caller::new(claims.account, claims.role, token),
-            claims.expires_at,
-        ),
-        Err(e) => return ApiError::new(ErrorCode::Unauthorized, e.to_string()).into_response(),
+    let (caller, expires_at) = match hub.deps.verifier.caller(&token, clock::now()) {
+        Ok(proven) => proven,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let last_event_id = match query.last_event_id.as_deref().map(parse_last_event_id) {
         None => None,

@@ -30,10 +30,10 @@ const SERVICE: &str = "identity";
 /// rebuilds its `Caller`: what the pricing and trip gRPC services are built with.
 pub fn authenticate(verifier: TokenVerifier) -> Authenticate {
     Arc::new(move |token: &str| {
-        let claims = verifier
-            .verify(token, platform::clock::now())
-            .map_err(ApiError::from)?;
-        Ok(Caller::new(claims.account, claims.role, token))
+        verifier
+            .caller(token, platform::clock::now())
+            .map(|(caller, _)| caller)
+            .map_err(ApiError::from)
     })
 }
 

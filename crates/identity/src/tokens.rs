@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::{AccountId, Role, Timestamp};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use platform::auth::Caller;
 use serde::{Deserialize, Serialize};
 
 use crate::{Claims, IdentityError, SigningKey};
@@ -126,6 +127,20 @@ impl TokenVerifier {
             key: DecodingKey::from_secret(key.bytes()),
             validation,
         }
+    }
+
+    /// The caller a valid access token proves (the token kept as its proof), for the gateway, the
+    /// WebSocket and every gRPC server alike; errors as [`TokenVerifier::verify`].
+    pub fn caller(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(Caller, Timestamp), IdentityError> {
+        let claims = self.verify(token, now)?;
+        Ok((
+            Caller::new(claims.account, claims.role, token),
+            claims.expires_at,
+        ))
     }
 
     /// The claims of a valid access token; `InvalidToken` if it is malformed, signed with

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use axum::http::{HeaderMap, header};
+
 use domain::{AccountId, Role};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -31,5 +33,33 @@ impl std::fmt::Debug for Caller {
             .field("account", &self.account)
             .field("role", &self.role)
             .finish_non_exhaustive()
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_bearer_authorization_yields_a_token() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().expect("header"));
+            bearer(&headers).map(str::to_owned)
+        };
+        assert_eq!(with("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(with("bearer  abc ").as_deref(), Some("abc"));
+        assert_eq!(with("Basic abc"), None);
+        assert_eq!(with("Bearer"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
     }
 }

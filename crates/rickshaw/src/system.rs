@@ -22,11 +22,10 @@ use domain::pricing::StraightLineRouting;
 use gateway::ProductServices;
 use identity::{IdentityService, PgAccountStore, SigningKey, SqliteAccountStore, TokenVerifier};
 use matching::{AllShards, KvLeases, LeaseConfig, MatchingService};
-use platform::auth::Caller;
 use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
 use platform::http::{Health, ops_router};
 use platform::rpc::RpcClient;
-use platform::{ApiError, Config, ErrorCode, Shutdown, clock, store, telemetry};
+use platform::{Config, Shutdown, store, telemetry};
 use pricing::{PricingService, QuoteBook, Router};
 use rating::{PgRatingStore, RatingService, SqliteRatingStore};
 use rider::RiderService;
@@ -145,14 +144,6 @@ pub struct System {
     health: Health,
     shutdown: Shutdown,
     pools: Vec<Pool>,
-}
-
-/// The caller an access token proves (gRPC servers rebuild callers with it).
-fn caller_of(verifier: &TokenVerifier, token: &str) -> Result<Caller, ApiError> {
-    let claims = verifier
-        .verify(token, clock::now())
-        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
-    Ok(Caller::new(claims.account, claims.role, token))
 }
 
 /// A channel balanced over a service's instances, connecting lazily (an instance that is down
@@ -378,10 +369,7 @@ impl System {
         };
         if let Some(key) = key {
             let verifier = TokenVerifier::new(&key);
-            let authenticate: proto::Authenticate = {
-                let verifier = verifier.clone();
-                Arc::new(move |token: &str| caller_of(&verifier, token))
-            };
+            let authenticate = identity::grpc::authenticate(verifier.clone());
             let mut routes = RoutesBuilder::default();
             let serves_grpc = [Service::Identity, Service::Pricing, Service::Trip]
                 .iter()

@@ -74,15 +74,6 @@ fn unauthorized(message: impl Into<String>) -> Unauthorized {
     Unauthorized(ApiError::new(ErrorCode::Unauthorized, message))
 }
 
-/// The bearer token of `Authorization: Bearer …`, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
 /// The verified caller of a request.
 pub struct Authenticated(pub Caller);
 
@@ -93,23 +84,17 @@ impl FromRequestParts<ProductServices> for Authenticated {
         parts: &mut Parts,
         services: &ProductServices,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
+        let token = platform::auth::bearer(&parts.headers).ok_or_else(|| {
             unauthorized(
                 "send an access token: Authorization: Bearer <token> (POST /v1/auth/login)",
             )
         })?;
-        authenticate(&services.verifier, token)
-            .map(Authenticated)
-            .map_err(Unauthorized)
+        services
+            .verifier
+            .caller(token, clock::now())
+            .map(|(caller, _)| Authenticated(caller))
+            .map_err(|e| Unauthorized(e.into()))
     }
-}
-
-/// The caller an access token proves, or a 401.
-pub fn authenticate(verifier: &TokenVerifier, token: &str) -> Result<Caller, ApiError> {
-    let claims = verifier
-        .verify(token, clock::now())
-        .map_err(|e| ApiError::new(ErrorCode::Unauthorized, e.to_string()))?;
-    Ok(Caller::new(claims.account, claims.role, token))
 }
 
 /// 403 unless the caller has `role`.
