@@ -537,13 +537,8 @@ async fn handle_client(hub: &Hub, caller: &Caller, text: &str) -> Result<Option<
                     "only drivers report positions",
                 ));
             }
-            let position = LatLng::new(lat, lng).map_err(|e| {
-                let field = match e {
-                    domain::LatLngError::Latitude(_) => "lat",
-                    domain::LatLngError::Longitude(_) => "lng",
-                };
-                ApiError::invalid_field(field, e.to_string())
-            })?;
+            let position = LatLng::new(lat, lng)
+                .map_err(|e| ApiError::invalid_field(e.field(), e.to_string()))?;
             hub.deps
                 .supply
                 .locate(caller.account, position)

@@ -105,6 +105,16 @@ pub enum LatLngError {
     Longitude(f64),
 }
 
+impl LatLngError {
+    /// The coordinate at fault: `lat` or `lng`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Latitude(_) => "lat",
+            Self::Longitude(_) => "lng",
+        }
+    }
+}
+
 impl LatLng {
     pub fn new(lat: f64, lng: f64) -> Result<Self, LatLngError> {
         if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {

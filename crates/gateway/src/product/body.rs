@@ -61,19 +61,8 @@ pub fn lat_lng(body: &Value, field: &str) -> Result<LatLng, ApiError> {
     };
     let lat = number(at, "lat", &format!("{prefix}lat"))?;
     let lng = number(at, "lng", &format!("{prefix}lng"))?;
-    if !(-90.0..=90.0).contains(&lat) {
-        return Err(ApiError::invalid_field(
-            format!("{prefix}lat"),
-            format!("latitude {lat} is outside -90..90"),
-        ));
-    }
-    if !(-180.0..=180.0).contains(&lng) {
-        return Err(ApiError::invalid_field(
-            format!("{prefix}lng"),
-            format!("longitude {lng} is outside -180..180"),
-        ));
-    }
-    LatLng::new(lat, lng).map_err(|e| ApiError::invalid_field(field, e.to_string()))
+    LatLng::new(lat, lng)
+        .map_err(|e| ApiError::invalid_field(format!("{prefix}{}", e.field()), e.to_string()))
 }
 
 #[cfg(test)]
