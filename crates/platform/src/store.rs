@@ -86,6 +86,14 @@ pub async fn migrate_sqlite(
     migrator(migrations).await?.run(pool).await
 }
 
+/// Applies pending migrations to a service's PostgreSQL schema (the pool's `search_path`).
+pub async fn migrate_postgres(
+    pool: &PgPool,
+    migrations: &'static [EmbeddedMigration],
+) -> Result<(), MigrateError> {
+    migrator(migrations).await?.run(pool).await
+}
+
 /// Connects to PostgreSQL with every connection's `search_path` set to `schema` (created if
 /// missing), so a service's tables and its migration history live in its own schema.
 pub async fn open_postgres(

@@ -1,7 +1,7 @@
 //! Accounts and tokens in PostgreSQL (the distributed mode), in the `identity` schema owned by
 //! this service.
 
-use platform::store::{EmbeddedMigration, PgPool, migrator};
+use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -34,10 +34,7 @@ impl PgAccountStore {
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator(MIGRATIONS)
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
-            .run(&self.pool)
+        migrate_postgres(&self.pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the identity schema: {e}")))
     }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName, Timestamp};
-use platform::store::{EmbeddedMigration, PgPool, migrator};
+use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
 use sqlx::Row;
 
 use super::{DriverRef, KnownDriver, RatingStore, StoreError, known_driver};
@@ -33,10 +33,7 @@ impl PgRatingStore {
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator(MIGRATIONS)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?
-            .run(&self.pool)
+        migrate_postgres(&self.pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError(format!("migrating the rating schema: {e}")))
     }

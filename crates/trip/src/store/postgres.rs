@@ -2,7 +2,7 @@
 //! READ COMMITTED a compare-and-set that lost a race re-reads the committed row and matches nothing
 //! (`Stale`), and a second active trip for a driver waits on the unique index, then fails.
 
-use platform::store::{EmbeddedMigration, PgPool, migrator};
+use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
 
 use super::sql::{self, impl_trip_store};
 use super::{Backend, LeaderGuard, Leadership, StoreError};
@@ -42,10 +42,7 @@ impl PgTripStore {
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator(MIGRATIONS)
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?
-            .run(&self.pool)
+        migrate_postgres(&self.pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the trip schema: {e}")))
     }
