@@ -38,8 +38,7 @@ pub struct Config {
 pub struct GrpcConfig {
     /// Where a process running identity, pricing or trip serves gRPC (port 0: any free port).
     pub listen: SocketAddr,
-    /// The instances of each service (`http://host:port`); calls are balanced over them and a
-    /// dead one is skipped.
+    /// The instances of each service (`http://host:port`); calls are balanced over them.
     pub identity: Vec<String>,
     pub pricing: Vec<String>,
     pub trip: Vec<String>,

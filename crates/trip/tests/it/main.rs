@@ -47,14 +47,45 @@ mod postgres {
         .await
         .expect("drops");
         postgres.close().await;
-        let url = format!("{admin}/{name}");
-        platform::store::ensure_postgres_database(&url)
+        platform::store::ensure_postgres_database(&format!("{admin}/{name}"))
             .await
             .expect("creates");
-        let store = trip::PgTripStore::connect(&url, 8).await.expect("connects");
+        store_on(test).await
+    }
+
+    /// Another store on the database `fresh_store(test)` made (another instance, say).
+    pub async fn store_on(test: &str) -> trip::PgTripStore {
+        let url = database_url();
+        let admin = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+        let store = trip::PgTripStore::connect(&format!("{admin}/trip_{test}"), 8)
+            .await
+            .expect("connects");
         store.migrate().await.expect("migrates");
         store
     }
 
     trip::trip_store_contract!(store());
+
+    /// Across instances only one leads: while one holds the lock another cannot take it.
+    #[tokio::test]
+    async fn a_second_instance_cannot_lead_while_one_does() {
+        use trip::TripStore;
+        let (one, other) = (
+            fresh_store("lead_exclusion").await,
+            store_on("lead_exclusion").await,
+        );
+        let held = one.lead().await.expect("lead").expect("free");
+        assert!(
+            other.lead().await.expect("lead").is_none(),
+            "the lock is held"
+        );
+        held.release().await;
+        other
+            .lead()
+            .await
+            .expect("lead")
+            .expect("free again")
+            .release()
+            .await;
+    }
 }
