@@ -9,8 +9,8 @@ use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use pricing::grpc::{Authenticate, GrpcPricing};
 use pricing::{Preview, PricingApi, PricingError, PricingService, QuoteBook, Router};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::Routes;
+use tonic::transport::Channel;
 
 const KEY: &[u8] = b"test key, thirty-two bytes long!";
 
@@ -72,16 +72,11 @@ async fn serve() -> Harness {
         ),
         answered: Mutex::new(Vec::new()),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let router =
-        Server::builder().add_service(pricing::grpc::service(recording.clone(), authenticate()));
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_lazy();
+    let channel = proto::testing::serve(Routes::new(pricing::grpc::service(
+        recording.clone(),
+        authenticate(),
+    )))
+    .await;
     Harness {
         recording,
         client: GrpcPricing::new(channel.clone()),
@@ -196,16 +191,7 @@ async fn a_request_missing_a_field_is_refused_naming_it() {
 
 #[tokio::test]
 async fn an_unreachable_service_is_unavailable() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    let client = GrpcPricing::new(
-        Endpoint::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy(),
-    );
+    let client = GrpcPricing::new(proto::testing::nowhere().await);
     let e = client
         .preview(&rider("rider-token"), at(23.78, 90.40), at(23.75, 90.39))
         .await

@@ -15,6 +15,8 @@ mod auth;
 pub mod convert;
 mod error;
 mod redact;
+#[doc(hidden)]
+pub mod testing;
 
 pub use auth::{AUTHORIZATION, Authenticate, bearer, caller, set_bearer, with_bearer};
 pub use error::{ERROR_CODE, ERROR_FIELD, error_of, grpc_code, remote_error, status_of};

@@ -11,8 +11,8 @@ use identity::{
     Account, Caller, IdentityApi, IdentityError, IdentityService, SignUp, TokenVerifier, Tokens,
 };
 use platform::{ApiError, ErrorCode};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::Routes;
+use tonic::transport::Channel;
 
 use crate::support::{self, PASSWORD};
 
@@ -81,18 +81,11 @@ async fn serve(login_attempts_per_minute: u32) -> Harness {
         inner: service,
         tokens: Mutex::new(Vec::new()),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let router = Server::builder().add_service(identity::grpc::service(
+    let channel = proto::testing::serve(Routes::new(identity::grpc::service(
         recording.clone(),
         identity::grpc::authenticate(verifier.clone()),
-    ));
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect_lazy();
+    )))
+    .await;
     Harness {
         recording,
         verifier,
@@ -303,16 +296,7 @@ async fn the_account_calls_act_only_on_the_token_s_account() {
 
 #[tokio::test]
 async fn an_unreachable_service_is_an_error_naming_it() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    let client = GrpcIdentity::new(
-        Endpoint::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy(),
-    );
+    let client = GrpcIdentity::new(proto::testing::nowhere().await);
     let e = client
         .log_in(support::email("nobody"), PASSWORD.into())
         .await

@@ -12,8 +12,8 @@ use platform::bus::{InProcessBus, SharedBus};
 use platform::config::TripsConfig;
 use platform::{ApiError, ErrorCode};
 use pricing::{PricingService, QuoteBook, Router};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::Routes;
+use tonic::transport::Channel;
 use trip::grpc::{Authenticate, GrpcTrip};
 use trip::{
     Action, BookTrip, Caller, Dispatcher, Money, SqliteTripStore, TripApi, TripError, TripService,
@@ -53,16 +53,11 @@ impl Harness {
                 .cloned()
                 .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "unknown access token"))
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("addr");
-        let router = Server::builder()
-            .add_service(trip::grpc::service(Arc::new(service.clone()), authenticate));
-        tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy();
+        let channel = proto::testing::serve(Routes::new(trip::grpc::service(
+            Arc::new(service.clone()),
+            authenticate,
+        )))
+        .await;
         Self {
             service,
             dispatcher,
@@ -338,16 +333,7 @@ async fn only_the_token_says_who_is_calling() {
 
 #[tokio::test]
 async fn an_unreachable_service_is_unavailable() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    drop(listener);
-    let client = GrpcTrip::new(
-        Endpoint::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy(),
-    );
+    let client = GrpcTrip::new(proto::testing::nowhere().await);
     let rider = Caller::new(AccountId::from_uuid(uuid::Uuid::now_v7()), Role::Rider, "t");
     let e = client.list(&rider, 10).await.expect_err("nothing listens");
     assert!(matches!(e, TripError::Unavailable(_)), "{e:?}");
