@@ -157,6 +157,12 @@ shards = $SHARDS
 [identity]
 signing_key = "$signing_key"
 
+# Behind nginx every connection comes from nginx: the client is the address nginx names, and
+# nginx (not each process) limits connections per client.
+[http]
+client_address_header = "x-real-ip"
+max_connections_per_address = 0
+
 [grpc]
 $grpc_lists
 [log]
@@ -207,6 +213,7 @@ TOML
     echo "      proxy_set_header Upgrade \$http_upgrade;"
     echo "      proxy_set_header Connection \$connection_upgrade;"
     echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+    echo "      proxy_set_header X-Real-IP \$remote_addr;"
     echo "      proxy_read_timeout 1h;"
     echo "      proxy_next_upstream error timeout;"
     echo "    }"
@@ -215,6 +222,7 @@ TOML
     echo "      proxy_http_version 1.1;"
     echo "      proxy_set_header Connection \"\";"
     echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+    echo "      proxy_set_header X-Real-IP \$remote_addr;"
     echo "      proxy_next_upstream error timeout http_502 http_503;"
     echo "    }"
     echo "  }"

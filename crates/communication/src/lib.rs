@@ -4,6 +4,7 @@
 //! by name gets only its own messages, an anonymous one gets every match (the course bots listen
 //! for all). It never decides anything about rides.
 
+pub mod limits;
 mod messages;
 pub mod realtime;
 mod socketio;
@@ -19,6 +20,7 @@ use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscr
 use tokio::sync::broadcast;
 use tower::Layer;
 
+pub use limits::SocketLimits;
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
 pub use realtime::{Realtime, RealtimeDeps};
 
@@ -52,6 +54,7 @@ pub(crate) struct Hub {
     sessions: broadcast::Sender<Arc<Notice>>,
     io: socketioxide::SocketIo,
     shutdown: Shutdown,
+    limits: SocketLimits,
 }
 
 pub struct Communication {
@@ -64,15 +67,24 @@ pub struct Communication {
 impl Communication {
     /// Subscribes to the events it delivers (every instance sees every event: fan-out) and sets up
     /// the socket.io namespace.
-    pub async fn build(bus: SharedBus, shutdown: &Shutdown) -> Result<Self, BusError> {
+    pub async fn build(
+        bus: SharedBus,
+        shutdown: &Shutdown,
+        limits: SocketLimits,
+    ) -> Result<Self, BusError> {
         let matched = bus
             .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
             .await?;
         let expired = bus
             .subscribe(SubscribeOptions::ephemeral(RideExpired::SUBJECT))
             .await?;
+        let message = limits.max_message_bytes.min(64 * 1024);
         let (socketio_layer, io) = socketioxide::SocketIo::builder()
-            .max_payload(64 * 1024)
+            .max_payload(u64::try_from(message).unwrap_or(u64::MAX))
+            .ws_max_message_size(message)
+            .ws_max_frame_size(limits.max_frame_bytes.min(message))
+            .ping_interval(limits.ping_interval)
+            .ping_timeout(limits.idle_timeout.saturating_sub(limits.ping_interval))
             .build_layer();
         socketio::register(&io);
         let (sessions, _) = broadcast::channel(SESSION_BUFFER);
@@ -81,6 +93,7 @@ impl Communication {
                 sessions,
                 io,
                 shutdown: shutdown.clone(),
+                limits,
             },
             socketio_layer,
             matched,

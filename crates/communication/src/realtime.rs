@@ -37,6 +37,8 @@ use supply::SupplyApi;
 use tokio::sync::mpsc;
 use trip::{TripApi, TripNotice};
 
+use crate::limits::{Beat, SocketLimits};
+
 /// Messages queued per session; a session that falls this far behind is closed (it reconnects
 /// with its last id and catches up from the log).
 const SESSION_QUEUE: usize = 1024;
@@ -115,6 +117,21 @@ struct Hub {
     sessions: Arc<Mutex<Sessions>>,
     next_session: Arc<AtomicU64>,
     shutdown: Shutdown,
+    limits: SocketLimits,
+}
+
+/// A session's place in the hub, given back when dropped: when the session ends, or when the
+/// upgrade it was taken for fails.
+struct Registration {
+    hub: Hub,
+    account: AccountId,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.account, self.id);
+    }
 }
 
 pub struct Realtime {
@@ -129,6 +146,7 @@ impl Realtime {
         bus: &SharedBus,
         deps: RealtimeDeps,
         shutdown: &Shutdown,
+        limits: SocketLimits,
     ) -> Result<Self, BusError> {
         let notices = bus
             .subscribe(SubscribeOptions::ephemeral(TripNotice::SUBJECT))
@@ -142,6 +160,7 @@ impl Realtime {
                 sessions: Arc::default(),
                 next_session: Arc::default(),
                 shutdown: shutdown.clone(),
+                limits,
             },
             notices,
             positions,
@@ -230,15 +249,23 @@ impl Hub {
         }
     }
 
-    fn register(&self, account: AccountId) -> (u64, mpsc::Receiver<Live>) {
+    /// A place for one more session of `account`, unless it holds `per_account` already.
+    fn register(&self, account: AccountId) -> Option<(Registration, mpsc::Receiver<Live>)> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        lock(&self.sessions)
-            .by_account
-            .entry(account)
-            .or_default()
-            .push((id, tx));
-        (id, rx)
+        let mut sessions = lock(&self.sessions);
+        let list = sessions.by_account.entry(account).or_default();
+        if list.len() >= self.limits.per_account {
+            return None;
+        }
+        list.push((id, tx));
+        drop(sessions);
+        let registration = Registration {
+            hub: self.clone(),
+            account,
+            id,
+        };
+        Some((registration, rx))
     }
 
     fn unregister(&self, account: AccountId, id: u64) {
@@ -327,9 +354,34 @@ async fn upgrade(
             .into_response();
         }
     };
-    upgrade
-        .max_message_size(16 * 1024)
-        .on_upgrade(move |socket| session(socket, hub, caller, expires_at, last_event_id))
+    // Registered before the replay is read, so nothing published meanwhile is missed; the live
+    // copies of replayed notices are skipped by id.
+    let Some((registration, live)) = hub.register(caller.account) else {
+        metrics::counter!("communication_sessions_refused_total", "why" => "per_account")
+            .increment(1);
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "this account has {} sessions open already (sockets.per_account); close one first",
+                hub.limits.per_account
+            ),
+        )
+        .with_retry_after(1)
+        .into_response();
+    };
+    hub.limits
+        .apply(upgrade, 16 * 1024)
+        .on_upgrade(move |socket| {
+            session(
+                socket,
+                hub,
+                caller,
+                expires_at,
+                last_event_id,
+                registration,
+                live,
+            )
+        })
 }
 
 fn frame(value: &Value) -> Message {
@@ -359,6 +411,8 @@ async fn session(
     caller: Caller,
     expires_at: domain::Timestamp,
     last_event_id: Option<i64>,
+    _registration: Registration,
+    mut live: mpsc::Receiver<Live>,
 ) {
     let _running = hub.shutdown.hold();
     // The session lives as long as its token: then the client reconnects with a fresh one (and
@@ -370,9 +424,7 @@ async fn session(
     let gauge = metrics::gauge!("communication_connected_clients", "transport" => "v1_ws");
     gauge.increment(1.0);
     let (mut sink, mut stream) = socket.split();
-    // Registered before the replay is read, so nothing published meanwhile is missed; the live
-    // copies of replayed notices are skipped by id.
-    let (session_id, mut live) = hub.register(caller.account);
+    let mut liveness = hub.limits.liveness();
     let mut sent = Sent::after(last_event_id);
     let hello = json!({
         "type": "hello",
@@ -414,7 +466,6 @@ async fn session(
         }
     }
     if !open {
-        hub.unregister(caller.account, session_id);
         gauge.decrement(1.0);
         return;
     }
@@ -430,18 +481,40 @@ async fn session(
                     .await;
                 break;
             }
+            beat = liveness.tick() => match beat {
+                Beat::Ping => Message::Ping(Default::default()),
+                Beat::Idle => {
+                    let _ = sink.send(close(close_code::POLICY, "idle too long; reconnect with last_event_id")).await;
+                    break;
+                }
+            },
             incoming = stream.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Binary(_))) => error_frame(&ApiError::new(
-                    ErrorCode::InvalidInput,
-                    "binary frames are not supported; send JSON text",
-                )),
-                Some(Ok(Message::Text(text))) => match handle_client(&hub, &caller, text.as_str()).await {
-                    Ok(Some(reply)) => frame(&reply),
-                    Ok(None) => continue,
-                    Err(e) => error_frame(&e),
-                },
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(e)) => {
+                    if let Some(reason) = crate::limits::too_large(&e) {
+                        let _ = sink.send(close(close_code::SIZE, &reason)).await;
+                    }
+                    break;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    liveness.heard();
+                    continue;
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    liveness.heard();
+                    error_frame(&ApiError::new(
+                        ErrorCode::InvalidInput,
+                        "binary frames are not supported; send JSON text",
+                    ))
+                }
+                Some(Ok(Message::Text(text))) => {
+                    liveness.heard();
+                    match handle_client(&hub, &caller, text.as_str()).await {
+                        Ok(Some(reply)) => frame(&reply),
+                        Ok(None) => continue,
+                        Err(e) => error_frame(&e),
+                    }
+                }
             },
             next = live.recv() => match next {
                 Some(Live::Notice(notice)) => {
@@ -469,7 +542,6 @@ async fn session(
             break;
         }
     }
-    hub.unregister(caller.account, session_id);
     gauge.decrement(1.0);
 }
 

@@ -12,6 +12,7 @@ use platform::{ApiError, ErrorCode};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::limits::Beat;
 use crate::messages::{ClientMessage, ServerMessage, parse_client_message};
 use crate::{Hub, Notice};
 
@@ -46,8 +47,8 @@ pub(crate) async fn upgrade(
         Ok(_) => None,
         Err(e) => return ApiError::new(ErrorCode::InvalidInput, e.body_text()).into_response(),
     };
-    upgrade
-        .max_message_size(64 * 1024)
+    hub.limits
+        .apply(upgrade, 64 * 1024)
         .on_upgrade(move |socket| session(socket, hub, name))
 }
 
@@ -71,6 +72,7 @@ async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
     let (mut sink, mut stream) = socket.split();
     let mut notices = hub.sessions.subscribe();
     let mut identity: Option<String> = name.map(|n| n.to_string());
+    let mut liveness = hub.limits.liveness();
     if let Some(name) = &identity {
         let _ = sink
             .send(text(&ServerMessage::Identified { name: name.clone() }))
@@ -82,30 +84,49 @@ async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
                 let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
                 break;
             }
+            beat = liveness.tick() => match beat {
+                Beat::Ping => Message::Ping(Default::default()),
+                Beat::Idle => {
+                    let _ = sink.send(close(close_code::POLICY, "idle too long; reconnect")).await;
+                    break;
+                }
+            },
             incoming = stream.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(e)) => {
+                    if let Some(reason) = crate::limits::too_large(&e) {
+                        let _ = sink.send(close(close_code::SIZE, &reason)).await;
+                    }
+                    break;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    liveness.heard();
+                    continue;
+                }
                 Some(Ok(Message::Binary(_))) => {
                     let _ = sink.send(close(close_code::UNSUPPORTED, "binary frames are not supported; send JSON text")).await;
                     break;
                 }
-                Some(Ok(Message::Text(frame))) => match parse_client_message(frame.as_str()) {
-                    Ok(ClientMessage::Ping) => text(&ServerMessage::Pong),
-                    Ok(ClientMessage::Identify { name }) => match PersonName::parse(&name) {
-                        Ok(name) => {
-                            identity = Some(name.to_string());
-                            text(&ServerMessage::Identified { name: name.to_string() })
-                        }
-                        Err(e) => {
-                            let _ = sink.send(close(close_code::POLICY, &format!("invalid name: {e}"))).await;
+                Some(Ok(Message::Text(frame))) => {
+                    liveness.heard();
+                    match parse_client_message(frame.as_str()) {
+                        Ok(ClientMessage::Ping) => text(&ServerMessage::Pong),
+                        Ok(ClientMessage::Identify { name }) => match PersonName::parse(&name) {
+                            Ok(name) => {
+                                identity = Some(name.to_string());
+                                text(&ServerMessage::Identified { name: name.to_string() })
+                            }
+                            Err(e) => {
+                                let _ = sink.send(close(close_code::POLICY, &format!("invalid name: {e}"))).await;
+                                break;
+                            }
+                        },
+                        Err(reason) => {
+                            let _ = sink.send(close(close_code::POLICY, &reason)).await;
                             break;
                         }
-                    },
-                    Err(reason) => {
-                        let _ = sink.send(close(close_code::POLICY, &reason)).await;
-                        break;
                     }
-                },
+                }
             },
             notice = notices.recv() => match notice {
                 Ok(notice) => match frame_for(&notice, identity.as_deref()) {

@@ -6,6 +6,7 @@
 pub mod payload;
 pub mod product;
 
+pub use product::auth_limits::AuthLimits;
 pub use product::{ProductServices, product_router};
 
 use std::sync::Arc;

@@ -346,8 +346,12 @@ fn error_of(e: ApiError) -> IdentityError {
         (ErrorCode::InvalidInput, Some("password")) => {
             Some(IdentityError::WeakPassword(message.clone()))
         }
-        (ErrorCode::RateLimited, None) => retry_after_s(&message)
+        (ErrorCode::RateLimited, None) => e
+            .retry_after_s()
             .map(|retry_after_s| IdentityError::TooManyAttempts { retry_after_s }),
+        (ErrorCode::Unavailable, None) if e.retry_after_s().is_some() => e
+            .retry_after_s()
+            .map(|retry_after_s| IdentityError::Busy { retry_after_s }),
         (ErrorCode::Forbidden, None) => Some(IdentityError::Forbidden(message.clone())),
         (ErrorCode::NotFound, None) => Some(IdentityError::UnknownAccount),
         (ErrorCode::Unavailable, None) => Some(IdentityError::Unavailable(message.clone())),
@@ -364,7 +368,7 @@ fn error_of(e: ApiError) -> IdentityError {
         ErrorCode::Forbidden => IdentityError::Forbidden(message),
         ErrorCode::NotFound => IdentityError::UnknownAccount,
         ErrorCode::RateLimited => IdentityError::TooManyAttempts {
-            retry_after_s: retry_after_s(&message).unwrap_or(1),
+            retry_after_s: e.retry_after_s().unwrap_or(1),
         },
         ErrorCode::Unavailable => IdentityError::Unavailable(message),
         ErrorCode::InvalidJson
@@ -380,14 +384,6 @@ fn error_of(e: ApiError) -> IdentityError {
     }
 }
 
-/// The seconds of `too many failed logins for this email; retry in N s`.
-fn retry_after_s(message: &str) -> Option<u64> {
-    message
-        .rsplit_once("retry in ")
-        .and_then(|(_, rest)| rest.strip_suffix(" s"))
-        .and_then(|n| n.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +395,7 @@ mod tests {
             IdentityError::InvalidCredentials,
             IdentityError::WeakPassword("the password must be at least 8 characters".into()),
             IdentityError::TooManyAttempts { retry_after_s: 17 },
+            IdentityError::Busy { retry_after_s: 2 },
             IdentityError::InvalidToken("the access token has expired".into()),
             IdentityError::Forbidden("only drivers have a vehicle".into()),
             IdentityError::UnknownAccount,

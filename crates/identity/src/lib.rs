@@ -22,9 +22,10 @@ use domain::{AccountId, Email, PersonName, Role, Timestamp, Vehicle};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{SigningKey, SigningKeyError};
+pub use password::Hasher;
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use platform::auth::Caller;
-pub use service::IdentityService;
+pub use service::{IdentityService, login_backoff};
 pub use store::{AccountStore, PgAccountStore, SqliteAccountStore, StoreError};
 pub use tokens::{ISSUER, TokenIssuer, TokenVerifier};
 
@@ -111,6 +112,10 @@ pub enum IdentityError {
     WeakPassword(String),
     #[error("too many failed logins for this email; retry in {retry_after_s} s")]
     TooManyAttempts { retry_after_s: u64 },
+    /// Too many password checks waiting already (the hashing pool's queue is full, or this one
+    /// waited past its deadline): 503, retry after the given seconds.
+    #[error("too many sign-ups and logins at once; retry in {retry_after_s} s")]
+    Busy { retry_after_s: u64 },
     #[error("{0}")]
     InvalidToken(String),
     #[error("{0}")]
@@ -144,7 +149,12 @@ impl From<IdentityError> for platform::ApiError {
                 ApiError::new(ErrorCode::Unauthorized, message)
             }
             IdentityError::WeakPassword(_) => ApiError::invalid_field("password", message),
-            IdentityError::TooManyAttempts { .. } => ApiError::new(ErrorCode::RateLimited, message),
+            IdentityError::TooManyAttempts { retry_after_s } => {
+                ApiError::new(ErrorCode::RateLimited, message).with_retry_after(retry_after_s)
+            }
+            IdentityError::Busy { retry_after_s } => {
+                ApiError::new(ErrorCode::Unavailable, message).with_retry_after(retry_after_s)
+            }
             IdentityError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             IdentityError::UnknownAccount => ApiError::not_found(message),
             IdentityError::Store(_) => ApiError::internal(message),

@@ -1,11 +1,13 @@
 //! The identity service: `IdentityApi` over a store, a token issuer and the configuration.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{AccountId, Email, Role, Timestamp, Vehicle};
 use platform::clock;
 use platform::config::IdentityConfig;
+use platform::limit::Backoff;
 
 use crate::store::{AccountStore, RefreshGrant, Rotation, TokenHash};
 use crate::tokens::random_token;
@@ -14,17 +16,16 @@ use crate::{
     Tokens, password,
 };
 
-/// The login rate limit's window.
-const LOGIN_WINDOW_MS: i64 = 60_000;
-
 /// Accounts, logins and sessions.
 ///
-/// The login rate limit lives in the store, so every instance shares it: each login records an
-/// attempt first, and is refused without a password check while the email has at least
-/// `login_attempts_per_minute` other attempts in the last 60 s (0 turns the limit off). A
-/// successful login forgets its own attempt only; earlier failures still count until they are a
-/// minute old. Recording before checking (rather than after failing) means concurrent guesses
-/// cannot slip past the limit together.
+/// The login limit lives in the store, so every instance shares it: each login records an
+/// attempt first, and is refused without a password check while the email's other attempts in
+/// the window (failures, and logins still in flight) call for a wait ([`Backoff`]: the first
+/// `login_free_failures` are free, then each doubles the wait up to `login_backoff_max_ms`). A
+/// successful login forgets its own attempt only. Recording before checking (rather than after
+/// failing) means concurrent guesses cannot slip past the limit together.
+///
+/// Passwords are hashed and checked on a bounded pool ([`password::Hasher`]).
 ///
 /// Refreshing slides the session: the new refresh token gets a full `refresh_ttl_s`.
 pub struct IdentityService {
@@ -32,7 +33,8 @@ pub struct IdentityService {
     issuer: TokenIssuer,
     verifier: TokenVerifier,
     refresh_ttl_s: u64,
-    login_attempts_per_minute: u32,
+    login_backoff: Backoff,
+    hasher: password::Hasher,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -40,7 +42,8 @@ impl std::fmt::Debug for IdentityService {
         f.debug_struct("IdentityService")
             .field("issuer", &self.issuer)
             .field("refresh_ttl_s", &self.refresh_ttl_s)
-            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("login_backoff", &self.login_backoff)
+            .field("hasher", &self.hasher)
             .finish_non_exhaustive()
     }
 }
@@ -49,15 +52,14 @@ fn seconds_to_millis(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Whole seconds (at least 1) until fewer than `limit` of `recent` (oldest first, at least
-/// `limit` of them) are inside the window.
-fn retry_after_s(recent: &[Timestamp], limit: usize, now: Timestamp) -> u64 {
-    let blocking = recent[recent.len() - limit];
-    blocking
-        .plus_millis(LOGIN_WINDOW_MS)
-        .millis_since(now)
-        .div_ceil(1000)
-        .max(1)
+/// The per-email login backoff `[identity]` asks for.
+pub fn login_backoff(config: &IdentityConfig) -> Backoff {
+    Backoff {
+        free: config.login_free_failures,
+        base: Duration::from_millis(config.login_backoff_ms),
+        max: Duration::from_millis(config.login_backoff_max_ms),
+        window: Duration::from_secs(config.login_window_s),
+    }
 }
 
 impl IdentityService {
@@ -68,7 +70,8 @@ impl IdentityService {
             issuer: TokenIssuer::new(&keys, config.access_ttl_s),
             verifier: TokenVerifier::new(&keys),
             refresh_ttl_s: config.refresh_ttl_s,
-            login_attempts_per_minute: config.login_attempts_per_minute,
+            login_backoff: login_backoff(config),
+            hasher: password::Hasher::from_config(config),
         }
     }
 
@@ -110,29 +113,28 @@ impl IdentityService {
         self.tokens(account, refresh_token, now)
     }
 
-    /// Records this attempt, or refuses it if the email is over the limit. Returns the attempt
-    /// to forget on success.
+    /// Records this attempt, or refuses it if the email must wait. Returns the attempt to
+    /// forget on success.
     async fn admit_login(
         &self,
         email: &Email,
         now: Timestamp,
     ) -> Result<Option<uuid::Uuid>, IdentityError> {
-        if self.login_attempts_per_minute == 0 {
+        if self.login_backoff.free == 0 {
             return Ok(None);
         }
-        let limit = usize::try_from(self.login_attempts_per_minute).unwrap_or(usize::MAX);
         let attempt = uuid::Uuid::now_v7();
         self.store.record_login_attempt(attempt, email, now).await?;
         let mut recent = self
             .store
-            .login_attempts_since(email, now.plus_millis(-LOGIN_WINDOW_MS))
+            .login_attempts_since(email, self.login_backoff.window_start(now))
             .await?;
         if let Some(own) = recent.iter().rposition(|at| *at == now) {
             recent.remove(own);
         }
-        if recent.len() >= limit {
+        if let Some(until) = self.login_backoff.blocked_until(&recent, now) {
             self.store.forget_login_attempt(attempt).await?;
-            let retry_after_s = retry_after_s(&recent, limit, now);
+            let retry_after_s = Backoff::retry_after_s(until, now);
             tracing::info!(retry_after_s, "login refused: too many failed attempts");
             return Err(IdentityError::TooManyAttempts { retry_after_s });
         }
@@ -149,7 +151,7 @@ impl IdentityApi for IdentityService {
         if self.store.credentials(&request.email).await?.is_some() {
             return Err(IdentityError::EmailTaken(request.email));
         }
-        let password_hash = password::hash(request.password).await?;
+        let password_hash = self.hasher.hash(request.password).await?;
         let account = Account {
             id: AccountId::from_uuid(uuid::Uuid::now_v7()),
             email: request.email,
@@ -172,7 +174,16 @@ impl IdentityApi for IdentityService {
             None => (None, None),
         };
         // An unknown email is checked against a dummy hash: same answer, same time.
-        let matches = password::verify(password, hash).await?;
+        let matches = match self.hasher.verify(password, hash).await {
+            Ok(matches) => matches,
+            Err(e) => {
+                // Refused before any check (the pool is full): not a failure of the email's.
+                if let Some(attempt) = attempt {
+                    self.store.forget_login_attempt(attempt).await?;
+                }
+                return Err(e);
+            }
+        };
         match account {
             Some(account) if matches => {
                 if let Some(attempt) = attempt {
@@ -184,7 +195,7 @@ impl IdentityApi for IdentityService {
             _ => {
                 if attempt.is_some() {
                     self.store
-                        .forget_login_attempts_before(now.plus_millis(-LOGIN_WINDOW_MS))
+                        .forget_login_attempts_before(self.login_backoff.window_start(now))
                         .await?;
                 }
                 Err(IdentityError::InvalidCredentials)
@@ -268,30 +279,5 @@ impl IdentityApi for IdentityService {
             .set_vehicle(account.id, &vehicle)
             .await?
             .ok_or(IdentityError::UnknownAccount)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_counts_until_the_limit_is_no_longer_reached() {
-        let now = Timestamp::from_millis(100_000);
-        let at = Timestamp::from_millis;
-        // Limit 3, attempts at 45 s, 50 s, 70 s: the one at 45 s leaves the window at 105 s.
-        assert_eq!(
-            retry_after_s(&[at(45_000), at(50_000), at(70_000)], 3, now),
-            5
-        );
-        // Four attempts: two must leave; the second (50 s) does at 110 s.
-        assert_eq!(
-            retry_after_s(&[at(45_000), at(50_000), at(70_000), at(99_000)], 3, now),
-            10
-        );
-        // Never 0, rounded up.
-        assert_eq!(retry_after_s(&[at(40_000)], 1, now), 1);
-        assert_eq!(retry_after_s(&[at(40_001)], 1, now), 1);
-        assert_eq!(retry_after_s(&[at(41_500)], 1, now), 2);
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     /// The distributed mode's gRPC between the gateway (and communication) and the identity,
     /// pricing and trip services.
     pub grpc: GrpcConfig,
+    pub gateway: GatewayConfig,
+    pub sockets: SocketsConfig,
+    pub supply: SupplyConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,8 +74,19 @@ pub struct IdentityConfig {
     pub access_ttl_s: u64,
     /// Lifetime of a refresh token.
     pub refresh_ttl_s: u64,
-    /// Failed logins allowed per email address per minute before 429.
-    pub login_attempts_per_minute: u32,
+    /// Failed logins an email may have before each further attempt waits (0: no limit). Past
+    /// it, the wait doubles with every failure, from `login_backoff_ms` up to
+    /// `login_backoff_max_ms`; failures older than `login_window_s` are forgotten.
+    pub login_free_failures: u32,
+    pub login_backoff_ms: u64,
+    pub login_backoff_max_ms: u64,
+    pub login_window_s: u64,
+    /// Password hashes (Argon2id, ~19 MiB and ~150 ms each) computed at once; 0: one per core.
+    pub hash_workers: usize,
+    /// Hashes allowed to wait for a worker; more are refused at once with 503 and Retry-After.
+    pub hash_queue: usize,
+    /// How long a hash may wait for a worker before it is refused with 503 and Retry-After.
+    pub hash_queue_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for IdentityConfig {
@@ -84,7 +98,13 @@ impl std::fmt::Debug for IdentityConfig {
             )
             .field("access_ttl_s", &self.access_ttl_s)
             .field("refresh_ttl_s", &self.refresh_ttl_s)
-            .field("login_attempts_per_minute", &self.login_attempts_per_minute)
+            .field("login_free_failures", &self.login_free_failures)
+            .field("login_backoff_ms", &self.login_backoff_ms)
+            .field("login_backoff_max_ms", &self.login_backoff_max_ms)
+            .field("login_window_s", &self.login_window_s)
+            .field("hash_workers", &self.hash_workers)
+            .field("hash_queue", &self.hash_queue)
+            .field("hash_queue_timeout_ms", &self.hash_queue_timeout_ms)
             .finish()
     }
 }
@@ -95,7 +115,13 @@ impl Default for IdentityConfig {
             signing_key: None,
             access_ttl_s: 900,
             refresh_ttl_s: 30 * 24 * 3600,
-            login_attempts_per_minute: 5,
+            login_free_failures: 5,
+            login_backoff_ms: 1_000,
+            login_backoff_max_ms: 5 * 60_000,
+            login_window_s: 15 * 60,
+            hash_workers: 0,
+            hash_queue: 64,
+            hash_queue_timeout_ms: 2_000,
         }
     }
 }
@@ -182,6 +208,10 @@ pub struct NatsConfig {
     pub stream_prefix: String,
     /// How long a call to another service may take before the caller answers 503.
     pub request_timeout_ms: u64,
+    /// Every stream keeps messages at most this long, and at most this many bytes (the oldest
+    /// go first).
+    pub stream_max_age_s: u64,
+    pub stream_max_bytes: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,6 +229,8 @@ impl Default for NatsConfig {
             replicas: 1,
             stream_prefix: "RICKSHAW".to_owned(),
             request_timeout_ms: 5_000,
+            stream_max_age_s: 24 * 3600,
+            stream_max_bytes: 1 << 30,
         }
     }
 }
@@ -234,6 +266,95 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// A request taking longer is answered 503.
     pub request_timeout_ms: u64,
+    /// A connection that has not sent a whole request head this long after it opened, or after
+    /// its previous response (an idle keep-alive connection), is closed.
+    pub header_read_timeout_ms: u64,
+    /// Request heads (request line and headers) above this are answered 431.
+    pub max_header_bytes: usize,
+    /// Open connections (WebSocket sessions included); past it new ones are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one client address (0: no limit). Behind a proxy every connection
+    /// comes from the proxy: turn it off there and let the proxy limit its clients.
+    pub max_connections_per_address: usize,
+    /// A header the proxy in front sets to the client's address (`x-real-ip`); unset: the peer
+    /// address of the connection is the client's. Only set it behind a proxy that overwrites it.
+    pub client_address_header: Option<String>,
+}
+
+/// Limits of the public edge that are not HTTP's own: how hard one client address may push the
+/// password checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Sign-ups and logins one client address may have in flight at once (0: no limit).
+    pub auth_in_flight_per_address: usize,
+    /// Failed logins one client address may have before each further login waits (0: no
+    /// limit); the wait doubles with every failure from `login_backoff_ms` to
+    /// `login_backoff_max_ms`; failures older than `login_window_s` are forgotten.
+    pub login_free_failures_per_address: u32,
+    pub login_backoff_ms: u64,
+    pub login_backoff_max_ms: u64,
+    pub login_window_s: u64,
+    /// Client addresses remembered at once; past it the ones with the oldest activity go.
+    pub tracked_addresses: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            auth_in_flight_per_address: 8,
+            login_free_failures_per_address: 20,
+            login_backoff_ms: 1_000,
+            login_backoff_max_ms: 5 * 60_000,
+            login_window_s: 15 * 60,
+            tracked_addresses: 100_000,
+        }
+    }
+}
+
+/// Limits of every socket (course WebSocket, socket.io, `/v1/ws`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketsConfig {
+    /// The largest frame and the largest message a client may send (a larger one closes the
+    /// session with 1009 before it is buffered).
+    pub max_frame_bytes: usize,
+    pub max_message_bytes: usize,
+    /// How often the server pings a silent client.
+    pub ping_interval_ms: u64,
+    /// A session the client has sent nothing on (not even a pong) for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// `/v1/ws` sessions one account may hold at once; one more is refused with 429.
+    pub per_account: usize,
+}
+
+impl Default for SocketsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 16 * 1024,
+            max_message_bytes: 64 * 1024,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            per_account: 5,
+        }
+    }
+}
+
+/// Driver availability and positions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupplyConfig {
+    /// At most one position per driver is published in this interval; the positions sent in
+    /// between are coalesced to the latest, published when the interval ends (0: no limit).
+    pub location_interval_ms: u64,
+}
+
+impl Default for SupplyConfig {
+    fn default() -> Self {
+        Self {
+            location_interval_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -286,6 +407,9 @@ impl Default for Config {
             pricing: PricingConfig::default(),
             trips: TripsConfig::default(),
             grpc: GrpcConfig::default(),
+            gateway: GatewayConfig::default(),
+            sockets: SocketsConfig::default(),
+            supply: SupplyConfig::default(),
         }
     }
 }
@@ -304,6 +428,11 @@ impl Default for HttpConfig {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            client_address_header: None,
         }
     }
 }
@@ -354,7 +483,7 @@ pub enum ConfigError {
 /// scripts' own, say) are not config.
 const ENV_KEYS: &[&str] = &[
     "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database", "identity",
-    "pricing", "trips", "grpc",
+    "pricing", "trips", "grpc", "gateway", "sockets", "supply",
 ];
 
 impl Config {
@@ -507,6 +636,59 @@ impl Config {
         }
         if g.timeout_ms == 0 {
             return invalid("grpc.timeout_ms must be positive".into());
+        }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0 || h.max_connections == 0 || h.max_header_bytes < 1024 {
+            return invalid(
+                "http.header_read_timeout_ms and http.max_connections must be positive, http.max_header_bytes at least 1024".into(),
+            );
+        }
+        if let Some(header) = &h.client_address_header
+            && axum::http::HeaderName::try_from(header.as_str()).is_err()
+        {
+            return invalid(format!(
+                "http.client_address_header = {header:?} is not a header name"
+            ));
+        }
+        let i = &self.identity;
+        if i.hash_queue_timeout_ms == 0 || i.login_window_s == 0 || i.login_backoff_ms == 0 {
+            return invalid(
+                "identity.hash_queue_timeout_ms, identity.login_window_s and identity.login_backoff_ms must be positive".into(),
+            );
+        }
+        if i.login_backoff_max_ms < i.login_backoff_ms {
+            return invalid(format!(
+                "identity.login_backoff_max_ms = {} must be at least identity.login_backoff_ms = {}",
+                i.login_backoff_max_ms, i.login_backoff_ms
+            ));
+        }
+        let gw = &self.gateway;
+        if gw.login_window_s == 0
+            || gw.login_backoff_ms == 0
+            || gw.login_backoff_max_ms < gw.login_backoff_ms
+            || gw.tracked_addresses == 0
+        {
+            return invalid(
+                "gateway.login_window_s, gateway.login_backoff_ms and gateway.tracked_addresses must be positive, gateway.login_backoff_max_ms at least gateway.login_backoff_ms".into(),
+            );
+        }
+        let so = &self.sockets;
+        if so.max_frame_bytes < 1024
+            || so.max_message_bytes < so.max_frame_bytes
+            || so.ping_interval_ms == 0
+            || so.idle_timeout_ms <= so.ping_interval_ms
+            || so.per_account == 0
+        {
+            return invalid(format!(
+                "sockets: max_frame_bytes = {} must be at least 1024 and at most max_message_bytes = {}; ping_interval_ms = {} positive and below idle_timeout_ms = {}; per_account positive",
+                so.max_frame_bytes, so.max_message_bytes, so.ping_interval_ms, so.idle_timeout_ms
+            ));
+        }
+        if self.nats.stream_max_age_s < 120 || self.nats.stream_max_bytes < 1 << 20 {
+            return invalid(format!(
+                "nats.stream_max_age_s = {} must be at least 120 (the deduplication window) and nats.stream_max_bytes = {} at least 1 MiB",
+                self.nats.stream_max_age_s, self.nats.stream_max_bytes
+            ));
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be positive".into());

@@ -96,7 +96,23 @@ impl ApiError {
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::Unavailable, cause.to_string())
     }
+
+    /// The error with the seconds after which a retry may succeed: the `retry_after_s` detail,
+    /// and the `Retry-After` header of the response (on a 503 too, whose body is opaque).
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        self.with_detail(RETRY_AFTER_S, seconds.max(1))
+    }
+
+    /// The seconds of `with_retry_after`, if the error has them.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        self.details
+            .as_ref()
+            .and_then(|d| d.get(RETRY_AFTER_S))
+            .and_then(serde_json::Value::as_u64)
+    }
 }
+
+const RETRY_AFTER_S: &str = "retry_after_s";
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,7 +158,13 @@ impl IntoResponse for ApiError {
                 details: self.details.as_ref().filter(|_| !server_error),
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -155,5 +177,19 @@ mod tests {
         assert_eq!(ErrorCode::InvalidInput.http_status().as_u16(), 422);
         assert_eq!(ErrorCode::PayloadTooLarge.http_status().as_u16(), 413);
         assert!(ErrorCode::Internal.http_status().is_server_error());
+    }
+
+    #[test]
+    fn retry_after_is_a_header_even_on_an_opaque_503() {
+        let response = ApiError::unavailable("hash queue full")
+            .with_retry_after(3)
+            .into_response();
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(
+            response.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+        let limited = ApiError::new(ErrorCode::RateLimited, "slow down").with_retry_after(0);
+        assert_eq!(limited.retry_after_s(), Some(1), "never 0");
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limit;
 pub mod rpc;
 pub mod shutdown;
 pub mod store;

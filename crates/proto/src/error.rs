@@ -27,6 +27,9 @@ pub const ERROR_CODE: &str = "x-rickshaw-error-code";
 pub const ERROR_FIELD: &str = "x-rickshaw-error-field";
 /// The same, base64-encoded, for a field name that is not visible ASCII.
 const ERROR_FIELD_BIN: &str = "x-rickshaw-error-field-bin";
+/// Metadata key of the error's details (a JSON object, as bytes): a 409's state and command, a
+/// 429's or 503's `retry_after_s`.
+pub const ERROR_DETAILS_BIN: &str = "x-rickshaw-error-details-bin";
 
 const CODES: [ErrorCode; 12] = [
     ErrorCode::InvalidJson,
@@ -125,7 +128,20 @@ pub fn status_of(e: ApiError) -> Status {
             }
         }
     }
+    if let Some(details) = &e.details
+        && let Ok(json) = serde_json::to_vec(details)
+    {
+        metadata.insert_bin(ERROR_DETAILS_BIN, BinaryMetadataValue::from_bytes(&json));
+    }
     Status::with_metadata(grpc_code(e.code), e.message, metadata)
+}
+
+fn carried_details(status: &Status) -> Option<serde_json::Map<String, serde_json::Value>> {
+    status
+        .metadata()
+        .get_bin(ERROR_DETAILS_BIN)
+        .and_then(|v| v.to_bytes().ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn carried_code(status: &Status) -> Option<ErrorCode> {
@@ -154,7 +170,7 @@ pub fn error_of(status: Status) -> ApiError {
         code: carried_code(&status).unwrap_or_else(|| code_of(status.code())),
         message: status.message().to_owned(),
         field: carried_field(&status),
-        details: None,
+        details: carried_details(&status),
     }
 }
 
@@ -208,12 +224,18 @@ mod tests {
     fn every_error_code_survives_the_round_trip() {
         for code in CODES {
             for field in [None, Some("dropoff"), Some("poste_restante_é")] {
-                let error = ApiError {
+                let mut error = ApiError {
                     code,
                     message: format!("ünïcode message for {}", name(code)),
                     field: field.map(str::to_owned),
                     details: None,
                 };
+                if field.is_some() {
+                    error = error
+                        .with_detail("state", "cancelled")
+                        .with_retry_after(7)
+                        .with_detail("ünïcode", serde_json::json!({"nested": [1, 2]}));
+                }
                 let status = status_of(error.clone());
                 assert_eq!(status.code(), grpc_code(code));
                 assert_eq!(error_of(status.clone()), error);

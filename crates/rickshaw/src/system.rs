@@ -195,6 +195,12 @@ async fn start_trips(
     Ok(trips)
 }
 
+/// The supply service as configured.
+fn supply_service(bus: &SharedBus, config: &Config) -> SupplyService {
+    SupplyService::new(bus.clone())
+        .with_location_interval(Duration::from_millis(config.supply.location_interval_ms))
+}
+
 /// The pricing service as configured: OSRM when `pricing.osrm_url` is set, else straight lines.
 fn pricing_service(config: &Config, key: &SigningKey) -> PricingService {
     let fallback = StraightLineRouting {
@@ -226,7 +232,8 @@ impl System {
         MatchingService::build(bus.clone(), config.matching.clone())
             .await?
             .run(&shutdown, Arc::new(AllShards(config.matching.shards)));
-        let communication = Communication::build(bus.clone(), &shutdown).await?;
+        let communication =
+            Communication::build(bus.clone(), &shutdown, (&config.sockets).into()).await?;
 
         // The product API.
         let key = SigningKey::embedded(&config.identity, &config.data_dir).with_context(|| {
@@ -245,7 +252,7 @@ impl System {
         let trip_db = open_sqlite(&config, "trip.db").await?;
         let trip_store = Arc::new(SqliteTripStore::new(trip_db.clone()).await?);
         let trips = start_trips(trip_store, &bus, &key, &config, &shutdown).await?;
-        let supply = Arc::new(SupplyService::new(bus.clone()));
+        let supply = Arc::new(supply_service(&bus, &config));
         let trips: Arc<dyn TripApi> = Arc::new(trips);
         let verifier = TokenVerifier::new(&key);
         let realtime = Realtime::build(
@@ -256,6 +263,7 @@ impl System {
                 verifier: verifier.clone(),
             },
             &shutdown,
+            (&config.sockets).into(),
         )
         .await?;
         let edge = Edge {
@@ -270,6 +278,7 @@ impl System {
                 trips,
                 supply,
                 verifier,
+                auth_limits: gateway::AuthLimits::new(&config.gateway, &config.http),
             }),
             communication: Some(communication),
             realtime: Some(realtime),
@@ -289,6 +298,8 @@ impl System {
             url: config.nats.url.clone(),
             replicas: config.nats.replicas,
             stream_prefix: config.nats.stream_prefix.clone(),
+            max_age: Duration::from_secs(config.nats.stream_max_age_s),
+            max_bytes: config.nats.stream_max_bytes,
             ..NatsBusConfig::default()
         })
         .await?;
@@ -301,8 +312,7 @@ impl System {
             rider::remote::serve(RiderService::new(bus.clone()), client.clone(), &shutdown).await?;
         }
         if services.contains(Service::Supply) {
-            supply::remote::serve(SupplyService::new(bus.clone()), client.clone(), &shutdown)
-                .await?;
+            supply::remote::serve(supply_service(&bus, &config), client.clone(), &shutdown).await?;
         }
         if services.contains(Service::Rating) {
             let store =
@@ -329,7 +339,7 @@ impl System {
             matching.run(&shutdown, leases);
         }
         let communication = if services.contains(Service::Communication) {
-            Some(Communication::build(bus.clone(), &shutdown).await?)
+            Some(Communication::build(bus.clone(), &shutdown, (&config.sockets).into()).await?)
         } else {
             None
         };
@@ -437,6 +447,7 @@ impl System {
                     trips: trips.clone(),
                     supply: supply.clone(),
                     verifier: verifier.clone(),
+                    auth_limits: gateway::AuthLimits::new(&config.gateway, &config.http),
                 });
             }
             if services.contains(Service::Communication)
@@ -447,7 +458,8 @@ impl System {
                     supply,
                     verifier,
                 };
-                edge.realtime = Some(Realtime::build(&bus, deps, &shutdown).await?);
+                edge.realtime =
+                    Some(Realtime::build(&bus, deps, &shutdown, (&config.sockets).into()).await?);
             }
         }
         let mut system = Self::listen(config, shutdown, edge, pools).await?;
@@ -521,7 +533,12 @@ impl System {
             shutdown,
             pools,
         } = self;
-        let server = shutdown.spawn(platform::http::serve(listener, app, shutdown.token()));
+        let server = shutdown.spawn(platform::http::serve(
+            listener,
+            app,
+            shutdown.token(),
+            (&config.http).into(),
+        ));
         if let Some((listener, routes)) = grpc {
             let token = shutdown.token();
             shutdown.spawn(async move {

@@ -5,6 +5,10 @@
 
 pub mod remote;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
 use async_trait::async_trait;
 use domain::events::{DriverAvailable, DriverLocated, DriverStatusChanged};
 use domain::{AccountId, CarNumber, DriverReport, LatLng, Package, PersonName, Point};
@@ -51,11 +55,93 @@ pub trait SupplyApi: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct SupplyService {
     bus: SharedBus,
+    positions: Arc<Throttle>,
 }
 
 impl SupplyService {
     pub fn new(bus: SharedBus) -> Self {
-        Self { bus }
+        Self {
+            bus,
+            positions: Arc::new(Throttle::new(Duration::ZERO)),
+        }
+    }
+
+    /// At most one position per driver published each `interval`; the ones in between are
+    /// coalesced to the latest, published when the interval ends (`supply.location_interval_ms`).
+    pub fn with_location_interval(mut self, interval: Duration) -> Self {
+        self.positions = Arc::new(Throttle::new(interval));
+        self
+    }
+}
+
+/// Per driver: when its last position went out, and the latest one waiting for the interval to
+/// end. A driver flooding positions costs one bus message an interval, not one a request.
+struct Throttle {
+    interval: Duration,
+    drivers: Mutex<HashMap<AccountId, Slot>>,
+}
+
+struct Slot {
+    last_sent: tokio::time::Instant,
+    /// The latest position not yet published; a task publishes it when the interval ends.
+    pending: Option<DriverLocated>,
+}
+
+enum Admission {
+    /// Publish now.
+    Now,
+    /// Kept as the latest; the flush task already waiting publishes it.
+    Coalesced,
+    /// Kept as the latest; start a task that publishes it at this instant.
+    Later(tokio::time::Instant),
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            drivers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admit(&self, event: &DriverLocated) -> Admission {
+        if self.interval.is_zero() {
+            return Admission::Now;
+        }
+        let now = tokio::time::Instant::now();
+        let mut drivers = self.drivers.lock().unwrap_or_else(PoisonError::into_inner);
+        match drivers.get_mut(&event.driver) {
+            None => {
+                drivers.insert(
+                    event.driver,
+                    Slot {
+                        last_sent: now,
+                        pending: None,
+                    },
+                );
+                Admission::Now
+            }
+            Some(slot) if slot.pending.is_some() => {
+                slot.pending = Some(event.clone());
+                Admission::Coalesced
+            }
+            Some(slot) if now >= slot.last_sent + self.interval => {
+                slot.last_sent = now;
+                Admission::Now
+            }
+            Some(slot) => {
+                slot.pending = Some(event.clone());
+                Admission::Later(slot.last_sent + self.interval)
+            }
+        }
+    }
+
+    /// The position to publish at the end of the interval (the latest sent meanwhile).
+    fn take_pending(&self, driver: AccountId) -> Option<DriverLocated> {
+        let mut drivers = self.drivers.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = drivers.get_mut(&driver)?;
+        slot.last_sent = tokio::time::Instant::now();
+        slot.pending.take()
     }
 }
 
@@ -108,8 +194,30 @@ impl SupplyApi for SupplyService {
             position,
             at: clock::now(),
         };
-        self.announce(&event).await?;
-        metrics::counter!("driver_locations_total").increment(1);
+        match self.positions.admit(&event) {
+            Admission::Now => {
+                self.announce(&event).await?;
+                metrics::counter!("driver_locations_total").increment(1);
+            }
+            Admission::Coalesced => {
+                metrics::counter!("driver_locations_coalesced_total").increment(1);
+            }
+            Admission::Later(at) => {
+                metrics::counter!("driver_locations_coalesced_total").increment(1);
+                let service = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    if let Some(latest) = service.positions.take_pending(driver) {
+                        match service.announce(&latest).await {
+                            Ok(()) => metrics::counter!("driver_locations_total").increment(1),
+                            Err(e) => {
+                                tracing::warn!(error = %e, %driver, "cannot publish a coalesced position")
+                            }
+                        }
+                    }
+                });
+            }
+        }
         Ok(event)
     }
 }
@@ -125,8 +233,6 @@ impl SupplyService {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use domain::events::Event;
     use platform::bus::{Bus, InProcessBus, SubscribeOptions};
 
@@ -156,5 +262,56 @@ mod tests {
             .decode()
             .expect("decodes");
         assert_eq!(event.report, report);
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use domain::events::Event;
+    use platform::bus::{Bus, InProcessBus, SubscribeOptions};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flooding_driver_is_coalesced_to_its_latest_position_each_interval() {
+        let bus = Arc::new(InProcessBus::new());
+        let mut sub = bus
+            .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
+            .await
+            .expect("subscribe");
+        let service = SupplyService::new(bus).with_location_interval(Duration::from_secs(1));
+        let driver = AccountId::from_uuid(uuid::Uuid::now_v7());
+        let other = AccountId::from_uuid(uuid::Uuid::now_v7());
+        let at = |i: u32| LatLng::new(23.7 + f64::from(i) * 1e-4, 90.4).expect("valid");
+        // 100 positions within one interval: the first goes out at once, the last at its end.
+        for i in 0..100 {
+            service.locate(driver, at(i)).await.expect("accepted");
+        }
+        service
+            .locate(other, at(0))
+            .await
+            .expect("another driver is not held back");
+        let mut next = async || {
+            let delivery = sub.next().await.expect("event");
+            let event: DriverLocated = delivery.envelope.decode().expect("decodes");
+            delivery.ack().await.expect("acked");
+            event
+        };
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let event = next().await;
+            got.push((event.driver, event.position));
+        }
+        assert_eq!(
+            got,
+            vec![(driver, at(0)), (other, at(0)), (driver, at(99))],
+            "the first, the other driver's, then only the latest"
+        );
+        // Nothing else is queued.
+        let more = tokio::time::timeout(Duration::from_secs(5), next()).await;
+        assert!(more.is_err(), "no further messages");
+        // After a quiet interval the next position goes out at once again.
+        service.locate(driver, at(200)).await.expect("accepted");
+        assert_eq!(next().await.position, at(200));
     }
 }

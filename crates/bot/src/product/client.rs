@@ -64,7 +64,7 @@ impl Agent {
         let email = format!("bot-{}-{role}-{n}@example.com", ctx.run_id);
         let name = format!("Bot {} {n}", capitalised(role));
         let body = json!({"email": email, "password": PASSWORD, "name": name, "role": role});
-        send(ctx, Method::POST, "/v1/auth/signup", None, Some(&body)).await?;
+        send_auth(ctx, "/v1/auth/signup", &body).await?;
         let mut agent = Self {
             ctx: ctx.clone(),
             email,
@@ -84,7 +84,7 @@ impl Agent {
 
     pub async fn log_in(&self) -> Result<Value, Failed> {
         let body = json!({"email": self.email, "password": PASSWORD});
-        let tokens = send(&self.ctx, Method::POST, "/v1/auth/login", None, Some(&body)).await?;
+        let tokens = send_auth(&self.ctx, "/v1/auth/login", &body).await?;
         let Some(token) = tokens["access_token"].as_str() else {
             return Err(Failed {
                 status: None,
@@ -112,6 +112,24 @@ impl Agent {
                 send(&self.ctx, method, path, Some(&self.token()), body).await
             }
             other => other,
+        }
+    }
+}
+
+/// A sign-up or login, retried as the server asks: a 429 (too many from this address at once)
+/// or a 503 (the password checks are busy) is tried again after a pause, up to five times.
+async fn send_auth(ctx: &Ctx, path: &str, body: &Value) -> Result<Value, Failed> {
+    let mut attempt = 0;
+    loop {
+        match send(ctx, Method::POST, path, None, Some(body)).await {
+            Err(Failed {
+                status: Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE),
+                ..
+            }) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            }
+            other => return other,
         }
     }
 }

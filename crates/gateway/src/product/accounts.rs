@@ -4,11 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{Email, PersonName, Role};
+use identity::IdentityError;
 use identity::{Account, SignUp, Tokens};
-use platform::ApiError;
 use platform::http::JsonBody;
+use platform::{ApiError, clock};
 use serde_json::Value;
 
+use super::auth_limits::ClientAddress;
 use super::{Authenticated, ProductServices, body, openapi};
 
 /// Create an account.
@@ -18,9 +20,12 @@ use super::{Authenticated, ProductServices, body, openapi};
         (status = 201, description = "The account", body = openapi::AccountView),
         (status = 409, description = "The email is taken", body = openapi::ErrorBody),
         (status = 422, description = "A field is invalid (named in `error.field`)", body = openapi::ErrorBody),
+        (status = 429, description = "Too many sign-ups and logins in flight from this address (`Retry-After`)", body = openapi::ErrorBody),
+        (status = 503, description = "Too many password checks waiting already (`Retry-After`)", body = openapi::ErrorBody),
     ))]
 pub async fn sign_up(
     State(services): State<ProductServices>,
+    ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     let email = Email::parse(body::string(&body, "email")?)
@@ -31,6 +36,7 @@ pub async fn sign_up(
     let role: Role = body::string(&body, "role")?
         .parse()
         .map_err(|e: String| ApiError::invalid_field("role", e))?;
+    let _permit = services.auth_limits.admit(address, false, clock::now())?;
     let account = services
         .identity
         .sign_up(SignUp {
@@ -49,16 +55,27 @@ pub async fn sign_up(
     responses(
         (status = 200, description = "Tokens", body = openapi::TokensView),
         (status = 401, description = "Wrong email or password", body = openapi::ErrorBody),
-        (status = 429, description = "Too many failed attempts for this email", body = openapi::ErrorBody),
+        (status = 429, description = "Too many failed logins for this email or from this address, or too many in flight from this address (`Retry-After`)", body = openapi::ErrorBody),
+        (status = 503, description = "Too many password checks waiting already (`Retry-After`)", body = openapi::ErrorBody),
     ))]
 pub async fn log_in(
     State(services): State<ProductServices>,
+    ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Tokens>, ApiError> {
     let email = Email::parse(body::string(&body, "email")?)
         .map_err(|e| ApiError::invalid_field("email", e))?;
     let password = body::string(&body, "password")?.to_owned();
-    Ok(Json(services.identity.log_in(email, password).await?))
+    let permit = services.auth_limits.admit(address, true, clock::now())?;
+    match services.identity.log_in(email, password).await {
+        Ok(tokens) => Ok(Json(tokens)),
+        Err(e) => {
+            if e == IdentityError::InvalidCredentials {
+                permit.failed(clock::now());
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Exchange a refresh token for new tokens (the old refresh token stops working).

@@ -6,6 +6,7 @@
 //! someone else's trip exists).
 
 mod accounts;
+pub mod auth_limits;
 mod body;
 mod drivers;
 pub mod openapi;
@@ -35,6 +36,8 @@ pub struct ProductServices {
     pub trips: Arc<dyn TripApi>,
     pub supply: Arc<dyn SupplyApi>,
     pub verifier: TokenVerifier,
+    /// Per client address: sign-ups and logins in flight, failed logins.
+    pub auth_limits: auth_limits::AuthLimits,
 }
 
 /// `/v1/…`, `/openapi.json` and `/docs`.

@@ -74,8 +74,8 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-async fn serve(login_attempts_per_minute: u32) -> Harness {
-    let (service, dir) = support::sqlite_service(&support::config(login_attempts_per_minute)).await;
+async fn serve(login_free_failures: u32) -> Harness {
+    let (service, dir) = support::sqlite_service(&support::config(login_free_failures)).await;
     let verifier = service.verifier();
     let recording = Arc::new(Recording {
         inner: service,

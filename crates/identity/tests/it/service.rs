@@ -7,6 +7,7 @@ use identity::{
     Account, Caller, IdentityApi, IdentityError, IdentityService, SigningKey, TokenIssuer,
     TokenVerifier, Tokens,
 };
+use platform::config::IdentityConfig;
 use platform::{ApiError, ErrorCode};
 
 use crate::support::{self, PASSWORD};
@@ -200,7 +201,7 @@ async fn wrong_password_and_unknown_email_look_the_same() {
 }
 
 #[tokio::test]
-async fn too_many_failures_lock_the_email_for_a_minute() {
+async fn past_the_free_failures_the_email_waits_before_its_next_attempt() {
     let (service, _dir) = support::sqlite_service(&support::config(3)).await;
     let email = signed_up(&service, Role::Rider).await;
     let bystander = signed_up(&service, Role::Rider).await;
@@ -213,14 +214,20 @@ async fn too_many_failures_lock_the_email_for_a_minute() {
     let locked = service
         .log_in(email.clone(), PASSWORD.into())
         .await
-        .expect_err("locked even with the right password");
+        .expect_err("waiting even with the right password");
     match &locked {
         IdentityError::TooManyAttempts { retry_after_s } => {
             assert!((55..=60).contains(retry_after_s), "{retry_after_s}");
         }
         other => panic!("expected TooManyAttempts, got {other:?}"),
     }
-    assert_eq!(ApiError::from(locked).code, ErrorCode::RateLimited);
+    let locked = ApiError::from(locked);
+    assert_eq!(locked.code, ErrorCode::RateLimited);
+    assert!(
+        locked
+            .retry_after_s()
+            .is_some_and(|s| (55..=60).contains(&s))
+    );
     assert!(
         matches!(
             service.log_in(email.clone(), "wrong password".into()).await,
@@ -423,4 +430,48 @@ async fn store_failures_are_opaque_server_errors() {
     let api = ApiError::from(IdentityError::Store("disk full at /var/lib".into()));
     assert_eq!(api.code, ErrorCode::Internal);
     assert!(api.code.http_status().is_server_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_is_refused_with_503_not_queued_without_bound() {
+    let config = IdentityConfig {
+        hash_workers: 1,
+        hash_queue: 1,
+        hash_queue_timeout_ms: 10_000,
+        ..support::config(0)
+    };
+    let (service, _dir) = support::sqlite_service(&config).await;
+    let service = Arc::new(service);
+    let email = signed_up(&service, Role::Rider).await;
+    // 40 logins of fresh emails at once: one hashes, one waits, the rest are refused at once.
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                service
+                    .log_in(support::email(&format!("flood-{i}")), "whatever123".into())
+                    .await
+            })
+        })
+        .collect();
+    let (mut wrong, mut busy) = (0, 0);
+    for login in flood {
+        match login.await.expect("joined") {
+            Err(IdentityError::InvalidCredentials) => wrong += 1,
+            Err(IdentityError::Busy { retry_after_s }) => {
+                assert_eq!(retry_after_s, 10);
+                let api = ApiError::from(IdentityError::Busy { retry_after_s });
+                assert_eq!(api.code, ErrorCode::Unavailable);
+                assert_eq!(api.retry_after_s(), Some(10));
+                busy += 1;
+            }
+            other => panic!("expected 401 or 503, got {other:?}"),
+        }
+    }
+    assert!((1..=10).contains(&wrong), "{wrong} checked, {busy} refused");
+    assert!(busy >= 30, "{wrong} checked, {busy} refused");
+    service
+        .log_in(email, PASSWORD.into())
+        .await
+        .expect("the flood is over: a real login works");
 }

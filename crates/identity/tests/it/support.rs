@@ -37,12 +37,16 @@ pub async fn sqlite_store(dir: &tempfile::TempDir) -> identity::SqliteAccountSto
         .expect("migrates")
 }
 
-pub fn config(login_attempts_per_minute: u32) -> IdentityConfig {
+/// `login_free_failures` failures free, then a minute's wait (doubling).
+pub fn config(login_free_failures: u32) -> IdentityConfig {
     IdentityConfig {
         signing_key: None,
         access_ttl_s: 900,
         refresh_ttl_s: 3600,
-        login_attempts_per_minute,
+        login_free_failures,
+        login_backoff_ms: 60_000,
+        login_backoff_max_ms: 600_000,
+        ..IdentityConfig::default()
     }
 }
 

@@ -43,8 +43,10 @@ pub struct NatsBusConfig {
     pub replicas: usize,
     /// How long a delivery may stay unsettled before the server redelivers it.
     pub ack_wait: Duration,
-    /// How long streams keep messages.
+    /// How long streams keep messages, and how many bytes each keeps at most (the oldest go
+    /// first): a publisher flooding the bus costs disk up to this bound, not without one.
     pub max_age: Duration,
+    pub max_bytes: i64,
     /// Durable consumers idle this long are removed by the server (`None`: kept forever). Tests
     /// set it so the consumers they create do not pile up on a shared server.
     pub durable_inactive_threshold: Option<Duration>,
@@ -58,6 +60,7 @@ impl Default for NatsBusConfig {
             replicas: 1,
             ack_wait: Duration::from_secs(30),
             max_age: Duration::from_secs(24 * 3600),
+            max_bytes: 1 << 30,
             durable_inactive_threshold: None,
         }
     }
@@ -167,11 +170,19 @@ impl NatsBus {
                 num_replicas: self.config.replicas,
                 duplicate_window: DUPLICATE_WINDOW,
                 max_age: self.config.max_age,
+                max_bytes: self.config.max_bytes,
+                discard: stream::DiscardPolicy::Old,
                 ..Default::default()
             };
+            // Created, or brought to this configuration (a changed retention applies to a
+            // stream an earlier version made).
             let what = format!("creating stream {name}");
-            let stream =
-                while_forming(&what, || self.js.get_or_create_stream(config.clone())).await?;
+            while_forming(&what, || self.js.create_or_update_stream(config.clone())).await?;
+            let stream = self
+                .js
+                .get_stream(&name)
+                .await
+                .map_err(|e| backend("stream lookup", e))?;
             self.streams
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -1,5 +1,6 @@
 //! The platform's adapters against the real servers they adapt to.
 
+mod http_server;
 mod nats_bus;
 
 /// The NATS server tests use: `RICKSHAW_TEST_NATS_URL`, or the one on this machine.

@@ -92,3 +92,44 @@ async fn ids_and_headers_survive_the_trip() {
     assert_eq!(got.envelope, sent);
     got.ack().await.expect("ack");
 }
+
+#[tokio::test]
+async fn every_stream_is_bounded_in_age_and_bytes_and_drops_its_oldest_past_them() {
+    const MAX_BYTES: i64 = 2 << 20;
+    let bus = NatsBus::connect(NatsBusConfig {
+        max_bytes: MAX_BYTES,
+        max_age: Duration::from_secs(300),
+        ..config()
+    })
+    .await
+    .expect("a NATS server with JetStream (set RICKSHAW_TEST_NATS_URL)");
+    // A subject of its own first token: a stream no other test shares.
+    let token = format!("bounded{}", uuid::Uuid::now_v7().simple());
+    let subject = format!("{token}.flood");
+    let body = "x".repeat(64 * 1024);
+    for _ in 0..64 {
+        bus.publish(envelope(&subject, &body))
+            .await
+            .expect("publish");
+    }
+    let name = format!("RICKSHAW_TEST_{}", token.to_ascii_uppercase());
+    let mut stream = bus.jetstream().get_stream(&name).await.expect("stream");
+    let info = stream.info().await.expect("info").clone();
+    assert_eq!(info.config.max_bytes, MAX_BYTES);
+    assert_eq!(info.config.max_age, Duration::from_secs(300));
+    assert_eq!(
+        info.config.discard,
+        async_nats::jetstream::stream::DiscardPolicy::Old
+    );
+    assert!(
+        info.state.bytes <= MAX_BYTES as u64,
+        "{} bytes kept",
+        info.state.bytes
+    );
+    assert!(info.state.first_sequence > 1, "the oldest were dropped");
+    assert_eq!(info.state.last_sequence, 64, "every publish was accepted");
+    bus.jetstream()
+        .delete_stream(&name)
+        .await
+        .expect("cleaned up");
+}

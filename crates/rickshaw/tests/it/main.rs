@@ -5,6 +5,7 @@ mod bot_run;
 mod cluster;
 mod course_flow;
 mod distributed;
+mod limits;
 mod ops;
 mod persistence;
 mod product_flow;

@@ -1,6 +1,10 @@
 //! HTTP plumbing shared by every service's router: the JSON body extractor that answers bad bodies
 //! with our JSON errors, the JSON fallbacks for unknown routes and methods, request metrics,
-//! health/readiness/metrics endpoints, the common middleware stack and graceful serving.
+//! health/readiness/metrics endpoints, the common middleware stack and the bounded server.
+
+mod server;
+
+pub use server::{ServerLimits, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +18,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::HttpConfig;
@@ -206,16 +208,4 @@ async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// Serves `router` until `shutdown` is cancelled, then stops accepting and drains in-flight
-/// requests (WebSocket sessions watch the same token and close themselves).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
-        .await
 }

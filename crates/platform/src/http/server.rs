@@ -1,0 +1,190 @@
+//! The HTTP/1.1 server every process runs, with a bound on everything one client can hold:
+//! a deadline for each request head (which also closes idle keep-alive connections), a cap on the
+//! size of a request head, a cap on open connections and on open connections per client address.
+//! (`axum::serve` has none of these: a client trickling header lines kept its connection for ever.)
+//!
+//! Each accepted connection carries its peer address as axum's `ConnectInfo<SocketAddr>`, for
+//! limits kept per client address. A connection over a cap is closed at once, before a byte is
+//! read: the cheapest answer, and one a flood cannot make expensive.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::config::HttpConfig;
+
+/// What the server bounds, from `[http]`.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    /// 0: no limit.
+    pub max_connections_per_address: usize,
+}
+
+impl From<&HttpConfig> for ServerLimits {
+    fn from(config: &HttpConfig) -> Self {
+        Self {
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_header_bytes: config.max_header_bytes,
+            max_connections: config.max_connections,
+            max_connections_per_address: config.max_connections_per_address,
+        }
+    }
+}
+
+/// Open connections per client address; a slot is given back when its guard drops.
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(address).or_insert(0);
+        if max > 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// Serves `router` until `shutdown` is cancelled, then stops accepting, asks every connection to
+/// finish its request in flight and close, and returns once all have (WebSocket sessions watch
+/// the same token and close themselves).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
+    let tracker = TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes);
+    let open_gauge = metrics::gauge!("http_connections_open");
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was accepted: a
+                // moment's pause instead of a busy loop, then go on.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            metrics::counter!("http_connections_refused_total", "reason" => "max_connections")
+                .increment(1);
+            drop(stream);
+            continue;
+        };
+        let Some(slot) = per_address.take(peer.ip(), limits.max_connections_per_address) else {
+            metrics::counter!("http_connections_refused_total", "reason" => "per_address")
+                .increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let stop = shutdown.clone();
+        let gauge = open_gauge.clone();
+        tracker.spawn(async move {
+            let _held = (permit, slot);
+            gauge.increment(1.0);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, %peer, "connection closed with an error");
+            }
+            gauge.decrement(1.0);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_slots_back() {
+        let table = Arc::new(PerAddress::default());
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let first = table.take(a, 2).expect("first");
+        let second = table.take(a, 2).expect("second");
+        assert!(table.take(a, 2).is_none(), "a third is over the cap");
+        assert!(table.take(b, 2).is_some(), "another address has its own");
+        drop(first);
+        assert!(
+            table.take(a, 2).is_some(),
+            "a closed connection frees its slot"
+        );
+        drop(second);
+        assert!(table.take(a, 0).is_some(), "0: no limit");
+    }
+}
