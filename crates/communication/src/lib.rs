@@ -6,6 +6,7 @@
 
 pub mod limits;
 mod messages;
+pub mod module;
 pub mod realtime;
 mod socketio;
 mod websocket;
@@ -22,6 +23,7 @@ use tower::Layer;
 
 pub use limits::SocketLimits;
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
+pub use module::Module;
 pub use realtime::{Realtime, RealtimeDeps};
 
 /// Messages buffered per WebSocket session before it is told it lagged.
@@ -108,14 +110,15 @@ impl Communication {
             .with_state(self.hub.clone())
     }
 
-    /// Serves `/socket.io/` in front of the finished public router. Apply it last, outside the
-    /// request timeout: long-polling requests legitimately wait up to the ping interval.
+    /// What serves `/socket.io/` in front of the finished public router. Apply it last, outside
+    /// the request timeout: long-polling requests legitimately wait up to the ping interval.
     ///
     /// The layer is applied exactly once, around the whole router: every application of a
     /// `SocketIoLayer` creates its own Engine.IO session table, and `Router::layer` would apply it
     /// once per route, so a long-polling session opened on one would be unknown to the next.
-    pub fn serve_socketio(&self, app: Router) -> Router {
-        Router::new().fallback_service(self.socketio_layer.clone().layer(app))
+    pub fn socketio_layer(&self) -> impl FnOnce(Router) -> Router + Send + 'static {
+        let layer = self.socketio_layer.clone();
+        move |app| Router::new().fallback_service(layer.layer(app))
     }
 
     /// Delivers bus events to sessions until shutdown, then closes every session.

@@ -12,6 +12,7 @@
 
 pub mod grpc;
 mod keys;
+pub mod module;
 mod password;
 mod service;
 pub mod store;
@@ -22,6 +23,7 @@ use domain::{AccountId, Email, PersonName, Role, Timestamp, Vehicle};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{SigningKey, SigningKeyError};
+pub use module::{Module, signing_key, verifier};
 pub use password::Hasher;
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use platform::auth::Caller;

@@ -11,6 +11,7 @@
 //! only after watching for one hold time).
 
 pub mod leases;
+pub mod module;
 mod pool;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,6 +26,7 @@ use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
 pub use leases::{AllShards, Claim, KvLeases, LeaseConfig, Leases};
+pub use module::Module;
 pub use pool::{Pairing, Pool, Proposed, Snapshot, TickOutcome};
 
 pub struct MatchingService {

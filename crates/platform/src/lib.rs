@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod limit;
 pub mod rpc;
+pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

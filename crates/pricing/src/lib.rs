@@ -6,6 +6,7 @@
 //! A quote is bound to the rider who asked for it and expires after `pricing.quote_ttl_s`.
 
 pub mod grpc;
+pub mod module;
 pub mod quote;
 pub mod routing;
 
@@ -16,6 +17,7 @@ use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
+pub use module::Module;
 pub use quote::{Quote, QuoteBook, QuoteError};
 pub use routing::{Router, RoutingError};
 

@@ -52,3 +52,48 @@ pub mod trip {
         include!(concat!(env!("OUT_DIR"), "/rickshaw.trip.v1.rs"));
     }
 }
+
+/// A channel balanced over a service's instances (`http://host:port` each), connecting lazily
+/// (an instance that is down now is used once it is up); every call may take `timeout`.
+pub fn balanced(
+    endpoints: &[String],
+    timeout: std::time::Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoints = endpoints
+        .iter()
+        .map(|url| {
+            tonic::transport::Endpoint::from_shared(url.clone())
+                .map(|e| {
+                    e.timeout(timeout)
+                        .connect_timeout(std::time::Duration::from_secs(2))
+                })
+                .map_err(|e| format!("invalid gRPC endpoint {url:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(tonic::transport::Channel::balance_list(
+        endpoints.into_iter(),
+    ))
+}
+
+/// A gRPC service as routes of an axum router that merges with other services' (tonic's own
+/// `Routes` carries a fallback, and two routers with fallbacks do not merge): each service of a
+/// process contributes one, and the composition serves them all on one listener.
+pub fn grpc_router<S>(service: S) -> axum::Router
+where
+    S: tower::Service<axum::http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    use tower::ServiceExt;
+    axum::Router::new().route_service(
+        &format!("/{}/{{*rest}}", S::NAME),
+        service.map_request(|request: axum::http::Request<axum::body::Body>| {
+            request.map(tonic::body::Body::new)
+        }),
+    )
+}

@@ -2,7 +2,10 @@
 //! count and average per driver, and knows which drivers exist from supply's `DriverAvailable`
 //! events (only a known driver can be rated). It never reads another service's tables.
 
+pub mod module;
 pub mod remote;
+
+pub use module::Module;
 pub mod store;
 
 use std::collections::HashMap;

@@ -4,4 +4,4 @@
 
 pub mod system;
 
-pub use system::{Service, Services, System};
+pub use system::{MODULES, Services, System};

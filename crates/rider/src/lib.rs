@@ -2,7 +2,10 @@
 //! an id and a time and announces it on the bus as `RideRequested`. It never matches, prices or
 //! notifies — matching and communication react to its event.
 
+pub mod module;
 pub mod remote;
+
+pub use module::Module;
 
 use async_trait::async_trait;
 use domain::RideRequest;

@@ -3,7 +3,10 @@
 //! (`DriverStatusChanged`) and stream positions (`DriverLocated`). Matching and trip dispatch keep
 //! the live pools from these events; this service never pairs, offers or rates.
 
+pub mod module;
 pub mod remote;
+
+pub use module::Module;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

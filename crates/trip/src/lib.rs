@@ -11,6 +11,7 @@
 
 mod dispatch;
 pub mod grpc;
+pub mod module;
 mod service;
 pub mod store;
 mod view;
@@ -24,6 +25,7 @@ use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 pub use dispatch::{Dispatcher, Fleet};
+pub use module::Module;
 pub use service::TripService;
 pub use store::{PgTripStore, SqliteTripStore, TripRecord, TripStore};
 pub use view::{Money, TripView};

@@ -1,0 +1,46 @@
+//! The communication service on the composition path: the course sockets (`/communication`,
+//! socket.io) and the product's `/v1/ws`, their bus consumers (tasks), and socket.io as the
+//! outermost layer of the public router.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::service::{Deps, ServiceModule, Started};
+use supply::SupplyApi;
+use trip::TripApi;
+
+use crate::{Communication, Realtime, RealtimeDeps, SocketLimits};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "communication"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let limits = SocketLimits::from(&deps.config.sockets);
+        let communication =
+            Communication::build(deps.bus.clone(), &deps.shutdown, limits.clone()).await?;
+        let realtime = Realtime::build(
+            &deps.bus,
+            RealtimeDeps {
+                trips: deps.get::<Arc<dyn TripApi>>()?,
+                supply: deps.get::<Arc<dyn SupplyApi>>()?,
+                verifier: identity::verifier(deps)?,
+            },
+            &deps.shutdown,
+            limits,
+        )
+        .await?;
+        let socketio = communication.socketio_layer();
+        Ok(Started {
+            http: Some(communication.routes().merge(realtime.routes())),
+            wrap: Some(Box::new(socketio)),
+            ..Started::default()
+        }
+        .task(move |shutdown| communication.run(shutdown))
+        .task(move |shutdown| realtime.run(shutdown)))
+    }
+}

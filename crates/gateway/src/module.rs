@@ -1,0 +1,39 @@
+//! The gateway on the composition path: the course routes and the product's `/v1`, calling the
+//! services started before it (locally or remotely, as the composition decided).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::service::{Deps, ServiceModule, Started};
+
+use crate::{AuthLimits, ProductServices, Services, course_router, product_router};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "gateway"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let supply = deps.get::<Arc<dyn supply::SupplyApi>>()?;
+        let course = course_router(Services {
+            rider: deps.get::<Arc<dyn rider::RiderApi>>()?,
+            supply: supply.clone(),
+            rating: deps.get::<Arc<dyn rating::RatingApi>>()?,
+        });
+        let product = product_router(ProductServices {
+            identity: deps.get::<Arc<dyn identity::IdentityApi>>()?,
+            pricing: deps.get::<Arc<dyn pricing::PricingApi>>()?,
+            trips: deps.get::<Arc<dyn trip::TripApi>>()?,
+            supply,
+            verifier: identity::verifier(deps)?,
+            auth_limits: AuthLimits::new(&deps.config.gateway, &deps.config.http),
+        });
+        Ok(Started {
+            http: Some(course.merge(product)),
+            ..Started::default()
+        })
+    }
+}

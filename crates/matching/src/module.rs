@@ -1,0 +1,41 @@
+//! The course matching service on the composition path: the pool and its ticks (a task); the
+//! shards it owns are all of them in the embedded mode, and leased from a NATS KV bucket in the
+//! distributed mode (so several instances share the plane).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use platform::service::{Backends, Deps, ServiceModule, Started};
+
+use crate::{AllShards, KvLeases, LeaseConfig, Leases, MatchingService};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "matching"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let config = &deps.config.matching;
+        // Subscribe first, so the mirror fills while the leases warm up.
+        let matching = MatchingService::build(deps.bus.clone(), config.clone()).await?;
+        let leases: Arc<dyn Leases> = match &deps.backends {
+            Backends::Embedded { .. } => Arc::new(AllShards(config.shards)),
+            Backends::Distributed { jetstream, .. } => {
+                let lease_config = LeaseConfig {
+                    shards: config.shards,
+                    ttl: Duration::from_millis(config.lease_ttl_ms),
+                    bucket: format!("{}_matching_leases", deps.config.nats.stream_prefix),
+                    replicas: deps.config.nats.replicas,
+                    instance: uuid::Uuid::now_v7().simple().to_string(),
+                    warmup: Duration::from_millis(config.hold_ms),
+                };
+                KvLeases::start(jetstream, lease_config, &deps.shutdown).await?
+            }
+        };
+        Ok(Started::default().task(move |shutdown| matching.run(shutdown, leases)))
+    }
+}

@@ -1,0 +1,202 @@
+//! The one shape every service has, and what the composition hands it.
+//!
+//! A service crate exposes a [`ServiceModule`]: its name, `start` (run it in this process: its
+//! HTTP routes, its gRPC services, its background tasks, and its API as a local client for the
+//! services started after it), `remote` (where it runs elsewhere: register a client that calls
+//! it there) and `migrate` (its PostgreSQL schema). The binary walks one ordered list of modules
+//! (`rickshaw::system`), starting the enabled ones and registering remotes for the others, on
+//! the backends the mode chose — so `rickshaw up` and `rickshaw serve --services all` differ only
+//! in [`Backends`], and adding a service is one crate and one line in that list.
+//!
+//! `start` builds and subscribes but spawns nothing: its tasks run when the process starts
+//! serving ([`Started::tasks`]), after every service is built.
+
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use axum::Router;
+
+use crate::bus::SharedBus;
+use crate::{Config, Shutdown};
+
+/// Where a service keeps its state and how processes reach each other: the only thing that
+/// differs between the modes.
+#[derive(Clone)]
+pub enum Backends {
+    /// `rickshaw up`: SQLite files under the data directory, the in-process bus; every service
+    /// in this process (nothing is remote).
+    Embedded { data_dir: PathBuf },
+    /// `rickshaw serve`: PostgreSQL, NATS JetStream for events and request/reply, gRPC between
+    /// processes (from `[grpc]`).
+    Distributed {
+        database_url: String,
+        max_connections: u32,
+        nats: async_nats::Client,
+        jetstream: Box<async_nats::jetstream::Context>,
+    },
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded { data_dir } => f
+                .debug_struct("Embedded")
+                .field("data_dir", data_dir)
+                .finish(),
+            Self::Distributed {
+                max_connections, ..
+            } => f
+                .debug_struct("Distributed")
+                .field("max_connections", max_connections)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What every service is started with.
+pub struct Deps {
+    pub config: Config,
+    pub bus: SharedBus,
+    pub backends: Backends,
+    pub shutdown: Shutdown,
+    /// The clients of the services this process knows so far, by type (for example
+    /// `Arc<dyn TripApi>`): local when the service was started here, remote otherwise.
+    clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    pub fn new(config: Config, bus: SharedBus, backends: Backends, shutdown: Shutdown) -> Self {
+        Self {
+            config,
+            bus,
+            backends,
+            shutdown,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// Makes `client` the one every later service gets for its type (replacing any earlier).
+    pub fn provide<T: Clone + Send + Sync + 'static>(&self, client: T) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(TypeId::of::<T>(), Box::new(client));
+    }
+
+    /// The client of type `T` a service started (or registered as remote) before this one.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> anyhow::Result<T> {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&TypeId::of::<T>())
+            .and_then(|client| client.downcast_ref::<T>())
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no {} yet: the service that provides it must come earlier in the composition",
+                    type_name::<T>()
+                )
+            })
+    }
+
+    /// The NATS connection of the distributed mode, if this is it.
+    pub fn nats(&self) -> Option<&async_nats::Client> {
+        match &self.backends {
+            Backends::Distributed { nats, .. } => Some(nats),
+            Backends::Embedded { .. } => None,
+        }
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.backends, Backends::Embedded { .. })
+    }
+
+    /// The embedded mode's SQLite database `file` under the data directory.
+    pub async fn sqlite(&self, file: &str) -> anyhow::Result<crate::store::SqlitePool> {
+        let Backends::Embedded { data_dir } = &self.backends else {
+            anyhow::bail!("{file}: SQLite is the embedded mode's store");
+        };
+        let path = data_dir.join(file);
+        crate::store::open_sqlite(&path)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))
+    }
+}
+
+/// A task a started service runs once the process serves.
+pub type Task = Box<dyn FnOnce(&Shutdown) + Send>;
+/// Work done after every task has stopped (closing a database pool).
+pub type Closer = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A layer around the finished public router (socket.io sits outside the request timeout).
+pub type Wrap = Box<dyn FnOnce(Router) -> Router + Send>;
+
+/// What a service started in this process contributes.
+#[derive(Default)]
+pub struct Started {
+    /// Routes of the public HTTP edge, merged under the common middleware.
+    pub http: Option<Router>,
+    /// Wraps the finished public router, outside the common middleware.
+    pub wrap: Option<Wrap>,
+    /// gRPC services (tonic's routes as an axum router), served on `grpc.listen`.
+    pub grpc: Option<Router>,
+    pub tasks: Vec<Task>,
+    pub closers: Vec<Closer>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("http", &self.http.is_some())
+            .field("wrap", &self.wrap.is_some())
+            .field("grpc", &self.grpc.is_some())
+            .field("tasks", &self.tasks.len())
+            .field("closers", &self.closers.len())
+            .finish()
+    }
+}
+
+impl Started {
+    pub fn task(mut self, task: impl FnOnce(&Shutdown) + Send + 'static) -> Self {
+        self.tasks.push(Box::new(task));
+        self
+    }
+
+    pub fn closer(mut self, closer: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.closers.push(Box::pin(closer));
+        self
+    }
+}
+
+/// A service, as the composition sees it.
+#[async_trait]
+pub trait ServiceModule: Send + Sync {
+    /// The name `--services` knows it by.
+    fn name(&self) -> &'static str;
+
+    /// Runs the service in this process and provides its client to the services after it.
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started>;
+
+    /// The service runs in another process: provide a client that calls it there, if any other
+    /// service calls it. Never called in the embedded mode.
+    fn remote(&self, _deps: &Deps) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Applies the service's pending PostgreSQL migrations.
+    async fn migrate(&self, _database_url: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! The rating service on the composition path: its store on the mode's database, the driver
+//! directory (a task), `Arc<dyn RatingApi>` for the gateway; in the distributed mode it also
+//! answers `rpc.rating.*`, and elsewhere the gateway calls it there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use platform::rpc::RpcClient;
+use platform::service::{Backends, Deps, ServiceModule, Started};
+
+use crate::{PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, remote};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "rating"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let mut started = Started::default();
+        let store: Arc<dyn RatingStore> = match &deps.backends {
+            Backends::Embedded { .. } => {
+                let pool = deps.sqlite("rating.db").await?;
+                let store = SqliteRatingStore::new(pool.clone()).await?;
+                started = started.closer(async move { pool.close().await });
+                Arc::new(store)
+            }
+            Backends::Distributed {
+                database_url,
+                max_connections,
+                ..
+            } => {
+                let store = PgRatingStore::connect(database_url, *max_connections).await?;
+                store.migrate().await?;
+                let pool = store.pool().clone();
+                started = started.closer(async move { pool.close().await });
+                Arc::new(store)
+            }
+        };
+        let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
+        started = started.task(move |shutdown| directory.run(shutdown));
+        if let Some(nats) = deps.nats() {
+            remote::serve(rating.clone(), nats.clone(), &deps.shutdown).await?;
+        }
+        deps.provide::<Arc<dyn RatingApi>>(rating);
+        Ok(started)
+    }
+
+    fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
+        let nats = deps
+            .nats()
+            .ok_or_else(|| anyhow::anyhow!("the rating service is remote only over NATS"))?;
+        let rpc = RpcClient::new(
+            nats.clone(),
+            Duration::from_millis(deps.config.nats.request_timeout_ms),
+        );
+        deps.provide::<Arc<dyn RatingApi>>(Arc::new(remote::RemoteRating::new(rpc)));
+        Ok(())
+    }
+
+    async fn migrate(&self, database_url: &str) -> anyhow::Result<()> {
+        let store = PgRatingStore::connect(database_url, 1).await?;
+        store.migrate().await?;
+        store.pool().close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+//! The rider service on the composition path: `Arc<dyn RiderApi>` for the gateway; in the
+//! distributed mode it also answers `rpc.rider.*`, and elsewhere the gateway calls it there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use platform::rpc::RpcClient;
+use platform::service::{Deps, ServiceModule, Started};
+
+use crate::{RiderApi, RiderService, remote};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "rider"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let service = RiderService::new(deps.bus.clone());
+        if let Some(nats) = deps.nats() {
+            remote::serve(service.clone(), nats.clone(), &deps.shutdown).await?;
+        }
+        deps.provide::<Arc<dyn RiderApi>>(Arc::new(service));
+        Ok(Started::default())
+    }
+
+    fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
+        let nats = deps
+            .nats()
+            .ok_or_else(|| anyhow::anyhow!("the rider service is remote only over NATS"))?;
+        let rpc = RpcClient::new(
+            nats.clone(),
+            Duration::from_millis(deps.config.nats.request_timeout_ms),
+        );
+        deps.provide::<Arc<dyn RiderApi>>(Arc::new(remote::RemoteRider::new(rpc)));
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The trip service on the composition path: its store on the mode's database, the dispatcher
+//! (a task), its gRPC service in the distributed mode, `Arc<dyn TripApi>` for the services after
+//! it; elsewhere a gRPC client of `grpc.trip`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use platform::service::{Backends, Deps, ServiceModule, Started};
+use pricing::QuoteBook;
+
+use crate::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService, TripStore, grpc};
+
+pub struct Module;
+
+#[async_trait]
+impl ServiceModule for Module {
+    fn name(&self) -> &'static str {
+        "trip"
+    }
+
+    async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
+        let key = identity::signing_key(deps)?;
+        let mut started = Started::default();
+        let store: Arc<dyn TripStore> = match &deps.backends {
+            Backends::Embedded { .. } => {
+                let pool = deps.sqlite("trip.db").await?;
+                let store = SqliteTripStore::new(pool.clone()).await?;
+                started = started.closer(async move { pool.close().await });
+                Arc::new(store)
+            }
+            Backends::Distributed {
+                database_url,
+                max_connections,
+                ..
+            } => {
+                let store = PgTripStore::connect(database_url, *max_connections).await?;
+                store.migrate().await?;
+                let pool = store.pool().clone();
+                started = started.closer(async move { pool.close().await });
+                Arc::new(store)
+            }
+        };
+        let config = &deps.config.trips;
+        let trips = TripService::new(
+            store,
+            deps.bus.clone(),
+            QuoteBook::new(key.bytes()),
+            config.policy(),
+        );
+        let dispatcher = Dispatcher::build(trips.clone(), &deps.bus, config.clone()).await?;
+        started = started.task(move |shutdown| dispatcher.run(shutdown));
+        let trips: Arc<dyn TripApi> = Arc::new(trips);
+        deps.provide(trips.clone());
+        if !deps.is_embedded() {
+            let authenticate = identity::grpc::authenticate(identity::TokenVerifier::new(&key));
+            started.grpc = Some(proto::grpc_router(grpc::service(trips, authenticate)));
+        }
+        Ok(started)
+    }
+
+    fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
+        let grpc = &deps.config.grpc;
+        let channel = proto::balanced(&grpc.trip, Duration::from_millis(grpc.timeout_ms))
+            .map_err(|e| anyhow::anyhow!("grpc.trip: {e}"))?;
+        deps.provide::<Arc<dyn TripApi>>(Arc::new(grpc::GrpcTrip::new(channel)));
+        Ok(())
+    }
+
+    async fn migrate(&self, database_url: &str) -> anyhow::Result<()> {
+        let store = PgTripStore::connect(database_url, 1).await?;
+        store.migrate().await?;
+        store.pool().close().await;
+        Ok(())
+    }
+}
