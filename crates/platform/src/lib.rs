@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod limit;
+pub mod outbox;
 pub mod rpc;
 pub mod service;
 pub mod shutdown;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use platform::outbox::RelayPace;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 use pricing::QuoteBook;
 
@@ -49,7 +50,9 @@ impl ServiceModule for Module {
             config.policy(),
         );
         let dispatcher = Dispatcher::build(trips.clone(), &deps.bus, config.clone()).await?;
-        started = started.task(move |shutdown| dispatcher.run(shutdown));
+        started = started
+            .task(move |shutdown| dispatcher.run(shutdown))
+            .task(trips.outbox().clone().relay(RelayPace::default()));
         let trips: Arc<dyn TripApi> = Arc::new(trips);
         deps.provide(trips.clone());
         if !deps.is_embedded() {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy, TripState};
 use domain::{Role, Timestamp, TripId};
-use platform::bus::{self, SharedBus};
+use platform::bus::SharedBus;
 use platform::clock;
+use platform::outbox::Outbox;
 use pricing::{QuoteBook, QuoteError};
 
-use crate::store::{NewNotice, StoreError, TripRecord, TripStore};
+use crate::store::{NewNotice, StoreError, Stored, TripRecord, TripStore};
 use crate::view::TripView;
 use crate::{Action, BookTrip, Caller, TripApi, TripError, TripNotice};
 
@@ -23,7 +24,9 @@ pub const MAX_PAGE: u32 = 200;
 #[derive(Clone)]
 pub struct TripService {
     store: Arc<dyn TripStore>,
-    bus: SharedBus,
+    /// Where the notices committed with each change go: published after the commit, relayed
+    /// again if that publish is lost.
+    outbox: Outbox,
     quotes: QuoteBook,
     policy: TripPolicy,
 }
@@ -35,9 +38,10 @@ impl TripService {
         quotes: QuoteBook,
         policy: TripPolicy,
     ) -> Self {
+        let outbox = Outbox::new("trip", bus, store.outbox());
         Self {
             store,
-            bus,
+            outbox,
             quotes,
             policy,
         }
@@ -45,6 +49,11 @@ impl TripService {
 
     pub fn store(&self) -> &Arc<dyn TripStore> {
         &self.store
+    }
+
+    /// The outbox of the trip notices; run its relay (`Outbox::relay`) wherever the service runs.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub fn policy(&self) -> &TripPolicy {
@@ -172,14 +181,12 @@ impl TripService {
             .collect()
     }
 
-    /// Live delivery; a notice that cannot be published now is still in the log, and reaches the
-    /// client when it reconnects.
-    async fn publish(&self, notices: Vec<TripNotice>) {
-        for notice in notices {
-            if let Err(e) = bus::publish_event(self.bus.as_ref(), &notice).await {
-                tracing::warn!(error = %e, notice = notice.id, "cannot publish a trip notice");
-            }
-        }
+    /// Live delivery of what was just committed; a notice whose publish fails now is relayed from
+    /// the outbox later (and is in the log for a client that reconnects meanwhile).
+    async fn publish(&self, stored: Vec<Stored>) {
+        self.outbox
+            .publish_committed(stored.into_iter().map(|s| s.outbox).collect())
+            .await;
     }
 
     /// The caller may see the trip: its rider, or the driver it is (or was) offered or assigned to.

@@ -65,7 +65,7 @@ pub async fn a_trip_round_trips_and_is_found_by_quote_and_account(store: &dyn Tr
         .await
         .expect("created");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].recipients, [rider]);
+    assert_eq!(stored[0].notice.recipients, [rider]);
     assert_eq!(store.get(trip.id).await.expect("get"), Some(trip.clone()));
     assert_eq!(
         store.by_quote(trip.quote_id).await.expect("by quote"),
@@ -318,6 +318,110 @@ pub async fn a_driver_status_is_kept_unless_an_older_one_arrives(store: &dyn Tri
     assert!(!online.iter().any(|(d, _)| *d == driver));
 }
 
+/// The envelopes `sub` delivers until it is quiet for `wait` (acked).
+async fn delivered(
+    sub: &mut platform::bus::Subscription,
+    wait: std::time::Duration,
+) -> Vec<platform::bus::Envelope> {
+    let mut envelopes = Vec::new();
+    while let Ok(Some(delivery)) = tokio::time::timeout(wait, sub.next()).await {
+        envelopes.push(delivery.envelope.clone());
+        let _ = delivery.ack().await;
+    }
+    envelopes
+}
+
+fn ids(envelopes: &[platform::bus::Envelope]) -> Vec<domain::EventId> {
+    envelopes.iter().map(|e| e.id).collect()
+}
+
+pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) {
+    use domain::events::Event;
+    use platform::bus::{Bus, InProcessBus, SubscribeOptions};
+
+    let trip = record(account());
+    let stored = store
+        .create(&trip, &[notice(&trip, "trip.requested", None)])
+        .await
+        .expect("created");
+    let pending = stored[0].outbox.clone();
+    assert_eq!(pending.envelope.subject, crate::TripNotice::SUBJECT);
+    let written: crate::TripNotice = pending.envelope.decode().expect("decodes");
+    assert_eq!(written, stored[0].notice, "the outbox row is the notice");
+
+    // Nobody published it (as if the publish after the commit failed): a relay does.
+    let bus = InProcessBus::new();
+    let mut sub = bus
+        .subscribe(SubscribeOptions::ephemeral(crate::TripNotice::SUBJECT))
+        .await
+        .expect("subscribes");
+    let outbox = store.outbox();
+    let after_it = pending.envelope.occurred_at.plus_millis(1);
+    outbox
+        .relay_older(after_it, 100_000, &bus)
+        .await
+        .expect("relays");
+    let wait = std::time::Duration::from_millis(300);
+    let relayed = ids(&delivered(&mut sub, wait).await);
+    assert_eq!(
+        relayed
+            .iter()
+            .filter(|id| **id == pending.envelope.id)
+            .count(),
+        1,
+        "relayed once, with the id it was written with"
+    );
+    // Relayed rows are gone: the next relay does not send it again.
+    outbox
+        .relay_older(after_it, 100_000, &bus)
+        .await
+        .expect("relays");
+    assert!(!ids(&delivered(&mut sub, wait).await).contains(&pending.envelope.id));
+
+    // A row the fast path published is forgotten, and never relayed.
+    let other = record(account());
+    let stored = store
+        .create(&other, &[notice(&other, "trip.requested", None)])
+        .await
+        .expect("created");
+    let published = stored[0].outbox.clone();
+    outbox.forget(&[published.seq]).await.expect("forgets");
+    outbox
+        .relay_older(published.envelope.occurred_at.plus_millis(1), 100_000, &bus)
+        .await
+        .expect("relays");
+    assert!(!ids(&delivered(&mut sub, wait).await).contains(&published.envelope.id));
+
+    // A stale write leaves nothing behind to relay.
+    let before = store.get(other.id).await.expect("get").expect("exists");
+    let next = after(
+        &before,
+        Command::Cancel {
+            by: trip::Party::Rider,
+            driver: None,
+        },
+    );
+    let stale = store
+        .update(
+            &next,
+            before.trip.version + 5,
+            &[notice(&next, "trip.cancelled", None)],
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)));
+    outbox
+        .relay_older(platform::clock::now().plus_millis(1_000), 100_000, &bus)
+        .await
+        .expect("relays");
+    for envelope in delivered(&mut sub, wait).await {
+        let relayed: crate::TripNotice = envelope.decode().expect("decodes");
+        assert!(
+            relayed.trip.id != other.id,
+            "only rows of committed changes are relayed: {relayed:?}"
+        );
+    }
+}
+
 /// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
 #[macro_export]
 macro_rules! trip_store_contract {
@@ -330,6 +434,7 @@ macro_rules! trip_store_contract {
             notices_are_per_account_in_order_after_an_id,
             one_dispatcher_leads_at_a_time,
             a_driver_status_is_kept_unless_an_older_one_arrives,
+            a_notice_left_in_the_outbox_is_relayed_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

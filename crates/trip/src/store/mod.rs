@@ -15,6 +15,8 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use domain::pricing::RouteEstimate;
 use domain::trip::{Trip, TripState};
@@ -129,23 +131,33 @@ impl Leadership for SoleLeader {
     async fn release(self: Box<Self>) {}
 }
 
+/// A notice as committed: its place in the log, and its outbox row (written in the same
+/// transaction) to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub notice: TripNotice,
+    pub outbox: platform::outbox::Pending,
+}
+
 #[async_trait]
 pub trait TripStore: Send + Sync + 'static {
-    /// Stores a new trip and its notices; `QuoteUsed` / `RiderBusy` when the indexes refuse it.
+    /// Stores a new trip and its notices (each in the log and in the outbox, in one
+    /// transaction); `QuoteUsed` / `RiderBusy` when the indexes refuse it.
     async fn create(
         &self,
         record: &TripRecord,
         notices: &[NewNotice],
-    ) -> Result<Vec<TripNotice>, StoreError>;
+    ) -> Result<Vec<Stored>, StoreError>;
     async fn get(&self, id: TripId) -> Result<Option<TripRecord>, StoreError>;
     async fn by_quote(&self, quote_id: uuid::Uuid) -> Result<Option<TripRecord>, StoreError>;
-    /// Replaces the trip if it is still at `expected_version`, with its notices, atomically.
+    /// Replaces the trip if it is still at `expected_version`, with its notices (log and
+    /// outbox), atomically.
     async fn update(
         &self,
         next: &TripRecord,
         expected_version: u64,
         notices: &[NewNotice],
-    ) -> Result<Vec<TripNotice>, StoreError>;
+    ) -> Result<Vec<Stored>, StoreError>;
     /// The account's trips as rider or as current driver, newest first.
     async fn list_for(&self, account: AccountId, limit: u32)
     -> Result<Vec<TripRecord>, StoreError>;
@@ -171,4 +183,6 @@ pub trait TripStore: Send + Sync + 'static {
     async fn online_drivers(&self) -> Result<Vec<(AccountId, Package)>, StoreError>;
     /// Leadership of the dispatch loop: `None` while another instance holds it.
     async fn lead(&self) -> Result<Option<LeaderGuard>, StoreError>;
+    /// The outbox table the notices are written to, for the relay.
+    fn outbox(&self) -> Arc<dyn platform::outbox::OutboxTable>;
 }

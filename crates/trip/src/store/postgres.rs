@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "driver status",
         include_str!("../../migrations/postgres/0002_driver_status.sql"),
     ),
+    (
+        3,
+        "outbox",
+        include_str!("../../migrations/postgres/0003_outbox.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -49,6 +54,10 @@ impl PgTripStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+        std::sync::Arc::new(platform::outbox::PgOutbox(self.pool.clone()))
     }
 
     /// A transaction holding the dispatch advisory lock: one dispatcher at a time across every

@@ -68,11 +68,12 @@ pub(super) fn notice_from_new(id: i64, notice: &NewNotice) -> TripNotice {
 macro_rules! impl_trip_store {
     ($store:ty) => {
         impl $store {
+            /// The notices in the log, each with its outbox row (same transaction).
             async fn insert_notices(
                 tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
                 trip: domain::TripId,
                 notices: &[super::NewNotice],
-            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let mut stored = Vec::with_capacity(notices.len());
                 for notice in notices {
                     let id: i64 = sqlx::query_scalar(
@@ -87,7 +88,28 @@ macro_rules! impl_trip_store {
                     .bind(sql::notice_body(notice)?)
                     .fetch_one(&mut **tx)
                     .await?;
-                    stored.push(sql::notice_from_new(id, notice));
+                    let notice = sql::notice_from_new(id, notice);
+                    // Stamped with the wall clock of the write: the relay's grace counts from it.
+                    let envelope = platform::bus::Envelope::from_event(
+                        &notice,
+                        platform::clock::new_id(),
+                        platform::clock::now(),
+                    )
+                    .map_err(|e| super::StoreError::Backend(e.to_string()))?;
+                    let (event_id, subject, occurred_at, headers, payload) =
+                        platform::outbox::row(&envelope);
+                    let seq: i64 = sqlx::query_scalar(platform::outbox::INSERT)
+                        .bind(event_id)
+                        .bind(subject)
+                        .bind(occurred_at)
+                        .bind(headers)
+                        .bind(payload)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    stored.push(super::Stored {
+                        notice,
+                        outbox: platform::outbox::Pending { seq, envelope },
+                    });
                 }
                 Ok(stored)
             }
@@ -99,7 +121,7 @@ macro_rules! impl_trip_store {
                 &self,
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
-            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO trips (id, quote_id, rider_id, driver_id, active_driver, \
@@ -151,7 +173,7 @@ macro_rules! impl_trip_store {
                 next: &super::TripRecord,
                 expected_version: u64,
                 notices: &[super::NewNotice],
-            ) -> Result<Vec<crate::TripNotice>, super::StoreError> {
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let changed = sqlx::query(
                     "UPDATE trips SET driver_id = $1, active_driver = $2, open_rider = $3, \
@@ -293,6 +315,10 @@ macro_rules! impl_trip_store {
 
             async fn lead(&self) -> Result<Option<super::LeaderGuard>, super::StoreError> {
                 self.lead_impl().await
+            }
+
+            fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+                self.outbox_table()
             }
         }
     };

@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "driver status",
         include_str!("../../migrations/sqlite/0002_driver_status.sql"),
     ),
+    (
+        3,
+        "outbox",
+        include_str!("../../migrations/sqlite/0003_outbox.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -32,6 +37,10 @@ impl SqliteTripStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the trip database: {e}")))?;
         Ok(Self { pool })
+    }
+
+    fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
     }
 
     /// One process owns an SQLite file: it always leads.

@@ -2,6 +2,7 @@
 //! under concurrency.
 
 mod grpc;
+mod outbox;
 mod service;
 
 mod sqlite {

@@ -21,7 +21,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(store: Arc<dyn TripStore>) -> Self {
-        let bus: SharedBus = Arc::new(InProcessBus::new());
+        Self::on(store, Arc::new(InProcessBus::new())).await
+    }
+
+    /// The service and dispatcher on `bus`.
+    pub async fn on(store: Arc<dyn TripStore>, bus: SharedBus) -> Self {
         let config = TripsConfig::default();
         let service = TripService::new(store, bus.clone(), QuoteBook::new(KEY), config.policy());
         let dispatcher = Dispatcher::build(service.clone(), &bus, config)

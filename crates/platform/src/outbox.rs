@@ -1,0 +1,383 @@
+//! The transactional outbox: an event whose loss matters is written to the service's `outbox`
+//! table in the same transaction as the state change it announces, so it exists exactly when the
+//! change does. After the commit the service publishes it at once ([`Outbox::publish_committed`]:
+//! the fast path, no extra write); a relay ([`Outbox::relay`], one task per instance) then
+//! forgets, in one batched delete a cycle, the rows published that way, and publishes every row
+//! older than a grace period that is still there — its publish failed, or its process died between
+//! commit and publish, or it was written by an instance that is gone. Any instance relays any row
+//! (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so instances take disjoint rows).
+//!
+//! Delivery is at least once. Every row keeps the envelope id it was written with, so a row
+//! published twice (the fast path and a relay that came too soon) carries the same id both times:
+//! JetStream drops the copy within its duplicate window, and consumers are idempotent by event id
+//! beyond it.
+//!
+//! Each service that has an outbox creates the table in its own migrations:
+//!
+//! ```sql
+//! CREATE TABLE outbox (seq <auto-increment> PRIMARY KEY, id TEXT NOT NULL, subject TEXT NOT NULL,
+//!                      occurred_at BIGINT NOT NULL, headers TEXT NOT NULL, payload <bytes> NOT NULL);
+//! ```
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::Timestamp;
+use sqlx::{PgPool, QueryBuilder, SqlitePool};
+
+use crate::Shutdown;
+use crate::bus::{Bus, Envelope, SharedBus};
+use crate::clock;
+
+/// The statement that writes a row, with `$1` id, `$2` subject, `$3` occurred_at, `$4` headers
+/// (JSON), `$5` payload; it returns the row's `seq`. Run it in the state change's transaction
+/// (the text is the same on SQLite and PostgreSQL), binding [`row`]'s values.
+pub const INSERT: &str = "INSERT INTO outbox (id, subject, occurred_at, headers, payload) \
+                          VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+
+/// The values [`INSERT`] binds for `envelope`, in order.
+pub fn row(envelope: &Envelope) -> (String, String, i64, String, Vec<u8>) {
+    (
+        envelope.id.to_string(),
+        envelope.subject.clone(),
+        envelope.occurred_at.as_millis(),
+        serde_json::to_string(&envelope.headers).unwrap_or_else(|_| "{}".to_owned()),
+        envelope.payload.clone(),
+    )
+}
+
+/// An event written with its change and not yet known to be published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub seq: i64,
+    pub envelope: Envelope,
+}
+
+type Row = (i64, String, String, i64, String, Vec<u8>);
+
+fn pending_of(row: Row) -> Result<Pending, String> {
+    let (seq, id, subject, occurred_at, headers, payload) = row;
+    Ok(Pending {
+        seq,
+        envelope: Envelope {
+            id: id
+                .parse()
+                .map_err(|e| format!("outbox row {seq}: event id {id:?}: {e}"))?,
+            subject,
+            occurred_at: Timestamp::from_millis(occurred_at),
+            headers: serde_json::from_str(&headers)
+                .map_err(|e| format!("outbox row {seq}: headers: {e}"))?,
+            payload,
+        },
+    })
+}
+
+const SELECT: &str = "SELECT seq, id, subject, occurred_at, headers, payload FROM outbox \
+                      WHERE occurred_at < $1 ORDER BY seq LIMIT $2";
+const SELECT_UNLOCKED: &str = "SELECT seq, id, subject, occurred_at, headers, payload FROM outbox \
+                               WHERE occurred_at < $1 ORDER BY seq LIMIT $2 \
+                               FOR UPDATE SKIP LOCKED";
+
+/// The outbox table of one service's database.
+#[async_trait]
+pub trait OutboxTable: Send + Sync {
+    /// Deletes the rows `seqs` (published already).
+    async fn forget(&self, seqs: &[i64]) -> Result<(), String>;
+
+    /// Publishes up to `limit` rows written before `before`, oldest first, on `bus`, deleting
+    /// each one published; stops at the first failure. Returns how many were published.
+    async fn relay_older(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        bus: &dyn Bus,
+    ) -> Result<usize, String>;
+
+    /// How many rows wait (a gauge for operators).
+    async fn backlog(&self) -> Result<i64, String>;
+}
+
+/// Publishes `rows` in order until one fails; the seqs of those published.
+async fn publish_all(rows: Vec<Pending>, bus: &dyn Bus) -> Vec<i64> {
+    let mut published = Vec::with_capacity(rows.len());
+    for pending in rows {
+        let seq = pending.seq;
+        match bus.publish(pending.envelope).await {
+            Ok(()) => published.push(seq),
+            Err(e) => {
+                tracing::warn!(error = %e, seq, "the outbox relay cannot publish; retrying later");
+                break;
+            }
+        }
+    }
+    published
+}
+
+macro_rules! delete_in {
+    ($db:ty, $executor:expr, $seqs:expr) => {{
+        for chunk in $seqs.chunks(500) {
+            let mut query = QueryBuilder::<$db>::new("DELETE FROM outbox WHERE seq IN (");
+            let mut list = query.separated(", ");
+            for seq in chunk {
+                list.push_bind(*seq);
+            }
+            query.push(")");
+            query
+                .build()
+                .execute(&mut *$executor)
+                .await
+                .map_err(|e| format!("clearing the outbox: {e}"))?;
+        }
+    }};
+}
+
+/// The outbox of an SQLite database (one process owns the file: one relay).
+#[derive(Clone, Debug)]
+pub struct SqliteOutbox(pub SqlitePool);
+
+#[async_trait]
+impl OutboxTable for SqliteOutbox {
+    async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
+        let mut connection = self
+            .0
+            .acquire()
+            .await
+            .map_err(|e| format!("clearing the outbox: {e}"))?;
+        delete_in!(sqlx::Sqlite, connection, seqs);
+        Ok(())
+    }
+
+    async fn relay_older(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        bus: &dyn Bus,
+    ) -> Result<usize, String> {
+        let rows: Vec<Row> = sqlx::query_as(SELECT)
+            .bind(before.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.0)
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))?;
+        let rows = rows
+            .into_iter()
+            .map(pending_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let published = publish_all(rows, bus).await;
+        self.forget(&published).await?;
+        Ok(published.len())
+    }
+
+    async fn backlog(&self) -> Result<i64, String> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.0)
+            .await
+            .map_err(|e| format!("counting the outbox: {e}"))
+    }
+}
+
+/// The outbox of a PostgreSQL schema (the pool's `search_path`): any number of relays, each
+/// taking rows the others have not locked.
+#[derive(Clone, Debug)]
+pub struct PgOutbox(pub PgPool);
+
+#[async_trait]
+impl OutboxTable for PgOutbox {
+    async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
+        let mut connection = self
+            .0
+            .acquire()
+            .await
+            .map_err(|e| format!("clearing the outbox: {e}"))?;
+        delete_in!(sqlx::Postgres, connection, seqs);
+        Ok(())
+    }
+
+    async fn relay_older(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        bus: &dyn Bus,
+    ) -> Result<usize, String> {
+        let mut tx = self
+            .0
+            .begin()
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))?;
+        let rows: Vec<Row> = sqlx::query_as(SELECT_UNLOCKED)
+            .bind(before.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))?;
+        let rows = rows
+            .into_iter()
+            .map(pending_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let published = publish_all(rows, bus).await;
+        delete_in!(sqlx::Postgres, tx, published);
+        tx.commit()
+            .await
+            .map_err(|e| format!("clearing the outbox: {e}"))?;
+        Ok(published.len())
+    }
+
+    async fn backlog(&self) -> Result<i64, String> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.0)
+            .await
+            .map_err(|e| format!("counting the outbox: {e}"))
+    }
+}
+
+/// How a relay paces itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayPace {
+    /// How often it forgets what the fast path published and looks for rows left behind.
+    pub every: Duration,
+    /// A row younger than this is left to the fast path of the instance that wrote it.
+    pub grace: Duration,
+}
+
+impl Default for RelayPace {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_millis(500),
+            grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Most published seqs remembered between cycles; past it they are dropped, and the relay
+/// publishes those rows again after the grace (same ids: consumers drop the copies).
+const PUBLISHED_MEMORY: usize = 100_000;
+
+/// One service's outbox: the fast path after each commit and the relay (cheap to clone).
+#[derive(Clone)]
+pub struct Outbox {
+    name: &'static str,
+    bus: SharedBus,
+    table: Arc<dyn OutboxTable>,
+    published: Arc<Mutex<Vec<i64>>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    pub fn new(name: &'static str, bus: SharedBus, table: Arc<dyn OutboxTable>) -> Self {
+        Self {
+            name,
+            bus,
+            table,
+            published: Arc::default(),
+        }
+    }
+
+    /// The fast path, right after the commit that wrote `rows`: publishes them in order; those
+    /// published are forgotten by the relay's next cycle, the others it publishes after the grace.
+    pub async fn publish_committed(&self, rows: Vec<Pending>) {
+        for pending in rows {
+            let seq = pending.seq;
+            match self.bus.publish(pending.envelope).await {
+                Ok(()) => {
+                    let mut published = self
+                        .published
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if published.len() < PUBLISHED_MEMORY {
+                        published.push(seq);
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("outbox_publish_failures_total", "outbox" => self.name)
+                        .increment(1);
+                    tracing::warn!(error = %e, seq, outbox = self.name, "cannot publish now; the relay will");
+                }
+            }
+        }
+    }
+
+    /// One relay cycle: forget what the fast path published, then publish what was left
+    /// behind. Returns how many rows it published.
+    pub async fn relay_once(&self, grace: Duration) -> Result<usize, String> {
+        let published = std::mem::take(
+            &mut *self
+                .published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if let Err(e) = self.table.forget(&published).await {
+            // Kept for the next cycle (and bounded): better a second try than a republish.
+            let mut again = self
+                .published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            again.extend(published.into_iter().take(PUBLISHED_MEMORY));
+            return Err(e);
+        }
+        let before =
+            clock::now().plus_millis(-i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        let mut total = 0;
+        loop {
+            let relayed = self
+                .table
+                .relay_older(before, 256, self.bus.as_ref())
+                .await?;
+            total += relayed;
+            if relayed < 256 {
+                break;
+            }
+        }
+        if total > 0 {
+            metrics::counter!("outbox_relayed_total", "outbox" => self.name)
+                .increment(total as u64);
+            tracing::info!(
+                relayed = total,
+                outbox = self.name,
+                "relayed events left behind"
+            );
+        }
+        Ok(total)
+    }
+
+    /// The relay task: a cycle every `pace.every` until shutdown, then a last one.
+    pub fn relay(self, pace: RelayPace) -> impl FnOnce(&Shutdown) + Send + 'static {
+        move |shutdown: &Shutdown| {
+            let token = shutdown.token();
+            shutdown.spawn(async move {
+                let mut ticks = tokio::time::interval(pace.every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        _ = ticks.tick() => {}
+                    }
+                    if let Err(e) = self.relay_once(pace.grace).await {
+                        tracing::warn!(error = %e, outbox = self.name, "outbox relay cycle failed");
+                    }
+                    if let Ok(backlog) = self.table.backlog().await {
+                        metrics::gauge!("outbox_backlog", "outbox" => self.name)
+                            .set(backlog as f64);
+                    }
+                }
+                // Forget what was published meanwhile, so a restart does not send it again.
+                let published = std::mem::take(
+                    &mut *self
+                        .published
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+                if let Err(e) = self.table.forget(&published).await {
+                    tracing::debug!(error = %e, "outbox: cannot forget at shutdown");
+                }
+            });
+        }
+    }
+}
