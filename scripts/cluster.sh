@@ -26,8 +26,8 @@ INSTANCES="${RICKSHAW_INSTANCES:-2}"
 # Instances of identity, pricing and trip (the course drill, which does not use them, runs one).
 PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
 SERVICES=(rider supply rating matching identity pricing trip communication gateway)
-# The services that serve gRPC (each instance on a port of its own).
-GRPC_SERVICES=(identity pricing trip)
+# The product's services (RICKSHAW_PRODUCT_INSTANCES of each).
+PRODUCT_SERVICES=(identity pricing trip)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -89,9 +89,9 @@ start() {
   local nats_server; nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
   [ -x "$nats_server" ] || die "nats-server not found (apt-get install nats-server)"
 
-  local total=$((9 + (${#SERVICES[@]} + ${#GRPC_SERVICES[@]}) * INSTANCES + 1))
+  local total=$((9 + ${#SERVICES[@]} * INSTANCES + 1))
   # instances_of SERVICE: how many processes run it.
-  instances_of() { case " ${GRPC_SERVICES[*]} " in *" $1 "*) echo "$PRODUCT_INSTANCES" ;; *) echo "$INSTANCES" ;; esac; }
+  instances_of() { case " ${PRODUCT_SERVICES[*]} " in *" $1 "*) echo "$PRODUCT_INSTANCES" ;; *) echo "$INSTANCES" ;; esac; }
   mapfile -t ports < <(free_ports "$total")
   local p=0
   # take_port VAR: the next free port, into VAR (no subshell, so the counter advances).
@@ -129,17 +129,6 @@ start() {
   echo "$db_url" > "$STATE/database_url"
   "$bin" migrate --database-url "$db_url" > "$STATE/logs/migrate.log" 2>&1 || die "migration failed (see $STATE/logs/migrate.log)"
 
-  # gRPC ports of identity, pricing and trip instances, known to every gateway and communication.
-  local grpc_lists="" service
-  for service in "${GRPC_SERVICES[@]}"; do
-    local list=()
-    for i in $(seq 1 "$(instances_of "$service")"); do
-      take_port port
-      echo "$port" > "$STATE/cmd/$service-$i.grpc"
-      list+=("\"http://127.0.0.1:$port\"")
-    done
-    grpc_lists+="$service = [$(IFS=,; echo "${list[*]}")]"$'\n'
-  done
   local signing_key; signing_key=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 
   # One config file for every service (its path in their command lines also marks them as ours).
@@ -163,8 +152,6 @@ signing_key = "$signing_key"
 client_address_header = "x-real-ip"
 max_connections_per_address = 0
 
-[grpc]
-$grpc_lists
 [log]
 format = "json"
 TOML
@@ -177,10 +164,8 @@ TOML
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
-      local grpc_flag=()
-      [ -f "$STATE/cmd/$service-$i.grpc" ] && grpc_flag=(--grpc-listen "127.0.0.1:$(cat "$STATE/cmd/$service-$i.grpc")")
       launch "$service" "$i" "$bin" serve --services "$service" --listen "127.0.0.1:$port" \
-        "${grpc_flag[@]}" --config "$STATE/rickshaw.toml"
+        --config "$STATE/rickshaw.toml"
     done
   done
   for service in "${SERVICES[@]}"; do

@@ -10,10 +10,10 @@
 //! on blocking threads, and a login for an unknown email spends the same hash verification as a
 //! known one, so neither the answer nor its timing tells which emails have accounts.
 
-pub mod grpc;
 mod keys;
 pub mod module;
 mod password;
+pub mod remote;
 mod service;
 pub mod store;
 mod tokens;
@@ -27,6 +27,7 @@ pub use module::{Module, signing_key, verifier};
 pub use password::Hasher;
 pub use password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
 pub use platform::auth::Caller;
+pub use remote::{RemoteIdentity, caller_of};
 pub use service::{IdentityService, login_backoff};
 pub use store::{AccountStore, PgAccountStore, SqliteAccountStore, StoreError};
 pub use tokens::{ISSUER, TokenIssuer, TokenVerifier};
@@ -165,6 +166,27 @@ impl From<IdentityError> for platform::ApiError {
     }
 }
 
+/// What a remote caller makes of an error that is not the identity service's own (it could not
+/// be reached, or something between failed): the variant of the same class.
+impl From<platform::ApiError> for IdentityError {
+    fn from(e: platform::ApiError) -> Self {
+        use platform::ErrorCode;
+        match e.code {
+            ErrorCode::Unauthorized => Self::InvalidToken(e.message),
+            ErrorCode::Forbidden => Self::Forbidden(e.message),
+            ErrorCode::NotFound => Self::UnknownAccount,
+            ErrorCode::RateLimited => Self::TooManyAttempts {
+                retry_after_s: e.retry_after_s().unwrap_or(1),
+            },
+            ErrorCode::Unavailable => Self::Unavailable(e.message),
+            _ => Self::Store(match e.field {
+                Some(field) => format!("{} ({field})", e.message),
+                None => e.message,
+            }),
+        }
+    }
+}
+
 /// How the gateway (or any other caller) reaches the identity service.
 #[async_trait]
 pub trait IdentityApi: Send + Sync {
@@ -186,4 +208,37 @@ pub trait IdentityApi: Send + Sync {
         caller: &Caller,
         vehicle: Vehicle,
     ) -> Result<Account, IdentityError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_error_crosses_processes_as_itself() {
+        platform::rpc::assert_round_trip(&[
+            IdentityError::EmailTaken(Email::parse("ana@example.com").expect("valid")),
+            IdentityError::InvalidCredentials,
+            IdentityError::WeakPassword("the password must be at least 8 characters".into()),
+            IdentityError::TooManyAttempts { retry_after_s: 17 },
+            IdentityError::Busy { retry_after_s: 2 },
+            IdentityError::InvalidToken("the access token has expired".into()),
+            IdentityError::Forbidden("only drivers have a vehicle".into()),
+            IdentityError::UnknownAccount,
+            IdentityError::Store("disk full".into()),
+            IdentityError::Unavailable("the identity service is unreachable".into()),
+        ]);
+    }
+
+    #[test]
+    fn an_error_from_outside_the_service_keeps_its_class() {
+        use platform::{ApiError, ErrorCode};
+        let e = IdentityError::from(ApiError::unavailable("rpc.identity.log_in: no reply"));
+        assert_eq!(ApiError::from(e).code, ErrorCode::Unavailable);
+        let e =
+            IdentityError::from(ApiError::new(ErrorCode::RateLimited, "slow").with_retry_after(4));
+        assert_eq!(e, IdentityError::TooManyAttempts { retry_after_s: 4 });
+        let e = IdentityError::from(ApiError::invalid_field("email", "not an email"));
+        assert!(matches!(&e, IdentityError::Store(m) if m.contains("(email)")));
+    }
 }

@@ -1,17 +1,16 @@
-//! The identity service on the composition path: its store on the mode's database, its gRPC
-//! service in the distributed mode, `Arc<dyn IdentityApi>` for the services after it; elsewhere a
-//! gRPC client of `grpc.identity`.
+//! The identity service on the composition path: its store on the mode's database, its
+//! `rpc.identity.*` answers in the distributed mode, `Arc<dyn IdentityApi>` for the services after
+//! it; elsewhere a client that calls it over NATS.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::{
-    AccountStore, IdentityApi, IdentityService, PgAccountStore, SigningKey, SqliteAccountStore,
-    TokenVerifier, grpc,
+    AccountStore, IdentityApi, IdentityService, PgAccountStore, RemoteIdentity, SigningKey,
+    SqliteAccountStore, TokenVerifier, remote,
 };
 
 /// The key that signs access tokens (and quotes): the one place the mode decides it. Embedded:
@@ -73,18 +72,23 @@ impl ServiceModule for Module {
             &deps.config.identity,
         ));
         deps.provide::<Arc<dyn IdentityApi>>(service.clone());
-        if !deps.is_embedded() {
-            let authenticate = grpc::authenticate(TokenVerifier::new(&key));
-            started.grpc = Some(proto::grpc_router(grpc::service(service, authenticate)));
+        if let Some(nats) = deps.nats() {
+            remote::serve(
+                service,
+                TokenVerifier::new(&key),
+                nats.clone(),
+                &deps.shutdown,
+            )
+            .await?;
         }
         Ok(started)
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let grpc = &deps.config.grpc;
-        let channel = proto::balanced(&grpc.identity, Duration::from_millis(grpc.timeout_ms))
-            .map_err(|e| anyhow::anyhow!("grpc.identity: {e}"))?;
-        deps.provide::<Arc<dyn IdentityApi>>(Arc::new(grpc::GrpcIdentity::new(channel)));
+        let rpc = deps
+            .rpc()
+            .ok_or_else(|| anyhow::anyhow!("the identity service is remote only over NATS"))?;
+        deps.provide::<Arc<dyn IdentityApi>>(Arc::new(RemoteIdentity::new(rpc)));
         Ok(())
     }
 

@@ -21,45 +21,16 @@ pub struct Config {
     pub http: HttpConfig,
     pub matching: MatchingConfig,
     pub shutdown: ShutdownConfig,
-    /// The distributed mode's event bus and request/reply transport.
+    /// The distributed mode's event bus and the calls between processes (request/reply).
     pub nats: NatsConfig,
     /// The distributed mode's database.
     pub database: DatabaseConfig,
     pub identity: IdentityConfig,
     pub pricing: PricingConfig,
     pub trips: TripsConfig,
-    /// The distributed mode's gRPC between the gateway (and communication) and the identity,
-    /// pricing and trip services.
-    pub grpc: GrpcConfig,
     pub gateway: GatewayConfig,
     pub sockets: SocketsConfig,
     pub supply: SupplyConfig,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GrpcConfig {
-    /// Where a process running identity, pricing or trip serves gRPC (port 0: any free port).
-    pub listen: SocketAddr,
-    /// The instances of each service (`http://host:port`); calls are balanced over them.
-    pub identity: Vec<String>,
-    pub pricing: Vec<String>,
-    pub trip: Vec<String>,
-    /// A call taking longer is answered 503.
-    pub timeout_ms: u64,
-}
-
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        let local = vec!["http://127.0.0.1:9090".to_owned()];
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            identity: local.clone(),
-            pricing: local.clone(),
-            trip: local,
-            timeout_ms: 5_000,
-        }
-    }
 }
 
 /// Accounts and tokens.
@@ -206,7 +177,8 @@ pub struct NatsConfig {
     /// Replicas of each JetStream stream: 1 for one server, 3 for a 3-node cluster.
     pub replicas: usize,
     pub stream_prefix: String,
-    /// How long a call to another service may take before the caller answers 503.
+    /// How long a call to another service (request/reply over NATS) may take before the caller
+    /// answers 503.
     pub request_timeout_ms: u64,
     /// Every stream keeps messages at most this long, and at most this many bytes (the oldest
     /// go first).
@@ -406,7 +378,6 @@ impl Default for Config {
             identity: IdentityConfig::default(),
             pricing: PricingConfig::default(),
             trips: TripsConfig::default(),
-            grpc: GrpcConfig::default(),
             gateway: GatewayConfig::default(),
             sockets: SocketsConfig::default(),
             supply: SupplyConfig::default(),
@@ -483,7 +454,7 @@ pub enum ConfigError {
 /// scripts' own, say) are not config.
 const ENV_KEYS: &[&str] = &[
     "listen", "data_dir", "log", "http", "matching", "shutdown", "nats", "database", "identity",
-    "pricing", "trips", "grpc", "gateway", "sockets", "supply",
+    "pricing", "trips", "gateway", "sockets", "supply",
 ];
 
 impl Config {
@@ -618,24 +589,6 @@ impl Config {
                 "trips.max_pickup_m = {} must be a positive number",
                 t.max_pickup_m
             ));
-        }
-        let g = &self.grpc;
-        for (name, endpoints) in [
-            ("identity", &g.identity),
-            ("pricing", &g.pricing),
-            ("trip", &g.trip),
-        ] {
-            if endpoints.is_empty() {
-                return invalid(format!("grpc.{name} must list at least one endpoint"));
-            }
-            if let Some(bad) = endpoints.iter().find(|e| !e.starts_with("http://")) {
-                return invalid(format!(
-                    "grpc.{name} endpoint {bad:?} must look like http://host:port"
-                ));
-            }
-        }
-        if g.timeout_ms == 0 {
-            return invalid("grpc.timeout_ms must be positive".into());
         }
         let h = &self.http;
         if h.header_read_timeout_ms == 0 || h.max_connections == 0 || h.max_header_bytes < 1024 {

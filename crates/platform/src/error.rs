@@ -47,7 +47,8 @@ impl ErrorCode {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialises as its fields (for the RPC between processes); the HTTP body is [`IntoResponse`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,

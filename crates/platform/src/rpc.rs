@@ -1,11 +1,20 @@
-//! Calls between processes in the distributed mode: request/reply over NATS. An instance of a
-//! service answers on `rpc.<service>.<method>` in the queue group `<service>`, so each request is
-//! answered by exactly one live instance, and adding instances needs no address anywhere. A call
-//! that no instance answers in time is a 503 for the caller.
+//! Calls between processes in the distributed mode — the one way they call each other:
+//! request/reply over NATS (docs/ARCHITECTURE.md, "Calls between processes", says why). An
+//! instance of a service answers on `rpc.<service>.<method>` in the queue group `<service>`, so
+//! each request is answered by exactly one live instance, and adding instances needs no address
+//! anywhere. A call that no instance answers in time is a 503 for the caller.
+//!
+//! - **Who is calling**: only the caller's access token travels, as the `authorization: Bearer`
+//!   header of the request ([`Call::bearer`]); the answering service verifies it itself.
+//! - **Errors travel typed**: a failed call answers the `ApiError` its error converts into (code,
+//!   message, field, details) and the error itself, serialised ([`Reply`]). The client rebuilds
+//!   the very value the service returned ([`RpcClient::call`] with the service's error type),
+//!   never reading a message; an error that is not the service's (no instance answered, an
+//!   undecodable reply) is rebuilt from its `ApiError` (`From<ApiError>`).
 //!
 //! Delivery is at most once: a caller that times out does not know whether the call took effect,
-//! so the methods exposed here must be safe to retry (they are: a re-posted ride request replaces
-//! the waiting one; ratings will carry an idempotency key with the product API).
+//! so every method exposed must be safe to retry (ride requests replace the waiting one, bookings
+//! are idempotent by quote, a repeated accept answers the trip).
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,11 +27,58 @@ use tokio_util::sync::CancellationToken;
 use crate::Shutdown;
 use crate::error::{ApiError, ErrorCode};
 
-#[derive(Serialize, Deserialize)]
+/// The request header carrying the caller's access token.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// What a service answers: the value, or its error as the `ApiError` it converts into plus the
+/// error itself (`kind`, the service's error type serialised) for a client of the same service.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Reply<T> {
+pub enum Reply<T> {
     Ok(T),
-    Err { code: ErrorCode, message: String },
+    Err {
+        error: ApiError,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<serde_json::Value>,
+    },
+}
+
+impl<T> Reply<T> {
+    /// The reply for `result`, whose error converts into an `ApiError` and serialises as itself.
+    pub fn of<E>(result: Result<T, E>) -> Self
+    where
+        E: Serialize + Clone + Into<ApiError>,
+    {
+        match result {
+            Ok(value) => Self::Ok(value),
+            Err(e) => Self::Err {
+                kind: serde_json::to_value(&e).ok(),
+                error: e.into(),
+            },
+        }
+    }
+
+    /// The result a client of the service rebuilds: its own error type when `kind` is one,
+    /// else the error built from the `ApiError`.
+    pub fn into_result<E>(self) -> Result<T, E>
+    where
+        E: DeserializeOwned + From<ApiError>,
+    {
+        match self {
+            Self::Ok(value) => Ok(value),
+            Self::Err { error, kind } => Err(kind
+                .and_then(|kind| serde_json::from_value::<E>(kind).ok())
+                .unwrap_or_else(|| E::from(error))),
+        }
+    }
+}
+
+/// One request as the answering service gets it.
+#[derive(Debug)]
+pub struct Call<Req> {
+    pub request: Req,
+    /// The caller's access token, if the call was made on someone's behalf.
+    pub bearer: Option<String>,
 }
 
 #[derive(Clone)]
@@ -44,16 +100,41 @@ impl RpcClient {
         Self { client, timeout }
     }
 
-    /// Sends `request` to one instance of the service behind `subject` and waits for its reply.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// Sends `request` (with the caller's `bearer` token, if any) to one instance of the service
+    /// behind `subject` and waits for its reply. The service's errors come back as themselves
+    /// (`E`); a failure to reach it is an `ApiError` 503 turned into `E`.
+    pub async fn call<Req, Resp, E>(
         &self,
         subject: &str,
         request: &Req,
-    ) -> Result<Resp, ApiError> {
+        bearer: Option<&str>,
+    ) -> Result<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned + From<ApiError>,
+    {
+        self.reply(subject, request, bearer)
+            .await
+            .map_err(E::from)?
+            .into_result()
+    }
+
+    async fn reply<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: &str,
+        request: &Req,
+        bearer: Option<&str>,
+    ) -> Result<Reply<Resp>, ApiError> {
         let payload = serde_json::to_vec(request).map_err(ApiError::internal)?;
+        let mut headers = async_nats::HeaderMap::new();
+        if let Some(token) = bearer.filter(|t| !t.is_empty()) {
+            headers.insert(AUTHORIZATION, format!("Bearer {token}").as_str());
+        }
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client.request(subject.to_owned(), payload.into()),
+            self.client
+                .request_with_headers(subject.to_owned(), headers, payload.into()),
         )
         .await
         .map_err(|_| {
@@ -71,19 +152,22 @@ impl RpcClient {
                 _ => ApiError::unavailable(format!("{subject}: {e}")),
             }
         })?;
-        match serde_json::from_slice::<Reply<Resp>>(&reply.payload) {
-            Ok(Reply::Ok(value)) => Ok(value),
-            Ok(Reply::Err { code, message }) => Err(ApiError::new(code, message)),
-            Err(e) => Err(ApiError::internal(format!(
-                "{subject}: undecodable reply: {e}"
-            ))),
-        }
+        serde_json::from_slice::<Reply<Resp>>(&reply.payload)
+            .map_err(|e| ApiError::internal(format!("{subject}: undecodable reply: {e}")))
     }
+}
+
+fn bearer_of(message: &async_nats::Message) -> Option<String> {
+    let value = message.headers.as_ref()?.get(AUTHORIZATION)?.as_str();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// Answers requests on `subject` (one instance of `group` per request) with `handler` until
 /// shutdown; each request is handled on its own task, and shutdown waits for those in flight.
-pub async fn serve<Req, Resp, F, Fut>(
+pub async fn serve<Req, Resp, E, F, Fut>(
     client: async_nats::Client,
     subject: &'static str,
     group: &'static str,
@@ -93,8 +177,9 @@ pub async fn serve<Req, Resp, F, Fut>(
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
-    F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+    E: Serialize + Clone + Into<ApiError> + Send + 'static,
+    F: Fn(Call<Req>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, E>> + Send + 'static,
 {
     let mut subscriber = client
         .queue_subscribe(subject, group.to_owned())
@@ -131,16 +216,19 @@ where
             let client = client.clone();
             tasks.spawn(async move {
                 let reply = match serde_json::from_slice::<Req>(&message.payload) {
-                    Ok(request) => match handler(request).await {
-                        Ok(value) => Reply::Ok(value),
-                        Err(e) => Reply::Err {
-                            code: e.code,
-                            message: e.message,
-                        },
-                    },
+                    Ok(request) => Reply::of(
+                        handler(Call {
+                            request,
+                            bearer: bearer_of(&message),
+                        })
+                        .await,
+                    ),
                     Err(e) => Reply::Err {
-                        code: ErrorCode::InvalidInput,
-                        message: format!("{subject}: undecodable request: {e}"),
+                        error: ApiError::new(
+                            ErrorCode::InvalidInput,
+                            format!("{subject}: undecodable request: {e}"),
+                        ),
+                        kind: None,
                     },
                 };
                 match serde_json::to_vec(&reply) {
@@ -170,5 +258,71 @@ pub async fn sync_with_server(client: &async_nats::Client) -> Result<(), async_n
         Ok(_) => Ok(()),
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Checks that every error value of a service survives the trip: the reply it answers,
+/// encoded and decoded as on the wire, rebuilds the same value and the same `ApiError`. Each
+/// service's tests run it over all its variants.
+pub fn assert_round_trip<E>(errors: &[E])
+where
+    E: Serialize
+        + DeserializeOwned
+        + Clone
+        + Into<ApiError>
+        + From<ApiError>
+        + PartialEq
+        + std::fmt::Debug,
+{
+    for error in errors {
+        let wire = serde_json::to_vec(&Reply::<()>::of(Err::<(), E>(error.clone())))
+            .expect("a reply encodes");
+        let reply: Reply<()> = serde_json::from_slice(&wire).expect("a reply decodes");
+        let back = reply.into_result::<E>().expect_err("an error");
+        assert_eq!(&back, error, "the same error value");
+        assert_eq!(back.into(), error.clone().into(), "the same ApiError");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    enum Typed {
+        Gone { id: u32 },
+        Foreign(ApiError),
+    }
+
+    impl From<Typed> for ApiError {
+        fn from(e: Typed) -> Self {
+            match e {
+                Typed::Gone { id } => ApiError::not_found(format!("no {id}")).with_detail("id", id),
+                Typed::Foreign(e) => e,
+            }
+        }
+    }
+
+    impl From<ApiError> for Typed {
+        fn from(e: ApiError) -> Self {
+            Self::Foreign(e)
+        }
+    }
+
+    #[test]
+    fn a_typed_error_comes_back_as_itself_and_a_foreign_one_as_its_api_error() {
+        assert_round_trip(&[
+            Typed::Gone { id: 7 },
+            Typed::Foreign(ApiError::invalid_field("x", "bad").with_retry_after(3)),
+        ]);
+        // A reply without a kind (an older or a foreign answerer) still says what happened.
+        let reply: Reply<()> = Reply::Err {
+            error: ApiError::unavailable("down"),
+            kind: None,
+        };
+        assert_eq!(
+            reply.into_result::<Typed>(),
+            Err(Typed::Foreign(ApiError::unavailable("down")))
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! The one shape every service has, and what the composition hands it.
 //!
 //! A service crate exposes a [`ServiceModule`]: its name, `start` (run it in this process: its
-//! HTTP routes, its gRPC services, its background tasks, and its API as a local client for the
-//! services started after it), `remote` (where it runs elsewhere: register a client that calls
+//! HTTP routes, its answers to calls from other processes, its background tasks, and its API as a
+//! local client for the services started after it), `remote` (where it runs elsewhere: register a client that calls
 //! it there) and `migrate` (its PostgreSQL schema). The binary walks one ordered list of modules
 //! (`rickshaw::system`), starting the enabled ones and registering remotes for the others, on
 //! the backends the mode chose — so `rickshaw up` and `rickshaw serve --services all` differ only
@@ -31,8 +31,8 @@ pub enum Backends {
     /// `rickshaw up`: SQLite files under the data directory, the in-process bus; every service
     /// in this process (nothing is remote).
     Embedded { data_dir: PathBuf },
-    /// `rickshaw serve`: PostgreSQL, NATS JetStream for events and request/reply, gRPC between
-    /// processes (from `[grpc]`).
+    /// `rickshaw serve`: PostgreSQL, NATS JetStream for events, NATS request/reply for the calls
+    /// between processes.
     Distributed {
         database_url: String,
         max_connections: u32,
@@ -120,6 +120,17 @@ impl Deps {
         }
     }
 
+    /// A client for calls to services in other processes (distributed mode), with the
+    /// configured deadline (`nats.request_timeout_ms`).
+    pub fn rpc(&self) -> Option<crate::rpc::RpcClient> {
+        self.nats().map(|nats| {
+            crate::rpc::RpcClient::new(
+                nats.clone(),
+                std::time::Duration::from_millis(self.config.nats.request_timeout_ms),
+            )
+        })
+    }
+
     pub fn is_embedded(&self) -> bool {
         matches!(self.backends, Backends::Embedded { .. })
     }
@@ -150,8 +161,6 @@ pub struct Started {
     pub http: Option<Router>,
     /// Wraps the finished public router, outside the common middleware.
     pub wrap: Option<Wrap>,
-    /// gRPC services (tonic's routes as an axum router), served on `grpc.listen`.
-    pub grpc: Option<Router>,
     pub tasks: Vec<Task>,
     pub closers: Vec<Closer>,
 }
@@ -161,7 +170,6 @@ impl std::fmt::Debug for Started {
         f.debug_struct("Started")
             .field("http", &self.http.is_some())
             .field("wrap", &self.wrap.is_some())
-            .field("grpc", &self.grpc.is_some())
             .field("tasks", &self.tasks.len())
             .field("closers", &self.closers.len())
             .finish()

@@ -5,9 +5,9 @@
 //!
 //! A quote is bound to the rider who asked for it and expires after `pricing.quote_ttl_s`.
 
-pub mod grpc;
 pub mod module;
 pub mod quote;
+pub mod remote;
 pub mod routing;
 
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use module::Module;
 pub use quote::{Quote, QuoteBook, QuoteError};
+pub use remote::RemotePricing;
 pub use routing::{Router, RoutingError};
 
 /// The price of one package over the previewed route.
@@ -43,7 +44,8 @@ pub struct Preview {
     pub fares: Vec<PackageFare>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PricingError {
     #[error("pickup and drop-off are the same place; move one of them")]
     SamePlace,
@@ -53,8 +55,8 @@ pub enum PricingError {
     Forbidden,
     #[error("cannot sign the quote: {0}")]
     Signing(String),
-    /// What a remote pricing service (over gRPC, `grpc::GrpcPricing`) answered that none of the
-    /// above is: an unauthenticated call, an unreachable service, …; kept as it came.
+    /// What a remote pricing service answered that none of the above is: an unauthenticated
+    /// call, an unreachable service, …; kept as it came.
     #[error("{}", .0.message)]
     Remote(ApiError),
 }
@@ -68,6 +70,12 @@ impl From<PricingError> for ApiError {
             PricingError::Signing(_) => ApiError::new(ErrorCode::Internal, e.to_string()),
             PricingError::Remote(e) => e,
         }
+    }
+}
+
+impl From<ApiError> for PricingError {
+    fn from(e: ApiError) -> Self {
+        Self::Remote(e)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The pricing service on the composition path: OSRM when `pricing.osrm_url` is set, else
-//! straight lines; quotes signed with the identity key; its gRPC service in the distributed mode;
-//! elsewhere a gRPC client of `grpc.pricing`.
+//! straight lines; quotes signed with the identity key; its `rpc.pricing.*` answers in the
+//! distributed mode; elsewhere a client that calls it over NATS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use domain::pricing::StraightLineRouting;
 use platform::config::PricingConfig;
 use platform::service::{Deps, ServiceModule, Started};
 
-use crate::{PricingApi, PricingService, QuoteBook, Router, grpc};
+use crate::{PricingApi, PricingService, QuoteBook, RemotePricing, Router, remote};
 
 /// The pricing service `[pricing]` asks for, signing quotes with `key`.
 pub fn service(config: &PricingConfig, key: &identity::SigningKey) -> PricingService {
@@ -37,19 +37,35 @@ impl ServiceModule for Module {
         let key = identity::signing_key(deps)?;
         let pricing: Arc<dyn PricingApi> = Arc::new(service(&deps.config.pricing, &key));
         deps.provide(pricing.clone());
-        let mut started = Started::default();
-        if !deps.is_embedded() {
-            let authenticate = identity::grpc::authenticate(identity::TokenVerifier::new(&key));
-            started.grpc = Some(proto::grpc_router(grpc::service(pricing, authenticate)));
+        if let Some(nats) = deps.nats() {
+            let verifier = identity::TokenVerifier::new(&key);
+            remote::serve(pricing, verifier, nats.clone(), &deps.shutdown).await?;
         }
-        Ok(started)
+        Ok(Started::default())
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let grpc = &deps.config.grpc;
-        let channel = proto::balanced(&grpc.pricing, Duration::from_millis(grpc.timeout_ms))
-            .map_err(|e| anyhow::anyhow!("grpc.pricing: {e}"))?;
-        deps.provide::<Arc<dyn PricingApi>>(Arc::new(grpc::GrpcPricing::new(channel)));
+        let rpc = deps
+            .rpc()
+            .ok_or_else(|| anyhow::anyhow!("the pricing service is remote only over NATS"))?;
+        deps.provide::<Arc<dyn PricingApi>>(Arc::new(RemotePricing::new(rpc)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::PricingError;
+    use platform::ApiError;
+
+    #[test]
+    fn every_pricing_error_crosses_processes_as_itself() {
+        platform::rpc::assert_round_trip(&[
+            PricingError::SamePlace,
+            PricingError::TooLong(250_000),
+            PricingError::Forbidden,
+            PricingError::Signing("no key".into()),
+            PricingError::Remote(ApiError::unavailable("rpc.pricing.preview: no reply")),
+        ]);
     }
 }

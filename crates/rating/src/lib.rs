@@ -22,7 +22,8 @@ pub use store::{
     DriverRef, KnownDriver, PgRatingStore, RatingStore, SqliteRatingStore, StoreError,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RatingError {
     #[error("no {0} is known; a driver becomes known by posting to /driver")]
     UnknownDriver(DriverRef),
@@ -36,6 +37,14 @@ impl From<RatingError> for platform::ApiError {
             RatingError::UnknownDriver(_) => platform::ApiError::not_found(e.to_string()),
             RatingError::Store(e) => platform::ApiError::unavailable(e),
         }
+    }
+}
+
+/// What a remote caller makes of an error that is not the rating service's own (it could not be
+/// reached): a store failure, answered 503.
+impl From<platform::ApiError> for RatingError {
+    fn from(e: platform::ApiError) -> Self {
+        Self::Store(StoreError(e.message))
     }
 }
 

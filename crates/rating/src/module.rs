@@ -3,10 +3,8 @@
 //! answers `rpc.rating.*`, and elsewhere the gateway calls it there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use platform::rpc::RpcClient;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::{PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, remote};
@@ -50,13 +48,9 @@ impl ServiceModule for Module {
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let nats = deps
-            .nats()
+        let rpc = deps
+            .rpc()
             .ok_or_else(|| anyhow::anyhow!("the rating service is remote only over NATS"))?;
-        let rpc = RpcClient::new(
-            nats.clone(),
-            Duration::from_millis(deps.config.nats.request_timeout_ms),
-        );
         deps.provide::<Arc<dyn RatingApi>>(Arc::new(remote::RemoteRating::new(rpc)));
         Ok(())
     }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::rating::Stars;
 use platform::rpc::{self, RpcClient};
-use platform::{ApiError, ErrorCode, Shutdown};
+use platform::{ApiError, Shutdown};
 use serde::{Deserialize, Serialize};
 
-use crate::{DriverRating, DriverRef, RatingApi, RatingError, RatingService, StoreError};
+use crate::{DriverRating, DriverRef, RatingApi, RatingError, RatingService};
 
 pub const RATE: &str = "rpc.rating.rate";
 pub const DRIVER_RATING: &str = "rpc.rating.driver_rating";
@@ -28,24 +28,26 @@ pub async fn serve(
     shutdown: &Shutdown,
 ) -> Result<(), ApiError> {
     let rate = service.clone();
-    rpc::serve(client.clone(), RATE, GROUP, shutdown, move |r: Rate| {
-        let service = rate.clone();
-        async move {
-            service
-                .rate(r.driver, r.stars)
-                .await
-                .map_err(ApiError::from)
-        }
-    })
+    rpc::serve(
+        client.clone(),
+        RATE,
+        GROUP,
+        shutdown,
+        move |call: rpc::Call<Rate>| {
+            let service = rate.clone();
+            let r = call.request;
+            async move { service.rate(r.driver, r.stars).await }
+        },
+    )
     .await?;
     rpc::serve(
         client,
         DRIVER_RATING,
         GROUP,
         shutdown,
-        move |driver: DriverRef| {
+        move |call: rpc::Call<DriverRef>| {
             let service = service.clone();
-            async move { service.driver_rating(driver).await.map_err(ApiError::from) }
+            async move { service.driver_rating(call.request).await }
         },
     )
     .await
@@ -62,30 +64,14 @@ impl RemoteRating {
     }
 }
 
-fn rating_error(driver: DriverRef, e: ApiError) -> RatingError {
-    match e.code {
-        ErrorCode::NotFound => RatingError::UnknownDriver(driver),
-        _ => RatingError::Store(StoreError(e.message)),
-    }
-}
-
 #[async_trait]
 impl RatingApi for RemoteRating {
     async fn rate(&self, driver: DriverRef, stars: Stars) -> Result<DriverRating, RatingError> {
-        let request = Rate {
-            driver: driver.clone(),
-            stars,
-        };
-        self.rpc
-            .call(RATE, &request)
-            .await
-            .map_err(|e| rating_error(driver, e))
+        let request = Rate { driver, stars };
+        self.rpc.call(RATE, &request, None).await
     }
 
     async fn driver_rating(&self, driver: DriverRef) -> Result<DriverRating, RatingError> {
-        self.rpc
-            .call(DRIVER_RATING, &driver)
-            .await
-            .map_err(|e| rating_error(driver, e))
+        self.rpc.call(DRIVER_RATING, &driver, None).await
     }
 }

@@ -54,9 +54,6 @@ struct ConfigArgs {
     /// Address of this process's HTTP listener.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Address of this process's gRPC listener (identity, pricing, trip; distributed mode).
-    #[arg(long)]
-    grpc_listen: Option<SocketAddr>,
     /// NATS server URL(s), comma-separated (distributed mode).
     #[arg(long)]
     nats_url: Option<String>,
@@ -282,9 +279,6 @@ fn overrides(
     }
     if let Some(dir) = data_dir {
         root.insert("data_dir".into(), json!(dir));
-    }
-    if let Some(listen) = common.grpc_listen {
-        root.insert("grpc".into(), json!({"listen": listen}));
     }
     let mut nats = Map::new();
     if let Some(url) = &common.nats_url {

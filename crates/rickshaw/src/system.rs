@@ -5,12 +5,12 @@
 //! the services after it; for each one it does not run, `remote` provides a client that calls it
 //! where it runs (never in the embedded mode, which runs them all). So `rickshaw up` is
 //! `rickshaw serve --services all` on embedded backends — SQLite files under the data directory and
-//! the in-process bus — and `serve` differs only in PostgreSQL, NATS JetStream and gRPC. Adding a
-//! service is one crate with a `Module` and one line in [`MODULES`].
+//! the in-process bus — and `serve` differs only in PostgreSQL and NATS (JetStream for events,
+//! request/reply for calls between processes). Adding a service is one crate with a `Module` and
+//! one line in [`MODULES`].
 //!
-//! Every process serves `/healthz`, `/readyz` and `/metrics` on `listen`, and gRPC on
-//! `grpc.listen` when a service it runs has a gRPC API (the distributed mode only). Services'
-//! background tasks start in [`System::run`], after every service is built.
+//! Every process serves `/healthz`, `/readyz` and `/metrics` on `listen`. Services' background
+//! tasks start in [`System::run`], after every service is built.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -26,8 +26,6 @@ use platform::http::{Health, ops_router};
 use platform::service::{Backends, Closer, Deps, ServiceModule, Task};
 use platform::{Config, Shutdown, store, telemetry};
 use tokio::net::TcpListener;
-use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 /// Every service, in start order: a service comes after the ones whose clients it takes.
 pub static MODULES: &[&dyn ServiceModule] = &[
@@ -100,8 +98,6 @@ pub struct System {
     config: Config,
     listener: TcpListener,
     app: axum::Router,
-    /// The gRPC listener and services, when a service here has a gRPC API.
-    grpc: Option<(TcpListener, Routes)>,
     health: Health,
     shutdown: Shutdown,
     tasks: Vec<Task>,
@@ -119,8 +115,7 @@ impl System {
         Self::build(config, &Services::all(), bus, backends).await
     }
 
-    /// `rickshaw serve`: the named services on NATS JetStream and PostgreSQL, gRPC between
-    /// processes.
+    /// `rickshaw serve`: the named services on NATS and PostgreSQL.
     pub async fn distributed(config: Config, services: &Services) -> anyhow::Result<Self> {
         let nats = NatsBus::connect(NatsBusConfig {
             url: config.nats.url.clone(),
@@ -141,7 +136,7 @@ impl System {
     }
 
     /// The one composition: starts `services` in [`MODULES`] order, registers remote clients for
-    /// the others, and binds the listeners.
+    /// the others, and binds the listener.
     async fn build(
         config: Config,
         services: &Services,
@@ -153,7 +148,6 @@ impl System {
         let health = Health::default();
         let mut http = ops_router(health.clone(), telemetry::metrics_handle());
         let mut wraps = Vec::new();
-        let mut grpc: Option<axum::Router> = None;
         let (mut tasks, mut closers) = (Vec::new(), Vec::new());
         for module in MODULES {
             if !services.contains(module.name()) {
@@ -171,12 +165,6 @@ impl System {
             if let Some(routes) = started.http {
                 http = http.merge(routes);
             }
-            if let Some(routes) = started.grpc {
-                grpc = Some(match grpc {
-                    Some(all) => all.merge(routes),
-                    None => routes,
-                });
-            }
             wraps.extend(started.wrap);
             tasks.extend(started.tasks);
             closers.extend(started.closers);
@@ -191,25 +179,10 @@ impl System {
                 config.listen
             )
         })?;
-        let grpc = match grpc {
-            Some(routes) => {
-                let listener = TcpListener::bind(config.grpc.listen)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot listen for gRPC on {}; pick another --grpc-listen",
-                            config.grpc.listen
-                        )
-                    })?;
-                Some((listener, Routes::from(routes)))
-            }
-            None => None,
-        };
         Ok(Self {
             config,
             listener,
             app,
-            grpc,
             health,
             shutdown,
             tasks,
@@ -221,22 +194,14 @@ impl System {
         self.listener.local_addr().unwrap_or(self.config.listen)
     }
 
-    /// Where this process serves gRPC, if a service it runs has a gRPC API.
-    pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc
-            .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
-    }
-
     /// Starts the services' tasks and serves until `stop` resolves, then drains: readiness goes
-    /// false, the listeners stop accepting, in-flight requests finish, tasks stop, databases are
+    /// false, the listener stops accepting, in-flight requests finish, tasks stop, databases are
     /// closed.
     pub async fn run(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             config,
             listener,
             app,
-            grpc,
             health,
             shutdown,
             tasks,
@@ -251,18 +216,6 @@ impl System {
             shutdown.token(),
             (&config.http).into(),
         ));
-        if let Some((listener, routes)) = grpc {
-            let token = shutdown.token();
-            shutdown.spawn(async move {
-                let served = tonic::transport::Server::builder()
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(TcpIncoming::from(listener), token.cancelled())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the gRPC server failed");
-                }
-            });
-        }
         health.set_ready(true);
         tokio::select! {
             () = stop => {}

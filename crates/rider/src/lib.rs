@@ -14,7 +14,8 @@ use domain::events::RideRequested;
 use platform::bus::{self, SharedBus};
 use platform::clock;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RiderError {
     #[error("cannot accept ride requests right now: {0}")]
     Unavailable(String),
@@ -23,6 +24,14 @@ pub enum RiderError {
 impl From<RiderError> for platform::ApiError {
     fn from(e: RiderError) -> Self {
         platform::ApiError::unavailable(e)
+    }
+}
+
+/// What a remote caller makes of an error that is not the rider service's own (it could not be
+/// reached): unavailable.
+impl From<platform::ApiError> for RiderError {
+    fn from(e: platform::ApiError) -> Self {
+        Self::Unavailable(e.message)
     }
 }
 

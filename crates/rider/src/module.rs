@@ -2,10 +2,8 @@
 //! distributed mode it also answers `rpc.rider.*`, and elsewhere the gateway calls it there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use platform::rpc::RpcClient;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{RiderApi, RiderService, remote};
@@ -28,13 +26,9 @@ impl ServiceModule for Module {
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let nats = deps
-            .nats()
+        let rpc = deps
+            .rpc()
             .ok_or_else(|| anyhow::anyhow!("the rider service is remote only over NATS"))?;
-        let rpc = RpcClient::new(
-            nats.clone(),
-            Duration::from_millis(deps.config.nats.request_timeout_ms),
-        );
         deps.provide::<Arc<dyn RiderApi>>(Arc::new(remote::RemoteRider::new(rpc)));
         Ok(())
     }

@@ -22,9 +22,9 @@ pub async fn serve(
         REQUEST_RIDE,
         GROUP,
         shutdown,
-        move |draft: RideRequestDraft| {
+        move |call: rpc::Call<RideRequestDraft>| {
             let service = service.clone();
-            async move { service.request_ride(draft).await.map_err(ApiError::from) }
+            async move { service.request_ride(call.request).await }
         },
     )
     .await
@@ -44,9 +44,6 @@ impl RemoteRider {
 #[async_trait]
 impl RiderApi for RemoteRider {
     async fn request_ride(&self, draft: RideRequestDraft) -> Result<RideRequest, RiderError> {
-        self.rpc
-            .call(REQUEST_RIDE, &draft)
-            .await
-            .map_err(|e| RiderError::Unavailable(e.message))
+        self.rpc.call(REQUEST_RIDE, &draft, None).await
     }
 }

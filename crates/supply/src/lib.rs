@@ -18,7 +18,8 @@ use domain::{AccountId, CarNumber, DriverReport, LatLng, Package, PersonName, Po
 use platform::bus::{self, SharedBus};
 use platform::clock;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SupplyError {
     #[error("cannot accept driver reports right now: {0}")]
     Unavailable(String),
@@ -27,6 +28,14 @@ pub enum SupplyError {
 impl From<SupplyError> for platform::ApiError {
     fn from(e: SupplyError) -> Self {
         platform::ApiError::unavailable(e)
+    }
+}
+
+/// What a remote caller makes of an error that is not the supply service's own (it could not be
+/// reached): unavailable.
+impl From<platform::ApiError> for SupplyError {
+    fn from(e: platform::ApiError) -> Self {
+        Self::Unavailable(e.message)
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use platform::rpc::RpcClient;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{SupplyApi, SupplyService, remote};
@@ -31,13 +30,9 @@ impl ServiceModule for Module {
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let nats = deps
-            .nats()
+        let rpc = deps
+            .rpc()
             .ok_or_else(|| anyhow::anyhow!("the supply service is remote only over NATS"))?;
-        let rpc = RpcClient::new(
-            nats.clone(),
-            Duration::from_millis(deps.config.nats.request_timeout_ms),
-        );
         deps.provide::<Arc<dyn SupplyApi>>(Arc::new(remote::RemoteSupply::new(rpc)));
         Ok(())
     }

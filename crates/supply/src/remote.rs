@@ -45,13 +45,13 @@ pub async fn serve(
         REPORT_DRIVER,
         GROUP,
         shutdown,
-        move |r: ReportDriver| {
+        move |call: rpc::Call<ReportDriver>| {
             let service = reports.clone();
+            let r = call.request;
             async move {
                 service
                     .report_driver(r.driver, r.car_number, r.position)
                     .await
-                    .map_err(ApiError::from)
             }
         },
     )
@@ -62,26 +62,24 @@ pub async fn serve(
         SET_STATUS,
         GROUP,
         shutdown,
-        move |r: SetStatus| {
+        move |call: rpc::Call<SetStatus>| {
             let service = statuses.clone();
-            async move {
-                service
-                    .set_status(r.driver, r.package)
-                    .await
-                    .map_err(ApiError::from)
-            }
+            let r = call.request;
+            async move { service.set_status(r.driver, r.package).await }
         },
     )
     .await?;
-    rpc::serve(client, LOCATE, GROUP, shutdown, move |r: Locate| {
-        let service = service.clone();
-        async move {
-            service
-                .locate(r.driver, r.position)
-                .await
-                .map_err(ApiError::from)
-        }
-    })
+    rpc::serve(
+        client,
+        LOCATE,
+        GROUP,
+        shutdown,
+        move |call: rpc::Call<Locate>| {
+            let service = service.clone();
+            let r = call.request;
+            async move { service.locate(r.driver, r.position).await }
+        },
+    )
     .await
 }
 
@@ -109,10 +107,7 @@ impl SupplyApi for RemoteSupply {
             car_number,
             position,
         };
-        self.rpc
-            .call(REPORT_DRIVER, &request)
-            .await
-            .map_err(|e| SupplyError::Unavailable(e.message))
+        self.rpc.call(REPORT_DRIVER, &request, None).await
     }
 
     async fn set_status(
@@ -121,9 +116,8 @@ impl SupplyApi for RemoteSupply {
         package: Option<Package>,
     ) -> Result<DriverStatusChanged, SupplyError> {
         self.rpc
-            .call(SET_STATUS, &SetStatus { driver, package })
+            .call(SET_STATUS, &SetStatus { driver, package }, None)
             .await
-            .map_err(|e| SupplyError::Unavailable(e.message))
     }
 
     async fn locate(
@@ -132,8 +126,7 @@ impl SupplyApi for RemoteSupply {
         position: LatLng,
     ) -> Result<DriverLocated, SupplyError> {
         self.rpc
-            .call(LOCATE, &Locate { driver, position })
+            .call(LOCATE, &Locate { driver, position }, None)
             .await
-            .map_err(|e| SupplyError::Unavailable(e.message))
     }
 }

@@ -29,7 +29,6 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.matching.tick_ms = 100;
     config.matching.hold_ms = 1_000;
     config.trips.dispatch_ms = 100;
-    config.grpc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.shutdown.grace_ms = 5_000;
     // The distributed mode has no built-in key; every test instance shares this one.
     config.identity.signing_key = Some("testkit signing key, 32+ bytes long".to_owned());
@@ -38,8 +37,6 @@ pub fn test_config(data_dir: &Path) -> Config {
 
 pub struct TestApp {
     pub base_url: String,
-    /// `http://127.0.0.1:PORT` when this system serves gRPC (identity, pricing, trip).
-    pub grpc_url: Option<String>,
     pub http: reqwest::Client,
     pub config: Config,
     /// `None`: the embedded mode.
@@ -105,13 +102,11 @@ async fn start(
     }
     .expect("the system builds");
     let base_url = format!("http://{}", system.local_addr());
-    let grpc_url = system.grpc_addr().map(|addr| format!("http://{addr}"));
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     let server = tokio::spawn(system.run(async move { stopped.cancelled().await }));
     TestApp {
         base_url,
-        grpc_url,
         http: reqwest::Client::new(),
         config,
         services,

@@ -10,8 +10,8 @@
 //! verified, not computed) and never talks to sockets.
 
 mod dispatch;
-pub mod grpc;
 pub mod module;
+pub mod remote;
 mod service;
 pub mod store;
 mod view;
@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dispatch::{Dispatcher, Fleet};
 pub use module::Module;
+pub use remote::RemoteTrip;
 pub use service::TripService;
 pub use store::{PgTripStore, SqliteTripStore, TripRecord, TripStore};
 pub use view::{Money, TripView};
@@ -109,7 +110,10 @@ impl Event for TripNotice {
     const SUBJECT: &'static str = "trip.notice.v1";
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Serialises as its variant (for the RPC between processes); read back through
+/// `remote::WireTripError`, whose names must be ones its `&'static str` fields can hold.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TripError {
     #[error("{0}")]
     Forbidden(String),
@@ -131,8 +135,8 @@ pub enum TripError {
     Unavailable(String),
     #[error("trip store: {0}")]
     Store(String),
-    /// What a remote trip service (over gRPC, `grpc::GrpcTrip`) answered that none of the above
-    /// is: an unauthenticated call, …; kept as it came.
+    /// What a remote trip service answered that none of the above is (an unauthenticated call,
+    /// an unreachable service, …), kept as it came.
     #[error("{}", .0.message)]
     Remote(ApiError),
 }
@@ -168,6 +172,12 @@ impl From<TripError> for ApiError {
             TripError::Store(_) => ApiError::internal(message),
             TripError::Remote(e) => e,
         }
+    }
+}
+
+impl From<ApiError> for TripError {
+    fn from(e: ApiError) -> Self {
+        Self::Remote(e)
     }
 }
 

@@ -1,16 +1,17 @@
 //! The trip service on the composition path: its store on the mode's database, the dispatcher
-//! (a task), its gRPC service in the distributed mode, `Arc<dyn TripApi>` for the services after
-//! it; elsewhere a gRPC client of `grpc.trip`.
+//! and the outbox relay (tasks), its `rpc.trip.*` answers in the distributed mode,
+//! `Arc<dyn TripApi>` for the services after it; elsewhere a client that calls it over NATS.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use platform::outbox::RelayPace;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 use pricing::QuoteBook;
 
-use crate::{Dispatcher, PgTripStore, SqliteTripStore, TripApi, TripService, TripStore, grpc};
+use crate::{
+    Dispatcher, PgTripStore, RemoteTrip, SqliteTripStore, TripApi, TripService, TripStore, remote,
+};
 
 pub struct Module;
 
@@ -55,18 +56,18 @@ impl ServiceModule for Module {
             .task(trips.outbox().clone().relay(RelayPace::default()));
         let trips: Arc<dyn TripApi> = Arc::new(trips);
         deps.provide(trips.clone());
-        if !deps.is_embedded() {
-            let authenticate = identity::grpc::authenticate(identity::TokenVerifier::new(&key));
-            started.grpc = Some(proto::grpc_router(grpc::service(trips, authenticate)));
+        if let Some(nats) = deps.nats() {
+            let verifier = identity::TokenVerifier::new(&key);
+            remote::serve(trips, verifier, nats.clone(), &deps.shutdown).await?;
         }
         Ok(started)
     }
 
     fn remote(&self, deps: &Deps) -> anyhow::Result<()> {
-        let grpc = &deps.config.grpc;
-        let channel = proto::balanced(&grpc.trip, Duration::from_millis(grpc.timeout_ms))
-            .map_err(|e| anyhow::anyhow!("grpc.trip: {e}"))?;
-        deps.provide::<Arc<dyn TripApi>>(Arc::new(grpc::GrpcTrip::new(channel)));
+        let rpc = deps
+            .rpc()
+            .ok_or_else(|| anyhow::anyhow!("the trip service is remote only over NATS"))?;
+        deps.provide::<Arc<dyn TripApi>>(Arc::new(RemoteTrip::new(rpc)));
         Ok(())
     }
 

@@ -1,7 +1,6 @@
 //! Integration tests: the store contract on a real PostgreSQL server, and the service end to end
 //! (SQLite on disk, and PostgreSQL for what instances share).
 
-mod grpc;
 mod postgres;
 mod service;
 mod support;

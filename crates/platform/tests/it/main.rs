@@ -2,6 +2,7 @@
 
 mod http_server;
 mod nats_bus;
+mod rpc;
 
 /// The NATS server tests use: `RICKSHAW_TEST_NATS_URL`, or the one on this machine.
 pub fn nats_url() -> String {

@@ -13,7 +13,7 @@ use domain::{CarNumber, PersonName, Timestamp};
 pub use postgres::PgRatingStore;
 pub use sqlite::SqliteRatingStore;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("rating store: {0}")]
 pub struct StoreError(pub String);
 

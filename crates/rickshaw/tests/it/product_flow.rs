@@ -543,19 +543,14 @@ async fn racing_requests_in_the_embedded_mode() {
 }
 
 /// The distributed mode: identity, pricing, trip and supply in one process on NATS and
-/// PostgreSQL, reached over gRPC (and NATS) by a gateway and communication in another.
+/// PostgreSQL, called over NATS request/reply by a gateway and communication in another (which
+/// need no address of it).
 #[tokio::test]
 async fn the_product_across_processes() {
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDatabase::create().await;
     let backend = testkit::spawn_distributed("identity,pricing,trip,supply", &nats, &db).await;
-    let grpc = backend.grpc_url.clone().expect("the backend serves gRPC");
-    let edge = testkit::spawn_distributed_with("gateway,communication", &nats, &db, |c| {
-        c.grpc.identity = vec![grpc.clone()];
-        c.grpc.pricing = vec![grpc.clone()];
-        c.grpc.trip = vec![grpc.clone()];
-    })
-    .await;
+    let edge = testkit::spawn_distributed("gateway,communication", &nats, &db).await;
     a_whole_trip_as_both_users_see_it(&edge).await;
     who_may_do_what(&edge).await;
     racing_requests_keep_one_history(&edge).await;

@@ -1,7 +1,6 @@
 //! The trip store contract on SQLite and on a real PostgreSQL server, and the service's rules
 //! under concurrency.
 
-mod grpc;
 mod outbox;
 mod service;
 
