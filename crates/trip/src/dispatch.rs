@@ -295,6 +295,7 @@ impl Dispatcher {
         }
         round.searching = searching.len();
         let fresh_since = now.plus_millis(-i64::try_from(self.config.position_ttl_ms).unwrap_or(0));
+        let mut offers = Vec::new();
         for package in Package::ALL {
             let trips: Vec<&TripRecord> =
                 searching.iter().filter(|t| t.package == package).collect();
@@ -302,16 +303,17 @@ impl Dispatcher {
                 continue;
             }
             let drivers = lock(&self.fleet).available(package, fresh_since, &busy);
+            let by_id: std::collections::HashMap<domain::TripId, &TripRecord> =
+                trips.iter().map(|t| (t.id, *t)).collect();
             for (trip, driver) in pair(&trips, &drivers, self.config.max_pickup_m) {
-                let offered = self
-                    .service
-                    .transition(trip, now, |_| Ok(Command::Offer { driver }))
-                    .await;
-                if offered.is_ok() {
-                    round.offers += 1;
+                if let Some(record) = by_id.get(&trip) {
+                    offers.push(((*record).clone(), driver));
                 }
             }
         }
+        // The round's offers in one transaction: one commit, not one per offer.
+        let offered = self.service.offer_all(offers, now).await?;
+        round.offers += usize::try_from(offered).unwrap_or(usize::MAX);
         Ok(round)
     }
 }

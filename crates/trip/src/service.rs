@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy, TripState};
-use domain::{Role, Timestamp, TripId};
+use domain::{AccountId, Role, Timestamp, TripId};
 use platform::bus::SharedBus;
 use platform::clock;
 use platform::outbox::Outbox;
 use pricing::{QuoteBook, QuoteError};
 
-use crate::store::{NewNotice, StoreError, Stored, TripRecord, TripStore};
+use crate::store::{Change, NewNotice, StoreError, Stored, TripRecord, TripStore};
 use crate::view::TripView;
 use crate::{Action, BookTrip, Caller, TripApi, TripError, TripNotice};
 
@@ -135,6 +135,53 @@ impl TripService {
         Err(TripError::Unavailable(format!(
             "trip {id} is changing too fast; try again"
         )))
+    }
+
+    /// Offers each trip to its driver, all in one transaction (one commit for a dispatch round,
+    /// not one a trip). A trip that changed since its record was read, or that cannot be offered
+    /// to that driver any more, is skipped: the next round sees it as it is. Returns how many
+    /// were offered.
+    pub(crate) async fn offer_all(
+        &self,
+        offers: Vec<(TripRecord, AccountId)>,
+        now: Timestamp,
+    ) -> Result<u64, TripError> {
+        let mut changes = Vec::with_capacity(offers.len());
+        for (record, driver) in offers {
+            let Ok((next_trip, events)) =
+                trip::apply(&record.trip, Command::Offer { driver }, now, &self.policy)
+            else {
+                continue;
+            };
+            let next = TripRecord {
+                trip: next_trip,
+                updated_at: now,
+                ..record.clone()
+            };
+            let notices = self.notices(&record.trip, &next, &events, now);
+            changes.push(Change {
+                next,
+                expected_version: record.trip.version,
+                notices,
+            });
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let outcomes = self
+            .store
+            .update_many(&changes)
+            .await
+            .map_err(store_error)?;
+        let mut offered = 0;
+        let mut rows = Vec::new();
+        for stored in outcomes.into_iter().flatten() {
+            offered += 1;
+            rows.extend(stored.into_iter().map(|s| s.outbox));
+        }
+        metrics::counter!("trip_transitions_total", "command" => "offer").increment(offered);
+        self.outbox.publish_committed(rows).await;
+        Ok(offered)
     }
 
     /// Who hears of a change: the rider of every change of state they can see, the driver of

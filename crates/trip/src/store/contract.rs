@@ -422,6 +422,65 @@ pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) 
     }
 }
 
+pub async fn a_batch_of_changes_commits_each_one_that_holds(store: &dyn TripStore) {
+    let driver = account();
+    let assign = |record: &TripRecord| {
+        let offered = after(record, Command::Offer { driver });
+        after(&offered, Command::Accept { driver })
+    };
+    let (first, second, third) = (record(account()), record(account()), record(account()));
+    for trip in [&first, &second, &third] {
+        store.create(trip, &[]).await.expect("created");
+    }
+    let first_assigned = assign(&first);
+    let changes = vec![
+        // Holds.
+        super::Change {
+            next: first_assigned.clone(),
+            expected_version: first.trip.version,
+            notices: vec![notice(
+                &first_assigned,
+                "trip.driver_assigned",
+                Some(driver),
+            )],
+        },
+        // Stale: refused alone.
+        super::Change {
+            next: assign(&second),
+            expected_version: second.trip.version + 7,
+            notices: vec![notice(&second, "trip.driver_assigned", Some(driver))],
+        },
+        // The driver is busy with the first now: refused alone, by the unique index.
+        super::Change {
+            next: assign(&third),
+            expected_version: third.trip.version,
+            notices: vec![notice(&third, "trip.driver_assigned", Some(driver))],
+        },
+    ];
+    let outcomes = store.update_many(&changes).await.expect("the batch runs");
+    assert_eq!(outcomes.len(), 3);
+    let stored = outcomes[0].as_ref().expect("the first holds");
+    assert_eq!(stored.len(), 1, "its notice is in the log and the outbox");
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Stale)),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Err(StoreError::DriverBusy)),
+        "{:?}",
+        outcomes[2]
+    );
+    assert_eq!(
+        store.get(first.id).await.expect("get"),
+        Some(first_assigned)
+    );
+    assert_eq!(store.get(second.id).await.expect("get"), Some(second));
+    assert_eq!(store.get(third.id).await.expect("get"), Some(third));
+    let log = store.notices_for(driver, 0, 100).await.expect("log");
+    assert_eq!(log.len(), 1, "only the committed change's notice: {log:?}");
+}
+
 /// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
 #[macro_export]
 macro_rules! trip_store_contract {
@@ -435,6 +494,7 @@ macro_rules! trip_store_contract {
             one_dispatcher_leads_at_a_time,
             a_driver_status_is_kept_unless_an_older_one_arrives,
             a_notice_left_in_the_outbox_is_relayed_once,
+            a_batch_of_changes_commits_each_one_that_holds,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

@@ -131,6 +131,15 @@ impl Leadership for SoleLeader {
     async fn release(self: Box<Self>) {}
 }
 
+/// One change of [`TripStore::update_many`]: `next` replaces the trip if it is still at
+/// `expected_version`, with its notices.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub next: TripRecord,
+    pub expected_version: u64,
+    pub notices: Vec<NewNotice>,
+}
+
 /// A notice as committed: its place in the log, and its outbox row (written in the same
 /// transaction) to publish.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,6 +167,13 @@ pub trait TripStore: Send + Sync + 'static {
         expected_version: u64,
         notices: &[NewNotice],
     ) -> Result<Vec<Stored>, StoreError>;
+    /// Several `update`s in one transaction (one commit, one fsync): each is applied or refused
+    /// (`Stale`, `DriverBusy`, …) on its own, and the ones applied commit together. An error of
+    /// the store itself refuses them all.
+    async fn update_many(
+        &self,
+        changes: &[Change],
+    ) -> Result<Vec<Result<Vec<Stored>, StoreError>>, StoreError>;
     /// The account's trips as rider or as current driver, newest first.
     async fn list_for(&self, account: AccountId, limit: u32)
     -> Result<Vec<TripRecord>, StoreError>;

@@ -68,6 +68,35 @@ pub(super) fn notice_from_new(id: i64, notice: &NewNotice) -> TripNotice {
 macro_rules! impl_trip_store {
     ($store:ty) => {
         impl $store {
+            /// Replaces the trip if it is still at `expected_version` (`Stale` otherwise).
+            async fn compare_and_set(
+                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                next: &super::TripRecord,
+                expected_version: u64,
+            ) -> Result<(), super::StoreError> {
+                let changed = sqlx::query(
+                    "UPDATE trips SET driver_id = $1, active_driver = $2, open_rider = $3, \
+                     status = $4, version = $5, updated_at = $6, body = $7 \
+                     WHERE id = $8 AND version = $9",
+                )
+                .bind(next.trip.state.driver().map(|d| sql::id_text(&d)))
+                .bind(next.active_driver().map(|d| sql::id_text(&d)))
+                .bind(next.open_rider().map(|r| sql::id_text(&r)))
+                .bind(next.trip.state.name())
+                .bind(sql::version(next.trip.version)?)
+                .bind(next.updated_at.as_millis())
+                .bind(sql::encode(next)?)
+                .bind(sql::id_text(&next.id))
+                .bind(sql::version(expected_version)?)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(super::StoreError::Stale);
+                }
+                Ok(())
+            }
+
             /// The notices in the log, each with its outbox row (same transaction).
             async fn insert_notices(
                 tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
@@ -175,29 +204,42 @@ macro_rules! impl_trip_store {
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let changed = sqlx::query(
-                    "UPDATE trips SET driver_id = $1, active_driver = $2, open_rider = $3, \
-                     status = $4, version = $5, updated_at = $6, body = $7 \
-                     WHERE id = $8 AND version = $9",
-                )
-                .bind(next.trip.state.driver().map(|d| sql::id_text(&d)))
-                .bind(next.active_driver().map(|d| sql::id_text(&d)))
-                .bind(next.open_rider().map(|r| sql::id_text(&r)))
-                .bind(next.trip.state.name())
-                .bind(sql::version(next.trip.version)?)
-                .bind(next.updated_at.as_millis())
-                .bind(sql::encode(next)?)
-                .bind(sql::id_text(&next.id))
-                .bind(sql::version(expected_version)?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if changed != 1 {
-                    return Err(super::StoreError::Stale);
-                }
+                Self::compare_and_set(&mut tx, next, expected_version).await?;
                 let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
                 tx.commit().await?;
                 Ok(stored)
+            }
+
+            async fn update_many(
+                &self,
+                changes: &[super::Change],
+            ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
+                use sqlx::Acquire;
+                let mut tx = self.pool.begin().await?;
+                let mut outcomes = Vec::with_capacity(changes.len());
+                for change in changes {
+                    // Each change in a savepoint: one that loses its compare-and-set or meets a
+                    // unique index is rolled back alone, the others commit together.
+                    let mut savepoint = tx.begin().await?;
+                    let applied = async {
+                        Self::compare_and_set(&mut savepoint, &change.next, change.expected_version)
+                            .await?;
+                        Self::insert_notices(&mut savepoint, change.next.id, &change.notices).await
+                    }
+                    .await;
+                    match applied {
+                        Ok(stored) => {
+                            savepoint.commit().await?;
+                            outcomes.push(Ok(stored));
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            outcomes.push(Err(e));
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(outcomes)
             }
 
             async fn list_for(
