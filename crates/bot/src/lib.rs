@@ -120,8 +120,11 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
         .with_context(|| {
             format!("cannot open the communication socket {ws_url}; is Rickshaw running at {base}?")
         })?;
+    // Idle connections are dropped well before the server closes them (its header-read
+    // deadline, 10 s by default), so a request never races the server's close.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(4))
         .build()
         .context("building the HTTP client")?;
     let tally: Shared = Arc::default();

@@ -289,8 +289,11 @@ pub async fn run_product(
             config.decline_probability
         );
     }
+    // Idle connections are dropped well before the server closes them (its header-read
+    // deadline, 10 s by default), so a request never races the server's close.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(4))
         .build()
         .context("building the HTTP client")?;
     // Fail fast, with a clear message, when nothing listens there.

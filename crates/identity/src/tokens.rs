@@ -130,7 +130,7 @@ impl TokenVerifier {
     }
 
     /// The caller a valid access token proves (the token kept as its proof), for the gateway, the
-    /// WebSocket and every gRPC server alike; errors as [`TokenVerifier::verify`].
+    /// WebSocket and every service answering calls from other processes alike; errors as [`TokenVerifier::verify`].
     pub fn caller(
         &self,
         token: &str,

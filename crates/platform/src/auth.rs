@@ -1,7 +1,8 @@
 //! Who is calling a service: the account and role the gateway verified from the access token,
 //! and the token itself. In one process services trust the `Caller` they are handed; across
-//! processes only the token travels (the `authorization` header of a request, `platform::rpc`), and
-//! the receiving service verifies it again and rebuilds the `Caller` — a service never takes a caller's word for who it is.
+//! processes only the token travels (the `authorization` header of a request, `platform::rpc`),
+//! and the receiving service verifies it again and rebuilds the `Caller` — a service never takes
+//! a caller's word for who it is.
 
 use std::sync::Arc;
 

@@ -402,7 +402,7 @@ impl Default for HttpConfig {
             header_read_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
-            max_connections_per_address: 1_000,
+            max_connections_per_address: 4_096,
             client_address_header: None,
         }
     }

@@ -1,5 +1,6 @@
-//! The error every edge speaks: one `ErrorCode` decides the HTTP status (and, later, the gRPC
-//! code); 4xx bodies say exactly what was wrong, 5xx bodies are opaque and the cause is logged.
+//! The error every edge speaks: one `ErrorCode` decides the HTTP status (and travels as is in
+//! the replies between processes, `platform::rpc`); 4xx bodies say exactly what was wrong, 5xx
+//! bodies are opaque and the cause is logged.
 //!
 //! Body: `{"error": {"code": "invalid_input", "message": "…", "field": "x"}}` (`field` optional),
 //! plus any details the error carries, e.g. `"state": "cancelled", "command": "accept"` on a 409

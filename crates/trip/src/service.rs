@@ -18,6 +18,8 @@ use crate::{Action, BookTrip, Caller, TripApi, TripError, TripNotice};
 
 /// A compare-and-set that keeps losing is retried this often before the caller gets a 503.
 const MAX_ATTEMPTS: usize = 16;
+/// Offers written in one transaction by a dispatch round.
+const OFFERS_PER_COMMIT: usize = 32;
 /// Longest page of `list` and `notices`.
 pub const MAX_PAGE: u32 = 200;
 
@@ -137,8 +139,8 @@ impl TripService {
         )))
     }
 
-    /// Offers each trip to its driver, all in one transaction (one commit for a dispatch round,
-    /// not one a trip). A trip that changed since its record was read, or that cannot be offered
+    /// Offers each trip to its driver, [`OFFERS_PER_COMMIT`] to a transaction (one commit for
+    /// many, not one a trip). A trip that changed since its record was read, or that cannot be offered
     /// to that driver any more, is skipped: the next round sees it as it is. Returns how many
     /// were offered.
     pub(crate) async fn offer_all(
@@ -165,22 +167,19 @@ impl TripService {
                 notices,
             });
         }
-        if changes.is_empty() {
-            return Ok(0);
-        }
-        let outcomes = self
-            .store
-            .update_many(&changes)
-            .await
-            .map_err(store_error)?;
         let mut offered = 0;
-        let mut rows = Vec::new();
-        for stored in outcomes.into_iter().flatten() {
-            offered += 1;
-            rows.extend(stored.into_iter().map(|s| s.outbox));
+        // A few dozen offers a transaction: one commit for many, while the other writers
+        // (accepts, bookings) still get the database between two chunks of a large round.
+        for chunk in changes.chunks(OFFERS_PER_COMMIT) {
+            let outcomes = self.store.update_many(chunk).await.map_err(store_error)?;
+            let mut rows = Vec::new();
+            for stored in outcomes.into_iter().flatten() {
+                offered += 1;
+                rows.extend(stored.into_iter().map(|s| s.outbox));
+            }
+            self.outbox.publish_committed(rows).await;
         }
         metrics::counter!("trip_transitions_total", "command" => "offer").increment(offered);
-        self.outbox.publish_committed(rows).await;
         Ok(offered)
     }
 

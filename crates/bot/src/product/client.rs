@@ -117,17 +117,20 @@ impl Agent {
 }
 
 /// A sign-up or login, retried as the server asks: a 429 (too many from this address at once)
-/// or a 503 (the password checks are busy) is tried again after a pause, up to five times.
+/// or a 503 (the password checks are busy) is tried again after a pause (growing to 1 s), for
+/// up to a minute. The bot sets up many accounts from one address; a server's per-address limits
+/// pace it, they do not fail it.
 async fn send_auth(ctx: &Ctx, path: &str, body: &Value) -> Result<Value, Failed> {
-    let mut attempt = 0;
+    let mut attempt: u64 = 0;
     loop {
         match send(ctx, Method::POST, path, None, Some(body)).await {
             Err(Failed {
                 status: Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE),
                 ..
-            }) if attempt < 5 => {
+            }) if attempt < 60 => {
                 attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                let pause = (100 * attempt).min(1_000);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
             other => return other,
         }
