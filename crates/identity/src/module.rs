@@ -47,25 +47,21 @@ impl ServiceModule for Module {
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let key = signing_key(deps)?;
         let mut started = Started::default();
-        let store: Arc<dyn AccountStore> = match &deps.backends {
-            Backends::Embedded { .. } => {
-                let pool = deps.sqlite("identity.db").await?;
-                let store = SqliteAccountStore::new(pool.clone()).await?;
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-            Backends::Distributed {
-                database_url,
-                max_connections,
-                ..
-            } => {
-                let store = PgAccountStore::connect(database_url, *max_connections).await?;
-                store.migrate().await?;
-                let pool = store.pool().clone();
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-        };
+        let store = deps
+            .open_store(
+                &mut started,
+                "identity.db",
+                async |pool| {
+                    Ok(Arc::new(SqliteAccountStore::new(pool).await?) as Arc<dyn AccountStore>)
+                },
+                async |url, max_connections| {
+                    let store = PgAccountStore::connect(url, max_connections).await?;
+                    store.migrate().await?;
+                    let pool = store.pool().clone();
+                    Ok((Arc::new(store) as Arc<dyn AccountStore>, pool))
+                },
+            )
+            .await?;
         let service = Arc::new(IdentityService::new(
             store,
             key.clone(),

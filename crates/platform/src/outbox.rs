@@ -132,104 +132,72 @@ macro_rules! delete_in {
     }};
 }
 
+/// `OutboxTable` for a pool of `$db`, whose relay reads with `$select`.
+macro_rules! impl_outbox_table {
+    ($table:ty, $db:ty, $select:expr) => {
+        #[async_trait]
+        impl OutboxTable for $table {
+            async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
+                let mut connection = self
+                    .0
+                    .acquire()
+                    .await
+                    .map_err(|e| format!("clearing the outbox: {e}"))?;
+                delete_in!($db, connection, seqs);
+                Ok(())
+            }
+
+            async fn relay_older(
+                &self,
+                before: Timestamp,
+                limit: u32,
+                bus: &dyn Bus,
+            ) -> Result<usize, String> {
+                let mut tx = self
+                    .0
+                    .begin()
+                    .await
+                    .map_err(|e| format!("reading the outbox: {e}"))?;
+                let rows: Vec<Row> = sqlx::query_as($select)
+                    .bind(before.as_millis())
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| format!("reading the outbox: {e}"))?;
+                let rows = rows
+                    .into_iter()
+                    .map(pending_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let published = publish_all(rows, bus).await;
+                delete_in!($db, tx, published);
+                tx.commit()
+                    .await
+                    .map_err(|e| format!("clearing the outbox: {e}"))?;
+                Ok(published.len())
+            }
+
+            async fn backlog(&self) -> Result<i64, String> {
+                sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+                    .fetch_one(&self.0)
+                    .await
+                    .map_err(|e| format!("counting the outbox: {e}"))
+            }
+        }
+    };
+}
+
 /// The outbox of an SQLite database (one process owns the file: one relay).
 #[derive(Clone, Debug)]
 pub struct SqliteOutbox(pub SqlitePool);
 
-#[async_trait]
-impl OutboxTable for SqliteOutbox {
-    async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
-        let mut connection = self
-            .0
-            .acquire()
-            .await
-            .map_err(|e| format!("clearing the outbox: {e}"))?;
-        delete_in!(sqlx::Sqlite, connection, seqs);
-        Ok(())
-    }
-
-    async fn relay_older(
-        &self,
-        before: Timestamp,
-        limit: u32,
-        bus: &dyn Bus,
-    ) -> Result<usize, String> {
-        let rows: Vec<Row> = sqlx::query_as(SELECT)
-            .bind(before.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.0)
-            .await
-            .map_err(|e| format!("reading the outbox: {e}"))?;
-        let rows = rows
-            .into_iter()
-            .map(pending_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let published = publish_all(rows, bus).await;
-        self.forget(&published).await?;
-        Ok(published.len())
-    }
-
-    async fn backlog(&self) -> Result<i64, String> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.0)
-            .await
-            .map_err(|e| format!("counting the outbox: {e}"))
-    }
-}
+impl_outbox_table!(SqliteOutbox, sqlx::Sqlite, SELECT);
 
 /// The outbox of a PostgreSQL schema (the pool's `search_path`): any number of relays, each
 /// taking rows the others have not locked.
 #[derive(Clone, Debug)]
 pub struct PgOutbox(pub PgPool);
 
-#[async_trait]
-impl OutboxTable for PgOutbox {
-    async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
-        let mut connection = self
-            .0
-            .acquire()
-            .await
-            .map_err(|e| format!("clearing the outbox: {e}"))?;
-        delete_in!(sqlx::Postgres, connection, seqs);
-        Ok(())
-    }
-
-    async fn relay_older(
-        &self,
-        before: Timestamp,
-        limit: u32,
-        bus: &dyn Bus,
-    ) -> Result<usize, String> {
-        let mut tx = self
-            .0
-            .begin()
-            .await
-            .map_err(|e| format!("reading the outbox: {e}"))?;
-        let rows: Vec<Row> = sqlx::query_as(SELECT_UNLOCKED)
-            .bind(before.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| format!("reading the outbox: {e}"))?;
-        let rows = rows
-            .into_iter()
-            .map(pending_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let published = publish_all(rows, bus).await;
-        delete_in!(sqlx::Postgres, tx, published);
-        tx.commit()
-            .await
-            .map_err(|e| format!("clearing the outbox: {e}"))?;
-        Ok(published.len())
-    }
-
-    async fn backlog(&self) -> Result<i64, String> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.0)
-            .await
-            .map_err(|e| format!("counting the outbox: {e}"))
-    }
-}
+impl_outbox_table!(PgOutbox, sqlx::Postgres, SELECT_UNLOCKED);
 
 /// How a relay paces itself.
 #[derive(Clone, Copy, Debug)]

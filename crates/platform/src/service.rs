@@ -135,6 +135,39 @@ impl Deps {
         matches!(self.backends, Backends::Embedded { .. })
     }
 
+    /// A service's store on the mode's database: `embedded` on the SQLite file `file` under the
+    /// data directory, or `distributed` on PostgreSQL (`url`, `max_connections`; it returns the
+    /// store and its pool). The pool is closed when the process stops (`started`'s closers).
+    pub async fn open_store<S>(
+        &self,
+        started: &mut Started,
+        file: &str,
+        embedded: impl AsyncFnOnce(crate::store::SqlitePool) -> anyhow::Result<S>,
+        distributed: impl AsyncFnOnce(&str, u32) -> anyhow::Result<(S, crate::store::PgPool)>,
+    ) -> anyhow::Result<S> {
+        match &self.backends {
+            Backends::Embedded { .. } => {
+                let pool = self.sqlite(file).await?;
+                let store = embedded(pool.clone()).await?;
+                started
+                    .closers
+                    .push(Box::pin(async move { pool.close().await }));
+                Ok(store)
+            }
+            Backends::Distributed {
+                database_url,
+                max_connections,
+                ..
+            } => {
+                let (store, pool) = distributed(database_url, *max_connections).await?;
+                started
+                    .closers
+                    .push(Box::pin(async move { pool.close().await }));
+                Ok(store)
+            }
+        }
+    }
+
     /// The embedded mode's SQLite database `file` under the data directory.
     pub async fn sqlite(&self, file: &str) -> anyhow::Result<crate::store::SqlitePool> {
         let Backends::Embedded { data_dir } = &self.backends else {

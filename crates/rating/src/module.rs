@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use platform::service::{Backends, Deps, ServiceModule, Started};
+use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, remote};
 
@@ -19,25 +19,21 @@ impl ServiceModule for Module {
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let mut started = Started::default();
-        let store: Arc<dyn RatingStore> = match &deps.backends {
-            Backends::Embedded { .. } => {
-                let pool = deps.sqlite("rating.db").await?;
-                let store = SqliteRatingStore::new(pool.clone()).await?;
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-            Backends::Distributed {
-                database_url,
-                max_connections,
-                ..
-            } => {
-                let store = PgRatingStore::connect(database_url, *max_connections).await?;
-                store.migrate().await?;
-                let pool = store.pool().clone();
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-        };
+        let store = deps
+            .open_store(
+                &mut started,
+                "rating.db",
+                async |pool| {
+                    Ok(Arc::new(SqliteRatingStore::new(pool).await?) as Arc<dyn RatingStore>)
+                },
+                async |url, max_connections| {
+                    let store = PgRatingStore::connect(url, max_connections).await?;
+                    store.migrate().await?;
+                    let pool = store.pool().clone();
+                    Ok((Arc::new(store) as Arc<dyn RatingStore>, pool))
+                },
+            )
+            .await?;
         let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
         started = started.task(move |shutdown| directory.run(shutdown));
         if let Some(nats) = deps.nats() {

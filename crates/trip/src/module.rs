@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use platform::outbox::RelayPace;
-use platform::service::{Backends, Deps, ServiceModule, Started};
+use platform::service::{Deps, ServiceModule, Started};
 use pricing::QuoteBook;
 
 use crate::{
@@ -24,25 +24,19 @@ impl ServiceModule for Module {
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let key = identity::signing_key(deps)?;
         let mut started = Started::default();
-        let store: Arc<dyn TripStore> = match &deps.backends {
-            Backends::Embedded { .. } => {
-                let pool = deps.sqlite("trip.db").await?;
-                let store = SqliteTripStore::new(pool.clone()).await?;
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-            Backends::Distributed {
-                database_url,
-                max_connections,
-                ..
-            } => {
-                let store = PgTripStore::connect(database_url, *max_connections).await?;
-                store.migrate().await?;
-                let pool = store.pool().clone();
-                started = started.closer(async move { pool.close().await });
-                Arc::new(store)
-            }
-        };
+        let store = deps
+            .open_store(
+                &mut started,
+                "trip.db",
+                async |pool| Ok(Arc::new(SqliteTripStore::new(pool).await?) as Arc<dyn TripStore>),
+                async |url, max_connections| {
+                    let store = PgTripStore::connect(url, max_connections).await?;
+                    store.migrate().await?;
+                    let pool = store.pool().clone();
+                    Ok((Arc::new(store) as Arc<dyn TripStore>, pool))
+                },
+            )
+            .await?;
         let config = &deps.config.trips;
         let trips = TripService::new(
             store,
