@@ -47,6 +47,32 @@ pub fn row(envelope: &Envelope) -> (String, String, i64, String, Vec<u8>) {
     )
 }
 
+/// Writes `envelope` as an outbox row with `executor` (the change's transaction).
+pub async fn write<'e, E, DB>(executor: E, envelope: &Envelope) -> Result<Pending, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = DB>,
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    Vec<u8>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row>,
+{
+    let (id, subject, occurred_at, headers, payload) = row(envelope);
+    let (seq,): (i64,) = sqlx::query_as(INSERT)
+        .bind(id)
+        .bind(subject)
+        .bind(occurred_at)
+        .bind(headers)
+        .bind(payload)
+        .fetch_one(executor)
+        .await?;
+    Ok(Pending {
+        seq,
+        envelope: envelope.clone(),
+    })
+}
+
 /// An event written with its change and not yet known to be published.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pending {

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use domain::events::{DriverAvailable, DriverRated, Event};
 use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName};
-use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::bus::{self, BusError, Envelope, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::outbox::Outbox;
 use platform::{Shutdown, clock};
 
 pub use store::{
@@ -64,7 +65,9 @@ pub trait RatingApi: Send + Sync + 'static {
 
 pub struct RatingService {
     store: Arc<dyn RatingStore>,
-    bus: SharedBus,
+    /// Where the `DriverRated` announcements go: written with the rating, published after the
+    /// commit, relayed again if that publish is lost.
+    outbox: Outbox,
 }
 
 /// Keeps the store's driver directory in step with supply's reports.
@@ -86,8 +89,8 @@ impl RatingService {
             ))
             .await?;
         let service = Arc::new(Self {
+            outbox: Outbox::new("rating", bus, store.outbox()),
             store: store.clone(),
-            bus,
         });
         Ok((
             service,
@@ -96,6 +99,11 @@ impl RatingService {
                 subscription,
             },
         ))
+    }
+
+    /// The outbox of the announcements; run its relay (`Outbox::relay`) wherever the service runs.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     async fn known(&self, driver: &DriverRef) -> Result<KnownDriver, RatingError> {
@@ -112,21 +120,28 @@ impl RatingApi for RatingService {
     async fn rate(&self, driver: DriverRef, stars: Stars) -> Result<DriverRating, RatingError> {
         let known = self.known(&driver).await?;
         let rated_at = clock::now();
-        let summary = self
-            .store
-            .add_rating(uuid::Uuid::now_v7(), &known.name, stars, rated_at)
-            .await?;
-        metrics::counter!("ratings_stored_total").increment(1);
         let event = DriverRated {
             driver: known.name.clone(),
             car_number: known.car_number.clone(),
             stars,
             rated_at,
         };
-        // The rating is already durable; a lost notification must not fail the request.
-        if let Err(e) = bus::publish_event(self.bus.as_ref(), &event).await {
-            tracing::warn!(error = %e, "rating stored but not announced");
-        }
+        let announcement = Envelope::from_event(&event, clock::new_id(), rated_at)
+            .map_err(|e| RatingError::Store(StoreError(e.to_string())))?;
+        let (summary, pending) = self
+            .store
+            .add_rating(
+                uuid::Uuid::now_v7(),
+                &known.name,
+                stars,
+                rated_at,
+                &announcement,
+            )
+            .await?;
+        metrics::counter!("ratings_stored_total").increment(1);
+        // The rating and its announcement are durable together; a publish that fails now is
+        // relayed later, and never fails the request.
+        self.outbox.publish_committed(vec![pending]).await;
         Ok(DriverRating {
             driver: known,
             summary,

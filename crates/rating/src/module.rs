@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::outbox::RelayPace;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, remote};
@@ -35,7 +36,9 @@ impl ServiceModule for Module {
             )
             .await?;
         let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
-        started = started.task(move |shutdown| directory.run(shutdown));
+        started = started
+            .task(move |shutdown| directory.run(shutdown))
+            .task(rating.outbox().clone().relay(RelayPace::default()));
         if let Some(nats) = deps.nats() {
             remote::serve(rating.clone(), nats.clone(), &deps.shutdown).await?;
         }

@@ -122,19 +122,89 @@ pub async fn ratings_accumulate_into_a_summary(store: &dyn RatingStore) {
     let empty = store.summary(&driver).await.expect("summary");
     assert_eq!((empty.count, empty.average), (0, None));
     let mut last = empty;
+    let mut seqs = Vec::new();
     for n in [5, 4, 3, 4] {
-        last = store
+        let (summary, pending) = store
             .add_rating(
                 uuid::Uuid::now_v7(),
                 &driver,
                 stars(n),
                 Timestamp::from_millis(2),
+                &announcement(&driver),
             )
             .await
             .expect("rating stored");
+        last = summary;
+        seqs.push(pending.seq);
     }
     assert_eq!((last.count, last.average), (4, Some(4.0)));
     assert_eq!(store.summary(&driver).await.expect("summary"), last);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "each rating has its own outbox row: {seqs:?}"
+    );
+}
+
+/// A `DriverRated`-like announcement of a rating of `driver`.
+fn announcement(driver: &PersonName) -> platform::bus::Envelope {
+    platform::bus::contract::envelope("rating.driver_rated.v1", driver.as_str())
+}
+
+pub async fn an_announcement_left_in_the_outbox_is_relayed_once(store: &dyn RatingStore) {
+    use platform::bus::{Bus, InProcessBus, SubscribeOptions};
+
+    let driver = name(&unique("Salma"));
+    store
+        .remember_driver(&driver, &car(&unique("Y")), Timestamp::from_millis(1))
+        .await
+        .expect("remember");
+    let (_, pending) = store
+        .add_rating(
+            uuid::Uuid::now_v7(),
+            &driver,
+            stars(5),
+            Timestamp::from_millis(2),
+            &announcement(&driver),
+        )
+        .await
+        .expect("rating stored");
+    let bus = InProcessBus::new();
+    let mut sub = bus
+        .subscribe(SubscribeOptions::ephemeral("rating.>"))
+        .await
+        .expect("subscribes");
+    let outbox = store.outbox();
+    let after_it = pending.envelope.occurred_at.plus_millis(1);
+    outbox
+        .relay_older(after_it, 100_000, &bus)
+        .await
+        .expect("relays");
+    let mut ids = Vec::new();
+    while let Ok(Some(d)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), sub.next()).await
+    {
+        ids.push(d.envelope.id);
+        let _ = d.ack().await;
+    }
+    assert_eq!(
+        ids.iter().filter(|id| **id == pending.envelope.id).count(),
+        1,
+        "relayed once, with the id it was written with"
+    );
+    outbox
+        .relay_older(after_it, 100_000, &bus)
+        .await
+        .expect("relays");
+    let again = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        loop {
+            let d = sub.next().await.expect("open");
+            if d.envelope.id == pending.envelope.id {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(again.is_err(), "a relayed row is gone");
 }
 
 pub async fn a_rating_of_an_unknown_driver_is_refused(store: &dyn RatingStore) {
@@ -145,6 +215,7 @@ pub async fn a_rating_of_an_unknown_driver_is_refused(store: &dyn RatingStore) {
             &ghost,
             stars(3),
             Timestamp::from_millis(1),
+            &announcement(&ghost),
         )
         .await;
     assert!(
@@ -163,6 +234,7 @@ macro_rules! rating_store_contract {
             a_car_belongs_to_its_latest_driver,
             ratings_accumulate_into_a_summary,
             a_rating_of_an_unknown_driver_is_refused,
+            an_announcement_left_in_the_outbox_is_relayed_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

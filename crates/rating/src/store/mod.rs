@@ -71,14 +71,19 @@ pub trait RatingStore: Send + Sync + 'static {
     /// The driver a reference points at: by name, or the driver most recently reported with the car.
     async fn find_driver(&self, driver: &DriverRef) -> Result<Option<KnownDriver>, StoreError>;
 
-    /// Stores one rating of a known driver and returns the driver's new summary, atomically.
+    /// Stores one rating of a known driver with its `announcement` in the outbox, and returns
+    /// the driver's new summary and the outbox row, atomically.
     async fn add_rating(
         &self,
         id: uuid::Uuid,
         driver: &PersonName,
         stars: Stars,
         rated_at: Timestamp,
-    ) -> Result<RatingSummary, StoreError>;
+        announcement: &platform::bus::Envelope,
+    ) -> Result<(RatingSummary, platform::outbox::Pending), StoreError>;
 
     async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError>;
+
+    /// The outbox table the announcements are written to, for the relay.
+    fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable>;
 }

@@ -1,8 +1,12 @@
 //! Ratings in PostgreSQL (the distributed mode), in the `rating` schema owned by this service.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName, Timestamp};
+use platform::bus::Envelope;
+use platform::outbox::{self, OutboxTable, Pending};
 use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
 use sqlx::Row;
 
@@ -11,11 +15,18 @@ use super::{DriverRef, KnownDriver, RatingStore, StoreError, known_driver};
 /// The schema this service's tables live in.
 pub const SCHEMA: &str = "rating";
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "drivers and ratings",
-    include_str!("../../migrations/postgres/0001_drivers_and_ratings.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "drivers and ratings",
+        include_str!("../../migrations/postgres/0001_drivers_and_ratings.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../../migrations/postgres/0002_outbox.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct PgRatingStore {
@@ -109,7 +120,8 @@ impl RatingStore for PgRatingStore {
         driver: &PersonName,
         stars: Stars,
         rated_at: Timestamp,
-    ) -> Result<RatingSummary, StoreError> {
+        announcement: &Envelope,
+    ) -> Result<(RatingSummary, Pending), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES ($1, $2, $3, $4)",
@@ -121,8 +133,13 @@ impl RatingStore for PgRatingStore {
         .execute(&mut *tx)
         .await?;
         let summary = summary_in(&mut *tx, driver).await?;
+        let pending = outbox::write(&mut *tx, announcement).await?;
         tx.commit().await?;
-        Ok(summary)
+        Ok((summary, pending))
+    }
+
+    fn outbox(&self) -> Arc<dyn OutboxTable> {
+        Arc::new(outbox::PgOutbox(self.pool.clone()))
     }
 
     async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError> {

@@ -1,18 +1,29 @@
 //! Ratings in SQLite (the embedded mode), one database file owned by this service.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName, Timestamp};
+use platform::bus::Envelope;
+use platform::outbox::{self, OutboxTable, Pending};
 use platform::store::{EmbeddedMigration, migrate_sqlite};
 use sqlx::{Row, SqlitePool};
 
 use super::{DriverRef, KnownDriver, RatingStore, StoreError, known_driver};
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "drivers and ratings",
-    include_str!("../../migrations/sqlite/0001_drivers_and_ratings.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "drivers and ratings",
+        include_str!("../../migrations/sqlite/0001_drivers_and_ratings.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../../migrations/sqlite/0002_outbox.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct SqliteRatingStore {
@@ -95,7 +106,8 @@ impl RatingStore for SqliteRatingStore {
         driver: &PersonName,
         stars: Stars,
         rated_at: Timestamp,
-    ) -> Result<RatingSummary, StoreError> {
+        announcement: &Envelope,
+    ) -> Result<(RatingSummary, Pending), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES (?, ?, ?, ?)",
@@ -107,8 +119,13 @@ impl RatingStore for SqliteRatingStore {
         .execute(&mut *tx)
         .await?;
         let summary = summary_in(&mut *tx, driver).await?;
+        let pending = outbox::write(&mut *tx, announcement).await?;
         tx.commit().await?;
-        Ok(summary)
+        Ok((summary, pending))
+    }
+
+    fn outbox(&self) -> Arc<dyn OutboxTable> {
+        Arc::new(outbox::SqliteOutbox(self.pool.clone()))
     }
 
     async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError> {

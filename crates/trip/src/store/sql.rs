@@ -125,20 +125,8 @@ macro_rules! impl_trip_store {
                         platform::clock::now(),
                     )
                     .map_err(|e| super::StoreError::Backend(e.to_string()))?;
-                    let (event_id, subject, occurred_at, headers, payload) =
-                        platform::outbox::row(&envelope);
-                    let seq: i64 = sqlx::query_scalar(platform::outbox::INSERT)
-                        .bind(event_id)
-                        .bind(subject)
-                        .bind(occurred_at)
-                        .bind(headers)
-                        .bind(payload)
-                        .fetch_one(&mut **tx)
-                        .await?;
-                    stored.push(super::Stored {
-                        notice,
-                        outbox: platform::outbox::Pending { seq, envelope },
-                    });
+                    let outbox = platform::outbox::write(&mut **tx, &envelope).await?;
+                    stored.push(super::Stored { notice, outbox });
                 }
                 Ok(stored)
             }
