@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use supply::SupplyApi;
 use tokio::sync::mpsc;
-use trip::{TripApi, TripNotice};
+use trip::{NoticeKind, TripApi, TripNotice};
 
 use crate::limits::{Beat, SocketLimits};
 
@@ -214,14 +214,14 @@ impl Hub {
         {
             let mut sessions = lock(&self.sessions);
             let (rider, driver) = (notice.trip.rider_id, notice.trip.driver_id);
-            match notice.kind.as_str() {
+            match notice.kind {
                 // A driver drives one trip at a time: its rider replaces any earlier one.
-                "trip.driver_assigned" | "trip.driver_arrived" | "trip.started" => {
+                NoticeKind::DriverAssigned | NoticeKind::DriverArrived | NoticeKind::Started => {
                     if let Some(driver) = driver {
                         sessions.watchers.insert(driver, HashSet::from([rider]));
                     }
                 }
-                "trip.completed" | "trip.cancelled" | "trip.redispatched" => {
+                NoticeKind::Completed | NoticeKind::Cancelled | NoticeKind::Redispatched => {
                     for driver in driver.into_iter().chain(notice.recipients.iter().copied()) {
                         sessions.watchers.remove(&driver);
                     }
@@ -440,10 +440,8 @@ async fn session(
         // The driver of a trip under way, whose position the rider should see.
         if let Ok(trips) = hub.deps.trips.list(&caller, 5).await {
             for trip in trips {
-                if matches!(
-                    trip.status.as_str(),
-                    "driver_assigned" | "arrived" | "in_progress"
-                ) && let Some(driver) = trip.driver_id
+                if trip.status.is_under_way()
+                    && let Some(driver) = trip.driver_id
                 {
                     hub.watch(driver, caller.account);
                     // It may have ended between the list and the watch.
@@ -452,12 +450,7 @@ async fn session(
                         .trips
                         .get(&caller, trip.id)
                         .await
-                        .map_or(true, |t| {
-                            !matches!(
-                                t.status.as_str(),
-                                "driver_assigned" | "arrived" | "in_progress"
-                            )
-                        });
+                        .map_or(true, |t| !t.status.is_under_way());
                     if ended {
                         hub.unwatch(driver, caller.account);
                     }

@@ -93,18 +93,83 @@ pub enum TripState {
     },
 }
 
-impl TripState {
-    pub fn name(&self) -> &'static str {
+/// Which state a trip is in, without the state's data: what a view shows as `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripStatus {
+    Searching,
+    Offered,
+    DriverAssigned,
+    Arrived,
+    InProgress,
+    Completed,
+    Cancelled,
+    NoDriversFound,
+}
+
+impl TripStatus {
+    pub const ALL: [TripStatus; 8] = [
+        Self::Searching,
+        Self::Offered,
+        Self::DriverAssigned,
+        Self::Arrived,
+        Self::InProgress,
+        Self::Completed,
+        Self::Cancelled,
+        Self::NoDriversFound,
+    ];
+
+    /// Its snake_case name (its serde spelling).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Searching => "searching",
-            Self::Offered { .. } => "offered",
-            Self::DriverAssigned { .. } => "driver_assigned",
-            Self::Arrived { .. } => "arrived",
-            Self::InProgress { .. } => "in_progress",
-            Self::Completed { .. } => "completed",
-            Self::Cancelled { .. } => "cancelled",
-            Self::NoDriversFound { .. } => "no_drivers_found",
+            Self::Offered => "offered",
+            Self::DriverAssigned => "driver_assigned",
+            Self::Arrived => "arrived",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::NoDriversFound => "no_drivers_found",
         }
+    }
+
+    /// A driver is on the way or on board: the rider follows the driver's position.
+    pub fn is_under_way(self) -> bool {
+        matches!(
+            self,
+            Self::DriverAssigned | Self::Arrived | Self::InProgress
+        )
+    }
+}
+
+impl std::fmt::Display for TripStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TripStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl TripState {
+    pub fn status(&self) -> TripStatus {
+        match self {
+            Self::Searching => TripStatus::Searching,
+            Self::Offered { .. } => TripStatus::Offered,
+            Self::DriverAssigned { .. } => TripStatus::DriverAssigned,
+            Self::Arrived { .. } => TripStatus::Arrived,
+            Self::InProgress { .. } => TripStatus::InProgress,
+            Self::Completed { .. } => TripStatus::Completed,
+            Self::Cancelled { .. } => TripStatus::Cancelled,
+            Self::NoDriversFound { .. } => TripStatus::NoDriversFound,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.status().as_str()
     }
 
     pub fn is_final(&self) -> bool {

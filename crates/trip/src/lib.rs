@@ -97,13 +97,83 @@ impl std::str::FromStr for Action {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TripNotice {
     pub id: i64,
-    /// `trip.requested`, `trip.offered`, `trip.offer_withdrawn`, `trip.driver_assigned`,
-    /// `trip.driver_arrived`, `trip.started`, `trip.completed`, `trip.redispatched`,
-    /// `trip.cancelled`, `trip.no_drivers_found`.
-    pub kind: String,
+    pub kind: NoticeKind,
     pub recipients: Vec<AccountId>,
     pub trip: TripView,
     pub at: Timestamp,
+}
+
+/// What a notice tells: its `type` on `/v1/ws` (`trip.offered`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NoticeKind {
+    #[serde(rename = "trip.requested")]
+    Requested,
+    #[serde(rename = "trip.offered")]
+    Offered,
+    #[serde(rename = "trip.offer_withdrawn")]
+    OfferWithdrawn,
+    #[serde(rename = "trip.driver_assigned")]
+    DriverAssigned,
+    #[serde(rename = "trip.driver_arrived")]
+    DriverArrived,
+    #[serde(rename = "trip.started")]
+    Started,
+    #[serde(rename = "trip.completed")]
+    Completed,
+    #[serde(rename = "trip.redispatched")]
+    Redispatched,
+    #[serde(rename = "trip.cancelled")]
+    Cancelled,
+    #[serde(rename = "trip.no_drivers_found")]
+    NoDriversFound,
+}
+
+impl NoticeKind {
+    pub const ALL: [NoticeKind; 10] = [
+        Self::Requested,
+        Self::Offered,
+        Self::OfferWithdrawn,
+        Self::DriverAssigned,
+        Self::DriverArrived,
+        Self::Started,
+        Self::Completed,
+        Self::Redispatched,
+        Self::Cancelled,
+        Self::NoDriversFound,
+    ];
+
+    /// Its name (its serde spelling, and the notice log's `kind` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "trip.requested",
+            Self::Offered => "trip.offered",
+            Self::OfferWithdrawn => "trip.offer_withdrawn",
+            Self::DriverAssigned => "trip.driver_assigned",
+            Self::DriverArrived => "trip.driver_arrived",
+            Self::Started => "trip.started",
+            Self::Completed => "trip.completed",
+            Self::Redispatched => "trip.redispatched",
+            Self::Cancelled => "trip.cancelled",
+            Self::NoDriversFound => "trip.no_drivers_found",
+        }
+    }
+
+    /// The kind named `name`, if any.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for NoticeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for NoticeKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 impl Event for TripNotice {

@@ -14,7 +14,7 @@ use pricing::{QuoteBook, QuoteError};
 
 use crate::store::{Change, NewNotice, StoreError, Stored, TripRecord, TripStore};
 use crate::view::TripView;
-use crate::{Action, BookTrip, Caller, TripApi, TripError, TripNotice};
+use crate::{Action, BookTrip, Caller, NoticeKind, TripApi, TripError, TripNotice};
 
 /// A compare-and-set that keeps losing is retried this often before the caller gets a 503.
 const MAX_ATTEMPTS: usize = 16;
@@ -198,23 +198,25 @@ impl TripService {
             .iter()
             .map(|event| {
                 let (kind, rider, driver) = match *event {
-                    TripEvent::Offered { driver } => ("trip.offered", None, Some(driver)),
+                    TripEvent::Offered { driver } => (NoticeKind::Offered, None, Some(driver)),
                     TripEvent::OfferDeclined { driver } | TripEvent::OfferExpired { driver } => {
-                        ("trip.offer_withdrawn", None, Some(driver))
+                        (NoticeKind::OfferWithdrawn, None, Some(driver))
                     }
                     TripEvent::DriverAssigned { driver } => {
-                        ("trip.driver_assigned", rider, Some(driver))
+                        (NoticeKind::DriverAssigned, rider, Some(driver))
                     }
                     TripEvent::DriverArrived { driver } => {
-                        ("trip.driver_arrived", rider, Some(driver))
+                        (NoticeKind::DriverArrived, rider, Some(driver))
                     }
-                    TripEvent::Started { driver } => ("trip.started", rider, Some(driver)),
-                    TripEvent::Completed { driver } => ("trip.completed", rider, Some(driver)),
+                    TripEvent::Started { driver } => (NoticeKind::Started, rider, Some(driver)),
+                    TripEvent::Completed { driver } => (NoticeKind::Completed, rider, Some(driver)),
                     TripEvent::Redispatched { cancelled_by } => {
-                        ("trip.redispatched", rider, Some(cancelled_by))
+                        (NoticeKind::Redispatched, rider, Some(cancelled_by))
                     }
-                    TripEvent::Cancelled { .. } => ("trip.cancelled", rider, before.state.driver()),
-                    TripEvent::NoDriversFound => ("trip.no_drivers_found", rider, None),
+                    TripEvent::Cancelled { .. } => {
+                        (NoticeKind::Cancelled, rider, before.state.driver())
+                    }
+                    TripEvent::NoDriversFound => (NoticeKind::NoDriversFound, rider, None),
                 };
                 NewNotice {
                     kind,
@@ -294,7 +296,7 @@ impl TripService {
             updated_at: now,
         };
         let notice = NewNotice {
-            kind: "trip.requested",
+            kind: NoticeKind::Requested,
             rider: Some(caller.account),
             driver: None,
             trip: self.view(&record),

@@ -2,7 +2,7 @@
 //! drivers stay private: a rider never learns who declined.
 
 use domain::pricing::RouteEstimate;
-use domain::trip::{Party, TripState};
+use domain::trip::{Party, TripState, TripStatus};
 use domain::{AccountId, LatLng, Package, Timestamp, TripId};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,7 @@ impl Money {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TripView {
     pub id: TripId,
-    /// searching, offered, driver_assigned, arrived, in_progress, completed, cancelled,
-    /// no_drivers_found.
-    pub status: String,
+    pub status: TripStatus,
     pub rider_id: AccountId,
     pub driver_id: Option<AccountId>,
     pub package: Package,
@@ -59,7 +57,7 @@ impl TripView {
         let state = &record.trip.state;
         let mut view = Self {
             id: record.id,
-            status: state.name().to_owned(),
+            status: state.status(),
             rider_id: record.trip.rider,
             driver_id: state.driver(),
             package: record.package,

@@ -34,7 +34,7 @@ pub fn record(rider: AccountId) -> TripRecord {
 
 fn notice(record: &TripRecord, kind: &'static str, driver: Option<AccountId>) -> NewNotice {
     NewNotice {
-        kind,
+        kind: crate::NoticeKind::named(kind).expect("a notice kind"),
         rider: Some(record.trip.rider),
         driver,
         trip: TripView::of(record, 15_000),
@@ -236,8 +236,8 @@ pub async fn notices_are_per_account_in_order_after_an_id(store: &dyn TripStore)
         )
         .await
         .expect("assigned");
-    let kinds = |notices: &[crate::TripNotice]| -> Vec<String> {
-        notices.iter().map(|n| n.kind.clone()).collect()
+    let kinds = |notices: &[crate::TripNotice]| -> Vec<&'static str> {
+        notices.iter().map(|n| n.kind.as_str()).collect()
     };
     let for_rider = store.notices_for(rider, 0, 100).await.expect("rider");
     assert_eq!(

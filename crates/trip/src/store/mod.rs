@@ -65,7 +65,7 @@ impl TripRecord {
 /// A notice to store with a change: `recipients` are the rider and/or one driver.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewNotice {
-    pub kind: &'static str,
+    pub kind: crate::NoticeKind,
     pub rider: Option<AccountId>,
     pub driver: Option<AccountId>,
     pub trip: TripView,

@@ -44,7 +44,8 @@ pub(super) fn notice_of(row: NoticeRow) -> Result<TripNotice, StoreError> {
         .collect();
     Ok(TripNotice {
         id,
-        kind,
+        kind: crate::NoticeKind::named(&kind)
+            .ok_or_else(|| StoreError::Backend(format!("stored notice kind {kind:?}")))?,
         recipients,
         trip: serde_json::from_str(&body)
             .map_err(|e| StoreError::Backend(format!("stored notice: {e}")))?,
@@ -55,7 +56,7 @@ pub(super) fn notice_of(row: NoticeRow) -> Result<TripNotice, StoreError> {
 pub(super) fn notice_from_new(id: i64, notice: &NewNotice) -> TripNotice {
     TripNotice {
         id,
-        kind: notice.kind.to_owned(),
+        kind: notice.kind,
         recipients: [notice.rider, notice.driver]
             .into_iter()
             .flatten()
@@ -112,7 +113,7 @@ macro_rules! impl_trip_store {
                     .bind(sql::id_text(&trip))
                     .bind(notice.rider.map(|r| sql::id_text(&r)))
                     .bind(notice.driver.map(|d| sql::id_text(&d)))
-                    .bind(notice.kind)
+                    .bind(notice.kind.as_str())
                     .bind(notice.at.as_millis())
                     .bind(sql::notice_body(notice)?)
                     .fetch_one(&mut **tx)
