@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade, close_code};
 use platform::config::SocketsConfig;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -58,12 +58,21 @@ impl SocketLimits {
     }
 }
 
-/// The close reason for a read error that is a frame or message over the limits, if it is one.
-pub fn too_large(error: &axum::Error) -> Option<String> {
+/// The close frame (1009) for a read error that is a frame or message over the limits, if it
+/// is one; any other read error just ends the session.
+pub fn too_large(error: &axum::Error) -> Option<Message> {
     let text = error.to_string();
-    text.contains("Space limit exceeded")
-        .then(|| format!("frame or message too large ({text}); send at most the documented size"))
-        .map(|reason| reason.chars().take(120).collect())
+    text.contains("Space limit exceeded").then(|| {
+        let reason: String =
+            format!("frame or message too large ({text}); send at most the documented size")
+                .chars()
+                .take(120)
+                .collect();
+        Message::Close(Some(CloseFrame {
+            code: close_code::SIZE,
+            reason: Utf8Bytes::from(reason),
+        }))
+    })
 }
 
 /// A session's clock: when to ping, and when the client has been silent too long.

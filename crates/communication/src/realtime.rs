@@ -484,8 +484,8 @@ async fn session(
             incoming = stream.next() => match incoming {
                 None | Some(Ok(Message::Close(_))) => break,
                 Some(Err(e)) => {
-                    if let Some(reason) = crate::limits::too_large(&e) {
-                        let _ = sink.send(close(close_code::SIZE, &reason)).await;
+                    if let Some(closing) = crate::limits::too_large(&e) {
+                        let _ = sink.send(closing).await;
                     }
                     break;
                 }

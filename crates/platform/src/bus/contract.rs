@@ -25,6 +25,16 @@ pub fn envelope(subject: &str, body: &str) -> Envelope {
     }
 }
 
+/// Every envelope `sub` delivers until it is quiet for `quiet` (each acked).
+pub async fn drain(sub: &mut Subscription, quiet: std::time::Duration) -> Vec<Envelope> {
+    let mut envelopes = Vec::new();
+    while let Ok(Some(delivery)) = tokio::time::timeout(quiet, sub.next()).await {
+        envelopes.push(delivery.envelope.clone());
+        let _ = delivery.ack().await;
+    }
+    envelopes
+}
+
 pub async fn next(sub: &mut Subscription) -> Delivery {
     tokio::time::timeout(WAIT, sub.next())
         .await

@@ -318,19 +318,6 @@ pub async fn a_driver_status_is_kept_unless_an_older_one_arrives(store: &dyn Tri
     assert!(!online.iter().any(|(d, _)| *d == driver));
 }
 
-/// The envelopes `sub` delivers until it is quiet for `wait` (acked).
-async fn delivered(
-    sub: &mut platform::bus::Subscription,
-    wait: std::time::Duration,
-) -> Vec<platform::bus::Envelope> {
-    let mut envelopes = Vec::new();
-    while let Ok(Some(delivery)) = tokio::time::timeout(wait, sub.next()).await {
-        envelopes.push(delivery.envelope.clone());
-        let _ = delivery.ack().await;
-    }
-    envelopes
-}
-
 fn ids(envelopes: &[platform::bus::Envelope]) -> Vec<domain::EventId> {
     envelopes.iter().map(|e| e.id).collect()
 }
@@ -362,7 +349,7 @@ pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) 
         .await
         .expect("relays");
     let wait = std::time::Duration::from_millis(300);
-    let relayed = ids(&delivered(&mut sub, wait).await);
+    let relayed = ids(&platform::bus::contract::drain(&mut sub, wait).await);
     assert_eq!(
         relayed
             .iter()
@@ -376,7 +363,9 @@ pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) 
         .relay_older(after_it, 100_000, &bus)
         .await
         .expect("relays");
-    assert!(!ids(&delivered(&mut sub, wait).await).contains(&pending.envelope.id));
+    assert!(
+        !ids(&platform::bus::contract::drain(&mut sub, wait).await).contains(&pending.envelope.id)
+    );
 
     // A row the fast path published is forgotten, and never relayed.
     let other = record(account());
@@ -390,7 +379,10 @@ pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) 
         .relay_older(published.envelope.occurred_at.plus_millis(1), 100_000, &bus)
         .await
         .expect("relays");
-    assert!(!ids(&delivered(&mut sub, wait).await).contains(&published.envelope.id));
+    assert!(
+        !ids(&platform::bus::contract::drain(&mut sub, wait).await)
+            .contains(&published.envelope.id)
+    );
 
     // A stale write leaves nothing behind to relay.
     let before = store.get(other.id).await.expect("get").expect("exists");
@@ -413,7 +405,7 @@ pub async fn a_notice_left_in_the_outbox_is_relayed_once(store: &dyn TripStore) 
         .relay_older(platform::clock::now().plus_millis(1_000), 100_000, &bus)
         .await
         .expect("relays");
-    for envelope in delivered(&mut sub, wait).await {
+    for envelope in platform::bus::contract::drain(&mut sub, wait).await {
         let relayed: crate::TripNotice = envelope.decode().expect("decodes");
         assert!(
             relayed.trip.id != other.id,
