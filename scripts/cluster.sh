@@ -89,9 +89,11 @@ start() {
   local nats_server; nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
   [ -x "$nats_server" ] || die "nats-server not found (apt-get install nats-server)"
 
-  local total=$((9 + ${#SERVICES[@]} * INSTANCES + 1))
   # instances_of SERVICE: how many processes run it.
   instances_of() { case " ${PRODUCT_SERVICES[*]} " in *" $1 "*) echo "$PRODUCT_INSTANCES" ;; *) echo "$INSTANCES" ;; esac; }
+  # Ports: 9 for NATS, one per service process, one for nginx.
+  local total=10 service
+  for service in "${SERVICES[@]}"; do total=$((total + $(instances_of "$service"))); done
   mapfile -t ports < <(free_ports "$total")
   local p=0
   # take_port VAR: the next free port, into VAR (no subshell, so the counter advances).
@@ -142,6 +144,11 @@ url = "$db_url"
 
 [matching]
 shards = $SHARDS
+
+# Small H3 cells: the bots' 5 km-wide areas then span a few dozen cells, so every dispatching
+# instance gets some of their trips.
+[trips]
+shard_resolution = 8
 
 [identity]
 signing_key = "$signing_key"

@@ -126,7 +126,7 @@ impl IngestBench {
             let mut pool = lock(&pool);
             let now = stamp(Instant::now());
             for (i, p) in start_positions.iter().enumerate() {
-                pool.add_driver(report_of(&names, i as u32, *p, now), 0, now);
+                pool.add_driver(report_of(&names, i as u32, *p, now), now);
             }
         }
         progress(&format!(
@@ -203,7 +203,7 @@ impl IngestBench {
                         let mut pool = lock(&pool);
                         let now = stamp(Instant::now());
                         for (report, _) in reports.iter().cloned() {
-                            pool.add_driver(report, 0, now);
+                            pool.add_driver(report, now);
                         }
                     }
                     let visible = Instant::now();

@@ -190,17 +190,74 @@ impl Tally {
                 held.entry(d).or_default().push((since, i64::MAX));
             }
         }
-        let mut overlaps = 0;
-        for intervals in held.values_mut() {
-            intervals.sort_unstable();
-            for pair in intervals.windows(2) {
-                if pair[1].0 < pair[0].1 {
-                    overlaps += 1;
+        overlaps(held)
+    }
+
+    /// Offers that overlapped: a trip offered again while its last offer was still open (two
+    /// drivers at once), or a driver offered a trip while holding an offer of another.
+    fn double_offers(&self) -> u64 {
+        let mut count = 0;
+        let mut held: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+        for steps in self.trips.values() {
+            // An offer closes with the trip's next change (withdrawn, assigned, cancelled);
+            // another offer first means two at once.
+            let mut open: Option<(&str, i64)> = None;
+            let mut previous: Option<&str> = None;
+            for step in steps.values() {
+                if let Some((driver, since)) = open.take() {
+                    held.entry(driver).or_default().push((since, step.at));
+                }
+                if step.kind == "trip.offered" {
+                    if previous == Some("trip.offered") {
+                        count += 1;
+                    }
+                    open = step.driver.as_deref().map(|d| (d, step.at));
+                }
+                previous = Some(&step.kind);
+            }
+            if let Some((driver, since)) = open {
+                held.entry(driver).or_default().push((since, i64::MAX));
+            }
+        }
+        count + overlaps(held)
+    }
+
+    /// How long trips searched before each offer: from the booking, a withdrawn offer or a
+    /// redispatch to the next offer (ms).
+    fn offer_waits(&self) -> Vec<f64> {
+        let mut waits = Vec::new();
+        for steps in self.trips.values() {
+            let mut searching_since = None;
+            for step in steps.values() {
+                match step.kind.as_str() {
+                    "trip.requested" | "trip.offer_withdrawn" | "trip.redispatched" => {
+                        searching_since = Some(step.at);
+                    }
+                    "trip.offered" => {
+                        if let Some(since) = searching_since.take() {
+                            waits.push((step.at - since) as f64);
+                        }
+                    }
+                    _ => searching_since = None,
                 }
             }
         }
-        overlaps
+        waits
     }
+}
+
+/// Intervals `[from, to)` per holder that overlap another of the same holder.
+fn overlaps(mut held: HashMap<&str, Vec<(i64, i64)>>) -> u64 {
+    let mut overlaps = 0;
+    for intervals in held.values_mut() {
+        intervals.sort_unstable();
+        for pair in intervals.windows(2) {
+            if pair[1].0 < pair[0].1 {
+                overlaps += 1;
+            }
+        }
+    }
+    overlaps
 }
 
 /// What every agent shares.
@@ -468,13 +525,14 @@ pub async fn run_product(
     counts.elapsed = load_ended.duration_since(load_started);
     let mut checks = t.checks.clone();
     checks.overlapping_assignments = t.overlapping_assignments();
+    checks.double_offers = t.double_offers();
     let examples = std::mem::take(&mut t.error_examples);
     Ok(ProductSummary::new(
         run_id,
         setup,
         counts,
         checks,
-        (&t.assigned_ms, &t.completed_ms),
+        (&t.assigned_ms, &t.completed_ms, &t.offer_waits()),
         examples,
     ))
 }
@@ -524,6 +582,43 @@ mod tests {
             trip(&[(2, step("trip.started", 25, Some("d")))]),
         );
         assert_eq!(t.overlapping_assignments(), 1);
+    }
+
+    #[test]
+    fn double_offers_and_offer_waits_are_found_from_the_notices() {
+        let mut t = Tally::default();
+        let trip = |steps: &[(u64, TripStep)]| steps.iter().cloned().collect::<BTreeMap<_, _>>();
+        t.trips.insert(
+            "a".into(),
+            trip(&[
+                (1, step("trip.requested", 0, None)),
+                (2, step("trip.offered", 400, Some("d"))),
+                (3, step("trip.offer_withdrawn", 900, None)),
+                (4, step("trip.offered", 2_900, Some("e"))),
+                (5, step("trip.driver_assigned", 3_000, Some("e"))),
+            ]),
+        );
+        // d is offered b once a's offer is withdrawn: fine.
+        t.trips.insert(
+            "b".into(),
+            trip(&[
+                (1, step("trip.requested", 500, None)),
+                (2, step("trip.offered", 900, Some("d"))),
+            ]),
+        );
+        assert_eq!(t.double_offers(), 0);
+        let mut waits = t.offer_waits();
+        waits.sort_by(f64::total_cmp);
+        assert_eq!(waits, [400.0, 400.0, 2_000.0]);
+        // e is offered c while holding a's offer; c is offered to two drivers at once.
+        t.trips.insert(
+            "c".into(),
+            trip(&[
+                (2, step("trip.offered", 2_950, Some("e"))),
+                (3, step("trip.offered", 3_100, Some("f"))),
+            ]),
+        );
+        assert_eq!(t.double_offers(), 2);
     }
 
     #[test]

@@ -1,15 +1,27 @@
-//! The matching service owns the pool of waiting riders and free drivers. It learns of both from
+//! The matching engine, one for both protocols:
+//!
+//! - an incremental geo index of the free drivers, fed by their events (no rebuild per round):
+//!   `Pool` for the course protocol's plane, `Fleet` for product trips on the globe;
+//! - the batched sparse optimal assignment (`domain::matching`), over every driver in reach;
+//! - geographic shards owned by instances through leases (`leases`): an instance pairs the riders
+//!   of the shards it holds, with candidates from any shard, and a claim on the driver keeps two
+//!   owners from taking the same one (a key in the lease bucket for the course, the trip store's
+//!   unique offer per driver for trips).
+//!
+//! Its two users: the course matching service below (`MatchingService`, seed 002: pair at once and
+//! announce `RideMatched`), and product dispatch (`trip::dispatch`: offer; accept, decline,
+//! timeout; exclusions).
+//!
+//! The course service owns the pool of waiting riders and free drivers. It learns of both from
 //! the bus (`RideRequested`, `DriverAvailable`), pairs them every tick with the configured
 //! strategy, and announces `RideMatched` (with the fare) and `RideExpired`. It never talks to
 //! riders or drivers directly and never stores anything durable: the course holds requests in
-//! memory by design.
-//!
-//! Several instances share the work by geographic shard: every instance sees every event and
-//! mirrors the whole pool, but pairs only the shards it holds a lease on (`leases`), claims each
-//! pair before announcing it, and removes pairs made by others when their `RideMatched` arrives. A
-//! new owner of a shard therefore already holds its riders and drivers (a starting instance joins
-//! only after watching for one hold time).
+//! memory by design. Every instance sees every event and mirrors the whole pool, but pairs only the
+//! riders of the shards it holds, claims each pair before announcing it, and removes pairs made by
+//! others when their `RideMatched` arrives. A new owner of a shard therefore already holds its
+//! riders and drivers (a starting instance joins only after watching for one hold time).
 
+pub mod fleet;
 pub mod leases;
 pub mod module;
 mod pool;
@@ -25,6 +37,7 @@ use platform::config::MatchingConfig;
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
+pub use fleet::{Ask, Fleet, Reach};
 pub use leases::{AllShards, Claim, KvLeases, LeaseConfig, Leases};
 pub use module::Module;
 pub use pool::{Pairing, Pool, Proposed, Snapshot, TickOutcome};
@@ -92,8 +105,7 @@ impl MatchingService {
             shutdown.token(),
             "matching.drivers",
             move |event: DriverAvailable, _| {
-                let shard = shard_of(&event.report.position, cell, shards);
-                lock(&driver_pool).add_driver(event.report, shard, clock::now());
+                lock(&driver_pool).add_driver(event.report, clock::now());
                 async { Handled::Done }
             },
         ));
@@ -214,7 +226,7 @@ async fn run_tick(
             metrics::counter!("matching_lost_claims_total").increment(1);
             let mut pool = lock(pool);
             pool.add_rider(pairing.request, pairing.shard, now);
-            pool.add_driver(pairing.driver, pairing.shard, now);
+            pool.add_driver(pairing.driver, now);
             continue;
         }
         lock(pool).forget_match(

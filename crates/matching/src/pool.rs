@@ -1,6 +1,9 @@
 //! The matcher's working set: riders waiting and drivers free, each held for at least the hold
-//! time since it was last received, and a geo index of the free drivers per shard, kept up to
-//! date by every report. Pure: `now` comes in, pairings and expiries come out.
+//! time since it was last received, and one geo index of all the free drivers, kept up to date by
+//! every report. Riders belong to shards; drivers do not: a rider near a shard's edge is offered
+//! the drivers across it too (within reach), and the claim taken before a pair is announced keeps
+//! two shard owners from taking the same driver. Pure: `now` comes in, pairings and expiries
+//! come out.
 
 use std::collections::HashMap;
 
@@ -11,6 +14,13 @@ use domain::{DriverReport, PersonName, Point, RideRequest, RideRequestId, Timest
 struct Held<T> {
     item: T,
     shard: u32,
+    received_at: Timestamp,
+}
+
+/// A free driver's latest report.
+#[derive(Clone, Debug)]
+struct Free {
+    report: DriverReport,
     received_at: Timestamp,
 }
 
@@ -31,42 +41,40 @@ pub struct Proposed {
     pub driver: PersonName,
 }
 
-/// The riders and driver indexes of a tick's owned shards, taken by [`Pool::snapshot`].
+/// The waiting riders of a tick's owned shards and a copy of the free drivers' index, taken by
+/// [`Pool::snapshot`].
 #[derive(Debug)]
 pub struct Snapshot {
-    shards: Vec<(u32, Vec<RideRequest>, GeoIndex<PersonName>)>,
+    riders: Vec<(u32, RideRequest)>,
+    index: GeoIndex<PersonName>,
 }
 
 impl Snapshot {
-    /// Pairs the riders of each shard with that shard's drivers (pure; no lock needed).
+    /// Pairs the riders with the drivers (pure; no lock needed).
     pub fn solve(self, strategy: Strategy, limits: Limits) -> Vec<Proposed> {
-        let mut proposed = Vec::new();
-        for (shard, requests, index) in self.shards {
-            propose(shard, requests, &index, strategy, limits, &mut proposed);
-        }
-        proposed
+        propose(self.riders, &self.index, strategy, limits)
     }
 
     pub fn riders(&self) -> usize {
-        self.shards.iter().map(|(_, r, _)| r.len()).sum()
+        self.riders.len()
     }
 }
 
-/// Pairs one shard's riders (in arrival order) with the drivers of its index.
+/// Pairs the riders of the owned shards (in arrival order) with any free driver in reach, in one
+/// batch: the owned shards are solved together, and a driver across a shard's edge is a candidate.
 fn propose(
-    shard: u32,
-    requests: Vec<RideRequest>,
+    riders: Vec<(u32, RideRequest)>,
     index: &GeoIndex<PersonName>,
     strategy: Strategy,
     limits: Limits,
-    proposed: &mut Vec<Proposed>,
-) {
-    let points: Vec<Point> = requests.iter().map(|r| r.position).collect();
+) -> Vec<Proposed> {
+    let points: Vec<Point> = riders.iter().map(|(_, r)| r.position).collect();
     let pairs = assign_indexed(&points, index, strategy, limits);
-    let mut requests: Vec<Option<RideRequest>> = requests.into_iter().map(Some).collect();
+    let mut riders: Vec<Option<(u32, RideRequest)>> = riders.into_iter().map(Some).collect();
+    let mut proposed = Vec::with_capacity(pairs.len());
     for pair in pairs {
-        let (Some(request), Some(driver)) = (
-            requests[pair.rider].take(),
+        let (Some((shard, request)), Some(driver)) = (
+            riders[pair.rider].take(),
             index.key(pair.driver as u32).cloned(),
         ) else {
             continue;
@@ -77,6 +85,7 @@ fn propose(
             driver,
         });
     }
+    proposed
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -97,14 +106,13 @@ pub struct Pool {
     /// One waiting request per rider name: a newer request replaces the older one.
     riders: HashMap<PersonName, Held<RideRequest>>,
     /// One entry per driver name: a newer report refreshes position, car and hold time.
-    drivers: HashMap<PersonName, Held<DriverReport>>,
+    drivers: HashMap<PersonName, Free>,
     /// Requests already matched, and when we learnt it.
     matched_requests: HashMap<RideRequestId, Timestamp>,
     /// Drivers already matched: reports made up to that instant are stale.
     matched_drivers: HashMap<PersonName, Timestamp>,
-    /// Where the free drivers are, one index per shard (exactly the drivers of `drivers`).
-    index: HashMap<u32, GeoIndex<PersonName>>,
-    index_cell: f64,
+    /// Where the free drivers are (exactly the drivers of `drivers`), whatever their shard.
+    index: GeoIndex<PersonName>,
     ticks: u64,
 }
 
@@ -123,29 +131,19 @@ impl Pool {
             drivers: HashMap::new(),
             matched_requests: HashMap::new(),
             matched_drivers: HashMap::new(),
-            index: HashMap::new(),
-            index_cell,
+            index: GeoIndex::new(index_cell),
             ticks: 0,
-        }
-    }
-
-    fn unindex(&mut self, driver: &PersonName, shard: u32) {
-        if let Some(index) = self.index.get_mut(&shard) {
-            index.remove(driver);
-            if index.is_empty() {
-                self.index.remove(&shard);
-            }
         }
     }
 
     /// The driver went offline (or was offered a trip elsewhere): out of the pool and its index.
     pub fn remove_driver(&mut self, driver: &PersonName) -> Option<DriverReport> {
-        self.take_driver(driver).map(|held| held.item)
+        self.take_driver(driver).map(|free| free.report)
     }
 
-    fn take_driver(&mut self, driver: &PersonName) -> Option<Held<DriverReport>> {
+    fn take_driver(&mut self, driver: &PersonName) -> Option<Free> {
         let held = self.drivers.remove(driver)?;
-        self.unindex(driver, held.shard);
+        self.index.remove(driver);
         Some(held)
     }
 
@@ -163,7 +161,7 @@ impl Pool {
         );
     }
 
-    pub fn add_driver(&mut self, report: DriverReport, shard: u32, received_at: Timestamp) {
+    pub fn add_driver(&mut self, report: DriverReport, received_at: Timestamp) {
         if self
             .matched_drivers
             .get(&report.driver)
@@ -171,24 +169,11 @@ impl Pool {
         {
             return;
         }
-        let moved_shard = self
-            .drivers
-            .get(&report.driver)
-            .map(|held| held.shard)
-            .filter(|old| *old != shard);
-        if let Some(old) = moved_shard {
-            self.unindex(&report.driver, old);
-        }
-        let cell = self.index_cell;
-        self.index
-            .entry(shard)
-            .or_insert_with(|| GeoIndex::new(cell))
-            .upsert(report.driver.clone(), report.position);
+        self.index.upsert(report.driver.clone(), report.position);
         self.drivers.insert(
             report.driver.clone(),
-            Held {
-                item: report,
-                shard,
+            Free {
+                report,
                 received_at,
             },
         );
@@ -213,7 +198,7 @@ impl Pool {
         if self
             .drivers
             .get(driver)
-            .is_some_and(|h| h.item.reported_at <= matched_at)
+            .is_some_and(|f| f.report.reported_at <= matched_at)
         {
             self.remove_driver(driver);
         }
@@ -235,7 +220,7 @@ impl Pool {
 
     /// Drivers in the geo index (always `free_drivers()`; exposed for tests and benchmarks).
     pub fn indexed_drivers(&self) -> usize {
-        self.index.values().map(GeoIndex::len).sum()
+        self.index.len()
     }
 
     /// Pairs everyone held in the shards `owns` accepts (even those about to expire: they were
@@ -250,51 +235,44 @@ impl Pool {
         limits: Limits,
         owns: impl Fn(u32) -> bool,
     ) -> TickOutcome {
-        // Solved against the pool's own indexes: a snapshot's copies are only needed off the lock.
-        let mut proposed = Vec::new();
-        for (shard, requests) in self.waiting_by_shard(&owns) {
-            if let Some(index) = self.index.get(&shard) {
-                propose(shard, requests, index, strategy, limits, &mut proposed);
-            }
-        }
+        // Solved against the pool's own index: a snapshot's copy is only needed off the lock.
+        let riders = self.waiting(&owns);
+        let proposed = if riders.is_empty() {
+            Vec::new()
+        } else {
+            propose(riders, &self.index, strategy, limits)
+        };
         self.apply(proposed, now, hold_ms, owns)
     }
 
-    /// The waiting riders of the owned shards, per shard, in arrival order (ties by id) —
-    /// `nearest` serves earlier riders first.
-    fn waiting_by_shard(&self, owns: impl Fn(u32) -> bool) -> Vec<(u32, Vec<RideRequest>)> {
+    /// The waiting riders of the owned shards in arrival order (ties by id) — `nearest` serves
+    /// earlier riders first.
+    fn waiting(&self, owns: impl Fn(u32) -> bool) -> Vec<(u32, RideRequest)> {
         let mut riders: Vec<&Held<RideRequest>> =
             self.riders.values().filter(|h| owns(h.shard)).collect();
-        riders.sort_by_key(|h| (h.shard, h.received_at, h.item.id));
+        riders.sort_by_key(|h| (h.received_at, h.item.id));
         riders
-            .chunk_by(|a, b| a.shard == b.shard)
-            .map(|chunk| {
-                (
-                    chunk[0].shard,
-                    chunk.iter().map(|h| h.item.clone()).collect(),
-                )
-            })
+            .into_iter()
+            .map(|h| (h.shard, h.item.clone()))
             .collect()
     }
 
     /// What a tick pairs: the waiting riders of the owned shards in arrival order and a copy of
-    /// those shards' driver indexes. Taking it is quick, so the pool's lock is not held while the
+    /// the free drivers' index. Taking it is quick, so the pool's lock is not held while the
     /// batch is solved and position updates keep flowing in.
     pub fn snapshot(&self, owns: impl Fn(u32) -> bool) -> Snapshot {
-        let shards = self
-            .waiting_by_shard(owns)
-            .into_iter()
-            .filter_map(|(shard, requests)| {
-                Some((shard, requests, self.index.get(&shard)?.clone()))
-            })
-            .collect();
-        Snapshot { shards }
+        let riders = self.waiting(owns);
+        let index = if riders.is_empty() {
+            GeoIndex::new(self.index.cell_size())
+        } else {
+            self.index.clone()
+        };
+        Snapshot { riders, index }
     }
 
     /// Completes a tick: takes the proposed pairs whose rider request and driver are still free
-    /// and in the same shard (either may have been matched elsewhere, the rider may have asked
-    /// again or the driver crossed into another shard while the batch was solved), at the
-    /// driver's latest position, then expires what is stale.
+    /// (either may have been matched elsewhere, or the rider may have asked again, while the
+    /// batch was solved), at the driver's latest position, then expires what is stale.
     pub fn apply(
         &mut self,
         proposed: Vec<Proposed>,
@@ -309,15 +287,10 @@ impl Pool {
                 .riders
                 .get(&p.request.rider)
                 .is_some_and(|h| h.item.id == p.request.id);
-            // A driver who moved to another shard meanwhile is that shard's to pair.
-            let Some(driver) = self
-                .drivers
-                .get(&p.driver)
-                .filter(|held| rider_waits && held.shard == p.shard)
-            else {
+            let Some(driver) = self.drivers.get(&p.driver).filter(|_| rider_waits) else {
                 continue;
             };
-            let driver = driver.item.clone();
+            let driver = driver.report.clone();
             self.riders.remove(&p.request.rider);
             self.remove_driver(&driver.driver);
             pairings.push(Pairing {
@@ -343,7 +316,7 @@ impl Pool {
         let expired_drivers: Vec<PersonName> = self
             .drivers
             .iter()
-            .filter(|(_, held)| stale(held.received_at))
+            .filter(|(_, free)| stale(free.received_at))
             .map(|(name, _)| name.clone())
             .collect();
         for driver in &expired_drivers {
@@ -402,8 +375,8 @@ mod tests {
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
         pool.add_rider(request(2, "r2", 10.0), 0, T0);
         pool.add_rider(request(3, "r3", 20.0), 0, T0);
-        pool.add_driver(driver("d1", 1.0), 0, T0);
-        pool.add_driver(driver("d2", 11.0), 0, T0);
+        pool.add_driver(driver("d1", 1.0), T0);
+        pool.add_driver(driver("d2", 11.0), T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         assert_eq!(out.tick, 1);
         assert_eq!(out.pairings.len(), 2);
@@ -440,8 +413,8 @@ mod tests {
         assert_eq!(after.expired.len(), 1);
         assert_eq!(pool.waiting_riders(), 0);
 
-        pool.add_driver(driver("d1", 0.0), 0, T0);
-        pool.add_driver(driver("d1", 3.0), 0, T0.plus_millis(4_000)); // refresh
+        pool.add_driver(driver("d1", 0.0), T0);
+        pool.add_driver(driver("d1", 3.0), T0.plus_millis(4_000)); // refresh
         let refreshed = pool.tick(
             T0.plus_millis(6_000),
             5_000,
@@ -471,7 +444,7 @@ mod tests {
     fn an_old_entry_still_gets_its_last_chance() {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
-        pool.add_driver(driver("d1", 0.0), 0, T0.plus_millis(9_000));
+        pool.add_driver(driver("d1", 0.0), T0.plus_millis(9_000));
         let out = pool.tick(
             T0.plus_millis(9_000),
             5_000,
@@ -488,8 +461,8 @@ mod tests {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
         pool.add_rider(request(2, "r1", 50.0), 0, T0);
-        pool.add_driver(driver("d1", 50.0), 0, T0);
-        pool.add_driver(driver("d2", 0.0), 0, T0);
+        pool.add_driver(driver("d1", 50.0), T0);
+        pool.add_driver(driver("d2", 0.0), T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         assert_eq!(out.pairings.len(), 1);
         assert_eq!(
@@ -499,23 +472,32 @@ mod tests {
     }
 
     #[test]
-    fn only_owned_shards_are_paired_and_report_expiries() {
+    fn only_owned_shards_riders_are_paired_with_drivers_of_any_shard() {
         let mut pool = Pool::default();
+        // r0 waits in shard 0, r1 and r1b in shard 1; the drivers' shards do not matter.
         pool.add_rider(request(1, "r0", 0.0), 0, T0);
-        pool.add_driver(driver("d0", 0.0), 0, T0);
-        pool.add_rider(request(2, "r1", 0.0), 1, T0);
-        pool.add_driver(driver("d1", 0.0), 1, T0);
-        pool.add_rider(request(3, "r1b", 5.0), 1, T0);
+        pool.add_rider(request(2, "r1", 20.0), 1, T0);
+        pool.add_rider(request(3, "r1b", 40.0), 1, T0);
+        pool.add_driver(driver("d0", 21.0), T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |shard| {
             shard == 1
         });
         assert_eq!(out.pairings.len(), 1);
         assert_eq!(out.pairings[0].shard, 1);
+        assert_eq!(out.pairings[0].request.rider.as_str(), "r1");
         assert_eq!(
             pool.waiting_riders(),
             2,
             "shard 0 waits for its owner; r1b for a driver"
         );
+        // A driver across the edge of shard 1 (wherever its reports put it) is a candidate.
+        pool.add_driver(driver("d1", 41.0), T0);
+        let edge = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |shard| {
+            shard == 1
+        });
+        assert_eq!(edge.pairings.len(), 1);
+        assert_eq!(edge.pairings[0].driver.driver.as_str(), "d1");
+        pool.add_rider(request(4, "r1c", 60.0), 1, T0);
         let late = pool.tick(
             T0.plus_millis(6_000),
             5_000,
@@ -528,7 +510,7 @@ mod tests {
             1,
             "only the owned shard's expiry is announced"
         );
-        assert_eq!(late.expired[0].rider.as_str(), "r1b");
+        assert_eq!(late.expired[0].rider.as_str(), "r1c");
         assert_eq!(pool.waiting_riders(), 0, "mirrors expire too");
     }
 
@@ -547,23 +529,23 @@ mod tests {
         );
         assert_eq!(pool.waiting_riders(), 0);
         // The driver's report (made before the match) arrives after the match event.
-        pool.add_driver(d.clone(), 0, T0.plus_millis(20));
+        pool.add_driver(d.clone(), T0.plus_millis(20));
         pool.add_rider(r.clone(), 0, T0.plus_millis(20));
         assert_eq!((pool.waiting_riders(), pool.free_drivers()), (0, 0));
         // A report made after the match is a driver free again.
         let mut again = d;
         again.reported_at = T0.plus_millis(500);
-        pool.add_driver(again, 0, T0.plus_millis(600));
+        pool.add_driver(again, T0.plus_millis(600));
         assert_eq!(pool.free_drivers(), 1);
     }
 
     #[test]
-    fn the_index_follows_reports_pairs_expiries_and_shard_moves() {
+    fn the_index_follows_reports_pairs_expiries_and_moves() {
         let mut pool = Pool::new(2.0);
-        pool.add_driver(driver("d1", 0.0), 0, T0);
-        pool.add_driver(driver("d2", 30.0), 0, T0);
-        pool.add_driver(driver("d2", 35.0), 1, T0.plus_millis(10)); // moved to shard 1
-        pool.add_driver(driver("d3", 90.0), 1, T0.plus_millis(4_000));
+        pool.add_driver(driver("d1", 0.0), T0);
+        pool.add_driver(driver("d2", 30.0), T0);
+        pool.add_driver(driver("d2", 35.0), T0.plus_millis(10)); // moved
+        pool.add_driver(driver("d3", 90.0), T0.plus_millis(4_000));
         assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (3, 3));
         pool.add_rider(request(1, "r1", 34.0), 1, T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
@@ -571,7 +553,7 @@ mod tests {
         assert_eq!(
             out.pairings[0].driver.driver.as_str(),
             "d2",
-            "d2 is found in the shard it moved to, at its new position"
+            "d2 is found at its new position"
         );
         assert_eq!(out.pairings[0].pickup_distance, 1.0);
         assert_eq!((pool.free_drivers(), pool.indexed_drivers()), (2, 2));
@@ -611,8 +593,8 @@ mod tests {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r1", 0.0), 0, T0);
         pool.add_rider(request(2, "r2", 50.0), 0, T0);
-        pool.add_driver(driver("d1", 1.0), 0, T0);
-        pool.add_driver(driver("d2", 51.0), 0, T0);
+        pool.add_driver(driver("d1", 1.0), T0);
+        pool.add_driver(driver("d2", 51.0), T0);
         let snapshot = pool.snapshot(|_| true);
         assert_eq!(snapshot.riders(), 2);
         let proposed = snapshot.solve(Strategy::Optimal, Limits::default());
@@ -628,7 +610,7 @@ mod tests {
         );
         let mut moved = driver("d2", 53.0);
         moved.reported_at = T0.plus_millis(10);
-        pool.add_driver(moved, 0, T0.plus_millis(10));
+        pool.add_driver(moved, T0.plus_millis(10));
         let out = pool.apply(proposed, T0.plus_millis(20), 5_000, |_| true);
         assert_eq!(out.pairings.len(), 1, "only r2-d2 is still possible");
         assert_eq!(out.pairings[0].driver.driver.as_str(), "d2");
@@ -644,11 +626,11 @@ mod tests {
     fn a_pair_that_lost_its_claim_can_be_put_back() {
         let mut pool = Pool::default();
         pool.add_rider(request(1, "r", 0.0), 0, T0);
-        pool.add_driver(driver("d", 1.0), 0, T0);
+        pool.add_driver(driver("d", 1.0), T0);
         let out = pool.tick(T0, 5_000, Strategy::Optimal, Limits::default(), |_| true);
         let pair = out.pairings[0].clone();
         pool.add_rider(pair.request.clone(), pair.shard, T0);
-        pool.add_driver(driver("d2", 2.0), 0, T0);
+        pool.add_driver(driver("d2", 2.0), T0);
         let again = pool.tick(
             T0.plus_millis(100),
             5_000,

@@ -125,8 +125,15 @@ impl Default for PricingConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TripsConfig {
-    /// How often searching trips are offered to free drivers (one batch).
+    /// How often searching trips are offered to free drivers (one batch per instance).
     pub dispatch_ms: u64,
+    /// Geographic shards of dispatch: the H3 cells of `shard_resolution` containing pickups are
+    /// spread over `shards` shards, which the instances share by leases.
+    pub shards: u32,
+    pub shard_resolution: u8,
+    /// How long a dispatch shard's lease lasts without renewal (the distributed mode): a killed
+    /// instance's shards are taken over about this long after its last renewal.
+    pub lease_ttl_ms: u64,
     /// A driver is offered trips whose pickup is at most this far (metres).
     pub max_pickup_m: f64,
     /// A driver whose last position is older than this is not offered trips.
@@ -144,6 +151,9 @@ impl Default for TripsConfig {
         let policy = domain::trip::TripPolicy::default();
         Self {
             dispatch_ms: 1_000,
+            shards: 16,
+            shard_resolution: 7,
+            lease_ttl_ms: 2_000,
             max_pickup_m: 5_000.0,
             position_ttl_ms: 60_000,
             offer_timeout_ms: policy.offer_timeout_ms,
@@ -588,6 +598,18 @@ impl Config {
             return invalid(format!(
                 "trips.max_pickup_m = {} must be a positive number",
                 t.max_pickup_m
+            ));
+        }
+        if t.shards == 0 || t.shards > 1024 || t.shard_resolution > 15 {
+            return invalid(format!(
+                "trips.shards = {} must be 1 to 1024 and trips.shard_resolution = {} an H3 resolution, 0 to 15",
+                t.shards, t.shard_resolution
+            ));
+        }
+        if t.lease_ttl_ms < 400 {
+            return invalid(format!(
+                "trips.lease_ttl_ms = {} is below the 400 ms minimum",
+                t.lease_ttl_ms
             ));
         }
         let h = &self.http;

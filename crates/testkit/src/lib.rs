@@ -469,9 +469,14 @@ impl TestDatabase {
     }
 }
 
-/// The distinct owners of the matching shard leases, read from the lease bucket on the NATS
-/// server(s) at `url` (comma-separated); empty if there is no bucket yet.
-pub async fn shard_owners(url: &str) -> std::collections::BTreeSet<String> {
+/// The lease bucket of the course matcher's shards (with the default stream prefix).
+pub const MATCHING_LEASES: &str = "RICKSHAW_matching_leases";
+/// The lease bucket of product dispatch's shards.
+pub const DISPATCH_LEASES: &str = "RICKSHAW_dispatch_leases";
+
+/// The distinct owners of the shard leases in `bucket`, read on the NATS server(s) at `url`
+/// (comma-separated); empty if there is no bucket yet.
+pub async fn shard_owners(url: &str, bucket: &str) -> std::collections::BTreeSet<String> {
     let servers: Vec<async_nats::ServerAddr> = url
         .split(',')
         .filter_map(|u| u.trim().parse().ok())
@@ -481,7 +486,7 @@ pub async fn shard_owners(url: &str) -> std::collections::BTreeSet<String> {
     };
     let js = async_nats::jetstream::new(client);
     let mut owners = std::collections::BTreeSet::new();
-    let Ok(bucket) = js.get_key_value("RICKSHAW_matching_leases").await else {
+    let Ok(bucket) = js.get_key_value(bucket).await else {
         return owners;
     };
     let Ok(mut keys) = bucket.keys().await else {
@@ -498,13 +503,16 @@ pub async fn shard_owners(url: &str) -> std::collections::BTreeSet<String> {
     owners
 }
 
-/// Waits (up to 20 s) until exactly `n` matching instances own shards.
-pub async fn until_shard_owners(url: &str, n: usize) {
+/// Waits (up to 20 s) until exactly `n` instances own shards of `bucket`.
+pub async fn until_shard_owners(url: &str, bucket: &str, n: usize) {
     for _ in 0..100 {
-        if shard_owners(url).await.len() == n {
+        if shard_owners(url, bucket).await.len() == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("never {n} shard owners: {:?}", shard_owners(url).await);
+    panic!(
+        "never {n} owners of {bucket}: {:?}",
+        shard_owners(url, bucket).await
+    );
 }

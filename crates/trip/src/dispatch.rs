@@ -1,23 +1,27 @@
-//! Dispatch: every `trips.dispatch_ms`, one instance (the store's `lead`) expires lapsed offers
-//! and searches, then offers searching trips to free drivers of their package in one batch: the
-//! candidate pairs are the drivers within `max_pickup_m` of each pickup, minus the drivers the
-//! trip excludes, solved for the least total pickup distance by the same sparse exact solver the
-//! course matcher uses (`domain::matching::sparse`).
+//! Dispatch: every `trips.dispatch_ms`, each instance takes the searching trips whose pickup lies
+//! in a shard it holds (leases from the matching engine: all shards in the embedded mode, shared
+//! through a NATS key-value bucket in the distributed mode), expires their lapsed offers and
+//! searches, then offers them to free drivers of their package in one batch: the candidate pairs
+//! are the drivers within `max_pickup_m` of each pickup, in any shard, minus the drivers the trip
+//! excludes and those holding a trip, solved for the least total pickup distance by the engine
+//! (`matching::Fleet`, over the same sparse exact solver the course matcher uses).
 //!
-//! The fleet (online drivers, their package and last position) is mirrored from supply's
-//! `DriverStatusChanged` / `DriverLocated` events by every instance; drivers with an active trip
-//! come from the store (its unique index is the real guard), drivers holding an offer from the
-//! open trips of the round.
+//! Several instances dispatch at once, each its own shards. The fleet (online drivers, their
+//! package and last position) is mirrored from supply's `DriverStatusChanged` / `DriverLocated`
+//! events by every instance, into an incremental index. Drivers holding a trip come from the store,
+//! whose unique index on the holding driver is the claim: of two offers to one driver made by
+//! neighbouring shards' owners, the second is refused (`DriverBusy`) and its trip waits for the
+//! next round.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use domain::events::{DriverLocated, DriverStatusChanged, Event};
-use domain::matching::index::GeoIndex;
-use domain::matching::sparse::{self, CandidateGraph};
+use domain::matching::shard_of_place;
 use domain::trip::{Command, TripState};
-use domain::{AccountId, LatLng, Package, Projection, Timestamp};
+use domain::{AccountId, Package, Timestamp};
+use matching::{Ask, Fleet, Leases, Reach};
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
 use platform::config::TripsConfig;
 use platform::{Shutdown, clock};
@@ -30,73 +34,15 @@ use crate::store::TripRecord;
 /// The most open trips one round looks at.
 const ROUND_TRIPS: u32 = 20_000;
 
-#[derive(Clone, Copy, Debug)]
-struct FleetDriver {
-    package: Package,
-    position: Option<(LatLng, Timestamp)>,
-}
-
-/// Online product drivers, as supply announced them.
-#[derive(Debug, Default)]
-pub struct Fleet {
-    online: HashMap<AccountId, FleetDriver>,
-}
-
-impl Fleet {
-    pub fn status(&mut self, event: &DriverStatusChanged) {
-        match (event.online, event.package) {
-            (true, Some(package)) => {
-                let entry = self.online.entry(event.driver).or_insert(FleetDriver {
-                    package,
-                    position: None,
-                });
-                entry.package = package;
-            }
-            _ => {
-                self.online.remove(&event.driver);
-            }
-        }
-    }
-
-    pub fn located(&mut self, event: &DriverLocated) {
-        if let Some(driver) = self.online.get_mut(&event.driver)
-            && driver.position.is_none_or(|(_, at)| at <= event.at)
-        {
-            driver.position = Some((event.position, event.at));
-        }
-    }
-
-    pub fn online(&self) -> usize {
-        self.online.len()
-    }
-
-    /// Drivers of `package` with a position newer than `fresh_since`.
-    fn available(
-        &self,
-        package: Package,
-        fresh_since: Timestamp,
-        busy: &HashSet<AccountId>,
-    ) -> Vec<(AccountId, LatLng)> {
-        let mut drivers: Vec<(AccountId, LatLng)> = self
-            .online
-            .iter()
-            .filter(|(id, d)| d.package == package && !busy.contains(id))
-            .filter_map(|(id, d)| match d.position {
-                Some((at, when)) if when >= fresh_since => Some((*id, at)),
-                _ => None,
-            })
-            .collect();
-        // Deterministic rounds (the map's order is not).
-        drivers.sort_by_key(|(id, _)| *id);
-        drivers
-    }
-}
-
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Round {
-    pub led: bool,
+    /// Shards this instance held for the round (none: it did nothing).
+    pub shards: usize,
     pub offers: usize,
+    /// Offers refused at the commit: another instance gave the driver a trip first (the claim),
+    /// or the trip changed meanwhile.
+    pub lost_claims: usize,
     pub expired_offers: usize,
     pub expired_searches: usize,
     pub searching: usize,
@@ -106,6 +52,7 @@ pub struct Dispatcher {
     service: TripService,
     fleet: Arc<Mutex<Fleet>>,
     config: TripsConfig,
+    leases: Arc<dyn Leases>,
     statuses: Option<Subscription>,
     locations: Option<Subscription>,
 }
@@ -122,6 +69,7 @@ impl Dispatcher {
         service: TripService,
         bus: &SharedBus,
         config: TripsConfig,
+        leases: Arc<dyn Leases>,
     ) -> Result<Self, TripError> {
         let bus_error = |e: BusError| TripError::Unavailable(e.to_string());
         let statuses = bus
@@ -132,25 +80,20 @@ impl Dispatcher {
             .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
             .await
             .map_err(bus_error)?;
-        let mut fleet = Fleet::default();
+        let mut fleet = Fleet::new((config.max_pickup_m / 4.0).max(50.0));
         let online = service
             .store()
             .online_drivers()
             .await
             .map_err(|e| TripError::Store(e.to_string()))?;
         for (driver, package) in online {
-            fleet.online.insert(
-                driver,
-                FleetDriver {
-                    package,
-                    position: None,
-                },
-            );
+            fleet.known_online(driver, package);
         }
         Ok(Self {
             service,
             fleet: Arc::new(Mutex::new(fleet)),
             config,
+            leases,
             statuses: Some(statuses),
             locations: Some(locations),
         })
@@ -213,7 +156,10 @@ impl Dispatcher {
                 match self.round(clock::now()).await {
                     Ok(round) => {
                         metrics::counter!("trip_offers_total").increment(round.offers as u64);
+                        metrics::counter!("trip_lost_claims_total")
+                            .increment(round.lost_claims as u64);
                         metrics::gauge!("trip_searching").set(round.searching as f64);
+                        metrics::gauge!("trip_dispatch_shards").set(round.shards as f64);
                     }
                     Err(e) => tracing::warn!(error = %e, "a dispatch round failed"),
                 }
@@ -221,31 +167,29 @@ impl Dispatcher {
         });
     }
 
-    /// One round at `now` (public for tests, which drive rounds by hand), if this instance leads.
+    /// One round at `now` over the shards this instance holds (public for tests, which drive
+    /// rounds by hand).
     pub async fn round(&self, now: Timestamp) -> Result<Round, TripError> {
-        let leader = self
-            .service
-            .store()
-            .lead()
-            .await
-            .map_err(|e| TripError::Store(e.to_string()))?;
-        let Some(leader) = leader else {
+        let owned = self.leases.owned();
+        if owned.is_empty() {
             return Ok(Round::default());
+        }
+        let (shards, resolution) = (self.config.shards, self.config.shard_resolution);
+        let owns = |record: &TripRecord| {
+            owned.contains(&shard_of_place(&record.pickup, resolution, shards))
         };
-        let round = self.led_round(now).await;
-        leader.release().await;
-        round
-    }
-
-    async fn led_round(&self, now: Timestamp) -> Result<Round, TripError> {
+        // The other shards' searching trips compete for the same drivers near the edges: they
+        // are solved along (never offered here), see `matching::Fleet::pair`.
         let store = self.service.store().clone();
         let store_error = |e: crate::store::StoreError| TripError::Store(e.to_string());
         let mut round = Round {
-            led: true,
+            shards: owned.len(),
             ..Round::default()
         };
         let policy = *self.service.policy();
-        let mut searching: Vec<TripRecord> = Vec::new();
+        // The searching trips in the store's order (the same on every instance), each marked
+        // whether it is ours to offer.
+        let mut searching: Vec<(bool, TripRecord)> = Vec::new();
         // Open trips first, busy drivers second: a driver who accepts in between is then in
         // the second read.
         let open = store.open_trips(ROUND_TRIPS).await.map_err(store_error)?;
@@ -256,21 +200,24 @@ impl Dispatcher {
             .into_iter()
             .collect();
         for record in open {
-            let expiry = match record.trip.state {
-                TripState::Offered { offered_at, driver } => {
-                    if now.millis_since(offered_at) >= policy.offer_timeout_ms {
-                        Some(Command::ExpireOffer)
-                    } else {
-                        busy.insert(driver);
-                        None
-                    }
+            if !owns(&record) {
+                if record.trip.state == TripState::Searching
+                    && now.millis_since(record.trip.requested_at) < policy.search_timeout_ms
+                {
+                    searching.push((false, record));
                 }
+                continue;
+            }
+            let expiry = match record.trip.state {
+                TripState::Offered { offered_at, .. } => (now.millis_since(offered_at)
+                    >= policy.offer_timeout_ms)
+                    .then_some(Command::ExpireOffer),
                 TripState::Searching => {
                     if now.millis_since(record.trip.requested_at) >= policy.search_timeout_ms {
                         Some(Command::ExpireSearch)
                     } else {
-                        searching.push(record.clone());
-                        None
+                        searching.push((true, record));
+                        continue;
                     }
                 }
                 _ => None,
@@ -293,172 +240,47 @@ impl Dispatcher {
                 }
             }
         }
-        round.searching = searching.len();
-        let fresh_since = now.plus_millis(-i64::try_from(self.config.position_ttl_ms).unwrap_or(0));
+        round.searching = searching.iter().filter(|(ours, _)| *ours).count();
+        let reach = Reach {
+            max_pickup_m: self.config.max_pickup_m,
+            fresh_since: now
+                .plus_millis(-i64::try_from(self.config.position_ttl_ms).unwrap_or(i64::MAX)),
+            busy: &busy,
+        };
         let mut offers = Vec::new();
         for package in Package::ALL {
-            let trips: Vec<&TripRecord> =
-                searching.iter().filter(|t| t.package == package).collect();
-            if trips.is_empty() {
+            let trips: Vec<&(bool, TripRecord)> = searching
+                .iter()
+                .filter(|(_, t)| t.package == package)
+                .collect();
+            if !trips.iter().any(|(ours, _)| *ours) {
                 continue;
             }
-            let drivers = lock(&self.fleet).available(package, fresh_since, &busy);
-            let by_id: std::collections::HashMap<domain::TripId, &TripRecord> =
-                trips.iter().map(|t| (t.id, *t)).collect();
-            for (trip, driver) in pair(&trips, &drivers, self.config.max_pickup_m) {
-                if let Some(record) = by_id.get(&trip) {
-                    offers.push(((*record).clone(), driver));
-                }
-            }
+            let asks: Vec<Ask<'_, _>> = trips
+                .iter()
+                .map(|(_, t)| Ask {
+                    pickup: t.pickup,
+                    excluded: &t.trip.excluded,
+                })
+                .collect();
+            let pairs = lock(&self.fleet).pair(
+                package,
+                &asks,
+                |ask| trips[ask].0,
+                reach,
+                |excluded, driver| excluded.contains(driver),
+            );
+            offers.extend(
+                pairs
+                    .into_iter()
+                    .map(|(ask, driver)| (trips[ask].1.clone(), driver)),
+            );
         }
-        // The round's offers in one transaction: one commit, not one per offer.
-        let offered = self.service.offer_all(offers, now).await?;
-        round.offers += usize::try_from(offered).unwrap_or(usize::MAX);
+        // The round's offers in a few transactions: one commit for many, not one per offer.
+        let wanted = offers.len();
+        let offered = usize::try_from(self.service.offer_all(offers, now).await?).unwrap_or(0);
+        round.offers = offered;
+        round.lost_claims = wanted.saturating_sub(offered);
         Ok(round)
-    }
-}
-
-/// The offers of one package: least total pickup distance, each trip to at most one driver,
-/// never beyond `max_pickup_m`, never to a driver the trip excludes.
-fn pair(
-    trips: &[&TripRecord],
-    drivers: &[(AccountId, LatLng)],
-    max_pickup_m: f64,
-) -> Vec<(domain::TripId, AccountId)> {
-    if trips.is_empty() || drivers.is_empty() {
-        return Vec::new();
-    }
-    let projection = Projection::centred_at(trips[0].pickup);
-    let mut index: GeoIndex<u32> = GeoIndex::new((max_pickup_m / 4.0).max(50.0));
-    for (slot, (_, at)) in drivers.iter().enumerate() {
-        if let (Ok(point), Ok(slot)) = (projection.to_plane(*at), u32::try_from(slot)) {
-            index.upsert(slot, point);
-        }
-    }
-    let mut graph = CandidateGraph::with_capacity(trips.len(), trips.len() * 8);
-    for trip in trips {
-        let mut edges = Vec::new();
-        if let Ok(pickup) = projection.to_plane(trip.pickup) {
-            // The plane is exact near its centre only: search a little wider, then keep the
-            // drivers whose great-circle distance is within reach.
-            index.for_each_within(pickup, max_pickup_m * 1.1, |slot, _| {
-                let Some(&key) = index.key(slot) else { return };
-                let (driver, at) = drivers[key as usize];
-                let distance = trip.pickup.distance_m(&at);
-                if distance <= max_pickup_m && !trip.trip.excluded.contains(&driver) {
-                    edges.push((key, distance));
-                }
-            });
-        }
-        graph.push_row(edges);
-    }
-    sparse::solve(&graph, drivers.len(), max_pickup_m)
-        .into_iter()
-        .enumerate()
-        .filter_map(|(row, column)| {
-            let column = column? as usize;
-            Some((trips[row].id, drivers.get(column)?.0))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use domain::pricing::RouteEstimate;
-    use domain::trip::Trip;
-
-    use super::*;
-
-    fn account(n: u128) -> AccountId {
-        AccountId::from_uuid(uuid::Uuid::from_u128(n))
-    }
-
-    fn trip_at(n: u128, lat: f64, lng: f64) -> TripRecord {
-        let pickup = LatLng::new(lat, lng).expect("valid");
-        TripRecord {
-            id: domain::TripId::from_uuid(uuid::Uuid::from_u128(n)),
-            quote_id: uuid::Uuid::from_u128(n),
-            package: Package::Car,
-            pickup,
-            dropoff: pickup,
-            route: RouteEstimate {
-                distance_m: 0,
-                duration_s: 0,
-            },
-            fare: 0,
-            trip: Trip::new(account(1000 + n), Timestamp::from_millis(0)),
-            updated_at: Timestamp::from_millis(0),
-        }
-    }
-
-    #[test]
-    fn the_batch_minimises_total_pickup_and_respects_exclusions_and_reach() {
-        // Two trips 1 km apart on a meridian, two drivers: greedy would give the first trip the
-        // driver between them and send the second trip's nearest elsewhere.
-        let (a, b) = (trip_at(1, 23.700, 90.4), trip_at(2, 23.709, 90.4));
-        let d_mid = (account(1), LatLng::new(23.7065, 90.4).expect("valid"));
-        let d_south = (account(2), LatLng::new(23.699, 90.4).expect("valid"));
-        let pairs = pair(&[&a, &b], &[d_mid, d_south], 5_000.0);
-        assert_eq!(pairs.len(), 2);
-        assert!(pairs.contains(&(a.id, account(2))) && pairs.contains(&(b.id, account(1))));
-
-        let mut excluded = b.clone();
-        excluded.trip.excluded.insert(account(1));
-        let pairs = pair(&[&excluded], &[d_mid], 5_000.0);
-        assert!(
-            pairs.is_empty(),
-            "an excluded driver is never offered the trip"
-        );
-
-        let far = (account(3), LatLng::new(23.80, 90.4).expect("valid"));
-        assert!(
-            pair(&[&a], &[far], 5_000.0).is_empty(),
-            "11 km is beyond reach"
-        );
-    }
-
-    #[test]
-    fn the_fleet_keeps_online_drivers_with_their_newest_position() {
-        let mut fleet = Fleet::default();
-        let d = account(7);
-        let at = |ms| Timestamp::from_millis(ms);
-        fleet.status(&DriverStatusChanged {
-            driver: d,
-            online: true,
-            package: Some(Package::Bike),
-            at: at(0),
-        });
-        let here = LatLng::new(23.7, 90.4).expect("valid");
-        let there = LatLng::new(23.8, 90.4).expect("valid");
-        fleet.located(&DriverLocated {
-            driver: d,
-            position: here,
-            at: at(20),
-        });
-        // An older position arriving late does not win.
-        fleet.located(&DriverLocated {
-            driver: d,
-            position: there,
-            at: at(10),
-        });
-        let none = HashSet::new();
-        assert_eq!(fleet.available(Package::Bike, at(0), &none), [(d, here)]);
-        assert!(fleet.available(Package::Car, at(0), &none).is_empty());
-        assert!(
-            fleet.available(Package::Bike, at(30), &none).is_empty(),
-            "stale"
-        );
-        assert!(
-            fleet
-                .available(Package::Bike, at(0), &HashSet::from([d]))
-                .is_empty()
-        );
-        fleet.status(&DriverStatusChanged {
-            driver: d,
-            online: false,
-            package: None,
-            at: at(40),
-        });
-        assert_eq!(fleet.online(), 0);
     }
 }

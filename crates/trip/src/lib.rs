@@ -24,7 +24,7 @@ pub use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-pub use dispatch::{Dispatcher, Fleet};
+pub use dispatch::{Dispatcher, Round};
 pub use module::Module;
 pub use remote::RemoteTrip;
 pub use service::TripService;

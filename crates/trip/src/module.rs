@@ -1,12 +1,14 @@
 //! The trip service on the composition path: its store on the mode's database, the dispatcher
-//! and the outbox relay (tasks), its `rpc.trip.*` answers in the distributed mode,
+//! (its shards leased like the course matcher's) and the outbox relay (tasks), its `rpc.trip.*` answers in the distributed mode,
 //! `Arc<dyn TripApi>` for the services after it; elsewhere a client that calls it over NATS.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use matching::{AllShards, KvLeases, LeaseConfig, Leases};
 use platform::outbox::RelayPace;
-use platform::service::{Deps, ServiceModule, Started};
+use platform::service::{Backends, Deps, ServiceModule, Started};
 use pricing::QuoteBook;
 
 use crate::{
@@ -44,7 +46,25 @@ impl ServiceModule for Module {
             QuoteBook::new(key.bytes()),
             config.policy(),
         );
-        let dispatcher = Dispatcher::build(trips.clone(), &deps.bus, config.clone()).await?;
+        // Dispatch shards: all of them in one process; shared by leases between instances.
+        let leases: Arc<dyn Leases> = match &deps.backends {
+            Backends::Embedded { .. } => Arc::new(AllShards(config.shards)),
+            Backends::Distributed { jetstream, .. } => {
+                let lease_config = LeaseConfig {
+                    shards: config.shards,
+                    ttl: Duration::from_millis(config.lease_ttl_ms),
+                    bucket: format!("{}_dispatch_leases", deps.config.nats.stream_prefix),
+                    replicas: deps.config.nats.replicas,
+                    instance: uuid::Uuid::now_v7().simple().to_string(),
+                    // The fleet mirror fills from the events and the store at once: no hold time
+                    // to wait out before taking shards.
+                    warmup: Duration::ZERO,
+                };
+                KvLeases::start(jetstream, lease_config, &deps.shutdown).await?
+            }
+        };
+        let dispatcher =
+            Dispatcher::build(trips.clone(), &deps.bus, config.clone(), leases).await?;
         started = started
             .task(move |shutdown| dispatcher.run(shutdown))
             .task(trips.outbox().clone().relay(RelayPace::default()));

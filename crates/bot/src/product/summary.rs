@@ -19,6 +19,9 @@ pub struct ProductChecks {
     pub package_mismatches: u64,
     /// Notices a socket received twice (the same id, or an id not above the last one seen).
     pub duplicate_notices: u64,
+    /// A trip offered to a second driver while its offer to the first was open, or a driver
+    /// offered a trip while holding an offer of another.
+    pub double_offers: u64,
     /// Trips a rider found ended (by reading the trip) whose end notice never arrived on the
     /// socket within 2 s after that. Reported, not an invariant: a very slow push looks the same.
     pub missed_notices: u64,
@@ -27,6 +30,7 @@ pub struct ProductChecks {
 impl ProductChecks {
     pub fn hold(&self) -> bool {
         self.overlapping_assignments == 0
+            && self.double_offers == 0
             && self.fare_mismatches == 0
             && self.package_mismatches == 0
             && self.duplicate_notices == 0
@@ -109,6 +113,10 @@ pub struct ProductSummary {
     pub assigned_p99_ms: Option<f64>,
     pub completed_p50_ms: Option<f64>,
     pub completed_p99_ms: Option<f64>,
+    /// How long a searching trip waited for its next offer (from booking, a withdrawn offer or a
+    /// redispatch).
+    pub offer_wait_p99_ms: Option<f64>,
+    pub offer_wait_max_ms: Option<f64>,
     /// Every kind of failed request (`"409 POST /v1/trips/{id}/accept"`) with its count and the
     /// first answer.
     pub error_examples: BTreeMap<String, ErrorExample>,
@@ -135,7 +143,7 @@ impl ProductSummary {
         setup: Setup,
         counts: ProductProgress,
         checks: ProductChecks,
-        (assigned_ms, completed_ms): (&[f64], &[f64]),
+        (assigned_ms, completed_ms, offer_waits_ms): (&[f64], &[f64], &[f64]),
         error_examples: BTreeMap<String, ErrorExample>,
     ) -> Self {
         let sorted = |v: &[f64]| {
@@ -144,6 +152,7 @@ impl ProductSummary {
             v
         };
         let (assigned, completed) = (sorted(assigned_ms), sorted(completed_ms));
+        let offer_waits = sorted(offer_waits_ms);
         let secs = counts.elapsed.as_secs_f64();
         let completed_per_sec = if secs > 0.0 {
             (counts.trips_completed as f64 / secs * 100.0).round() / 100.0
@@ -164,11 +173,14 @@ impl ProductSummary {
             assigned_p99_ms: percentile(&assigned, 99.0).map(round1),
             completed_p50_ms: percentile(&completed, 50.0).map(round1),
             completed_p99_ms: percentile(&completed, 99.0).map(round1),
+            offer_wait_p99_ms: percentile(&offer_waits, 99.0).map(round1),
+            offer_wait_max_ms: offer_waits.last().copied().map(round1),
             error_examples,
         }
     }
 
-    /// No invariant was broken: no driver held two trips at once, every fare was the quoted one,
+    /// No invariant was broken: no driver held two trips or two offers at once, no trip was
+    /// offered to two drivers at once, every fare was the quoted one,
     /// every offer matched the driver's package, no notice came twice.
     pub fn invariants_hold(&self) -> bool {
         self.checks.hold()
@@ -228,16 +240,23 @@ impl std::fmt::Display for ProductSummary {
             ms(self.completed_p50_ms),
             ms(self.completed_p99_ms)
         )?;
+        writeln!(
+            f,
+            "  search → offer   p99 {}  max {}",
+            ms(self.offer_wait_p99_ms),
+            ms(self.offer_wait_max_ms)
+        )?;
         let k = &self.checks;
         writeln!(
             f,
-            "  invariants       {} (driver with overlapping trips: {}, fare ≠ quote: {}, wrong package offered: {}, duplicate notices: {})",
+            "  invariants       {} (driver with overlapping trips: {}, overlapping offers: {}, fare ≠ quote: {}, wrong package offered: {}, duplicate notices: {})",
             if self.invariants_hold() {
                 "hold"
             } else {
                 "BROKEN"
             },
             k.overlapping_assignments,
+            k.double_offers,
             k.fare_mismatches,
             k.package_mismatches,
             k.duplicate_notices

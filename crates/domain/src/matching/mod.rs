@@ -12,4 +12,4 @@ pub use assign::{
     Limits, Pair, Strategy, assign, assign_indexed, assign_within, objective, total_distance,
 };
 pub use index::{GeoIndex, Neighbor};
-pub use shard::shard_of;
+pub use shard::{shard_of, shard_of_place};

@@ -1,19 +1,43 @@
-//! Geographic shards for the planar course protocol: the plane is cut into square cells of side
-//! `cell`, and each cell belongs to one of `shards` shards by a fixed hash, so every process
-//! computes the same shard for the same point. Riders and drivers are only paired within a shard.
+//! Geographic shards: the map is cut into cells, and each cell belongs to one of `shards` shards
+//! by a fixed hash, so every process computes the same shard for the same place. A shard says who
+//! pairs a *rider* (the instance holding its lease); drivers are candidates wherever they are.
+//!
+//! - the planar course protocol: square cells of side `cell` (`shard_of`);
+//! - product trips on the globe: H3 cells of a resolution (`shard_of_place`; resolution 7 cells
+//!   are about 5 km², a few dozen to hundreds per city).
 
-use crate::geo::Point;
+use h3o::Resolution;
+
+use crate::geo::{LatLng, Point};
 
 /// The shard of the cell containing `point`. `shards` must be at least 1, `cell` positive.
 pub fn shard_of(point: &Point, cell: f64, shards: u32) -> u32 {
-    if shards <= 1 {
-        return 0;
-    }
     // Coordinates are bounded (±1e6), so the cell indices fit comfortably in i64.
     let cx = (point.x() / cell).floor() as i64;
     let cy = (point.y() / cell).floor() as i64;
-    // SplitMix64 finaliser over the packed cell: stable across processes and platforms.
-    let mut z = (cx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (cy as u64).rotate_left(32);
+    spread(
+        (cx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (cy as u64).rotate_left(32),
+        shards,
+    )
+}
+
+/// The shard of the H3 cell (at `resolution`, 0–15; beyond 15 means 15) containing `place`.
+pub fn shard_of_place(place: &LatLng, resolution: u8, shards: u32) -> u32 {
+    let resolution = Resolution::try_from(resolution.min(15)).unwrap_or(Resolution::Fifteen);
+    // A valid `LatLng` is always a valid H3 coordinate; fall back to one shard rather than panic.
+    match h3o::LatLng::new(place.lat(), place.lng()) {
+        Ok(at) => spread(u64::from(at.to_cell(resolution)), shards),
+        Err(_) => 0,
+    }
+}
+
+/// SplitMix64's finaliser over a cell's bits, reduced to a shard: stable across processes and
+/// platforms, and neighbouring cells land in unrelated shards.
+fn spread(cell: u64, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut z = cell;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -44,5 +68,27 @@ mod tests {
         }
         assert!(used.iter().all(|u| *u), "{used:?}");
         assert!(shard_of(&p(-1e6, 1e6), 0.5, 7) < 7);
+    }
+
+    #[test]
+    fn a_place_has_one_shard_and_a_city_uses_every_shard() {
+        let place = |lat, lng| LatLng::new(lat, lng).expect("valid");
+        let dhaka = place(23.7808, 90.4067);
+        assert_eq!(shard_of_place(&dhaka, 6, 1), 0);
+        assert_eq!(
+            shard_of_place(&dhaka, 6, 8),
+            shard_of_place(&place(23.78081, 90.40671), 6, 8),
+            "a metre away: the same cell"
+        );
+        // A 30 km square of Dhaka at resolution 6 covers every one of 8 shards.
+        let mut used = [false; 8];
+        for i in 0..30 {
+            for j in 0..30 {
+                let at = place(23.65 + f64::from(i) * 0.009, 90.3 + f64::from(j) * 0.01);
+                used[shard_of_place(&at, 6, 8) as usize] = true;
+            }
+        }
+        assert!(used.iter().all(|u| *u), "{used:?}");
+        assert!(shard_of_place(&place(-90.0, 180.0), 20, 5) < 5);
     }
 }

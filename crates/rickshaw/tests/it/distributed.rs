@@ -94,20 +94,22 @@ async fn matching_instances_share_the_shards_and_hand_them_over() {
     let second = testkit::spawn_distributed_with("matching", &nats, &db, sharded).await;
     let edge = spawn_distributed("gateway,rider,supply,rating,communication", &nats, &db).await;
     // The second joins after watching one hold time; then each holds half.
-    testkit::until_shard_owners(&nats.url, 2).await;
+    testkit::until_shard_owners(&nats.url, testkit::MATCHING_LEASES, 2).await;
 
     let both = bot(&edge.base_url, 5).await;
     assert!(both.invariants_hold(), "{both}");
     assert!(both.matched_pct >= 95.0, "{both}");
     assert_eq!(
-        testkit::shard_owners(&nats.url).await.len(),
+        testkit::shard_owners(&nats.url, testkit::MATCHING_LEASES)
+            .await
+            .len(),
         2,
         "both still share the shards"
     );
 
     // One instance leaves; the other takes every shard over.
     first.stop().await;
-    testkit::until_shard_owners(&nats.url, 1).await;
+    testkit::until_shard_owners(&nats.url, testkit::MATCHING_LEASES, 1).await;
     let one = bot(&edge.base_url, 5).await;
     assert!(one.invariants_hold(), "{one}");
     assert!(one.matched_pct >= 95.0, "{one}");

@@ -261,22 +261,52 @@ pub async fn notices_are_per_account_in_order_after_an_id(store: &dyn TripStore)
     assert_eq!(store.notices_for(rider, 0, 1).await.expect("page").len(), 1);
 }
 
-pub async fn one_dispatcher_leads_at_a_time(store: &dyn TripStore) {
-    let first = store.lead().await.expect("lead");
-    assert!(first.is_some(), "a free lock is taken");
-    drop(first);
-    // Released on drop (PostgreSQL: asynchronously, with the transaction's rollback).
-    let mut again = None;
-    for _ in 0..50 {
-        again = store.lead().await.expect("lead");
-        if again.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+/// The claim two dispatchers rely on: a driver holds one offer at a time, whichever instance
+/// (or whichever change of one batch) makes it; a declined offer frees the driver.
+pub async fn a_driver_holds_one_offer_at_a_time(store: &dyn TripStore) {
+    let driver = account();
+    let (first, second, third) = (record(account()), record(account()), record(account()));
+    for trip in [&first, &second, &third] {
+        store.create(trip, &[]).await.expect("created");
     }
+    let offer = |trip: &TripRecord| after(trip, Command::Offer { driver });
+    let first_offered = offer(&first);
+    store
+        .update(&first_offered, first.trip.version, &[])
+        .await
+        .expect("the first offer");
+    assert!(store.busy_drivers().await.expect("busy").contains(&driver));
+    let err = store
+        .update(&offer(&second), second.trip.version, &[])
+        .await
+        .expect_err("a second offer to the same driver");
+    assert!(matches!(err, StoreError::DriverBusy), "{err:?}");
+
+    let declined = after(&first_offered, Command::Decline { driver });
+    store
+        .update(&declined, first_offered.trip.version, &[])
+        .await
+        .expect("declined");
+    assert!(!store.busy_drivers().await.expect("busy").contains(&driver));
+    // Two offers to one driver in one batch: the first holds, the second is refused alone.
+    let change = |trip: &TripRecord| super::Change {
+        next: offer(trip),
+        expected_version: trip.trip.version,
+        notices: Vec::new(),
+    };
+    let outcomes = store
+        .update_many(&[change(&second), change(&third)])
+        .await
+        .expect("batch");
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
     assert!(
-        again.is_some(),
-        "the lock is free again after its holder let go"
+        matches!(outcomes[1], Err(StoreError::DriverBusy)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        store.get(third.id).await.expect("get"),
+        Some(third),
+        "unchanged"
     );
 }
 
@@ -483,7 +513,7 @@ macro_rules! trip_store_contract {
             a_driver_holds_one_active_trip_and_a_rider_one_open_trip,
             a_quote_books_one_trip,
             notices_are_per_account_in_order_after_an_id,
-            one_dispatcher_leads_at_a_time,
+            a_driver_holds_one_offer_at_a_time,
             a_driver_status_is_kept_unless_an_older_one_arrives,
             a_notice_left_in_the_outbox_is_relayed_once,
             a_batch_of_changes_commits_each_one_that_holds,

@@ -4,8 +4,10 @@
 //! PostgreSQL both take `$n` parameters, `RETURNING` and partial-free unique indexes over
 //! nullable columns (NULLs never collide), which is what the invariants rest on:
 //!
-//! - `active_driver` is the driver while the trip is `driver_assigned`, `arrived` or `in_progress`,
-//!   else NULL; unique — one driver, one active trip;
+//! - `active_driver` is the driver holding the trip — offered to them, `driver_assigned`,
+//!   `arrived` or `in_progress` — else NULL; unique — a driver holds one offer or one active
+//!   trip, never two. It is the claim that keeps two dispatchers (owners of neighbouring shards)
+//!   from giving the same driver two trips: the second offer is refused as `DriverBusy`;
 //! - `open_rider` is the rider until the trip ends, else NULL; unique — one open trip per rider;
 //! - `quote_id` is unique — a quote books one trip.
 
@@ -46,10 +48,11 @@ pub struct TripRecord {
 }
 
 impl TripRecord {
-    /// The driver holding this trip as active (the unique `active_driver` column).
+    /// The driver holding this trip, offered or active (the unique `active_driver` column).
     pub fn active_driver(&self) -> Option<AccountId> {
         match self.trip.state {
-            TripState::DriverAssigned { driver, .. }
+            TripState::Offered { driver, .. }
+            | TripState::DriverAssigned { driver, .. }
             | TripState::Arrived { driver, .. }
             | TripState::InProgress { driver, .. } => Some(driver),
             _ => None,
@@ -77,7 +80,7 @@ pub enum StoreError {
     /// The trip changed since it was read (`version` moved on).
     #[error("the trip changed meanwhile")]
     Stale,
-    #[error("the driver already has an active trip")]
+    #[error("the driver already holds an offer or an active trip")]
     DriverBusy,
     #[error("the rider already has an open trip")]
     RiderBusy,
@@ -111,24 +114,6 @@ impl From<sqlx::Error> for StoreError {
 /// Which sqlx database a store runs on (for the shared SQL).
 trait Backend {
     type Db: sqlx::Database;
-}
-
-/// While held, this instance is the only dispatcher. `release` gives it up at once; dropping it
-/// gives it up too, but possibly later (PostgreSQL rolls back a dropped transaction in the
-/// background), so the next round might find it still held.
-#[async_trait]
-pub trait Leadership: Send {
-    async fn release(self: Box<Self>);
-}
-
-pub type LeaderGuard = Box<dyn Leadership>;
-
-/// The leadership of a store with one process: nothing to release.
-pub(crate) struct SoleLeader;
-
-#[async_trait]
-impl Leadership for SoleLeader {
-    async fn release(self: Box<Self>) {}
 }
 
 /// One change of [`TripStore::update_many`]: `next` replaces the trip if it is still at
@@ -179,7 +164,7 @@ pub trait TripStore: Send + Sync + 'static {
     -> Result<Vec<TripRecord>, StoreError>;
     /// Trips searching or offered (the dispatcher's work), oldest first.
     async fn open_trips(&self, limit: u32) -> Result<Vec<TripRecord>, StoreError>;
-    /// Drivers holding an active trip.
+    /// Drivers holding a trip (offered to them or active).
     async fn busy_drivers(&self) -> Result<Vec<AccountId>, StoreError>;
     /// The account's notices with an id above `after`, oldest first.
     async fn notices_for(
@@ -197,8 +182,6 @@ pub trait TripStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Drivers whose last recorded status is online, with their package.
     async fn online_drivers(&self) -> Result<Vec<(AccountId, Package)>, StoreError>;
-    /// Leadership of the dispatch loop: `None` while another instance holds it.
-    async fn lead(&self) -> Result<Option<LeaderGuard>, StoreError>;
     /// The outbox table the notices are written to, for the relay.
     fn outbox(&self) -> Arc<dyn platform::outbox::OutboxTable>;
 }

@@ -5,13 +5,10 @@
 use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
 
 use super::sql::{self, impl_trip_store};
-use super::{Backend, LeaderGuard, Leadership, StoreError};
+use super::{Backend, StoreError};
 
 /// The schema this service's tables live in.
 pub const SCHEMA: &str = "trip";
-
-/// The advisory lock key the dispatcher holds while it runs a round ("TRIPDISP").
-const DISPATCH_LOCK: i64 = 0x5452_4950_4449_5350;
 
 pub const MIGRATIONS: &[EmbeddedMigration] = &[
     (
@@ -58,29 +55,6 @@ impl PgTripStore {
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::PgOutbox(self.pool.clone()))
-    }
-
-    /// A transaction holding the dispatch advisory lock: one dispatcher at a time across every
-    /// instance; the lock goes with the transaction (or the connection, if the process dies).
-    async fn lead_impl(&self) -> Result<Option<LeaderGuard>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(DISPATCH_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        Ok(locked.then(|| Box::new(PgLeader(tx)) as LeaderGuard))
-    }
-}
-
-/// The transaction holding the dispatch lock; committing it releases the lock.
-struct PgLeader(sqlx::Transaction<'static, sqlx::Postgres>);
-
-#[async_trait::async_trait]
-impl Leadership for PgLeader {
-    async fn release(self: Box<Self>) {
-        if let Err(e) = self.0.commit().await {
-            tracing::warn!(error = %e, "releasing the dispatch lock failed; it goes with the connection");
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The SQL both stores run (`$n` parameters work in SQLite and PostgreSQL alike), as one macro
-//! implementing `TripStore` for a type with a `pool` field and a `lead_impl` method.
+//! implementing `TripStore` for a type with a `pool` field.
 
 use domain::{AccountId, Timestamp};
 
@@ -342,10 +342,6 @@ macro_rules! impl_trip_store {
                         ))
                     })
                     .collect()
-            }
-
-            async fn lead(&self) -> Result<Option<super::LeaderGuard>, super::StoreError> {
-                self.lead_impl().await
             }
 
             fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {

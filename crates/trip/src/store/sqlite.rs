@@ -5,7 +5,7 @@ use platform::store::{EmbeddedMigration, migrate_sqlite};
 use sqlx::SqlitePool;
 
 use super::sql::{self, impl_trip_store};
-use super::{Backend, LeaderGuard, SoleLeader, StoreError};
+use super::{Backend, StoreError};
 
 pub const MIGRATIONS: &[EmbeddedMigration] = &[
     (
@@ -41,11 +41,6 @@ impl SqliteTripStore {
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
-    }
-
-    /// One process owns an SQLite file: it always leads.
-    async fn lead_impl(&self) -> Result<Option<LeaderGuard>, StoreError> {
-        Ok(Some(Box::new(SoleLeader)))
     }
 }
 

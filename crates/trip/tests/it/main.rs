@@ -3,6 +3,7 @@
 
 mod outbox;
 mod service;
+mod sharded;
 
 mod sqlite {
     trip::trip_store_contract!(async {
@@ -30,9 +31,8 @@ mod postgres {
         store
     }
 
-    /// A store on a database of its own, `trip_<test>` (dropped and created again): the
-    /// dispatcher's lock and its view of open trips are per database, so tests that dispatch
-    /// must not share one.
+    /// A store on a database of its own, `trip_<test>` (dropped and created again): a
+    /// dispatcher's view of open trips is per database, so tests that dispatch must not share one.
     pub async fn fresh_store(test: &str) -> trip::PgTripStore {
         let url = database_url();
         let admin = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
@@ -65,27 +65,4 @@ mod postgres {
     }
 
     trip::trip_store_contract!(store());
-
-    /// Across instances only one leads: while one holds the lock another cannot take it.
-    #[tokio::test]
-    async fn a_second_instance_cannot_lead_while_one_does() {
-        use trip::TripStore;
-        let (one, other) = (
-            fresh_store("lead_exclusion").await,
-            store_on("lead_exclusion").await,
-        );
-        let held = one.lead().await.expect("lead").expect("free");
-        assert!(
-            other.lead().await.expect("lead").is_none(),
-            "the lock is held"
-        );
-        held.release().await;
-        other
-            .lead()
-            .await
-            .expect("lead")
-            .expect("free again")
-            .release()
-            .await;
-    }
 }

@@ -28,7 +28,8 @@ impl Harness {
     pub async fn on(store: Arc<dyn TripStore>, bus: SharedBus) -> Self {
         let config = TripsConfig::default();
         let service = TripService::new(store, bus.clone(), QuoteBook::new(KEY), config.policy());
-        let dispatcher = Dispatcher::build(service.clone(), &bus, config)
+        let shards = Arc::new(matching::AllShards(config.shards));
+        let dispatcher = Dispatcher::build(service.clone(), &bus, config, shards)
             .await
             .expect("subscribes");
         Self {
@@ -419,10 +420,23 @@ pub async fn cancellation_fees_follow_the_clock(h: Harness) {
 pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
     for _ in 0..3 {
         let driver = h.driver(10.0);
-        let trips = [h.book(&h.rider()).await, h.book(&h.rider()).await];
-        for id in trips {
-            offer(&h, id, driver.account).await;
-        }
+        let riders = [h.rider(), h.rider()];
+        let trips = [h.book(&riders[0]).await, h.book(&riders[1]).await];
+        offer(&h, trips[0], driver.account).await;
+        // The claim: a driver holding an offer is not offered another trip.
+        let store = h.service.store();
+        let second = store.get(trips[1]).await.expect("get").expect("exists");
+        let next = trip::store::contract::after(
+            &second,
+            domain::trip::Command::Offer {
+                driver: driver.account,
+            },
+        );
+        let refused = store.update(&next, second.trip.version, &[]).await;
+        assert!(
+            matches!(refused, Err(trip::store::StoreError::DriverBusy)),
+            "{refused:?}"
+        );
         let service = Arc::new(h.service.clone());
         let mut accepts = Vec::new();
         for i in 0..20 {
@@ -438,11 +452,18 @@ pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
                 Ok(id) => {
                     won.insert(id);
                 }
-                Err(TripError::Conflict(_) | TripError::Illegal { .. }) => {}
+                // The trip not offered to them is not theirs to see.
+                Err(
+                    TripError::Conflict(_) | TripError::Illegal { .. } | TripError::NotFound(_),
+                ) => {}
                 Err(e) => panic!("unexpected error {e:?}"),
             }
         }
-        assert_eq!(won.len(), 1, "the driver holds exactly one trip: {won:?}");
+        assert_eq!(
+            won,
+            std::collections::BTreeSet::from([trips[0]]),
+            "the driver holds exactly the trip offered"
+        );
         let active: Vec<_> = h
             .service
             .list(&driver, 10)
@@ -453,16 +474,8 @@ pub async fn concurrent_accepts_leave_one_active_trip_per_driver(h: Harness) {
             .collect();
         assert_eq!(active.len(), 1);
         // Free the riders for the next round.
-        for id in trips {
-            let view = h.service.get(&driver, id).await.expect("visible");
-            let _ = h
-                .service
-                .act(
-                    &Caller::new(view.rider_id, Role::Rider, ""),
-                    id,
-                    Action::Cancel,
-                )
-                .await;
+        for (rider, id) in riders.iter().zip(trips) {
+            let _ = h.service.act(rider, id, Action::Cancel).await;
         }
     }
 }
@@ -549,7 +562,9 @@ pub async fn a_restarted_dispatcher_knows_who_is_online(h: Harness) {
         .await
         .expect("recorded");
     let bus: SharedBus = Arc::new(InProcessBus::new());
-    let restarted = Dispatcher::build(h.service.clone(), &bus, TripsConfig::default())
+    let config = TripsConfig::default();
+    let shards = Arc::new(matching::AllShards(config.shards));
+    let restarted = Dispatcher::build(h.service.clone(), &bus, config, shards)
         .await
         .expect("builds");
     let fleet = restarted.fleet();
