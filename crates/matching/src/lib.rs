@@ -217,6 +217,7 @@ async fn run_tick(
             .map(|p| leases.claim(p.request.id, &p.driver.driver)),
     )
     .await;
+    let mut announcements = Vec::new();
     for (pairing, claim) in outcome.pairings.into_iter().zip(claims) {
         if claim != Claim::Won {
             // Put both sides back. If another instance really announced the pair, its
@@ -246,11 +247,17 @@ async fn run_tick(
             fare = event.fare,
             "matched"
         );
-        if let Err(e) = bus::publish_event(bus.as_ref(), &event).await {
+        announcements.push(event);
+    }
+    // Announced concurrently: a publish the bus holds up (a stream electing its leader) delays
+    // the tick once, not once per pair.
+    let announced = announcements.iter().map(|event| async move {
+        if let Err(e) = bus::publish_event(bus.as_ref(), event).await {
             tracing::error!(error = %e, rider = %event.rider, "cannot announce a match");
         }
-    }
-    for request in outcome.expired {
+    });
+    futures_util::future::join_all(announced).await;
+    let expired = outcome.expired.into_iter().map(|request| async move {
         let event = RideExpired {
             request_id: request.id,
             rider: request.rider,
@@ -260,7 +267,8 @@ async fn run_tick(
         if let Err(e) = bus::publish_event(bus.as_ref(), &event).await {
             tracing::error!(error = %e, "cannot announce an expired request");
         }
-    }
+    });
+    futures_util::future::join_all(expired).await;
 }
 
 fn matched_event(tick: u64, pairing: Pairing, now: domain::Timestamp) -> RideMatched {

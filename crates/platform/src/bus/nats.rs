@@ -85,6 +85,9 @@ fn backend(context: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Backend(format!("{context}: {e}"))
 }
 
+/// How long a failed publish is tried again before the error is returned.
+const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(3);
+
 /// Runs `operation` until it succeeds, retrying for about 30 s: a cluster that has just formed,
 /// with every service creating its streams and consumers at once, can time out a creation or not
 /// know a stream another node just created.
@@ -139,8 +142,12 @@ impl NatsBus {
         &self.js
     }
 
-    /// The stream holding subjects whose first token is that of `subject`, created if missing.
-    async fn stream_for(&self, subject: &str) -> Result<stream::Stream, BusError> {
+    /// The name of the stream holding subjects whose first token is that of `subject`, created
+    /// (or brought to this configuration) the first time this process uses it. Later calls ask
+    /// the server nothing: a publish is one request, not a stream lookup and a publish (the
+    /// lookup hung for the client's whole timeout while a restarted node's streams elected
+    /// leaders, and stalled every publisher behind it).
+    async fn ensure_stream(&self, subject: &str) -> Result<String, BusError> {
         let token = subject.split('.').next().unwrap_or_default();
         if token == "*" || token == ">" {
             return Err(BusError::InvalidSubject(format!(
@@ -157,12 +164,7 @@ impl NatsBus {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&name);
-        let stream = if known {
-            self.js
-                .get_stream(&name)
-                .await
-                .map_err(|e| backend("stream lookup", e))?
-        } else {
+        if !known {
             let config = stream::Config {
                 name: name.clone(),
                 subjects: vec![format!("{token}.>")],
@@ -178,18 +180,12 @@ impl NatsBus {
             // stream an earlier version made).
             let what = format!("creating stream {name}");
             while_forming(&what, || self.js.create_or_update_stream(config.clone())).await?;
-            let stream = self
-                .js
-                .get_stream(&name)
-                .await
-                .map_err(|e| backend("stream lookup", e))?;
             self.streams
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(name);
-            stream
-        };
-        Ok(stream)
+                .insert(name.clone());
+        }
+        Ok(name)
     }
 
     /// Creates (or binds) the consumer for `options` and starts pulling. A short heartbeat makes
@@ -200,7 +196,13 @@ impl NatsBus {
         options: &SubscribeOptions,
         resume_after: Option<u64>,
     ) -> Result<(consumer::pull::Stream, Option<u64>), BusError> {
-        let stream = self.stream_for(&options.filter).await?;
+        let name = self.ensure_stream(&options.filter).await?;
+        // A handle without a request: the consumer's creation below is retried while forming.
+        let stream = self
+            .js
+            .get_stream_no_info(&name)
+            .await
+            .map_err(|e| backend("stream handle", e))?;
         let max_deliver = options.max_deliver.max(1);
         let deliver_policy = match (&options.durable, resume_after) {
             (Some(_), _) => consumer::DeliverPolicy::All,
@@ -277,7 +279,7 @@ impl NatsBus {
     }
 
     async fn publish_raw(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.stream_for(&envelope.subject).await?;
+        self.ensure_stream(&envelope.subject).await?;
         let mut headers = HeaderMap::new();
         for (key, value) in &envelope.headers {
             headers.insert(key.as_str(), value.as_str());
@@ -287,17 +289,35 @@ impl NatsBus {
             OCCURRED_AT,
             envelope.occurred_at.as_millis().to_string().as_str(),
         );
-        self.js
-            .publish_with_headers(
-                envelope.subject.clone(),
-                headers,
-                envelope.payload.clone().into(),
-            )
-            .await
-            .map_err(|e| backend("publish", e))?
-            .await
-            .map_err(|e| backend("publish not acknowledged by the stream", e))?;
-        Ok(())
+        // A stream whose leader is being elected (a NATS node restarted) refuses or times out a
+        // publish for a moment: try again, briefly. The message id makes a retry of a publish that
+        // did land a duplicate the stream drops.
+        let started = std::time::Instant::now();
+        let mut attempt = 0_u32;
+        loop {
+            let outcome = async {
+                self.js
+                    .publish_with_headers(
+                        envelope.subject.clone(),
+                        headers.clone(),
+                        envelope.payload.clone().into(),
+                    )
+                    .await
+                    .map_err(|e| backend("publish", e))?
+                    .await
+                    .map_err(|e| backend("publish not acknowledged by the stream", e))
+            }
+            .await;
+            match outcome {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() < PUBLISH_RETRY_FOR => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, subject = %envelope.subject, "publish failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100) * attempt.min(10)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
