@@ -4,6 +4,7 @@
 //! by name gets only its own messages, an anonymous one gets every match (the course bots listen
 //! for all). It never decides anything about rides.
 
+pub mod config;
 pub mod limits;
 mod messages;
 pub mod module;
@@ -21,6 +22,7 @@ use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscr
 use tokio::sync::broadcast;
 use tower::Layer;
 
+pub use config::SocketsConfig;
 pub use limits::SocketLimits;
 pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
 pub use module::Module;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::SocketsConfig;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade, close_code};
-use platform::config::SocketsConfig;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::config::SectionSpec;
 use platform::service::{Deps, ServiceModule, Started};
 use supply::SupplyApi;
 use trip::TripApi;
@@ -15,12 +16,16 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::SocketsConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "communication"
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
-        let limits = SocketLimits::from(&deps.config.sockets);
+        let limits = SocketLimits::from(&deps.config.section::<crate::SocketsConfig>()?);
         let communication =
             Communication::build(deps.bus.clone(), &deps.shutdown, limits.clone()).await?;
         let realtime = Realtime::build(

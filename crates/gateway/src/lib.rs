@@ -3,10 +3,12 @@
 //! (`RiderApi`, `SupplyApi`, `RatingApi`), so in the distributed mode the same handlers call
 //! remote services. It holds no state and no business rules beyond input validation.
 
+pub mod config;
 pub mod module;
 pub mod payload;
 pub mod product;
 
+pub use config::GatewayConfig;
 pub use module::Module;
 pub use product::auth_limits::AuthLimits;
 pub use product::{ProductServices, product_router};

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use platform::config::SectionSpec;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{AuthLimits, ProductServices, Services, course_router, product_router};
@@ -12,6 +13,10 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::GatewayConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "gateway"
     }
@@ -29,7 +34,7 @@ impl ServiceModule for Module {
             trips: deps.get::<Arc<dyn trip::TripApi>>()?,
             supply,
             verifier: identity::verifier(deps)?,
-            auth_limits: AuthLimits::new(&deps.config.gateway, &deps.config.http),
+            auth_limits: AuthLimits::new(&deps.config.section()?, &deps.config.http),
         });
         Ok(Started {
             http: Some(course.merge(product)),

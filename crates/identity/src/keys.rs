@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use platform::config::IdentityConfig;
+use crate::IdentityConfig;
 
 /// The file, under the data directory, holding the embedded mode's generated key.
 pub const KEY_FILE: &str = "identity.key";

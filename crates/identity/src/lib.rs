@@ -10,6 +10,7 @@
 //! on blocking threads, and a login for an unknown email spends the same hash verification as a
 //! known one, so neither the answer nor its timing tells which emails have accounts.
 
+pub mod config;
 mod keys;
 pub mod module;
 mod password;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use domain::{AccountId, Email, PersonName, Role, Timestamp, Vehicle};
 use serde::{Deserialize, Serialize};
 
+pub use config::IdentityConfig;
 pub use keys::{SigningKey, SigningKeyError};
 pub use module::{Module, signing_key, verifier};
 pub use password::Hasher;

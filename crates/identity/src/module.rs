@@ -6,27 +6,30 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use platform::config::SectionSpec;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::{
-    AccountStore, IdentityApi, IdentityService, PgAccountStore, RemoteIdentity, SigningKey,
-    SqliteAccountStore, TokenVerifier, remote,
+    AccountStore, IdentityApi, IdentityConfig, IdentityService, PgAccountStore, RemoteIdentity,
+    SigningKey, SqliteAccountStore, TokenVerifier, remote,
 };
 
 /// The key that signs access tokens (and quotes): the one place the mode decides it. Embedded:
 /// the configured key, else `data_dir/identity.key` (made on first start). Distributed: the
 /// configured key, required (instances must share it).
 pub fn signing_key(deps: &Deps) -> anyhow::Result<SigningKey> {
+    let config = deps.config.section::<IdentityConfig>()?;
     match &deps.backends {
-        Backends::Embedded { data_dir } => SigningKey::embedded(&deps.config.identity, data_dir)
-            .with_context(|| {
+        Backends::Embedded { data_dir } => {
+            SigningKey::embedded(&config, data_dir).with_context(|| {
                 format!(
                     "cannot read or create the signing key in {}",
                     data_dir.display()
                 )
-            }),
+            })
+        }
         Backends::Distributed { .. } => {
-            SigningKey::required(&deps.config.identity).map_err(|e| anyhow::anyhow!("{e}"))
+            SigningKey::required(&config).map_err(|e| anyhow::anyhow!("{e}"))
         }
     }
 }
@@ -42,6 +45,10 @@ pub struct Module;
 impl ServiceModule for Module {
     fn name(&self) -> &'static str {
         "identity"
+    }
+
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<IdentityConfig>()]
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
@@ -65,7 +72,7 @@ impl ServiceModule for Module {
         let service = Arc::new(IdentityService::new(
             store,
             key.clone(),
-            &deps.config.identity,
+            &deps.config.section::<IdentityConfig>()?,
         ));
         deps.provide::<Arc<dyn IdentityApi>>(service.clone());
         if let Some(nats) = deps.nats() {

@@ -9,7 +9,7 @@
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use platform::config::IdentityConfig;
+use crate::IdentityConfig;
 use tokio::sync::{mpsc, oneshot};
 
 use std::cell::RefCell;

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::IdentityConfig;
 use async_trait::async_trait;
 use domain::{AccountId, Email, Role, Timestamp, Vehicle};
 use platform::clock;
-use platform::config::IdentityConfig;
 use platform::limit::Backoff;
 
 use crate::store::{AccountStore, RefreshGrant, Rotation, TokenHash};

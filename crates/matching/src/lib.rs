@@ -21,6 +21,7 @@
 //! others when their `RideMatched` arrives. A new owner of a shard therefore already holds its
 //! riders and drivers (a starting instance joins only after watching for one hold time).
 
+pub mod config;
 pub mod fleet;
 pub mod leases;
 pub mod module;
@@ -29,11 +30,11 @@ mod pool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use config::MatchingConfig;
 use domain::events::{DriverAvailable, Event, RideExpired, RideMatched, RideRequested};
 use domain::fare::{CURRENCY, course_fare};
 use domain::matching::shard_of;
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
-use platform::config::MatchingConfig;
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 

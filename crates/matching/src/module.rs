@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use platform::config::SectionSpec;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::{AllShards, KvLeases, LeaseConfig, Leases, MatchingService};
@@ -14,12 +15,16 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::MatchingConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "matching"
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
-        let config = &deps.config.matching;
+        let config = &deps.config.section::<crate::MatchingConfig>()?;
         // Subscribe first, so the mirror fills while the leases warm up.
         let matching = MatchingService::build(deps.bus.clone(), config.clone()).await?;
         let leases: Arc<dyn Leases> = match &deps.backends {

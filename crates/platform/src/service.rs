@@ -227,6 +227,12 @@ pub trait ServiceModule: Send + Sync {
     /// The name `--services` knows it by.
     fn name(&self) -> &'static str;
 
+    /// The config sections the service owns (`SectionSpec::of::<TripsConfig>()`), checked when
+    /// the config loads whichever services a process runs.
+    fn config_sections(&self) -> Vec<crate::config::SectionSpec> {
+        Vec::new()
+    }
+
     /// Runs the service in this process and provides its client to the services after it.
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started>;
 

@@ -5,6 +5,7 @@
 //!
 //! A quote is bound to the rider who asked for it and expires after `pricing.quote_ttl_s`.
 
+pub mod config;
 pub mod module;
 pub mod quote;
 pub mod remote;
@@ -17,6 +18,7 @@ use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
+pub use config::PricingConfig;
 pub use module::Module;
 pub use quote::{Quote, QuoteBook, QuoteError};
 pub use remote::RemotePricing;

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::PricingConfig;
 use async_trait::async_trait;
 use domain::pricing::StraightLineRouting;
-use platform::config::PricingConfig;
+use platform::config::SectionSpec;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{PricingApi, PricingService, QuoteBook, RemotePricing, Router, remote};
@@ -29,13 +30,18 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::PricingConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "pricing"
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let key = identity::signing_key(deps)?;
-        let pricing: Arc<dyn PricingApi> = Arc::new(service(&deps.config.pricing, &key));
+        let config = deps.config.section::<PricingConfig>()?;
+        let pricing: Arc<dyn PricingApi> = Arc::new(service(&config, &key));
         deps.provide(pricing.clone());
         if let Some(nats) = deps.nats() {
             let verifier = identity::TokenVerifier::new(&key);

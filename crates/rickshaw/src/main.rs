@@ -322,6 +322,7 @@ fn load_config(
     let config = Config::load(
         common.config.as_deref(),
         overrides(common, matching, data_dir),
+        &rickshaw::system::config_sections(),
     )?;
     telemetry::init_tracing(&config.log);
     Ok(config)

@@ -28,6 +28,11 @@ use platform::{Config, Shutdown, store, telemetry};
 use tokio::net::TcpListener;
 
 /// Every service, in start order: a service comes after the ones whose clients it takes.
+/// Every config section the services own (for `Config::load`).
+pub fn config_sections() -> Vec<platform::config::SectionSpec> {
+    MODULES.iter().flat_map(|m| m.config_sections()).collect()
+}
+
 pub static MODULES: &[&dyn ServiceModule] = &[
     &identity::Module,
     &pricing::Module,

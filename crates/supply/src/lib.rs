@@ -3,9 +3,11 @@
 //! (`DriverStatusChanged`) and stream positions (`DriverLocated`). Matching and trip dispatch keep
 //! the live pools from these events; this service never pairs, offers or rates.
 
+pub mod config;
 pub mod module;
 pub mod remote;
 
+pub use config::SupplyConfig;
 pub use module::Module;
 
 use std::collections::HashMap;

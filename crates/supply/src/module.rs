@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use platform::config::SectionSpec;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::{SupplyApi, SupplyService, remote};
@@ -14,14 +15,21 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::SupplyConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "supply"
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
-        let service = SupplyService::new(deps.bus.clone()).with_location_interval(
-            Duration::from_millis(deps.config.supply.location_interval_ms),
-        );
+        let service =
+            SupplyService::new(deps.bus.clone()).with_location_interval(Duration::from_millis(
+                deps.config
+                    .section::<crate::SupplyConfig>()?
+                    .location_interval_ms,
+            ));
         if let Some(nats) = deps.nats() {
             remote::serve(service.clone(), nats.clone(), &deps.shutdown).await?;
         }

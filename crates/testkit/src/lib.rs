@@ -21,17 +21,19 @@ pub use reqwest::StatusCode;
 
 /// A config for tests: port 0, fast ticks, a short hold.
 pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: data_dir.to_owned(),
-        ..Config::default()
-    };
-    config.matching.tick_ms = 100;
-    config.matching.hold_ms = 1_000;
-    config.trips.dispatch_ms = 100;
+    let mut config = Config::default();
+    config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.data_dir = data_dir.to_owned();
+    config.edit_section(|m: &mut matching::MatchingConfig| {
+        m.tick_ms = 100;
+        m.hold_ms = 1_000;
+    });
+    config.edit_section(|t: &mut trip::TripsConfig| t.dispatch_ms = 100);
     config.shutdown.grace_ms = 5_000;
     // The distributed mode has no built-in key; every test instance shares this one.
-    config.identity.signing_key = Some("testkit signing key, 32+ bytes long".to_owned());
+    config.edit_section(|i: &mut identity::IdentityConfig| {
+        i.signing_key = Some("testkit signing key, 32+ bytes long".to_owned());
+    });
     config
 }
 

@@ -17,13 +17,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::TripsConfig;
 use domain::events::{DriverLocated, DriverStatusChanged, Event};
 use domain::matching::shard_of_place;
 use domain::trip::{Command, TripState};
 use domain::{AccountId, Package, Timestamp};
 use matching::{Ask, Fleet, Leases, Reach};
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
-use platform::config::TripsConfig;
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 

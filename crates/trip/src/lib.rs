@@ -9,6 +9,7 @@
 //! It never authenticates (callers arrive as a verified `Caller`), never prices (quotes are
 //! verified, not computed) and never talks to sockets.
 
+pub mod config;
 mod dispatch;
 pub mod module;
 pub mod remote;
@@ -17,6 +18,7 @@ pub mod store;
 mod view;
 
 use async_trait::async_trait;
+pub use config::TripsConfig;
 use domain::events::Event;
 use domain::trip::TransitionError;
 use domain::{AccountId, Package, Timestamp, TripId};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matching::{AllShards, KvLeases, LeaseConfig, Leases};
+use platform::config::SectionSpec;
 use platform::outbox::RelayPace;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 use pricing::QuoteBook;
@@ -19,6 +20,10 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn config_sections(&self) -> Vec<SectionSpec> {
+        vec![SectionSpec::of::<crate::TripsConfig>()]
+    }
+
     fn name(&self) -> &'static str {
         "trip"
     }
@@ -39,7 +44,7 @@ impl ServiceModule for Module {
                 },
             )
             .await?;
-        let config = &deps.config.trips;
+        let config = &deps.config.section::<crate::TripsConfig>()?;
         let trips = TripService::new(
             store,
             deps.bus.clone(),

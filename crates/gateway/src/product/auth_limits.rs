@@ -16,7 +16,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use domain::Timestamp;
-use platform::config::{GatewayConfig, HttpConfig};
+use platform::config::HttpConfig;
+
+use crate::GatewayConfig;
 use platform::limit::Backoff;
 use platform::{ApiError, ErrorCode};
 

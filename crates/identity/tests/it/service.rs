@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use domain::{AccountId, Email, Package, Role, Timestamp, Vehicle};
+use identity::IdentityConfig;
 use identity::{
     Account, Caller, IdentityApi, IdentityError, IdentityService, SigningKey, TokenIssuer,
     TokenVerifier, Tokens,
 };
-use platform::config::IdentityConfig;
 use platform::{ApiError, ErrorCode};
 
 use crate::support::{self, PASSWORD};

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use domain::{Email, PersonName, Role};
+use identity::IdentityConfig;
 use identity::{AccountStore, IdentityService, SignUp, SigningKey};
-use platform::config::IdentityConfig;
 
 pub const PASSWORD: &str = "correct horse battery";
 

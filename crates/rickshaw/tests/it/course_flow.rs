@@ -117,8 +117,10 @@ async fn each_driver_is_used_once_and_the_batch_minimises_total_pickup() {
 /// after start, all land in that second batch even on a slow machine.
 async fn spawn_app_slow_tick() -> testkit::TestApp {
     testkit::spawn_app_with(|c| {
-        c.matching.tick_ms = 3_000;
-        c.matching.hold_ms = 10_000;
+        c.edit_section(|m: &mut matching::MatchingConfig| {
+            m.tick_ms = 3_000;
+            m.hold_ms = 10_000;
+        });
     })
     .await
 }

@@ -65,10 +65,12 @@ async fn the_course_flow_crosses_processes_and_ratings_outlive_them() {
 
 /// Four shards; the course's 5 s hold, so a rider in a shard short of drivers can wait for one.
 fn sharded(c: &mut platform::Config) {
-    c.matching.hold_ms = 5_000;
-    c.matching.shards = 4;
-    c.matching.shard_cell = 25.0;
-    c.matching.lease_ttl_ms = 1_000;
+    c.edit_section(|m: &mut matching::MatchingConfig| {
+        m.hold_ms = 5_000;
+        m.shards = 4;
+        m.shard_cell = 25.0;
+        m.lease_ttl_ms = 1_000;
+    });
 }
 
 /// 1.5× supply: every shard has drivers to spare, so every rider can be matched.

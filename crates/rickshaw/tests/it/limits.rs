@@ -19,8 +19,10 @@ fn random_email() -> String {
 #[tokio::test]
 async fn failed_logins_from_one_address_make_it_wait_and_say_how_long() {
     let app = spawn_app_with(|c| {
-        c.gateway.login_free_failures_per_address = 3;
-        c.gateway.login_backoff_ms = 30_000;
+        c.edit_section(|g: &mut gateway::GatewayConfig| {
+            g.login_free_failures_per_address = 3;
+            g.login_backoff_ms = 30_000;
+        });
     })
     .await;
     let login = |email: String| {
@@ -64,7 +66,10 @@ async fn failed_logins_from_one_address_make_it_wait_and_say_how_long() {
 
 #[tokio::test]
 async fn an_account_holds_a_bounded_number_of_sockets_and_sends_bounded_frames() {
-    let app = spawn_app_with(|c| c.sockets.per_account = 2).await;
+    let app = spawn_app_with(|c| {
+        c.edit_section(|s: &mut communication::SocketsConfig| s.per_account = 2);
+    })
+    .await;
     let (token, _) = app.account("rider").await;
     let mut first = app.product_ws(&token, "").await;
     first.next_of_type("hello", Duration::from_secs(5)).await;
@@ -125,8 +130,10 @@ async fn an_account_holds_a_bounded_number_of_sockets_and_sends_bounded_frames()
 #[tokio::test]
 async fn a_silent_socket_is_pinged_then_closed_a_live_one_is_kept() {
     let app = spawn_app_with(|c| {
-        c.sockets.ping_interval_ms = 100;
-        c.sockets.idle_timeout_ms = 400;
+        c.edit_section(|s: &mut communication::SocketsConfig| {
+            s.ping_interval_ms = 100;
+            s.idle_timeout_ms = 400;
+        });
     })
     .await;
     // A client that reads answers the pings (tungstenite replies to each) and stays.

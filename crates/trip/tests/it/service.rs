@@ -6,8 +6,8 @@ use std::sync::Arc;
 use domain::events::{DriverLocated, DriverStatusChanged};
 use domain::{AccountId, LatLng, Package, Role, Timestamp, TripId};
 use platform::bus::{InProcessBus, SharedBus};
-use platform::config::TripsConfig;
 use pricing::{PricingService, QuoteBook, Router};
+use trip::TripsConfig;
 use trip::{Action, BookTrip, Caller, Dispatcher, TripApi, TripError, TripService, TripStore};
 
 const KEY: &[u8] = b"test key, thirty-two bytes long!";

@@ -14,8 +14,8 @@ use domain::{AccountId, LatLng, Package, Role};
 use matching::{AllShards, KvLeases, LeaseConfig, Leases};
 use platform::Shutdown;
 use platform::bus::{InProcessBus, SharedBus};
-use platform::config::TripsConfig;
 use pricing::{PricingService, QuoteBook, Router};
+use trip::TripsConfig;
 use trip::{BookTrip, Caller, Dispatcher, TripService, TripStore};
 
 const KEY: &[u8] = b"test key, thirty-two bytes long!";
