@@ -10,7 +10,7 @@ use platform::service::{Deps, ServiceModule, Started};
 use supply::SupplyApi;
 use trip::TripApi;
 
-use crate::{Communication, Realtime, RealtimeDeps, SocketLimits};
+use crate::{CourseSockets, Realtime, RealtimeDeps, SocketLimits};
 
 pub struct Module;
 
@@ -26,8 +26,7 @@ impl ServiceModule for Module {
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let limits = SocketLimits::from(&deps.config.section::<crate::SocketsConfig>()?);
-        let communication =
-            Communication::build(deps.bus.clone(), &deps.shutdown, limits.clone()).await?;
+        let course = CourseSockets::build(deps.bus.clone(), &deps.shutdown, limits.clone()).await?;
         let realtime = Realtime::build(
             &deps.bus,
             RealtimeDeps {
@@ -39,13 +38,13 @@ impl ServiceModule for Module {
             limits,
         )
         .await?;
-        let socketio = communication.socketio_layer();
+        let socketio = course.socketio_layer();
         Ok(Started {
-            http: Some(communication.routes().merge(realtime.routes())),
+            http: Some(course.routes().merge(realtime.routes())),
             wrap: Some(Box::new(socketio)),
             ..Started::default()
         }
-        .task(move |shutdown| communication.run(shutdown))
+        .task(move |shutdown| course.run(shutdown))
         .task(move |shutdown| realtime.run(shutdown)))
     }
 }

@@ -111,8 +111,9 @@ struct Sessions {
     watchers: HashMap<AccountId, HashSet<AccountId>>,
 }
 
+/// The `/v1/ws` sessions of this process, by account, and the riders watching each driver.
 #[derive(Clone)]
-struct Hub {
+struct SessionHub {
     deps: RealtimeDeps,
     sessions: Arc<Mutex<Sessions>>,
     next_session: Arc<AtomicU64>,
@@ -123,7 +124,7 @@ struct Hub {
 /// A session's place in the hub, given back when dropped: when the session ends, or when the
 /// upgrade it was taken for fails.
 struct Registration {
-    hub: Hub,
+    hub: SessionHub,
     account: AccountId,
     id: u64,
 }
@@ -135,7 +136,7 @@ impl Drop for Registration {
 }
 
 pub struct Realtime {
-    hub: Hub,
+    hub: SessionHub,
     notices: Subscription,
     positions: Subscription,
 }
@@ -155,7 +156,7 @@ impl Realtime {
             .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
             .await?;
         Ok(Self {
-            hub: Hub {
+            hub: SessionHub {
                 deps,
                 sessions: Arc::default(),
                 next_session: Arc::default(),
@@ -201,7 +202,7 @@ fn lock(sessions: &Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
     sessions.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Hub {
+impl SessionHub {
     fn send(&self, account: &AccountId, live: impl Fn() -> Live) {
         let mut sessions = lock(&self.sessions);
         if let Some(list) = sessions.by_account.get_mut(account) {
@@ -318,7 +319,7 @@ fn parse_last_event_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 async fn upgrade(
-    State(hub): State<Hub>,
+    State(hub): State<SessionHub>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -407,7 +408,7 @@ fn error_frame(e: &ApiError) -> Message {
 
 async fn session(
     socket: WebSocket,
-    hub: Hub,
+    hub: SessionHub,
     caller: Caller,
     expires_at: domain::Timestamp,
     last_event_id: Option<i64>,
@@ -540,7 +541,7 @@ async fn session(
 
 /// Sends the caller's notices after `after`, page by page; false if the socket closed.
 async fn replay(
-    hub: &Hub,
+    hub: &SessionHub,
     caller: &Caller,
     after: i64,
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
@@ -579,23 +580,28 @@ async fn replay(
     }
 }
 
+/// What a `/v1/ws` client may send.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMessage {
+enum ClientFrame {
     Ping,
     Location { lat: f64, lng: f64 },
 }
 
-async fn handle_client(hub: &Hub, caller: &Caller, text: &str) -> Result<Option<Value>, ApiError> {
-    let message: ClientMessage = serde_json::from_str(text).map_err(|e| {
+async fn handle_client(
+    hub: &SessionHub,
+    caller: &Caller,
+    text: &str,
+) -> Result<Option<Value>, ApiError> {
+    let message: ClientFrame = serde_json::from_str(text).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidInput,
             format!("unknown message ({e}); send {{\"type\": \"ping\"}} or {{\"type\": \"location\", \"lat\": …, \"lng\": …}}"),
         )
     })?;
     match message {
-        ClientMessage::Ping => Ok(Some(json!({"type": "pong"}))),
-        ClientMessage::Location { lat, lng } => {
+        ClientFrame::Ping => Ok(Some(json!({"type": "pong"}))),
+        ClientFrame::Location { lat, lng } => {
             if caller.role != Role::Driver {
                 return Err(ApiError::new(
                     ErrorCode::Forbidden,

@@ -19,7 +19,8 @@ pub mod trip;
 
 pub use account::{Email, Role, Vehicle};
 pub use course::{CarNumber, DriverReport, PersonName, RideRequest, ValidationError};
+pub use fare::Tariff;
 pub use geo::{CoordinateError, LatLng, LatLngError, MAX_ABS_COORDINATE, Point, Projection};
 pub use ids::{AccountId, EventId, MatchId, RideRequestId, TripId};
-pub use pricing::{Package, RouteEstimate, Tariff};
+pub use pricing::{Package, RouteEstimate};
 pub use time::Timestamp;

@@ -1,6 +1,5 @@
-//! Prices of the product API (issue 4): ride packages, the route estimate used when no router is
-//! configured, and the fare of a package over a route. Every product fare is computed here, in
-//! integer minor units of BDT (poisha), so the preview, the booked trip and the receipt agree.
+//! What the product prices (issue 4): ride packages, and the route estimate used when no router
+//! is configured. The fare of a package over a route is `crate::fare::product_fare`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +7,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::geo::LatLng;
-use crate::trip::Minor;
 
 /// What a rider books: the kind of vehicle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -54,47 +52,6 @@ impl FromStr for Package {
     }
 }
 
-/// A package's tariff, in minor units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tariff {
-    pub base: Minor,
-    pub per_km: Minor,
-    pub per_minute: Minor,
-    pub minimum: Minor,
-}
-
-impl Tariff {
-    /// Dhaka-like defaults (taka × 100).
-    pub const fn default_for(package: Package) -> Self {
-        match package {
-            Package::Bike => Self {
-                base: 2_500,
-                per_km: 1_200,
-                per_minute: 100,
-                minimum: 4_000,
-            },
-            Package::Auto => Self {
-                base: 4_000,
-                per_km: 1_800,
-                per_minute: 200,
-                minimum: 8_000,
-            },
-            Package::Car => Self {
-                base: 6_000,
-                per_km: 2_400,
-                per_minute: 300,
-                minimum: 12_000,
-            },
-            Package::Premium => Self {
-                base: 10_000,
-                per_km: 4_000,
-                per_minute: 500,
-                minimum: 25_000,
-            },
-        }
-    }
-}
-
 /// A route's length and expected duration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEstimate {
@@ -137,15 +94,6 @@ fn clamp_u32(x: f64) -> u32 {
     x.round() as u32
 }
 
-/// The fare of `tariff` over `route`: base + distance + time, at least the minimum, rounded up to
-/// a whole taka (riders pay in taka).
-pub fn fare(tariff: &Tariff, route: &RouteEstimate) -> Minor {
-    let distance = u64::from(route.distance_m) * tariff.per_km;
-    let time = u64::from(route.duration_s) * tariff.per_minute;
-    let raw = tariff.base + distance.div_ceil(1_000) + time.div_ceil(60);
-    raw.max(tariff.minimum).div_ceil(100) * 100
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,38 +113,6 @@ mod tests {
         }
         let err = "rickshaw".parse::<Package>().expect_err("unknown");
         assert!(err.to_string().contains("bike, auto, car, premium"));
-    }
-
-    #[test]
-    fn a_short_trip_pays_the_minimum_and_a_long_one_pays_by_distance_and_time() {
-        let tariff = Tariff::default_for(Package::Car);
-        let short = RouteEstimate {
-            distance_m: 200,
-            duration_s: 60,
-        };
-        assert_eq!(fare(&tariff, &short), tariff.minimum);
-        // 10 km, 30 min: 60 + 240 + 90 = 390 taka.
-        let long = RouteEstimate {
-            distance_m: 10_000,
-            duration_s: 1_800,
-        };
-        assert_eq!(fare(&tariff, &long), 39_000);
-        // Fractions round up to the next taka.
-        let odd = RouteEstimate {
-            distance_m: 10_001,
-            duration_s: 1_800,
-        };
-        assert_eq!(fare(&tariff, &odd), 39_100);
-    }
-
-    #[test]
-    fn dearer_packages_cost_more_on_the_same_route() {
-        let route = StraightLineRouting::default().estimate(&at(23.78, 90.40), &at(23.75, 90.39));
-        let fares: Vec<Minor> = Package::ALL
-            .iter()
-            .map(|p| fare(&Tariff::default_for(*p), &route))
-            .collect();
-        assert!(fares.windows(2).all(|w| w[0] < w[1]), "{fares:?}");
     }
 
     #[test]

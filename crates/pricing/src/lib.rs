@@ -12,7 +12,8 @@ pub mod remote;
 pub mod routing;
 
 use async_trait::async_trait;
-use domain::pricing::{self, Package, RouteEstimate, Tariff};
+use domain::fare::{Tariff, product_fare};
+use domain::pricing::{Package, RouteEstimate};
 use domain::{AccountId, LatLng, Role, Timestamp};
 use platform::auth::Caller;
 use platform::{ApiError, ErrorCode};
@@ -130,7 +131,7 @@ impl PricingService {
             .into_iter()
             .map(|package| PackageFare {
                 package,
-                fare: pricing::fare(&Tariff::default_for(package), &route),
+                fare: product_fare(&Tariff::default_for(package), &route),
                 currency: domain::fare::CURRENCY.to_owned(),
             })
             .collect();
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(quote.fare(Package::Car), Some(car.fare));
         assert_eq!(
             car.fare,
-            pricing::fare(&Tariff::default_for(Package::Car), &preview.route)
+            product_fare(&Tariff::default_for(Package::Car), &preview.route)
         );
     }
 

@@ -12,9 +12,9 @@ use platform::{ApiError, ErrorCode};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::messages::{ClientMessage, ServerMessage, parse_client_message};
+use super::{CourseHub, Notice};
 use crate::limits::Beat;
-use crate::messages::{ClientMessage, ServerMessage, parse_client_message};
-use crate::{Hub, Notice};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionQuery {
@@ -22,7 +22,7 @@ pub(crate) struct SessionQuery {
 }
 
 pub(crate) async fn upgrade(
-    State(hub): State<Hub>,
+    State(hub): State<CourseHub>,
     query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -63,7 +63,7 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-async fn session(socket: WebSocket, hub: Hub, name: Option<PersonName>) {
+async fn session(socket: WebSocket, hub: CourseHub, name: Option<PersonName>) {
     // Shutdown waits for this session to send its close frame.
     let _running = hub.shutdown.hold();
     let stop = hub.shutdown.token();

@@ -5,7 +5,7 @@ use domain::events::{RideExpired, RideMatched};
 use domain::{EventId, MatchId, Point, RideRequestId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::Notice;
+use super::Notice;
 
 /// Client → server (WebSocket text frames).
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{SocketRef, TryData};
 
-use crate::Notice;
+use super::Notice;
 
 pub(crate) const NAMESPACE: &str = "/communication";
 const EVERYONE: &str = "everyone";
