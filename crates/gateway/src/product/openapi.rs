@@ -214,7 +214,7 @@ pub struct RouteDoc {
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct FareDoc {
-    package: String,
+    package: PackageDoc,
     /// Minor units (poisha).
     fare: u64,
     /// BDT
@@ -239,7 +239,7 @@ pub struct PreviewView {
 #[derive(ToSchema)]
 pub struct BookRequest {
     quote_id: String,
-    package: String,
+    package: PackageDoc,
 }
 
 #[allow(dead_code)]
@@ -249,16 +249,41 @@ pub struct MoneyDoc {
     currency: String,
 }
 
+/// A trip's state (`domain::trip::TripStatus`, spelled as the API spells it; a test keeps the two
+/// equal).
+#[allow(dead_code)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripStatusDoc {
+    Searching,
+    Offered,
+    DriverAssigned,
+    Arrived,
+    InProgress,
+    Completed,
+    Cancelled,
+    NoDriversFound,
+}
+
+/// A ride package (`domain::Package`; a test keeps the two equal).
+#[allow(dead_code)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageDoc {
+    Bike,
+    Auto,
+    Car,
+    Premium,
+}
+
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct TripDoc {
     id: String,
-    /// searching | offered | driver_assigned | arrived | in_progress | completed | cancelled |
-    /// no_drivers_found
-    status: String,
+    status: TripStatusDoc,
     rider_id: String,
     driver_id: Option<String>,
-    package: String,
+    package: PackageDoc,
     pickup: LatLngBody,
     dropoff: LatLngBody,
     route: RouteDoc,
@@ -306,5 +331,33 @@ mod tests {
         }
         assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
         assert!(spec["components"]["schemas"]["TripDoc"].is_object());
+    }
+
+    /// The documented enums list exactly the values the API sends and accepts.
+    #[test]
+    fn documented_states_and_packages_are_the_real_ones() {
+        let spec = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let values = |schema: &str| -> Vec<String> {
+            spec["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema} is an enum in the spec"))
+                .iter()
+                .map(|v| v.as_str().expect("a string").to_owned())
+                .collect()
+        };
+        let states: Vec<String> = domain::trip::TripStatus::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        assert_eq!(values("TripStatusDoc"), states);
+        let packages: Vec<String> = domain::Package::ALL
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect();
+        assert_eq!(values("PackageDoc"), packages);
+        assert_eq!(
+            spec["components"]["schemas"]["TripDoc"]["properties"]["status"]["$ref"],
+            "#/components/schemas/TripStatusDoc"
+        );
     }
 }
