@@ -34,7 +34,8 @@ pub use config::MatchingConfig;
 use domain::events::{DriverAvailable, Event, RideExpired, RideMatched, RideRequested};
 use domain::fare::{CURRENCY, course_fare};
 use domain::matching::shard_of;
-use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::bus::{self, BusError, Envelope, Handled, SharedBus, SubscribeOptions, Subscription};
+use platform::outbox::{MemoryOutbox, Outbox, RelayPace};
 use platform::{Shutdown, clock};
 use tokio::time::MissedTickBehavior;
 
@@ -44,7 +45,7 @@ pub use module::Module;
 pub use pool::{Pairing, Pool, Proposed, Snapshot, TickOutcome};
 
 pub struct MatchingService {
-    bus: SharedBus,
+    announcements: Announcements,
     config: MatchingConfig,
     pool: Arc<Mutex<Pool>>,
     riders: Subscription,
@@ -66,8 +67,12 @@ impl MatchingService {
             .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
             .await?;
         let index_cell = config.index_cell;
+        let table = Arc::new(MemoryOutbox::default());
         Ok(Self {
-            bus,
+            announcements: Announcements {
+                outbox: Outbox::new("matching", bus.clone(), table.clone()),
+                table,
+            },
             config,
             pool: Arc::new(Mutex::new(Pool::new(index_cell))),
             riders,
@@ -76,11 +81,11 @@ impl MatchingService {
         })
     }
 
-    /// Spawns the two consumers and the ticker on `shutdown`'s tracker.
-    /// Spawns the consumers and the ticker; `leases` says which shards this instance pairs.
+    /// Spawns the consumers, the ticker and the relay of announcements; `leases` says which
+    /// shards this instance pairs.
     pub fn run(self, shutdown: &Shutdown, leases: Arc<dyn Leases>) {
         let Self {
-            bus,
+            announcements,
             config,
             pool,
             riders,
@@ -126,6 +131,7 @@ impl MatchingService {
                 async { Handled::Done }
             },
         ));
+        announcements.relay()(shutdown);
         let token = shutdown.token();
         shutdown.spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_millis(config.tick_ms));
@@ -142,7 +148,7 @@ impl MatchingService {
                     () = token.cancelled() => break,
                     _ = interval.tick() => {}
                 }
-                run_tick(&bus, &pool, &config, leases.as_ref()).await;
+                run_tick(&announcements, &pool, &config, leases.as_ref()).await;
             }
         });
     }
@@ -161,8 +167,36 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Where matches and expiries are announced: each event is kept in an in-memory outbox until the
+/// bus took it, so a publish that fails (a NATS outage) is retried by the relay with the same id.
+#[derive(Clone)]
+pub struct Announcements {
+    outbox: Outbox,
+    table: Arc<MemoryOutbox>,
+}
+
+impl Announcements {
+    /// Keeps `event` and publishes it (the relay retries it if that fails).
+    async fn announce<E: Event>(&self, event: &E, at: domain::Timestamp) {
+        match Envelope::from_event(event, clock::new_id(), at) {
+            Ok(envelope) => {
+                let pending = self.table.write(&envelope);
+                self.outbox.publish_committed(vec![pending]).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, subject = E::SUBJECT, "cannot encode an announcement")
+            }
+        }
+    }
+
+    /// The relay of announcements whose publish failed.
+    pub fn relay(&self) -> impl FnOnce(&Shutdown) + Send + 'static {
+        self.outbox.clone().relay(RelayPace::default())
+    }
+}
+
 async fn run_tick(
-    bus: &SharedBus,
+    announcements: &Announcements,
     pool: &Mutex<Pool>,
     config: &MatchingConfig,
     leases: &dyn Leases,
@@ -218,7 +252,7 @@ async fn run_tick(
             .map(|p| leases.claim(p.request.id, &p.driver.driver)),
     )
     .await;
-    let mut announcements = Vec::new();
+    let mut matched = Vec::new();
     for (pairing, claim) in outcome.pairings.into_iter().zip(claims) {
         if claim != Claim::Won {
             // Put both sides back. If another instance really announced the pair, its
@@ -248,28 +282,25 @@ async fn run_tick(
             fare = event.fare,
             "matched"
         );
-        announcements.push(event);
+        matched.push(event);
     }
     // Announced concurrently: a publish the bus holds up (a stream electing its leader) delays
     // the tick once, not once per pair.
-    let announced = announcements.iter().map(|event| async move {
-        if let Err(e) = bus::publish_event(bus.as_ref(), event).await {
-            tracing::error!(error = %e, rider = %event.rider, "cannot announce a match");
-        }
-    });
+    let announced = matched
+        .iter()
+        .map(|event| announcements.announce(event, now));
     futures_util::future::join_all(announced).await;
-    let expired = outcome.expired.into_iter().map(|request| async move {
-        let event = RideExpired {
+    let expired: Vec<RideExpired> = outcome
+        .expired
+        .into_iter()
+        .map(|request| RideExpired {
             request_id: request.id,
             rider: request.rider,
             requested_at: request.requested_at,
             expired_at: now,
-        };
-        if let Err(e) = bus::publish_event(bus.as_ref(), &event).await {
-            tracing::error!(error = %e, "cannot announce an expired request");
-        }
-    });
-    futures_util::future::join_all(expired).await;
+        })
+        .collect();
+    futures_util::future::join_all(expired.iter().map(|e| announcements.announce(e, now))).await;
 }
 
 fn matched_event(tick: u64, pairing: Pairing, now: domain::Timestamp) -> RideMatched {
@@ -301,9 +332,46 @@ mod tests {
 
     use super::*;
 
+    /// The in-process bus, whose publishes of matches fail while `down` is set.
+    struct LosesMatches {
+        inner: InProcessBus,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl platform::bus::Bus for LosesMatches {
+        async fn publish(&self, envelope: Envelope) -> Result<(), BusError> {
+            if envelope.subject == RideMatched::SUBJECT
+                && self.down.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(BusError::Backend("the bus is down (test)".into()));
+            }
+            self.inner.publish(envelope).await
+        }
+
+        async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
+            self.inner.subscribe(options).await
+        }
+    }
+
     #[tokio::test]
     async fn requests_and_reports_on_the_bus_become_a_priced_match() {
-        let bus: SharedBus = Arc::new(InProcessBus::new());
+        a_request_and_a_report_become_a_priced_match(false).await;
+    }
+
+    /// A match whose publish fails is announced by the relay (the course keeps no database: the
+    /// outbox is in memory).
+    #[tokio::test]
+    async fn a_match_whose_publish_failed_is_still_announced() {
+        a_request_and_a_report_become_a_priced_match(true).await;
+    }
+
+    async fn a_request_and_a_report_become_a_priced_match(lose_the_first_publish: bool) {
+        let flaky = Arc::new(LosesMatches {
+            inner: InProcessBus::new(),
+            down: std::sync::atomic::AtomicBool::new(lose_the_first_publish),
+        });
+        let bus: SharedBus = flaky.clone();
         let mut matches = bus
             .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
             .await
@@ -346,9 +414,19 @@ mod tests {
             .await
             .expect("publish");
 
-        let delivery = tokio::time::timeout(Duration::from_secs(5), matches.next())
+        if lose_the_first_publish {
+            // The tick's publish fails; nothing arrives while the bus is down.
+            assert!(
+                tokio::time::timeout(Duration::from_millis(500), matches.next())
+                    .await
+                    .is_err()
+            );
+            flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        // The relay's grace is 3 s.
+        let delivery = tokio::time::timeout(Duration::from_secs(8), matches.next())
             .await
-            .expect("a match within 5 s")
+            .expect("a match within 8 s")
             .expect("open");
         let event: RideMatched = delivery.envelope.decode().expect("decodes");
         assert_eq!(event.request_id, request.id);
@@ -356,6 +434,12 @@ mod tests {
         assert_eq!(event.pickup_distance, 5.0);
         assert_eq!(event.trip_distance, 10.0);
         assert_eq!(event.fare, 20.0);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1_000), matches.next())
+                .await
+                .is_err(),
+            "announced once"
+        );
         assert!(
             shutdown.complete(Duration::from_secs(5)).await,
             "stops cleanly"

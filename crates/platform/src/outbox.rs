@@ -225,6 +225,79 @@ pub struct PgOutbox(pub PgPool);
 
 impl_outbox_table!(PgOutbox, sqlx::Postgres, SELECT_UNLOCKED);
 
+/// An outbox kept in memory, for a service with no database: the course matcher, whose pool of
+/// waiting riders is in memory by design. A publish that fails is retried by the relay like any
+/// other (same envelope id), so a bus outage loses nothing; the rows die with the process, as the
+/// pool does. At most `MEMORY_OUTBOX_ROWS` wait; past it the oldest are dropped (counted in
+/// `outbox_dropped_total`).
+#[derive(Debug, Default)]
+pub struct MemoryOutbox {
+    rows: Mutex<(i64, std::collections::BTreeMap<i64, Envelope>)>,
+}
+
+/// Most rows a [`MemoryOutbox`] keeps.
+pub const MEMORY_OUTBOX_ROWS: usize = 100_000;
+
+impl MemoryOutbox {
+    /// Keeps `envelope` until it is known to be published.
+    pub fn write(&self, envelope: &Envelope) -> Pending {
+        let mut guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, rows) = &mut *guard;
+        *next += 1;
+        rows.insert(*next, envelope.clone());
+        while rows.len() > MEMORY_OUTBOX_ROWS {
+            if let Some((seq, dropped)) = rows.pop_first() {
+                metrics::counter!("outbox_dropped_total").increment(1);
+                tracing::error!(seq, subject = %dropped.subject, "the in-memory outbox is full; dropping its oldest event");
+            }
+        }
+        Pending {
+            seq: *next,
+            envelope: envelope.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl OutboxTable for MemoryOutbox {
+    async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
+        let mut guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        for seq in seqs {
+            guard.1.remove(seq);
+        }
+        Ok(())
+    }
+
+    async fn relay_older(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        bus: &dyn Bus,
+    ) -> Result<usize, String> {
+        let rows: Vec<Pending> = {
+            let guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+            guard
+                .1
+                .iter()
+                .filter(|(_, envelope)| envelope.occurred_at < before)
+                .take(limit as usize)
+                .map(|(seq, envelope)| Pending {
+                    seq: *seq,
+                    envelope: envelope.clone(),
+                })
+                .collect()
+        };
+        let published = publish_all(rows, bus).await;
+        self.forget(&published).await?;
+        Ok(published.len())
+    }
+
+    async fn backlog(&self) -> Result<i64, String> {
+        let guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(i64::try_from(guard.1.len()).unwrap_or(i64::MAX))
+    }
+}
+
 /// How a relay paces itself.
 #[derive(Clone, Copy, Debug)]
 pub struct RelayPace {

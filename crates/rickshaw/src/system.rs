@@ -113,10 +113,14 @@ impl System {
     /// `rickshaw up`: every service in this process, SQLite under the data directory, the
     /// in-process bus.
     pub async fn embedded(config: Config) -> anyhow::Result<Self> {
+        Self::embedded_on(config, Arc::new(InProcessBus::new())).await
+    }
+
+    /// The embedded system on the given in-process `bus` (tests wrap one to make publishes fail).
+    pub async fn embedded_on(config: Config, bus: SharedBus) -> anyhow::Result<Self> {
         let backends = Backends::Embedded {
             data_dir: config.data_dir.clone(),
         };
-        let bus: SharedBus = Arc::new(InProcessBus::new());
         Self::build(config, &Services::all(), bus, backends).await
     }
 

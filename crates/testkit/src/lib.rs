@@ -58,7 +58,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
     let mut config = test_config(dir.path());
     adjust(&mut config);
-    start(config, dir, None).await
+    start(config, dir, Backend::Embedded(None)).await
+}
+
+/// The embedded system with `test_config` on `bus` (a wrapper of an in-process bus that can fail
+/// publishes, say).
+pub async fn spawn_app_on(bus: platform::bus::SharedBus) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+    start(test_config(dir.path()), dir, Backend::Embedded(Some(bus))).await
 }
 
 /// `services` on NATS (`nats`) and PostgreSQL (`database`), with `test_config`.
@@ -84,25 +91,32 @@ pub async fn spawn_distributed_with(
     config.database.max_connections = 2;
     adjust(&mut config);
     let services: Services = services.parse().expect("valid service list");
-    start(config, dir, Some(services)).await
+    start(config, dir, Backend::Distributed(services)).await
 }
 
-async fn start(
-    config: Config,
-    data_dir: Arc<tempfile::TempDir>,
-    services: Option<Services>,
-) -> TestApp {
+/// Where a test system runs: embedded (on its own in-process bus, or the one given), or the named
+/// services distributed.
+enum Backend {
+    Embedded(Option<platform::bus::SharedBus>),
+    Distributed(Services),
+}
+
+async fn start(config: Config, data_dir: Arc<tempfile::TempDir>, backend: Backend) -> TestApp {
     // `RICKSHAW_TEST_LOG=debug cargo test …` shows the systems' logs.
     if let Ok(filter) = std::env::var("RICKSHAW_TEST_LOG") {
         let mut log = config.log.clone();
         log.filter = filter;
         platform::telemetry::init_tracing(&log);
     }
-    let system = match &services {
-        None => System::embedded(config.clone()).await,
-        Some(services) => System::distributed(config.clone(), services).await,
-    }
-    .expect("the system builds");
+    let (system, services) = match backend {
+        Backend::Embedded(None) => (System::embedded(config.clone()).await, None),
+        Backend::Embedded(Some(bus)) => (System::embedded_on(config.clone(), bus).await, None),
+        Backend::Distributed(services) => (
+            System::distributed(config.clone(), &services).await,
+            Some(services),
+        ),
+    };
+    let system = system.expect("the system builds");
     let base_url = format!("http://{}", system.local_addr());
     let stop = CancellationToken::new();
     let stopped = stop.clone();
@@ -277,12 +291,17 @@ impl TestApp {
         self.data_dir
     }
 
-    /// Stops, then starts again on the same data directory (a new port).
+    /// Stops, then starts again on the same data directory (a new port; a fresh in-process bus
+    /// in the embedded mode).
     pub async fn restart(self) -> TestApp {
         let config = self.config.clone();
         let services = self.services.clone();
         let dir = self.stop().await;
-        start(config, dir, services).await
+        let backend = match services {
+            None => Backend::Embedded(None),
+            Some(services) => Backend::Distributed(services),
+        };
+        start(config, dir, backend).await
     }
 }
 

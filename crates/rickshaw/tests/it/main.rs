@@ -7,6 +7,7 @@ mod course_flow;
 mod distributed;
 mod limits;
 mod ops;
+mod outbox;
 mod persistence;
 mod product_flow;
 mod socketio_interop;

@@ -9,10 +9,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::{StatusCode, TestApp, WsClient, spawn_app};
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// The next trip notice (skipping positions, `hello`, …).
-async fn next_notice(ws: &mut WsClient) -> Value {
+pub(crate) async fn next_notice(ws: &mut WsClient) -> Value {
     loop {
         let message = ws.next_message(WAIT).await.expect("a message in time");
         if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
@@ -27,7 +27,7 @@ async fn next_notice(ws: &mut WsClient) -> Value {
     }
 }
 
-async fn act(app: &TestApp, token: &str, trip: &str, action: &str) -> Value {
+pub(crate) async fn act(app: &TestApp, token: &str, trip: &str, action: &str) -> Value {
     let (status, body) = app
         .call(
             Method::POST,
@@ -41,7 +41,7 @@ async fn act(app: &TestApp, token: &str, trip: &str, action: &str) -> Value {
 }
 
 /// Signs up a rider and a car driver near Dhaka's Farmgate, online with a position.
-async fn rider_and_driver(app: &TestApp) -> ((String, String), (String, String)) {
+pub(crate) async fn rider_and_driver(app: &TestApp) -> ((String, String), (String, String)) {
     let rider = app.account("rider").await;
     let driver = app.account("driver").await;
     let (status, body) = app
@@ -57,7 +57,7 @@ async fn rider_and_driver(app: &TestApp) -> ((String, String), (String, String))
     (rider, driver)
 }
 
-async fn go_online(app: &TestApp, driver: &str) {
+pub(crate) async fn go_online(app: &TestApp, driver: &str) {
     let (status, body) = app
         .call(
             Method::POST,
@@ -78,7 +78,7 @@ async fn go_online(app: &TestApp, driver: &str) {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
 
-async fn preview_and_book(app: &TestApp, rider: &str) -> Value {
+pub(crate) async fn preview_and_book(app: &TestApp, rider: &str) -> Value {
     let (status, preview) = app
         .call(
             Method::POST,
@@ -460,7 +460,7 @@ async fn bad_product_input_is_named() {
 }
 
 /// Waits until the dispatcher offered `trip` to `driver` (polling as the driver).
-async fn offered(app: &TestApp, driver: &str, trip: &str) {
+pub(crate) async fn offered(app: &TestApp, driver: &str, trip: &str) {
     for _ in 0..200 {
         let (status, view) = app
             .call(Method::GET, &format!("/v1/trips/{trip}"), driver, None)
