@@ -11,6 +11,32 @@ use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::{AllShards, KvLeases, LeaseConfig, Leases, MatchingService};
 
+/// The shards this process may work on, for the engine's users (course matching, trip
+/// dispatch): all `shards` in the embedded mode (one process); in the distributed mode a share of
+/// them, leased in the bucket `<stream_prefix>_<name>_leases` with `ttl`, joining after `warmup`.
+pub async fn shard_leases(
+    deps: &Deps,
+    name: &str,
+    shards: u32,
+    ttl: Duration,
+    warmup: Duration,
+) -> anyhow::Result<Arc<dyn Leases>> {
+    Ok(match &deps.backends {
+        Backends::Embedded { .. } => Arc::new(AllShards(shards)),
+        Backends::Distributed { jetstream, .. } => {
+            let config = LeaseConfig {
+                shards,
+                ttl,
+                bucket: format!("{}_{name}_leases", deps.config.nats.stream_prefix),
+                replicas: deps.config.nats.replicas,
+                instance: uuid::Uuid::now_v7().simple().to_string(),
+                warmup,
+            };
+            KvLeases::start(jetstream, config, &deps.shutdown).await?
+        }
+    })
+}
+
 pub struct Module;
 
 #[async_trait]
@@ -27,20 +53,14 @@ impl ServiceModule for Module {
         let config = &deps.config.section::<crate::MatchingConfig>()?;
         // Subscribe first, so the mirror fills while the leases warm up.
         let matching = MatchingService::build(deps.bus.clone(), config.clone()).await?;
-        let leases: Arc<dyn Leases> = match &deps.backends {
-            Backends::Embedded { .. } => Arc::new(AllShards(config.shards)),
-            Backends::Distributed { jetstream, .. } => {
-                let lease_config = LeaseConfig {
-                    shards: config.shards,
-                    ttl: Duration::from_millis(config.lease_ttl_ms),
-                    bucket: format!("{}_matching_leases", deps.config.nats.stream_prefix),
-                    replicas: deps.config.nats.replicas,
-                    instance: uuid::Uuid::now_v7().simple().to_string(),
-                    warmup: Duration::from_millis(config.hold_ms),
-                };
-                KvLeases::start(jetstream, lease_config, &deps.shutdown).await?
-            }
-        };
+        let leases = shard_leases(
+            deps,
+            "matching",
+            config.shards,
+            Duration::from_millis(config.lease_ttl_ms),
+            Duration::from_millis(config.hold_ms),
+        )
+        .await?;
         Ok(Started::default().task(move |shutdown| matching.run(shutdown, leases)))
     }
 }

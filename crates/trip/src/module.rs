@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use matching::{AllShards, KvLeases, LeaseConfig, Leases};
 use platform::config::SectionSpec;
 use platform::outbox::RelayPace;
-use platform::service::{Backends, Deps, ServiceModule, Started};
+use platform::service::{Deps, ServiceModule, Started};
 use pricing::QuoteBook;
 
 use crate::{
@@ -51,23 +50,16 @@ impl ServiceModule for Module {
             QuoteBook::new(key.bytes()),
             config.policy(),
         );
-        // Dispatch shards: all of them in one process; shared by leases between instances.
-        let leases: Arc<dyn Leases> = match &deps.backends {
-            Backends::Embedded { .. } => Arc::new(AllShards(config.shards)),
-            Backends::Distributed { jetstream, .. } => {
-                let lease_config = LeaseConfig {
-                    shards: config.shards,
-                    ttl: Duration::from_millis(config.lease_ttl_ms),
-                    bucket: format!("{}_dispatch_leases", deps.config.nats.stream_prefix),
-                    replicas: deps.config.nats.replicas,
-                    instance: uuid::Uuid::now_v7().simple().to_string(),
-                    // The fleet mirror fills from the events and the store at once: no hold time
-                    // to wait out before taking shards.
-                    warmup: Duration::ZERO,
-                };
-                KvLeases::start(jetstream, lease_config, &deps.shutdown).await?
-            }
-        };
+        // Dispatch shards: all of them in one process; shared by leases between instances. The
+        // fleet mirror fills from the events and the store at once: no warm-up before joining.
+        let leases = matching::module::shard_leases(
+            deps,
+            "dispatch",
+            config.shards,
+            Duration::from_millis(config.lease_ttl_ms),
+            Duration::ZERO,
+        )
+        .await?;
         let dispatcher =
             Dispatcher::build(trips.clone(), &deps.bus, config.clone(), leases).await?;
         started = started
