@@ -61,6 +61,10 @@ impl std::fmt::Debug for Backends {
 /// What every service is started with.
 pub struct Deps {
     pub config: Config,
+    /// Where this process's HTTP listener is bound (known before any service starts: a service
+    /// that calls another over HTTP in the same process, as payment calls the provider in the
+    /// embedded mode, uses it).
+    pub local_addr: std::net::SocketAddr,
     pub bus: SharedBus,
     pub backends: Backends,
     pub shutdown: Shutdown,
@@ -78,9 +82,16 @@ impl std::fmt::Debug for Deps {
 }
 
 impl Deps {
-    pub fn new(config: Config, bus: SharedBus, backends: Backends, shutdown: Shutdown) -> Self {
+    pub fn new(
+        config: Config,
+        local_addr: std::net::SocketAddr,
+        bus: SharedBus,
+        backends: Backends,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             config,
+            local_addr,
             bus,
             backends,
             shutdown,

@@ -152,8 +152,17 @@ impl System {
         bus: SharedBus,
         backends: Backends,
     ) -> anyhow::Result<Self> {
+        // Bound first: a port in use fails the start before any database is touched, and the
+        // services know the process's address.
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}; is another Rickshaw running? pick another --listen",
+                config.listen
+            )
+        })?;
+        let local_addr = listener.local_addr().unwrap_or(config.listen);
         let shutdown = Shutdown::new();
-        let deps = Deps::new(config.clone(), bus, backends, shutdown.clone());
+        let deps = Deps::new(config.clone(), local_addr, bus, backends, shutdown.clone());
         let health = Health::default();
         let mut http = ops_router(health.clone(), telemetry::metrics_handle());
         let mut wraps = Vec::new();
@@ -182,12 +191,6 @@ impl System {
         for wrap in wraps {
             app = wrap(app);
         }
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
-            format!(
-                "cannot listen on {}; is another Rickshaw running? pick another --listen",
-                config.listen
-            )
-        })?;
         Ok(Self {
             config,
             listener,
