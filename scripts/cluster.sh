@@ -2,7 +2,8 @@
 # A local Rickshaw cluster on one machine, in the distributed mode:
 #   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports),
 #   - a fresh PostgreSQL database (migrated),
-#   - 2 instances of every service (gateway, rider, supply, matching, rating, communication),
+#   - 2 instances of every service (gateway, rider, supply, matching, rating, communication, and
+#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, trip),
 #   - nginx in front: /communication and /socket.io/ to the communication instances (sticky by
 #     client address, WebSocket upgrade), everything else to the gateways.
 #
@@ -23,11 +24,12 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
-# Instances of identity, pricing and trip (the course drill, which does not use them, runs one).
+# Instances of identity, pricing, provider, payment and trip (the course drill, which does not use
+# them, runs one).
 PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
-SERVICES=(rider supply rating matching identity pricing trip communication gateway)
+SERVICES=(rider supply rating matching identity pricing provider payment trip communication gateway)
 # The product's services (RICKSHAW_PRODUCT_INSTANCES of each).
-PRODUCT_SERVICES=(identity pricing trip)
+PRODUCT_SERVICES=(identity pricing provider payment trip)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -133,6 +135,9 @@ start() {
 
   local signing_key; signing_key=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 
+  # nginx's port, known now: the provider and the payment service reach each other through it.
+  local edge; take_port edge
+
   # One config file for every service (its path in their command lines also marks them as ours).
   cat > "$STATE/rickshaw.toml" <<TOML
 [nats]
@@ -150,6 +155,14 @@ shards = $SHARDS
 [trips]
 shard_resolution = 8
 
+# The payment service calls the provider, and the provider posts its webhooks, through nginx (as
+# they would reach Stripe and be reached by it).
+[payment]
+provider_url = "http://127.0.0.1:$edge/provider/v1"
+
+[provider]
+webhook_url = "http://127.0.0.1:$edge/v1/payments/webhook"
+
 [identity]
 signing_key = "$signing_key"
 
@@ -164,12 +177,14 @@ format = "json"
 TOML
 
   # Services.
-  local gateway_ports=() comm_ports=()
+  local gateway_ports=() comm_ports=() provider_ports=() payment_ports=()
   for service in "${SERVICES[@]}"; do
     for i in $(seq 1 "$(instances_of "$service")"); do
       take_port port
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
+      [ "$service" = provider ] && provider_ports+=("$port")
+      [ "$service" = payment ] && payment_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
       launch "$service" "$i" "$bin" serve --services "$service" --listen "127.0.0.1:$port" \
         --config "$STATE/rickshaw.toml"
@@ -184,7 +199,6 @@ TOML
   done
 
   # nginx.
-  local edge; take_port edge
   {
     echo "worker_processes 1;"
     echo "pid $STATE/nginx/nginx.pid;"
@@ -196,6 +210,8 @@ TOML
     echo "  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
     echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; }"
     echo "  upstream communication { ip_hash; $(for port in "${comm_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
+    echo "  upstream providers { $(for port in "${provider_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
+    echo "  upstream payments { $(for port in "${payment_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  server {"
     echo "    listen 127.0.0.1:$edge;"
     echo "    client_max_body_size 64k;"
@@ -207,6 +223,14 @@ TOML
     echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
     echo "      proxy_set_header X-Real-IP \$remote_addr;"
     echo "      proxy_read_timeout 1h;"
+    echo "      proxy_next_upstream error timeout;"
+    echo "    }"
+    echo "    location /provider/ {"
+    echo "      proxy_pass http://providers;"
+    echo "      proxy_next_upstream error timeout;"
+    echo "    }"
+    echo "    location = /v1/payments/webhook {"
+    echo "      proxy_pass http://payments;"
     echo "      proxy_next_upstream error timeout;"
     echo "    }"
     echo "    location / {"

@@ -16,5 +16,5 @@ cargo test --workspace --locked --exclude rickshaw
 # (docs/BENCHMARKS.md, issue 3), so they run one at a time.
 echo "==> the end-to-end tests, one at a time"
 cargo test -p rickshaw --locked -- --test-threads=1
-echo "==> the cluster drills, alone (course: 16 processes; product: 12)"
+echo "==> the cluster drills, alone (course: 21 processes; product: 20)"
 cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1

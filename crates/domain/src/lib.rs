@@ -11,6 +11,7 @@ pub mod events;
 pub mod fare;
 pub mod geo;
 pub mod ids;
+pub mod ledger;
 pub mod matching;
 pub mod pricing;
 pub mod rating;

@@ -33,6 +33,7 @@ impl ServiceModule for Module {
             pricing: deps.get::<Arc<dyn pricing::PricingApi>>()?,
             trips: deps.get::<Arc<dyn trip::TripApi>>()?,
             supply,
+            payments: deps.get::<Arc<dyn payment::PaymentApi>>()?,
             verifier: identity::verifier(deps)?,
             auth_limits: AuthLimits::new(&deps.config.section()?, &deps.config.http),
         });

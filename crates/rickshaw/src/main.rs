@@ -71,7 +71,7 @@ struct ConfigArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Which services to run here: a comma-separated list of gateway, rider, supply, matching,
-    /// rating, communication, identity, pricing, trip — or `all`.
+    /// rating, communication, identity, pricing, provider, payment, trip — or `all`.
     #[arg(long)]
     services: Services,
     #[command(flatten)]

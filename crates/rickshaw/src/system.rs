@@ -36,6 +36,8 @@ pub fn config_sections() -> Vec<platform::config::SectionSpec> {
 pub static MODULES: &[&dyn ServiceModule] = &[
     &identity::Module,
     &pricing::Module,
+    &provider::Module,
+    &payment::Module,
     &supply::Module,
     &rider::Module,
     &rating::Module,

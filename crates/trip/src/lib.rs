@@ -37,6 +37,10 @@ pub use view::{Money, TripView};
 pub struct BookTrip {
     pub quote_id: String,
     pub package: Package,
+    /// The card to hold the fare on (a test payment method of the provider); `None`: the
+    /// payment service's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// What a rider or driver does to a trip: `POST /v1/trips/{id}/{action}`.
@@ -207,6 +211,10 @@ pub enum TripError {
     Unavailable(String),
     #[error("trip store: {0}")]
     Store(String),
+    /// The fare could not be held (a declined card, a confirmation needed, the payment service
+    /// unavailable).
+    #[error(transparent)]
+    Payment(payment::PaymentError),
     /// What a remote trip service answered that none of the above is (an unauthenticated call,
     /// an unreachable service, …), kept as it came.
     #[error("{}", .0.message)]
@@ -242,6 +250,7 @@ impl From<TripError> for ApiError {
             TripError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
             TripError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
             TripError::Store(_) => ApiError::internal(message),
+            TripError::Payment(e) => e.into(),
             TripError::Remote(e) => e,
         }
     }

@@ -49,6 +49,7 @@ impl ServiceModule for Module {
             deps.bus.clone(),
             QuoteBook::new(key.bytes()),
             config.policy(),
+            deps.get::<Arc<dyn payment::PaymentApi>>()?,
         );
         // Dispatch shards: all of them in one process; shared by leases between instances. The
         // fleet mirror fills from the events and the store at once: no warm-up before joining.

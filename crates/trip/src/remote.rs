@@ -67,6 +67,7 @@ pub(crate) enum WireTripError {
     Conflict(String),
     Unavailable(String),
     Store(String),
+    Payment(payment::PaymentError),
     Remote(ApiError),
 }
 
@@ -94,6 +95,7 @@ impl TryFrom<WireTripError> for TripError {
             WireTripError::Conflict(m) => Self::Conflict(m),
             WireTripError::Unavailable(m) => Self::Unavailable(m),
             WireTripError::Store(m) => Self::Store(m),
+            WireTripError::Payment(e) => Self::Payment(e),
             WireTripError::Remote(e) => Self::Remote(e),
         })
     }

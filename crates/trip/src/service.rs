@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy, TripState};
 use domain::{AccountId, Role, Timestamp, TripId};
+use payment::{Authorize, PaymentApi};
 use platform::bus::SharedBus;
 use platform::clock;
 use platform::outbox::Outbox;
@@ -31,6 +32,8 @@ pub struct TripService {
     outbox: Outbox,
     quotes: QuoteBook,
     policy: TripPolicy,
+    /// Holds a booking's fare before the trip is stored.
+    payments: Arc<dyn PaymentApi>,
 }
 
 impl TripService {
@@ -39,6 +42,7 @@ impl TripService {
         bus: SharedBus,
         quotes: QuoteBook,
         policy: TripPolicy,
+        payments: Arc<dyn PaymentApi>,
     ) -> Self {
         let outbox = Outbox::new("trip", bus, store.outbox());
         Self {
@@ -46,6 +50,7 @@ impl TripService {
             outbox,
             quotes,
             policy,
+            payments,
         }
     }
 
@@ -284,8 +289,20 @@ impl TripService {
         if let Some(existing) = self.store.by_quote(quote.id).await.map_err(store_error)? {
             return self.rebooked(existing, caller, request);
         }
+        // The trip takes its quote's id: two bookings of one quote racing each other are the same
+        // trip, so they share one authorization (the payment service's is per trip).
+        let id = TripId::from_uuid(quote.id);
+        self.payments
+            .authorize(Authorize {
+                trip: id,
+                rider: caller.account,
+                fare,
+                payment_method: request.payment_method.clone(),
+            })
+            .await
+            .map_err(TripError::Payment)?;
         let record = TripRecord {
-            id: TripId::from_uuid(uuid::Uuid::now_v7()),
+            id,
             quote_id: quote.id,
             package: request.package,
             pickup: quote.pickup,
@@ -318,10 +335,24 @@ impl TripService {
                     .ok_or_else(|| TripError::Store("a booked quote vanished".into()))?;
                 self.rebooked(existing, caller, request)
             }
-            Err(StoreError::RiderBusy) => Err(TripError::Conflict(
-                "you already have an open trip; cancel it or wait for it to end".into(),
-            )),
-            Err(e) => Err(store_error(e)),
+            Err(StoreError::RiderBusy) => {
+                self.release_hold(id).await;
+                Err(TripError::Conflict(
+                    "you already have an open trip; cancel it or wait for it to end".into(),
+                ))
+            }
+            Err(e) => {
+                self.release_hold(id).await;
+                Err(store_error(e))
+            }
+        }
+    }
+
+    /// Lets go of the hold of a booking that was not stored (best effort: a hold left behind
+    /// expires at the provider, and the payment service follows its webhook).
+    async fn release_hold(&self, trip: TripId) {
+        if let Err(e) = self.payments.void(trip).await {
+            tracing::warn!(%trip, error = %e, "cannot release the hold of a booking that failed");
         }
     }
 

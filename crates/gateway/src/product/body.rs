@@ -24,6 +24,18 @@ pub fn string<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     }
 }
 
+/// An optional string field: absent or `null` is `None`.
+pub fn optional_string<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match object(body)?.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
 pub fn package(body: &Value, field: &str) -> Result<Package, ApiError> {
     string(body, field)?
         .parse()

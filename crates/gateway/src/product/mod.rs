@@ -10,6 +10,7 @@ pub mod auth_limits;
 mod body;
 mod drivers;
 pub mod openapi;
+mod payments;
 mod trips;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct ProductServices {
     pub pricing: Arc<dyn PricingApi>,
     pub trips: Arc<dyn TripApi>,
     pub supply: Arc<dyn SupplyApi>,
+    pub payments: Arc<dyn payment::PaymentApi>,
     pub verifier: TokenVerifier,
     /// Per client address: sign-ups and logins in flight, failed logins.
     pub auth_limits: auth_limits::AuthLimits,
@@ -55,6 +57,9 @@ pub fn product_router(services: ProductServices) -> Router {
         .route("/v1/trips", post(trips::book).get(trips::list))
         .route("/v1/trips/{id}", get(trips::get))
         .route("/v1/trips/{id}/{action}", post(trips::act))
+        .route("/v1/me/payments", get(payments::mine))
+        .route("/v1/payments/{trip_id}/confirm", post(payments::confirm))
+        .route("/v1/drivers/me/earnings", get(payments::earnings))
         .with_state(services)
         .merge(openapi::router())
 }

@@ -31,12 +31,16 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::trips::list,
         super::trips::get,
         super::trips::act,
+        super::payments::mine,
+        super::payments::confirm,
+        super::payments::earnings,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Sign up, log in, tokens"),
         (name = "drivers", description = "A driver's vehicle, availability and position"),
         (name = "trips", description = "Preview, book and run trips"),
+        (name = "payments", description = "A rider's payments, a driver's earnings"),
     )
 )]
 pub struct ApiDoc;
@@ -240,6 +244,87 @@ pub struct PreviewView {
 pub struct BookRequest {
     quote_id: String,
     package: PackageDoc,
+    /// The card to hold the fare on, a test payment method of the provider: `pm_card_visa`
+    /// (the default: held), `pm_card_chargeDeclined` (402), `pm_card_authenticationRequired`
+    /// (402 with `next_action: confirm`).
+    payment_method: Option<String>,
+}
+
+/// Where a trip's payment stands.
+#[allow(dead_code)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatusDoc {
+    Authorizing,
+    RequiresConfirmation,
+    Authorized,
+    Captured,
+    Voided,
+    Expired,
+    Declined,
+    Failed,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct SignedMoneyDoc {
+    /// Minor units (poisha); negative where money went back.
+    amount: i64,
+    currency: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PaymentDoc {
+    trip_id: String,
+    status: PaymentStatusDoc,
+    /// What was (or still is) held on the card: the fare plus a buffer.
+    held: SignedMoneyDoc,
+    captured: SignedMoneyDoc,
+    refunded: SignedMoneyDoc,
+    /// fare | fee
+    charged_for: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct PaymentListDoc {
+    payments: Vec<PaymentDoc>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct AuthorizationDoc {
+    trip: String,
+    held: u64,
+    status: PaymentStatusDoc,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct DayEarningsDoc {
+    /// YYYY-MM-DD (UTC)
+    day: String,
+    amount: SignedMoneyDoc,
+    trips: u32,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TripEarningsDoc {
+    trip_id: String,
+    amount: SignedMoneyDoc,
+    at: i64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct EarningsDoc {
+    total: SignedMoneyDoc,
+    days: Vec<DayEarningsDoc>,
+    trips: Vec<TripEarningsDoc>,
 }
 
 #[allow(dead_code)]
@@ -326,6 +411,9 @@ mod tests {
             "/v1/trips",
             "/v1/trips/{id}",
             "/v1/trips/{id}/{action}",
+            "/v1/me/payments",
+            "/v1/payments/{trip_id}/confirm",
+            "/v1/drivers/me/earnings",
         ] {
             assert!(paths.contains_key(path), "{path} is missing from the spec");
         }
@@ -355,6 +443,11 @@ mod tests {
             .map(|p| p.name().to_owned())
             .collect();
         assert_eq!(values("PackageDoc"), packages);
+        let statuses: Vec<String> = payment::PaymentStatus::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        assert_eq!(values("PaymentStatusDoc"), statuses);
         assert_eq!(
             spec["components"]["schemas"]["TripDoc"]["properties"]["status"]["$ref"],
             "#/components/schemas/TripStatusDoc"

@@ -40,6 +40,7 @@ pub async fn preview(
     request_body = openapi::BookRequest,
     responses(
         (status = 201, description = "The trip, searching for a driver", body = openapi::TripDoc),
+        (status = 402, description = "The card was declined, or needs its confirmation step (`next_action: confirm`)", body = openapi::ErrorBody),
         (status = 403, description = "Not a rider", body = openapi::ErrorBody),
         (status = 409, description = "The rider already has an open trip", body = openapi::ErrorBody),
         (status = 422, description = "Unknown, expired or someone else's quote; unknown package", body = openapi::ErrorBody),
@@ -53,6 +54,7 @@ pub async fn book(
     let request = BookTrip {
         quote_id: body::string(&body, "quote_id")?.to_owned(),
         package: body::package(&body, "package")?,
+        payment_method: body::optional_string(&body, "payment_method")?.map(str::to_owned),
     };
     let trip = services.trips.book(&caller, request).await?;
     Ok((StatusCode::CREATED, Json(trip)))
@@ -86,7 +88,7 @@ pub async fn list(
     Ok(Json(TripList { trips }))
 }
 
-fn trip_id(raw: &str) -> Result<TripId, ApiError> {
+pub(super) fn trip_id(raw: &str) -> Result<TripId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found(format!("no trip {raw:?}: trip ids are UUIDs")))
 }

@@ -334,4 +334,35 @@ async fn product_dispatch_survives_a_killed_trip_instance() {
     );
     // Calls in flight to the killed instance may fail (503, retried by the bot); nothing else.
     assert!(summary.server_errors <= 10, "{summary}");
+
+    // Every completed trip was captured exactly once (through nginx to the provider), and the
+    // ledger balances.
+    let pool = platform::store::open_postgres(&cluster.env["RICKSHAW_DATABASE_URL"], "payment", 1)
+        .await
+        .expect("database");
+    let mut captured = 0;
+    for _ in 0..100 {
+        captured = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*)::BIGINT FROM payments WHERE status = 'captured' AND charge_kind = 'fare'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        if captured >= i64::try_from(c.trips_completed).unwrap_or(i64::MAX) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        captured,
+        i64::try_from(c.trips_completed).unwrap_or(i64::MAX),
+        "one capture per completed trip: {summary}"
+    );
+    let sum: Option<i64> =
+        sqlx::query_scalar("SELECT CAST(SUM(amount) AS BIGINT) FROM ledger_entries")
+            .fetch_one(&pool)
+            .await
+            .expect("sum");
+    assert_eq!(sum, Some(0), "the ledger balances");
+    pool.close().await;
 }

@@ -8,6 +8,7 @@ mod distributed;
 mod limits;
 mod ops;
 mod outbox;
+mod payments;
 mod persistence;
 mod product_flow;
 mod socketio_interop;

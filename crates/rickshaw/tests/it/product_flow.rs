@@ -549,7 +549,9 @@ async fn racing_requests_in_the_embedded_mode() {
 async fn the_product_across_processes() {
     let nats = testkit::NatsServer::start().await;
     let db = testkit::TestDatabase::create().await;
-    let backend = testkit::spawn_distributed("identity,pricing,trip,supply", &nats, &db).await;
+    let backend =
+        testkit::spawn_distributed("identity,pricing,provider,payment,trip,supply", &nats, &db)
+            .await;
     let edge = testkit::spawn_distributed("gateway,communication", &nats, &db).await;
     a_whole_trip_as_both_users_see_it(&edge).await;
     who_may_do_what(&edge).await;

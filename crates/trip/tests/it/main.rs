@@ -5,6 +5,52 @@ mod outbox;
 mod service;
 mod sharded;
 
+/// Bookings held by nobody: these tests are about trips, not payments (the payment service's own
+/// tests, and the end-to-end ones, run the real thing against the provider).
+pub struct NoCharge;
+
+#[async_trait::async_trait]
+impl payment::PaymentApi for NoCharge {
+    async fn authorize(
+        &self,
+        request: payment::Authorize,
+    ) -> Result<payment::Authorization, payment::PaymentError> {
+        Ok(payment::Authorization {
+            trip: request.trip,
+            held: request.fare,
+            status: payment::PaymentStatus::Authorized,
+        })
+    }
+
+    async fn void(&self, _trip: domain::TripId) -> Result<(), payment::PaymentError> {
+        Ok(())
+    }
+
+    async fn confirm(
+        &self,
+        _rider: domain::AccountId,
+        trip: domain::TripId,
+    ) -> Result<payment::Authorization, payment::PaymentError> {
+        Err(payment::PaymentError::NotFound(trip))
+    }
+
+    async fn payments_of(
+        &self,
+        _rider: domain::AccountId,
+    ) -> Result<Vec<payment::PaymentView>, payment::PaymentError> {
+        Ok(Vec::new())
+    }
+
+    async fn earnings_of(
+        &self,
+        _driver: domain::AccountId,
+    ) -> Result<payment::Earnings, payment::PaymentError> {
+        Err(payment::PaymentError::Unavailable(
+            "no payments in these tests".into(),
+        ))
+    }
+}
+
 mod sqlite {
     trip::trip_store_contract!(async {
         let pool = platform::store::open_sqlite_in_memory()

@@ -27,7 +27,13 @@ impl Harness {
     /// The service and dispatcher on `bus`.
     pub async fn on(store: Arc<dyn TripStore>, bus: SharedBus) -> Self {
         let config = TripsConfig::default();
-        let service = TripService::new(store, bus.clone(), QuoteBook::new(KEY), config.policy());
+        let service = TripService::new(
+            store,
+            bus.clone(),
+            QuoteBook::new(KEY),
+            config.policy(),
+            Arc::new(crate::NoCharge),
+        );
         let shards = Arc::new(matching::AllShards(config.shards));
         let dispatcher = Dispatcher::build(service.clone(), &bus, config, shards)
             .await
@@ -89,6 +95,7 @@ impl Harness {
                 BookTrip {
                     quote_id: preview.quote_id,
                     package: Package::Car,
+                    payment_method: None,
                 },
                 self.t0,
             )
@@ -321,6 +328,7 @@ pub async fn who_may_do_what(h: Harness) {
             BookTrip {
                 quote_id: "x".into(),
                 package: Package::Car,
+                payment_method: None,
             },
             h.at(0),
         )
@@ -334,6 +342,7 @@ pub async fn who_may_do_what(h: Harness) {
             BookTrip {
                 quote_id: "not.a.quote".into(),
                 package: Package::Car,
+                payment_method: None,
             },
             h.at(0),
         )

@@ -75,7 +75,13 @@ async fn dispatch_the_city(test: &str, instances: usize) -> Outcome {
     for i in 0..instances {
         let store: Arc<dyn TripStore> = Arc::new(crate::postgres::store_on(test).await);
         let bus: SharedBus = Arc::new(InProcessBus::new());
-        let service = TripService::new(store, bus.clone(), QuoteBook::new(KEY), config.policy());
+        let service = TripService::new(
+            store,
+            bus.clone(),
+            QuoteBook::new(KEY),
+            config.policy(),
+            Arc::new(crate::NoCharge),
+        );
         let leases: Arc<dyn Leases> = match &js {
             None => Arc::new(AllShards(config.shards)),
             Some(js) => KvLeases::start(
@@ -133,6 +139,7 @@ async fn dispatch_the_city(test: &str, instances: usize) -> Outcome {
                 BookTrip {
                     quote_id: preview.quote_id,
                     package: Package::Car,
+                    payment_method: None,
                 },
                 t0,
             )

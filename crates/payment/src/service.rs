@@ -1,0 +1,545 @@
+//! The payment service's rules: authorize at booking, settle at the trip's end, follow the
+//! provider's own changes; every change of a payment a compare-and-set, with its ledger entries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::ledger::{self, LedgerAccount, Transaction, TransactionKind};
+use domain::{AccountId, Timestamp, TripId};
+use platform::clock;
+
+use crate::provider_client::{Intent, ProviderClient, ProviderError};
+use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, StoreError};
+use crate::{
+    Authorization, Authorize, DayEarnings, Earnings, Money, PaymentApi, PaymentConfig,
+    PaymentError, PaymentView, TripEarnings,
+};
+
+/// How a trip ended, as far as its payment is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed { fare: u64, driver: AccountId },
+    Cancelled { fee: u64, driver: Option<AccountId> },
+    NoDriver,
+}
+
+#[derive(Clone)]
+pub struct PaymentService {
+    store: Arc<dyn PaymentStore>,
+    provider: ProviderClient,
+    config: Arc<PaymentConfig>,
+}
+
+fn store_error(e: StoreError) -> PaymentError {
+    PaymentError::Unavailable(e.to_string())
+}
+
+/// Most rounds of read–change–write a change retries when another writer got there first.
+const CAS_ROUNDS: usize = 5;
+
+impl PaymentService {
+    pub fn new(
+        store: Arc<dyn PaymentStore>,
+        provider: ProviderClient,
+        config: PaymentConfig,
+    ) -> Self {
+        Self {
+            store,
+            provider,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn PaymentStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &PaymentConfig {
+        &self.config
+    }
+
+    /// Writes `next` over `before` with `entries`; false when another writer changed it first.
+    async fn write(
+        &self,
+        before: &PaymentRecord,
+        next: PaymentRecord,
+        entries: &[Transaction],
+    ) -> Result<bool, PaymentError> {
+        let next = PaymentRecord {
+            version: before.version + 1,
+            updated_at: clock::now().max(before.updated_at),
+            ..next
+        };
+        self.store
+            .update(&next, before.version, entries)
+            .await
+            .map_err(store_error)
+    }
+
+    fn authorization(record: &PaymentRecord) -> Authorization {
+        Authorization {
+            trip: record.trip,
+            held: record.held,
+            status: record.status,
+        }
+    }
+
+    /// The provider's answer to an authorization, recorded.
+    async fn authorized(
+        &self,
+        record: PaymentRecord,
+        answer: Result<Intent, ProviderError>,
+    ) -> Result<Authorization, PaymentError> {
+        let (status, intent, entries, outcome) = match answer {
+            Ok(intent) if intent.status == "requires_capture" => (
+                PaymentStatus::Authorized,
+                Some(intent.id),
+                vec![ledger::hold(record.rider, record.held)],
+                Ok(()),
+            ),
+            Ok(intent) if intent.status == "requires_action" => (
+                PaymentStatus::RequiresConfirmation,
+                Some(intent.id),
+                Vec::new(),
+                Err(PaymentError::ConfirmationRequired(record.trip)),
+            ),
+            Ok(intent) => (
+                PaymentStatus::Failed,
+                Some(intent.id),
+                Vec::new(),
+                Err(PaymentError::Unavailable(format!(
+                    "the provider answered an intent in state {}",
+                    intent.status
+                ))),
+            ),
+            Err(ProviderError::Declined(message)) => (
+                PaymentStatus::Declined,
+                record.intent.clone(),
+                Vec::new(),
+                Err(PaymentError::Declined(message)),
+            ),
+            Err(ProviderError::Refused { code, message }) => (
+                PaymentStatus::Declined,
+                record.intent.clone(),
+                Vec::new(),
+                Err(if code == "resource_missing" {
+                    PaymentError::Invalid(format!(
+                        "payment_method {:?} is not a payment method of the provider",
+                        record.payment_method
+                    ))
+                } else {
+                    PaymentError::Invalid(format!("the provider refused the payment: {message}"))
+                }),
+            ),
+            Err(ProviderError::Unavailable(e)) => (
+                PaymentStatus::Failed,
+                record.intent.clone(),
+                Vec::new(),
+                Err(PaymentError::Unavailable(e)),
+            ),
+        };
+        let next = PaymentRecord {
+            status,
+            intent,
+            ..record.clone()
+        };
+        if !self.write(&record, next.clone(), &entries).await? {
+            return Err(PaymentError::Conflict(
+                "this trip's payment changed meanwhile; try again".into(),
+            ));
+        }
+        metrics::counter!("payment_authorizations_total", "status" => status.as_str()).increment(1);
+        outcome.map(|()| Authorization {
+            trip: record.trip,
+            held: record.held,
+            status,
+        })
+    }
+
+    /// Settles the payment of a trip that ended (idempotent: a settled payment is left alone).
+    pub(crate) async fn settle(&self, trip: TripId, outcome: Outcome) -> Result<(), PaymentError> {
+        for _ in 0..CAS_ROUNDS {
+            let Some(record) = self.store.get(trip).await.map_err(store_error)? else {
+                // A trip booked before payments existed, or whose booking never held anything.
+                return Ok(());
+            };
+            if !record.status.holds() {
+                return Ok(());
+            }
+            let Some(intent) = record.intent.clone() else {
+                return Ok(());
+            };
+            let (kind, amount, driver) = match outcome {
+                Outcome::Completed { fare, driver } => (TransactionKind::Fare, fare, Some(driver)),
+                Outcome::Cancelled { fee, driver } if fee > 0 => {
+                    (TransactionKind::Fee, fee, driver)
+                }
+                Outcome::Cancelled { .. } | Outcome::NoDriver => {
+                    let answer = self.provider.cancel(&intent, &format!("void-{trip}")).await;
+                    match self.after_provider(&record, answer).await? {
+                        Some(_) => {
+                            let next = PaymentRecord {
+                                status: PaymentStatus::Voided,
+                                ..record.clone()
+                            };
+                            let release = [ledger::release(record.rider, record.held)];
+                            if self.write(&record, next, &release).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            // Never more than held: a fare above the hold takes the hold (the rest would be a
+            // second charge, not built).
+            let amount = amount.min(record.held);
+            let answer = self
+                .provider
+                .capture(&intent, amount, &format!("capture-{trip}"))
+                .await;
+            let Some(captured) = self.after_provider(&record, answer).await? else {
+                continue;
+            };
+            let taken = captured.amount_received;
+            let next = PaymentRecord {
+                status: PaymentStatus::Captured,
+                driver,
+                captured: taken,
+                charge_kind: Some(kind),
+                ..record.clone()
+            };
+            let entries = [
+                ledger::release(record.rider, record.held),
+                ledger::charge(
+                    kind,
+                    record.rider,
+                    driver,
+                    taken,
+                    self.config.commission_bps,
+                ),
+            ];
+            if self.write(&record, next, &entries).await? {
+                metrics::counter!("payment_captures_total", "kind" => kind.as_str()).increment(1);
+                return Ok(());
+            }
+        }
+        Err(PaymentError::Conflict(format!(
+            "the payment of trip {trip} kept changing"
+        )))
+    }
+
+    /// The provider's answer to a capture or a cancel: the intent, or `None` when the payment was
+    /// reconciled with a change the provider made on its own (an expired hold) and should be read
+    /// again.
+    async fn after_provider(
+        &self,
+        record: &PaymentRecord,
+        answer: Result<Intent, ProviderError>,
+    ) -> Result<Option<Intent>, PaymentError> {
+        match answer {
+            Ok(intent) => Ok(Some(intent)),
+            Err(ProviderError::Unavailable(e)) => Err(PaymentError::Unavailable(e)),
+            Err(refused) => {
+                // The intent is not where we thought: ask the provider what it is.
+                let Some(id) = record.intent.as_deref() else {
+                    return Err(PaymentError::Invalid(refused.to_string()));
+                };
+                let intent = self
+                    .provider
+                    .get(id)
+                    .await
+                    .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+                if intent.status == "canceled" {
+                    self.expired(record).await?;
+                    return Ok(None);
+                }
+                Err(PaymentError::Invalid(format!(
+                    "{refused} (the intent is {})",
+                    intent.status
+                )))
+            }
+        }
+    }
+
+    /// The provider let the hold lapse: the payment is expired and its hold released.
+    async fn expired(&self, record: &PaymentRecord) -> Result<(), PaymentError> {
+        if !record.status.holds() {
+            return Ok(());
+        }
+        let next = PaymentRecord {
+            status: PaymentStatus::Expired,
+            ..record.clone()
+        };
+        let release = [ledger::release(record.rider, record.held)];
+        self.write(record, next, &release).await?;
+        metrics::counter!("payment_expired_holds_total").increment(1);
+        tracing::warn!(trip = %record.trip, "a payment's hold expired before its trip ended");
+        Ok(())
+    }
+
+    /// A provider event (already verified): its intent's payment follows what the provider did
+    /// on its own. Idempotent; an event about an unknown intent is ignored.
+    pub(crate) async fn on_provider_event(
+        &self,
+        kind: &str,
+        intent: &str,
+        cancellation_reason: Option<&str>,
+    ) -> Result<(), PaymentError> {
+        if kind != "payment_intent.canceled" || cancellation_reason != Some("automatic") {
+            // Everything else reports what this service asked for and already recorded.
+            return Ok(());
+        }
+        match self.store.by_intent(intent).await.map_err(store_error)? {
+            Some(record) => self.expired(&record).await,
+            None => Ok(()),
+        }
+    }
+}
+
+fn view(record: &PaymentRecord) -> PaymentView {
+    let amount = |v: u64| Money::bdt(i64::try_from(v).unwrap_or(i64::MAX));
+    PaymentView {
+        trip_id: record.trip,
+        status: record.status,
+        held: amount(record.held),
+        captured: amount(record.captured),
+        refunded: amount(record.refunded),
+        charged_for: record.charge_kind.map(|k| k.as_str().to_owned()),
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of `at` (Howard Hinnant's civil-from-days).
+fn day_of(at: Timestamp) -> String {
+    let days = at.as_millis().div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Most entries an earnings summary reads.
+const EARNINGS_ENTRIES: u32 = 5_000;
+
+#[async_trait]
+impl PaymentApi for PaymentService {
+    async fn authorize(&self, request: Authorize) -> Result<Authorization, PaymentError> {
+        let now = clock::now();
+        let held = self.config.hold_for(request.fare);
+        let method = request
+            .payment_method
+            .clone()
+            .unwrap_or_else(|| self.config.default_method.clone());
+        if method.is_empty() || method.len() > 100 {
+            return Err(PaymentError::Invalid(
+                "payment_method must be 1 to 100 characters".into(),
+            ));
+        }
+        let fresh = PaymentRecord {
+            trip: request.trip,
+            rider: request.rider,
+            driver: None,
+            intent: None,
+            payment_method: method.clone(),
+            status: PaymentStatus::Authorizing,
+            held,
+            captured: 0,
+            refunded: 0,
+            charge_kind: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let record = if self.store.insert(&fresh).await.map_err(store_error)? {
+            fresh
+        } else {
+            let existing = self
+                .store
+                .get(request.trip)
+                .await
+                .map_err(store_error)?
+                .ok_or(PaymentError::NotFound(request.trip))?;
+            if existing.rider != request.rider {
+                return Err(PaymentError::Conflict(
+                    "this trip's payment belongs to another rider".into(),
+                ));
+            }
+            match existing.status {
+                PaymentStatus::Authorized | PaymentStatus::Captured => {
+                    return Ok(Self::authorization(&existing));
+                }
+                PaymentStatus::Authorizing => {
+                    return Err(PaymentError::Conflict(
+                        "this booking's payment is being authorized; try again in a moment".into(),
+                    ));
+                }
+                PaymentStatus::RequiresConfirmation => {
+                    return Err(PaymentError::ConfirmationRequired(request.trip));
+                }
+                // Declined, failed, voided or expired: a new attempt (another card, say).
+                _ => {
+                    let retry = PaymentRecord {
+                        status: PaymentStatus::Authorizing,
+                        payment_method: method.clone(),
+                        held,
+                        intent: None,
+                        ..existing.clone()
+                    };
+                    if !self.write(&existing, retry, &[]).await? {
+                        return Err(PaymentError::Conflict(
+                            "this booking's payment is being authorized; try again in a moment"
+                                .into(),
+                        ));
+                    }
+                    self.store
+                        .get(request.trip)
+                        .await
+                        .map_err(store_error)?
+                        .ok_or(PaymentError::NotFound(request.trip))?
+                }
+            }
+        };
+        // One idempotency key per attempt: a retried call of this attempt gets its answer, a new
+        // attempt (another card) a new intent.
+        let key = format!("authorize-{}-{}", record.trip, record.version);
+        let answer = self
+            .provider
+            .create_intent(held, &method, &record.trip.to_string(), &key)
+            .await;
+        self.authorized(record, answer).await
+    }
+
+    async fn void(&self, trip: TripId) -> Result<(), PaymentError> {
+        let Some(record) = self.store.get(trip).await.map_err(store_error)? else {
+            return Ok(());
+        };
+        match (record.status, record.intent.clone()) {
+            (PaymentStatus::Authorized | PaymentStatus::RequiresConfirmation, Some(intent)) => {
+                let answer = self.provider.cancel(&intent, &format!("void-{trip}")).await;
+                if self.after_provider(&record, answer).await?.is_none() {
+                    return Ok(());
+                }
+                let entries: Vec<Transaction> = if record.status.holds() {
+                    vec![ledger::release(record.rider, record.held)]
+                } else {
+                    Vec::new()
+                };
+                let next = PaymentRecord {
+                    status: PaymentStatus::Voided,
+                    ..record.clone()
+                };
+                self.write(&record, next, &entries).await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn confirm(&self, rider: AccountId, trip: TripId) -> Result<Authorization, PaymentError> {
+        let record = self
+            .store
+            .get(trip)
+            .await
+            .map_err(store_error)?
+            .filter(|r| r.rider == rider)
+            .ok_or(PaymentError::NotFound(trip))?;
+        match (record.status, record.intent.clone()) {
+            (PaymentStatus::Authorized | PaymentStatus::Captured, _) => {
+                Ok(Self::authorization(&record))
+            }
+            (PaymentStatus::RequiresConfirmation, Some(intent)) => {
+                let answer = self
+                    .provider
+                    .confirm(&intent, &format!("confirm-{trip}-{}", record.version))
+                    .await;
+                self.authorized(record, answer).await
+            }
+            (status, _) => Err(PaymentError::Conflict(format!(
+                "this payment is {}; there is nothing to confirm",
+                status.as_str()
+            ))),
+        }
+    }
+
+    async fn payments_of(&self, rider: AccountId) -> Result<Vec<PaymentView>, PaymentError> {
+        let records = self.store.of_rider(rider, 100).await.map_err(store_error)?;
+        Ok(records.iter().map(view).collect())
+    }
+
+    async fn earnings_of(&self, driver: AccountId) -> Result<Earnings, PaymentError> {
+        let entries = self
+            .store
+            .entries_of(LedgerAccount::Driver(driver), EARNINGS_ENTRIES)
+            .await
+            .map_err(store_error)?;
+        let mut per_trip: BTreeMap<TripId, (i64, Timestamp)> = BTreeMap::new();
+        for entry in &entries {
+            let slot = per_trip.entry(entry.trip).or_insert((0, entry.at));
+            slot.0 += entry.amount;
+            slot.1 = slot.1.min(entry.at);
+        }
+        let mut trips: Vec<TripEarnings> = per_trip
+            .into_iter()
+            .map(|(trip, (amount, at))| TripEarnings {
+                trip_id: trip,
+                amount: Money::bdt(amount),
+                at,
+            })
+            .collect();
+        trips.sort_by(|a, b| b.at.cmp(&a.at).then(b.trip_id.cmp(&a.trip_id)));
+        let mut per_day: BTreeMap<String, (i64, u32)> = BTreeMap::new();
+        for trip in &trips {
+            let slot = per_day.entry(day_of(trip.at)).or_insert((0, 0));
+            slot.0 += trip.amount.amount;
+            slot.1 += 1;
+        }
+        let days = per_day
+            .into_iter()
+            .rev()
+            .map(|(day, (amount, trips))| DayEarnings {
+                day,
+                amount: Money::bdt(amount),
+                trips,
+            })
+            .collect();
+        let total = trips.iter().map(|t| t.amount.amount).sum();
+        Ok(Earnings {
+            total: Money::bdt(total),
+            days,
+            trips,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_calendar_dates() {
+        assert_eq!(day_of(Timestamp::from_millis(0)), "1970-01-01");
+        assert_eq!(
+            day_of(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29"
+        );
+        assert_eq!(
+            day_of(Timestamp::from_millis(1_795_910_399_999)),
+            "2026-11-28"
+        );
+        assert_eq!(
+            day_of(Timestamp::from_millis(1_795_910_400_000)),
+            "2026-11-29"
+        );
+        assert_eq!(day_of(Timestamp::from_millis(-1)), "1969-12-31");
+    }
+}

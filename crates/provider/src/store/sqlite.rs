@@ -1,0 +1,35 @@
+//! The provider's objects in SQLite (the embedded mode), one database file owned by this
+//! service. SQLite has one writer at a time, so the compare-and-sets are checked in commit order.
+
+use platform::store::{EmbeddedMigration, migrate_sqlite};
+use sqlx::SqlitePool;
+
+use super::sql::{self, impl_provider_store};
+use super::{Backend, StoreError};
+
+pub const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "payment intents, refunds, idempotency keys and webhook deliveries",
+    include_str!("../../migrations/sqlite/0001_provider.sql"),
+)];
+
+#[derive(Clone, Debug)]
+pub struct SqliteProviderStore {
+    pool: SqlitePool,
+}
+
+impl SqliteProviderStore {
+    /// Applies pending migrations, then serves from `pool`.
+    pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
+        migrate_sqlite(&pool, MIGRATIONS)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the provider database: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+impl Backend for SqliteProviderStore {
+    type Db = sqlx::Sqlite;
+}
+
+impl_provider_store!(SqliteProviderStore);

@@ -1,0 +1,203 @@
+//! Money end to end, in the embedded mode (the provider in process, reached over real HTTP, its
+//! webhooks too): a booking holds the fare, the completion captures it and the driver earns
+//! their share; a free cancellation lets the hold go; a declined card stops the booking with 402;
+//! a card that needs a confirmation books once confirmed.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use testkit::{StatusCode, TestApp, spawn_app};
+
+use crate::product_flow::{act, go_online, offered, rider_and_driver};
+
+/// A quote for the standard trip, then a booking of it with `card` (`None`: the default).
+async fn quote(app: &TestApp, rider: &str) -> (String, u64) {
+    let (status, preview) = app
+        .call(
+            Method::POST,
+            "/v1/trips/preview",
+            rider,
+            Some(json!({"pickup": {"lat": 23.7580, "lng": 90.3895}, "dropoff": {"lat": 23.7806, "lng": 90.4074}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let car = preview["fares"]
+        .as_array()
+        .expect("fares")
+        .iter()
+        .find(|f| f["package"] == "car")
+        .expect("a car fare")
+        .clone();
+    (
+        preview["quote_id"].as_str().expect("quote").to_owned(),
+        car["fare"].as_u64().expect("fare"),
+    )
+}
+
+async fn book(app: &TestApp, rider: &str, quote: &str, card: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({"quote_id": quote, "package": "car"});
+    if let Some(card) = card {
+        body["payment_method"] = json!(card);
+    }
+    app.call(Method::POST, "/v1/trips", rider, Some(body)).await
+}
+
+/// The rider's payment of `trip`, once `ready` accepts it (polled: settling follows the trip's
+/// notices).
+async fn payment_of(
+    app: &TestApp,
+    rider: &str,
+    trip: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = app.call(Method::GET, "/v1/me/payments", rider, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if let Some(payment) = body["payments"]
+            .as_array()
+            .expect("payments")
+            .iter()
+            .find(|p| p["trip_id"] == trip)
+        {
+            if ready(payment) {
+                return payment.clone();
+            }
+            last = payment.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the payment of {trip} never got there; last seen: {last}");
+}
+
+#[tokio::test]
+async fn a_trip_is_held_at_booking_and_captured_at_completion() {
+    let app = spawn_app().await;
+    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
+    go_online(&app, &driver).await;
+    let (quote, fare) = quote(&app, &rider).await;
+    let (status, trip) = book(&app, &rider, &quote, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{trip}");
+    let id = trip["id"].as_str().expect("id").to_owned();
+
+    // Held: the fare and 20 %, in whole taka.
+    let held = payment_of(&app, &rider, &id, |p| p["status"] == "authorized").await;
+    let expected_hold = (fare * 12 / 10).div_ceil(100) * 100;
+    assert_eq!(held["held"]["amount"], expected_hold, "{held}");
+    assert_eq!(held["held"]["currency"], "BDT");
+    assert_eq!(held["captured"]["amount"], 0);
+
+    offered(&app, &driver, &id).await;
+    for action in ["accept", "arrive", "start", "complete"] {
+        act(&app, &driver, &id, action).await;
+    }
+    let captured = payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+    assert_eq!(
+        captured["captured"]["amount"], fare,
+        "the fare, not the hold: {captured}"
+    );
+    assert_eq!(captured["charged_for"], "fare");
+
+    // The driver earns the fare less the 20 % commission, on today's line too.
+    let (status, earnings) = app
+        .call(Method::GET, "/v1/drivers/me/earnings", &driver, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{earnings}");
+    let share = fare - (fare * 2_000).div_ceil(10_000);
+    assert_eq!(earnings["total"]["amount"], share, "{earnings}");
+    assert_eq!(earnings["trips"][0]["trip_id"], id.as_str());
+    assert_eq!(earnings["days"][0]["trips"], 1);
+    assert_eq!(earnings["days"][0]["amount"]["amount"], share);
+
+    // Roles: a driver has no payments, a rider no earnings.
+    let (status, _) = app
+        .call(Method::GET, "/v1/me/payments", &driver, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app
+        .call(Method::GET, "/v1/drivers/me/earnings", &rider, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_free_cancellation_releases_the_hold_and_a_declined_card_books_nothing() {
+    let app = spawn_app().await;
+    let ((rider, _), _) = rider_and_driver(&app).await;
+
+    let (declined_quote, _) = quote(&app, &rider).await;
+    let (status, body) = book(
+        &app,
+        &rider,
+        &declined_quote,
+        Some("pm_card_chargeDeclined"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("declined")),
+        "a message a person can act on: {body}"
+    );
+    let (_, trips) = app.call(Method::GET, "/v1/trips", &rider, None).await;
+    assert_eq!(trips["trips"], json!([]), "no trip was booked");
+    let (status, body) = book(&app, &rider, &declined_quote, Some("pm_no_such_card")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // The same quote with a good card books, then a free cancellation lets the hold go.
+    let (status, trip) = book(&app, &rider, &declined_quote, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{trip}");
+    let id = trip["id"].as_str().expect("id").to_owned();
+    act(&app, &rider, &id, "cancel").await;
+    let voided = payment_of(&app, &rider, &id, |p| p["status"] == "voided").await;
+    assert_eq!(voided["captured"]["amount"], 0, "{voided}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_card_that_needs_confirmation_books_once_confirmed() {
+    let app = spawn_app().await;
+    let ((rider, _), _) = rider_and_driver(&app).await;
+    let (quote, _) = quote(&app, &rider).await;
+    let (status, body) = book(&app, &rider, &quote, Some("pm_card_authenticationRequired")).await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    assert_eq!(body["error"]["next_action"], "confirm", "{body}");
+    let trip = body["error"]["trip_id"]
+        .as_str()
+        .expect("trip id")
+        .to_owned();
+
+    let (status, confirmed) = app
+        .call(
+            Method::POST,
+            &format!("/v1/payments/{trip}/confirm"),
+            &rider,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{confirmed}");
+    assert_eq!(confirmed["status"], "authorized");
+    let (status, booked) = book(&app, &rider, &quote, Some("pm_card_authenticationRequired")).await;
+    assert_eq!(status, StatusCode::CREATED, "{booked}");
+    assert_eq!(
+        booked["id"],
+        trip.as_str(),
+        "the trip the confirmation was for"
+    );
+
+    // Someone else's payment is not theirs to confirm.
+    let other = app.account("rider").await.0;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/v1/payments/{trip}/confirm"),
+            &other,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
