@@ -201,3 +201,119 @@ async fn a_card_that_needs_confirmation_books_once_confirmed() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+/// Signs `body` as the provider does, `age_s` seconds ago, with `secret`.
+fn signed(secret: &str, age_s: i64, body: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let at = i64::try_from(now).expect("seconds") - age_s;
+    provider::signature::sign(secret, at, body.as_bytes())
+}
+
+async fn post_webhook(app: &TestApp, signature: Option<&str>, body: &str) -> StatusCode {
+    let mut request = app
+        .http
+        .post(app.url("/v1/payments/webhook"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("Stripe-Signature", signature);
+    }
+    request.send().await.expect("sent").status()
+}
+
+/// The provider lets an uncaptured hold lapse (a 1 s authorization here): its signed webhook
+/// expires the payment. Forged, stale and unsigned deliveries are refused; a duplicate, or an
+/// older event arriving after a newer one, changes nothing.
+#[tokio::test]
+async fn the_webhook_receiver_follows_the_provider_and_refuses_forgeries() {
+    let app = testkit::spawn_app_with(|c| {
+        c.edit_section(|p: &mut provider::ProviderConfig| p.authorization_ttl_s = 1);
+    })
+    .await;
+    let ((rider, _), _) = rider_and_driver(&app).await;
+    let (quote, _) = quote(&app, &rider).await;
+    let (status, trip) = book(&app, &rider, &quote, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{trip}");
+    let id = trip["id"].as_str().expect("id").to_owned();
+    let expired = payment_of(&app, &rider, &id, |p| p["status"] == "expired").await;
+    assert_eq!(expired["captured"]["amount"], 0, "{expired}");
+
+    let secret = "whsec_rickshaw_test";
+    let event = |id: &str, kind: &str| {
+        json!({"id": id, "object": "event", "type": kind, "created": 1,
+               "data": {"object": {"id": "pi_unknown", "object": "payment_intent",
+                                   "status": "canceled", "cancellation_reason": "automatic"}}})
+        .to_string()
+    };
+    let body = event("evt_test_duplicate", "payment_intent.canceled");
+    assert_eq!(
+        post_webhook(&app, None, &body).await,
+        StatusCode::BAD_REQUEST,
+        "unsigned"
+    );
+    assert_eq!(
+        post_webhook(&app, Some(&signed("whsec_forged", 0, &body)), &body).await,
+        StatusCode::BAD_REQUEST,
+        "another secret"
+    );
+    assert_eq!(
+        post_webhook(&app, Some(&signed(secret, 600, &body)), &body).await,
+        StatusCode::BAD_REQUEST,
+        "ten minutes old"
+    );
+    let tampered = body.replace("automatic", "requested_by_customer");
+    assert_eq!(
+        post_webhook(&app, Some(&signed(secret, 0, &body)), &tampered).await,
+        StatusCode::BAD_REQUEST,
+        "a body that is not the one signed"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            post_webhook(&app, Some(&signed(secret, 0, &body)), &body).await,
+            StatusCode::OK,
+            "a genuine event, and its duplicate"
+        );
+    }
+    // An older "authorized" event arriving late leaves the expired payment as it is.
+    let late = event("evt_test_late", "payment_intent.amount_capturable_updated");
+    assert_eq!(
+        post_webhook(&app, Some(&signed(secret, 0, &late)), &late).await,
+        StatusCode::OK
+    );
+    let still = payment_of(&app, &rider, &id, |_| true).await;
+    assert_eq!(still["status"], "expired", "{still}");
+    app.stop().await;
+}
+
+/// A late cancellation captures only the fee, and the driver earns their share of it.
+#[tokio::test]
+async fn a_late_cancellation_captures_only_the_fee() {
+    let app = testkit::spawn_app_with(|c| {
+        c.edit_section(|t: &mut trip::TripsConfig| t.free_cancel_window_ms = 0);
+    })
+    .await;
+    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
+    go_online(&app, &driver).await;
+    let (quote, fare) = quote(&app, &rider).await;
+    let (status, trip) = book(&app, &rider, &quote, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{trip}");
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(&app, &driver, &id).await;
+    act(&app, &driver, &id, "accept").await;
+    let cancelled = act(&app, &rider, &id, "cancel").await;
+    let fee = cancelled["cancellation_fee"]["amount"]
+        .as_u64()
+        .expect("a fee");
+    assert!(fee > 0 && fee < fare, "{cancelled}");
+    let paid = payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+    assert_eq!(paid["captured"]["amount"], fee, "only the fee: {paid}");
+    assert_eq!(paid["charged_for"], "fee");
+    let (_, earnings) = app
+        .call(Method::GET, "/v1/drivers/me/earnings", &driver, None)
+        .await;
+    assert_eq!(earnings["total"]["amount"], fee - fee / 5, "{earnings}");
+    app.stop().await;
+}
