@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod limit;
 pub mod outbox;
 pub mod rpc;

@@ -41,6 +41,9 @@ pub struct BookTrip {
     /// payment service's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<String>,
+    /// The client's `Idempotency-Key`: a repeat with the same key gets the first answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// What a rider or driver does to a trip: `POST /v1/trips/{id}/{action}`.
@@ -270,8 +273,22 @@ pub trait TripApi: Send + Sync + 'static {
     async fn get(&self, caller: &Caller, id: TripId) -> Result<TripView, TripError>;
     /// The caller's trips, newest first.
     async fn list(&self, caller: &Caller, limit: u32) -> Result<Vec<TripView>, TripError>;
-    async fn act(&self, caller: &Caller, id: TripId, action: Action)
-    -> Result<TripView, TripError>;
+    async fn act(
+        &self,
+        caller: &Caller,
+        id: TripId,
+        action: Action,
+    ) -> Result<TripView, TripError> {
+        self.act_keyed(caller, id, action, None).await
+    }
+    /// `act`, run once per `idempotency_key` (a repeat with the same key gets the first answer).
+    async fn act_keyed(
+        &self,
+        caller: &Caller,
+        id: TripId,
+        action: Action,
+        idempotency_key: Option<String>,
+    ) -> Result<TripView, TripError>;
     /// The caller's notices after `after` (oldest first, at most `limit`).
     async fn notices(
         &self,

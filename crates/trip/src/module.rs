@@ -15,6 +15,26 @@ use crate::{
     Dispatcher, PgTripStore, RemoteTrip, SqliteTripStore, TripApi, TripService, TripStore, remote,
 };
 
+/// Forgets `Idempotency-Key`s past their 24 hours, every 10 minutes.
+fn forget_expired_keys(
+    keys: platform::idempotency::IdempotencyKeys,
+) -> impl FnOnce(&platform::Shutdown) + Send + 'static {
+    move |shutdown| {
+        let token = shutdown.token();
+        shutdown.spawn(async move {
+            loop {
+                if let Err(e) = keys.forget_expired(platform::clock::now()).await {
+                    tracing::warn!(error = %e, "cannot forget expired idempotency keys");
+                }
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(600)) => {}
+                }
+            }
+        });
+    }
+}
+
 pub struct Module;
 
 #[async_trait]
@@ -65,7 +85,8 @@ impl ServiceModule for Module {
             Dispatcher::build(trips.clone(), &deps.bus, config.clone(), leases).await?;
         started = started
             .task(move |shutdown| dispatcher.run(shutdown))
-            .task(trips.outbox().clone().relay(RelayPace::default()));
+            .task(trips.outbox().clone().relay(RelayPace::default()))
+            .task(forget_expired_keys(trips.store().idempotency()));
         let trips: Arc<dyn TripApi> = Arc::new(trips);
         deps.provide(trips.clone());
         if let Some(nats) = deps.nats() {

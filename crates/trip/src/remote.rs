@@ -23,7 +23,15 @@ pub const NOTICES: &str = "rpc.trip.notices";
 const GROUP: &str = "trip";
 
 /// Fields a `TripError::InvalidField` names.
-const FIELDS: [&str; 6] = ["quote_id", "package", "id", "action", "limit", "after"];
+const FIELDS: [&str; 7] = [
+    "quote_id",
+    "package",
+    "id",
+    "action",
+    "limit",
+    "after",
+    "Idempotency-Key",
+];
 /// `domain::trip::TripState::name`s and `domain::trip::Command::name`s, for `TripError::Illegal`.
 const STATES: [&str; 8] = [
     "searching",
@@ -105,6 +113,8 @@ impl TryFrom<WireTripError> for TripError {
 struct Act {
     id: TripId,
     action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -178,8 +188,13 @@ pub async fn serve(
             let (service, check) = (service.clone(), check.clone());
             async move {
                 let caller = caller(&check, call.bearer.as_deref())?;
+                let Act {
+                    id,
+                    action,
+                    idempotency_key,
+                } = call.request;
                 service
-                    .act(&caller, call.request.id, call.request.action)
+                    .act_keyed(&caller, id, action, idempotency_key)
                     .await
             }
         },
@@ -223,15 +238,19 @@ impl TripApi for RemoteTrip {
         self.rpc.call(LIST, &limit, Some(&caller.token)).await
     }
 
-    async fn act(
+    async fn act_keyed(
         &self,
         caller: &Caller,
         id: TripId,
         action: Action,
+        idempotency_key: Option<String>,
     ) -> Result<TripView, TripError> {
-        self.rpc
-            .call(ACT, &Act { id, action }, Some(&caller.token))
-            .await
+        let request = Act {
+            id,
+            action,
+            idempotency_key,
+        };
+        self.rpc.call(ACT, &request, Some(&caller.token)).await
     }
 
     async fn notices(

@@ -10,6 +10,7 @@ use domain::{AccountId, Role, Timestamp, TripId};
 use payment::{Authorize, PaymentApi};
 use platform::bus::SharedBus;
 use platform::clock;
+use platform::idempotency::{self, Claim};
 use platform::outbox::Outbox;
 use pricing::{QuoteBook, QuoteError};
 
@@ -348,6 +349,67 @@ impl TripService {
         }
     }
 
+    /// Runs `run` once per `(caller, op, key)` (`platform::idempotency`): a repeat with the same
+    /// parameters gets the stored answer, other parameters a 422, a repeat while the first runs a
+    /// 409. An answer that says "try again" frees the key.
+    async fn once<F, Fut>(
+        &self,
+        op: &str,
+        caller: &Caller,
+        key: &str,
+        fingerprint: String,
+        run: F,
+    ) -> Result<TripView, TripError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<TripView, TripError>>,
+    {
+        idempotency::valid_key(key).map_err(|message| TripError::InvalidField {
+            field: "Idempotency-Key",
+            message,
+        })?;
+        let scope = format!("{op}:{}", caller.account);
+        let keys = self.store.idempotency();
+        let claim = keys
+            .claim(&scope, key, &fingerprint, clock::now())
+            .await
+            .map_err(|e| TripError::Store(e.to_string()))?;
+        match claim {
+            Claim::Run => {
+                let result = run().await;
+                let retry = matches!(
+                    result,
+                    Err(TripError::Unavailable(_)
+                        | TripError::Store(_)
+                        | TripError::Remote(_)
+                        | TripError::Payment(payment::PaymentError::Unavailable(_)))
+                );
+                let kept = match serde_json::to_string(&result) {
+                    Ok(answer) if !retry => keys.finish(&scope, key, &answer, clock::now()).await,
+                    _ => keys.release(&scope, key).await,
+                };
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot record an Idempotency-Key's answer");
+                }
+                result
+            }
+            Claim::Replay(answer) => {
+                metrics::counter!("idempotent_replays_total", "op" => op.to_owned()).increment(1);
+                serde_json::from_str::<Result<TripView, TripError>>(&answer)
+                    .map_err(|e| TripError::Store(format!("a stored answer: {e}")))?
+            }
+            Claim::Mismatch => Err(TripError::InvalidField {
+                field: "Idempotency-Key",
+                message:
+                    "this key was used with other parameters; send a new key for a new request"
+                        .into(),
+            }),
+            Claim::InFlight => Err(TripError::Conflict(
+                "a request with this Idempotency-Key is still running; retry it in a moment".into(),
+            )),
+        }
+    }
+
     /// Lets go of the hold of a booking that was not stored (best effort: a hold left behind
     /// expires at the provider, and the payment service follows its webhook).
     async fn release_hold(&self, trip: TripId) {
@@ -445,7 +507,16 @@ fn page(limit: u32) -> u32 {
 impl TripApi for TripService {
     #[tracing::instrument(skip_all, fields(rider = %caller.account))]
     async fn book(&self, caller: &Caller, request: BookTrip) -> Result<TripView, TripError> {
-        self.book_at(caller, request, clock::now()).await
+        let Some(key) = request.idempotency_key.clone() else {
+            return self.book_at(caller, request, clock::now()).await;
+        };
+        let fingerprint =
+            serde_json::json!([request.quote_id, request.package, request.payment_method])
+                .to_string();
+        self.once("book", caller, &key, fingerprint, || {
+            self.book_at(caller, request, clock::now())
+        })
+        .await
     }
 
     async fn get(&self, caller: &Caller, id: TripId) -> Result<TripView, TripError> {
@@ -470,13 +541,21 @@ impl TripApi for TripService {
     }
 
     #[tracing::instrument(skip_all, fields(trip = %id, action = action.name()))]
-    async fn act(
+    async fn act_keyed(
         &self,
         caller: &Caller,
         id: TripId,
         action: Action,
+        idempotency_key: Option<String>,
     ) -> Result<TripView, TripError> {
-        self.act_at(caller, id, action, clock::now()).await
+        let Some(key) = idempotency_key else {
+            return self.act_at(caller, id, action, clock::now()).await;
+        };
+        let fingerprint = serde_json::json!([id, action]).to_string();
+        self.once("act", caller, &key, fingerprint, || {
+            self.act_at(caller, id, action, clock::now())
+        })
+        .await
     }
 
     async fn notices(

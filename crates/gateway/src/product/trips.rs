@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use domain::{Role, TripId};
 use platform::http::JsonBody;
 use platform::{ApiError, ErrorCode};
@@ -38,16 +38,18 @@ pub async fn preview(
 /// Book a previewed trip; booking the same quote again returns the same trip.
 #[utoipa::path(post, path = "/v1/trips", tag = "trips", security(("bearer" = [])),
     request_body = openapi::BookRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Stripe's semantics: a repeat with the same key gets the first answer; kept 24 h")),
     responses(
         (status = 201, description = "The trip, searching for a driver", body = openapi::TripDoc),
         (status = 402, description = "The card was declined, or needs its confirmation step (`next_action: confirm`)", body = openapi::ErrorBody),
         (status = 403, description = "Not a rider", body = openapi::ErrorBody),
-        (status = 409, description = "The rider already has an open trip", body = openapi::ErrorBody),
-        (status = 422, description = "Unknown, expired or someone else's quote; unknown package", body = openapi::ErrorBody),
+        (status = 409, description = "The rider already has an open trip, or a request with the same Idempotency-Key is still running", body = openapi::ErrorBody),
+        (status = 422, description = "Unknown, expired or someone else's quote; unknown package or payment method; an Idempotency-Key used with other parameters", body = openapi::ErrorBody),
     ))]
 pub async fn book(
     State(services): State<ProductServices>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<TripView>), ApiError> {
     require(&caller, Role::Rider, "book trips")?;
@@ -55,6 +57,7 @@ pub async fn book(
         quote_id: body::string(&body, "quote_id")?.to_owned(),
         package: body::package(&body, "package")?,
         payment_method: body::optional_string(&body, "payment_method")?.map(str::to_owned),
+        idempotency_key: idempotency_key(&headers)?,
     };
     let trip = services.trips.book(&caller, request).await?;
     Ok((StatusCode::CREATED, Json(trip)))
@@ -113,7 +116,8 @@ pub async fn get(
 /// (its rider or driver).
 #[utoipa::path(post, path = "/v1/trips/{id}/{action}", tag = "trips", security(("bearer" = [])),
     params(("id" = String, Path, description = "Trip id"),
-           ("action" = String, Path, description = "accept | decline | arrive | start | complete | cancel")),
+           ("action" = String, Path, description = "accept | decline | arrive | start | complete | cancel"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Stripe's semantics: a repeat with the same key gets the first answer; kept 24 h")),
     responses(
         (status = 200, description = "The trip after the action", body = openapi::TripDoc),
         (status = 403, description = "A rider calling a driver's action", body = openapi::ErrorBody),
@@ -123,6 +127,7 @@ pub async fn get(
 pub async fn act(
     State(services): State<ProductServices>,
     Authenticated(caller): Authenticated,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<TripView>, ApiError> {
     let Path((id, action)) = path.map_err(|e| ApiError::not_found(e.body_text()))?;
@@ -130,5 +135,23 @@ pub async fn act(
         .parse()
         .map_err(|e: String| ApiError::new(ErrorCode::NotFound, e))?;
     let id = trip_id(&id)?;
-    Ok(Json(services.trips.act(&caller, id, action).await?))
+    let key = idempotency_key(&headers)?;
+    Ok(Json(
+        services.trips.act_keyed(&caller, id, action, key).await?,
+    ))
+}
+
+/// The request's `Idempotency-Key`, if any (its rules are checked where the key is kept).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::invalid_field(
+                    "Idempotency-Key",
+                    "Idempotency-Key must be visible ASCII characters",
+                )
+            })
+        })
+        .transpose()
 }

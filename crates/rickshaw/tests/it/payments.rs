@@ -317,3 +317,80 @@ async fn a_late_cancellation_captures_only_the_fee() {
     assert_eq!(earnings["total"]["amount"], fee - fee / 5, "{earnings}");
     app.stop().await;
 }
+
+/// `Idempotency-Key` (Stripe's semantics): twenty concurrent retries of one booking make one trip
+/// and one hold; a finished request is replayed; the key with other parameters is a 422; an
+/// action sent twice with one key answers the same trip twice.
+#[tokio::test]
+async fn retries_with_one_idempotency_key_book_once() {
+    let app = spawn_app().await;
+    let ((rider, _), _) = rider_and_driver(&app).await;
+    let (quote, _) = quote(&app, &rider).await;
+    let send = |key: &'static str, package: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/v1/trips"))
+            .bearer_auth(&rider)
+            .header("Idempotency-Key", key)
+            .json(&json!({"quote_id": quote, "package": package}));
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let answers = futures_util::future::join_all((0..20).map(|_| send("booking-1", "car"))).await;
+    let booked: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(!booked.is_empty(), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| *status == StatusCode::CREATED || *status == StatusCode::CONFLICT),
+        "201, or 409 while the first runs: {answers:?}"
+    );
+    let id = booked[0]["id"].clone();
+    assert!(booked.iter().all(|b| b["id"] == id), "{booked:?}");
+    let (status, again) = send("booking-1", "car").await;
+    assert_eq!(
+        (status, &again["id"]),
+        (StatusCode::CREATED, &id),
+        "replayed"
+    );
+    let (status, other) = send("booking-1", "bike").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{other}");
+    assert_eq!(other["error"]["field"], "Idempotency-Key");
+
+    let (_, trips) = app.call(Method::GET, "/v1/trips", &rider, None).await;
+    assert_eq!(trips["trips"].as_array().map(Vec::len), Some(1), "{trips}");
+    let (_, payments) = app.call(Method::GET, "/v1/me/payments", &rider, None).await;
+    assert_eq!(
+        payments["payments"].as_array().map(Vec::len),
+        Some(1),
+        "one hold: {payments}"
+    );
+
+    // An action twice with one key: the same answer; a third time without the key: 409.
+    let trip = id.as_str().expect("id");
+    let cancel = |key: Option<&'static str>| {
+        let mut request = app
+            .http
+            .post(app.url(&format!("/v1/trips/{trip}/cancel")))
+            .bearer_auth(&rider);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move { request.send().await.expect("sent").status() }
+    };
+    assert_eq!(cancel(Some("cancel-1")).await, StatusCode::OK);
+    assert_eq!(cancel(Some("cancel-1")).await, StatusCode::OK, "replayed");
+    assert_eq!(
+        cancel(None).await,
+        StatusCode::CONFLICT,
+        "cancelled already"
+    );
+    app.stop().await;
+}

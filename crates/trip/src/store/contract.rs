@@ -503,6 +503,29 @@ pub async fn a_batch_of_changes_commits_each_one_that_holds(store: &dyn TripStor
     assert_eq!(log.len(), 1, "only the committed change's notice: {log:?}");
 }
 
+/// The keys of bookings and actions live in the trip database, on either backend.
+pub async fn an_idempotency_key_runs_once(store: &dyn TripStore) {
+    use platform::idempotency::Claim;
+    let keys = store.idempotency();
+    let scope = format!("book:{}", account());
+    let at = Timestamp::from_millis(1_000);
+    let claim = |fingerprint: &'static str| {
+        let (keys, scope) = (keys.clone(), scope.clone());
+        async move {
+            keys.claim(&scope, "k", fingerprint, at)
+                .await
+                .expect("claim")
+        }
+    };
+    assert_eq!(claim("p").await, Claim::Run);
+    assert_eq!(claim("p").await, Claim::InFlight);
+    keys.finish(&scope, "k", "answer", at)
+        .await
+        .expect("finish");
+    assert_eq!(claim("p").await, Claim::Replay("answer".into()));
+    assert_eq!(claim("q").await, Claim::Mismatch);
+}
+
 /// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
 #[macro_export]
 macro_rules! trip_store_contract {
@@ -517,6 +540,7 @@ macro_rules! trip_store_contract {
             a_driver_status_is_kept_unless_an_older_one_arrives,
             a_notice_left_in_the_outbox_is_relayed_once,
             a_batch_of_changes_commits_each_one_that_holds,
+            an_idempotency_key_runs_once,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

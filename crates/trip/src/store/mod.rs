@@ -184,4 +184,6 @@ pub trait TripStore: Send + Sync + 'static {
     async fn online_drivers(&self) -> Result<Vec<(AccountId, Package)>, StoreError>;
     /// The outbox table the notices are written to, for the relay.
     fn outbox(&self) -> Arc<dyn platform::outbox::OutboxTable>;
+    /// The `Idempotency-Key`s of bookings and actions.
+    fn idempotency(&self) -> platform::idempotency::IdempotencyKeys;
 }

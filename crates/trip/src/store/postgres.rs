@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "outbox",
         include_str!("../../migrations/postgres/0003_outbox.sql"),
     ),
+    (
+        4,
+        "idempotency keys",
+        include_str!("../../migrations/postgres/0004_idempotency.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -55,6 +60,10 @@ impl PgTripStore {
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::PgOutbox(self.pool.clone()))
+    }
+
+    fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
+        platform::idempotency::IdempotencyKeys::Postgres(self.pool.clone())
     }
 }
 

@@ -347,6 +347,10 @@ macro_rules! impl_trip_store {
             fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
                 self.outbox_table()
             }
+
+            fn idempotency(&self) -> platform::idempotency::IdempotencyKeys {
+                self.idempotency_keys()
+            }
         }
     };
 }

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0003_outbox.sql"),
     ),
+    (
+        4,
+        "idempotency keys",
+        include_str!("../../migrations/sqlite/0004_idempotency.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -41,6 +46,10 @@ impl SqliteTripStore {
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
+    }
+
+    fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
+        platform::idempotency::IdempotencyKeys::Sqlite(self.pool.clone())
     }
 }
 

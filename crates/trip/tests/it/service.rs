@@ -96,6 +96,7 @@ impl Harness {
                     quote_id: preview.quote_id,
                     package: Package::Car,
                     payment_method: None,
+                    idempotency_key: None,
                 },
                 self.t0,
             )
@@ -329,6 +330,7 @@ pub async fn who_may_do_what(h: Harness) {
                 quote_id: "x".into(),
                 package: Package::Car,
                 payment_method: None,
+                idempotency_key: None,
             },
             h.at(0),
         )
@@ -343,6 +345,7 @@ pub async fn who_may_do_what(h: Harness) {
                 quote_id: "not.a.quote".into(),
                 package: Package::Car,
                 payment_method: None,
+                idempotency_key: None,
             },
             h.at(0),
         )

@@ -140,6 +140,7 @@ async fn dispatch_the_city(test: &str, instances: usize) -> Outcome {
                     quote_id: preview.quote_id,
                     package: Package::Car,
                     payment_method: None,
+                    idempotency_key: None,
                 },
                 t0,
             )
