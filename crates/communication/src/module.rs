@@ -32,6 +32,7 @@ impl ServiceModule for Module {
             RealtimeDeps {
                 trips: deps.get::<Arc<dyn TripApi>>()?,
                 supply: deps.get::<Arc<dyn SupplyApi>>()?,
+                ratings: deps.get::<Arc<dyn rating::TripRatingApi>>()?,
                 verifier: identity::verifier(deps)?,
             },
             &deps.shutdown,

@@ -96,13 +96,24 @@ const REPLAY_PAGE: u32 = 200;
 pub struct RealtimeDeps {
     pub trips: Arc<dyn TripApi>,
     pub supply: Arc<dyn SupplyApi>,
+    /// For the driver's average shown to the rider with the assignment.
+    pub ratings: Arc<dyn rating::TripRatingApi>,
     pub verifier: TokenVerifier,
 }
 
+/// A notice as delivered live: with the assigned driver's average, for `trip.driver_assigned`.
+struct LiveNotice {
+    notice: TripNotice,
+    driver_rating: Option<rating::AccountRating>,
+}
+
 enum Live {
-    Notice(Arc<TripNotice>),
+    Notice(Arc<LiveNotice>),
     Position(Arc<DriverLocated>),
 }
+
+/// How long delivering an assignment waits for the driver's average before sending it without.
+const RATING_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Default)]
 struct Sessions {
@@ -181,8 +192,24 @@ impl Realtime {
             shutdown.token(),
             "communication.trip_notices",
             move |notice: TripNotice, _| {
-                hub.deliver_notice(Arc::new(notice));
-                async { Handled::Done }
+                let hub = hub.clone();
+                async move {
+                    let driver_rating = match (notice.kind, notice.trip.driver_id) {
+                        (NoticeKind::DriverAssigned, Some(driver)) => tokio::time::timeout(
+                            RATING_WAIT,
+                            hub.deps.ratings.account_rating(driver),
+                        )
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                        _ => None,
+                    };
+                    hub.deliver_notice(Arc::new(LiveNotice {
+                        notice,
+                        driver_rating,
+                    }));
+                    Handled::Done
+                }
             },
         ));
         let hub = self.hub;
@@ -211,7 +238,8 @@ impl SessionHub {
         }
     }
 
-    fn deliver_notice(&self, notice: Arc<TripNotice>) {
+    fn deliver_notice(&self, live: Arc<LiveNotice>) {
+        let notice = &live.notice;
         {
             let mut sessions = lock(&self.sessions);
             let (rider, driver) = (notice.trip.rider_id, notice.trip.driver_id);
@@ -235,7 +263,7 @@ impl SessionHub {
             }
         }
         for account in &notice.recipients {
-            self.send(account, || Live::Notice(notice.clone()));
+            self.send(account, || Live::Notice(live.clone()));
         }
     }
 
@@ -389,13 +417,17 @@ fn frame(value: &Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
-fn notice_frame(notice: &TripNotice) -> Message {
-    frame(&json!({
+fn notice_frame(notice: &TripNotice, driver_rating: Option<&rating::AccountRating>) -> Message {
+    let mut body = json!({
         "id": notice.id.to_string(),
         "type": notice.kind,
         "trip": notice.trip,
         "at": notice.at,
-    }))
+    });
+    if let Some(rating) = driver_rating {
+        body["driver_rating"] = json!(rating);
+    }
+    frame(&body)
 }
 
 fn error_frame(e: &ApiError) -> Message {
@@ -511,11 +543,16 @@ async fn session(
                 }
             },
             next = live.recv() => match next {
-                Some(Live::Notice(notice)) => {
-                    if !sent.admit(notice.id) {
+                Some(Live::Notice(live)) => {
+                    if !sent.admit(live.notice.id) {
                         continue;
                     }
-                    notice_frame(&notice)
+                    // Riders see the driver's average; the driver does not see their own here.
+                    let rating = live
+                        .driver_rating
+                        .as_ref()
+                        .filter(|_| caller.account == live.notice.trip.rider_id);
+                    notice_frame(&live.notice, rating)
                 }
                 Some(Live::Position(position)) => frame(&json!({
                     "id": sent.position_id(),
@@ -567,7 +604,7 @@ async fn replay(
         };
         let full = page.len() == REPLAY_PAGE as usize;
         for notice in &page {
-            if sink.send(notice_frame(notice)).await.is_err() {
+            if sink.send(notice_frame(notice, None)).await.is_err() {
                 return false;
             }
             cursor = notice.id;

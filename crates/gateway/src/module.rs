@@ -34,6 +34,7 @@ impl ServiceModule for Module {
             trips: deps.get::<Arc<dyn trip::TripApi>>()?,
             supply,
             payments: deps.get::<Arc<dyn payment::PaymentApi>>()?,
+            trip_ratings: deps.get::<Arc<dyn rating::TripRatingApi>>()?,
             verifier: identity::verifier(deps)?,
             auth_limits: AuthLimits::new(&deps.config.section()?, &deps.config.http),
         });

@@ -4,6 +4,7 @@
 
 pub mod module;
 pub mod remote;
+pub mod trips;
 
 pub use module::Module;
 pub mod store;
@@ -21,6 +22,10 @@ use platform::{Shutdown, clock};
 
 pub use store::{
     DriverRef, KnownDriver, PgRatingStore, RatingStore, SqliteRatingStore, StoreError,
+};
+pub use trips::{
+    AccountRating, RateTrip, TripRating, TripRatingApi, TripRatingError, TripRatingService,
+    TripRatingStore,
 };
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,6 @@
 //! The rating service on the composition path: its store on the mode's database, the driver
-//! directory (a task), `Arc<dyn RatingApi>` for the gateway; in the distributed mode it also
+//! directory (a task), `Arc<dyn RatingApi>` (course) and `Arc<dyn TripRatingApi>` (product trips)
+//! for the gateway; in the distributed mode it also
 //! answers `rpc.rating.*`, and elsewhere the gateway calls it there.
 
 use std::sync::Arc;
@@ -8,7 +9,10 @@ use async_trait::async_trait;
 use platform::outbox::RelayPace;
 use platform::service::{Deps, ServiceModule, Started};
 
-use crate::{PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, remote};
+use crate::{
+    PgRatingStore, RatingApi, RatingService, RatingStore, SqliteRatingStore, TripRatingApi,
+    TripRatingService, TripRatingStore, remote,
+};
 
 pub struct Module;
 
@@ -20,29 +24,44 @@ impl ServiceModule for Module {
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let mut started = Started::default();
-        let store = deps
+        let (store, trip_ratings) = deps
             .open_store(
                 &mut started,
                 "rating.db",
                 async |pool| {
-                    Ok(Arc::new(SqliteRatingStore::new(pool).await?) as Arc<dyn RatingStore>)
+                    let store = SqliteRatingStore::new(pool).await?;
+                    let trips = TripRatingStore::Sqlite(store.pool().clone());
+                    Ok((Arc::new(store) as Arc<dyn RatingStore>, trips))
                 },
                 async |url, max_connections| {
                     let store = PgRatingStore::connect(url, max_connections).await?;
                     store.migrate().await?;
                     let pool = store.pool().clone();
-                    Ok((Arc::new(store) as Arc<dyn RatingStore>, pool))
+                    let trips = TripRatingStore::Postgres(pool.clone());
+                    Ok(((Arc::new(store) as Arc<dyn RatingStore>, trips), pool))
                 },
             )
             .await?;
+        let trip_ratings: Arc<dyn TripRatingApi> = Arc::new(TripRatingService::new(
+            trip_ratings,
+            deps.get::<Arc<dyn trip::TripApi>>()?,
+        ));
         let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
         started = started
             .task(move |shutdown| directory.run(shutdown))
             .task(rating.outbox().clone().relay(RelayPace::default()));
         if let Some(nats) = deps.nats() {
             remote::serve(rating.clone(), nats.clone(), &deps.shutdown).await?;
+            remote::serve_trip_ratings(
+                trip_ratings.clone(),
+                identity::verifier(deps)?,
+                nats.clone(),
+                &deps.shutdown,
+            )
+            .await?;
         }
         deps.provide::<Arc<dyn RatingApi>>(rating);
+        deps.provide(trip_ratings);
         Ok(started)
     }
 
@@ -50,7 +69,8 @@ impl ServiceModule for Module {
         let rpc = deps
             .rpc()
             .ok_or_else(|| anyhow::anyhow!("the rating service is remote only over NATS"))?;
-        deps.provide::<Arc<dyn RatingApi>>(Arc::new(remote::RemoteRating::new(rpc)));
+        deps.provide::<Arc<dyn RatingApi>>(Arc::new(remote::RemoteRating::new(rpc.clone())));
+        deps.provide::<Arc<dyn TripRatingApi>>(Arc::new(remote::RemoteTripRatings::new(rpc)));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ mod body;
 mod drivers;
 pub mod openapi;
 mod payments;
+mod ratings;
 mod trips;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct ProductServices {
     pub trips: Arc<dyn TripApi>,
     pub supply: Arc<dyn SupplyApi>,
     pub payments: Arc<dyn payment::PaymentApi>,
+    pub trip_ratings: Arc<dyn rating::TripRatingApi>,
     pub verifier: TokenVerifier,
     /// Per client address: sign-ups and logins in flight, failed logins.
     pub auth_limits: auth_limits::AuthLimits,
@@ -56,7 +58,9 @@ pub fn product_router(services: ProductServices) -> Router {
         .route("/v1/trips/preview", post(trips::preview))
         .route("/v1/trips", post(trips::book).get(trips::list))
         .route("/v1/trips/{id}", get(trips::get))
+        .route("/v1/trips/{id}/rating", post(ratings::rate))
         .route("/v1/trips/{id}/{action}", post(trips::act))
+        .route("/v1/accounts/{id}/rating", get(ratings::of_account))
         .route("/v1/me/payments", get(payments::mine))
         .route("/v1/payments/{trip_id}/confirm", post(payments::confirm))
         .route("/v1/drivers/me/earnings", get(payments::earnings))

@@ -34,6 +34,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::payments::mine,
         super::payments::confirm,
         super::payments::earnings,
+        super::ratings::rate,
+        super::ratings::of_account,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -250,6 +252,41 @@ pub struct BookRequest {
     payment_method: Option<String>,
 }
 
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct RateTripRequest {
+    /// 1 to 5
+    stars: u8,
+    /// At most 500 characters.
+    comment: Option<String>,
+    /// At most 5, each at most 32 characters.
+    tags: Option<Vec<String>>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct AccountRatingDoc {
+    account_id: String,
+    /// Two decimals; null before the first rating.
+    average: Option<f64>,
+    count: u64,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct TripRatingDoc {
+    trip_id: String,
+    /// rider (rating the driver) | driver (rating the rider)
+    rater_role: String,
+    rater_id: String,
+    ratee_id: String,
+    stars: u8,
+    comment: Option<String>,
+    tags: Vec<String>,
+    created_at: i64,
+    ratee_rating: AccountRatingDoc,
+}
+
 /// Where a trip's payment stands.
 #[allow(dead_code)]
 #[derive(ToSchema, serde::Serialize)]
@@ -366,6 +403,9 @@ pub enum PackageDoc {
 pub struct TripDoc {
     id: String,
     status: TripStatusDoc,
+    /// To its rider, once a driver is assigned (`GET /v1/trips/{id}`, and the
+    /// `trip.driver_assigned` notice): the driver's average.
+    driver_rating: Option<AccountRatingDoc>,
     rider_id: String,
     driver_id: Option<String>,
     package: PackageDoc,
@@ -414,6 +454,8 @@ mod tests {
             "/v1/me/payments",
             "/v1/payments/{trip_id}/confirm",
             "/v1/drivers/me/earnings",
+            "/v1/trips/{id}/rating",
+            "/v1/accounts/{id}/rating",
         ] {
             assert!(paths.contains_key(path), "{path} is missing from the spec");
         }

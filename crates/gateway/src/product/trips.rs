@@ -107,9 +107,19 @@ pub async fn get(
     State(services): State<ProductServices>,
     Authenticated(caller): Authenticated,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<TripView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::not_found(e.body_text()))?;
-    Ok(Json(services.trips.get(&caller, trip_id(&id)?).await?))
+    let trip = services.trips.get(&caller, trip_id(&id)?).await?;
+    let mut body = serde_json::to_value(&trip).map_err(ApiError::internal)?;
+    // A rider sees the assigned driver's average (a rating service that cannot answer leaves
+    // it out rather than failing the read).
+    if caller.role == Role::Rider
+        && let Some(driver) = trip.driver_id
+        && let Ok(rating) = services.trip_ratings.account_rating(driver).await
+    {
+        body["driver_rating"] = serde_json::to_value(rating).map_err(ApiError::internal)?;
+    }
+    Ok(Json(body))
 }
 
 /// Act on a trip: `accept`, `decline`, `arrive`, `start`, `complete` (its driver) or `cancel`

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "outbox",
         include_str!("../../migrations/postgres/0002_outbox.sql"),
     ),
+    (
+        3,
+        "trip ratings",
+        include_str!("../../migrations/postgres/0003_trip_ratings.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0002_outbox.sql"),
     ),
+    (
+        3,
+        "trip ratings",
+        include_str!("../../migrations/sqlite/0003_trip_ratings.sql"),
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -32,6 +37,11 @@ pub struct SqliteRatingStore {
 
 impl SqliteRatingStore {
     /// Applies pending migrations, then serves from `pool`.
+    /// Its database, for the trip ratings kept beside the course's.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate_sqlite(&pool, MIGRATIONS)
             .await

@@ -11,4 +11,5 @@ mod outbox;
 mod payments;
 mod persistence;
 mod product_flow;
+mod ratings;
 mod socketio_interop;
