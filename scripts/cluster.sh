@@ -3,7 +3,7 @@
 #   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports),
 #   - a fresh PostgreSQL database (migrated),
 #   - 2 instances of every service (gateway, rider, supply, matching, rating, communication, and
-#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, trip),
+#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip),
 #   - nginx in front: /communication and /socket.io/ to the communication instances (sticky by
 #     client address, WebSocket upgrade), everything else to the gateways.
 #
@@ -24,12 +24,12 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
-# Instances of identity, pricing, provider, payment and trip (the course drill, which does not use
+# Instances of identity, pricing, provider, payment, mail and trip (the course drill, which does not use
 # them, runs one).
 PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
-SERVICES=(rider supply rating matching identity pricing provider payment trip communication gateway)
+SERVICES=(rider supply rating matching identity pricing provider payment mail trip communication gateway)
 # The product's services (RICKSHAW_PRODUCT_INSTANCES of each).
-PRODUCT_SERVICES=(identity pricing provider payment trip)
+PRODUCT_SERVICES=(identity pricing provider payment mail trip)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -162,6 +162,10 @@ provider_url = "http://127.0.0.1:$edge/provider/v1"
 
 [provider]
 webhook_url = "http://127.0.0.1:$edge/v1/payments/webhook"
+
+# No SMTP server here: receipts are .eml files in the cluster's state directory.
+[mail]
+dir = "$STATE/mail"
 
 [identity]
 signing_key = "$signing_key"

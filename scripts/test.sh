@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test Rickshaw has: formatting, lints, then the whole workspace's unit, property, contract
-# and end-to-end tests, then the cluster drills (scripts/cluster.sh under failures) on their own, once. Needs only cargo and python3 (the socket.io interoperability test creates
-# a virtualenv with python-socketio under target/ on first run).
+# and end-to-end tests, then the cluster drills (scripts/cluster.sh under failures) on their own, once. Needs only cargo and python3 (the socket.io interoperability and mail tests create
+# a virtualenv with python-socketio and aiosmtpd under target/ on first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,5 +16,5 @@ cargo test --workspace --locked --exclude rickshaw
 # (docs/BENCHMARKS.md, issue 3), so they run one at a time.
 echo "==> the end-to-end tests, one at a time"
 cargo test -p rickshaw --locked -- --test-threads=1
-echo "==> the cluster drills, alone (course: 21 processes; product: 20)"
+echo "==> the cluster drills, alone (course: 22 processes; product: 22)"
 cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1

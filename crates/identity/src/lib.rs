@@ -203,6 +203,8 @@ pub trait IdentityApi: Send + Sync {
     async fn log_out(&self, refresh_token: String) -> Result<(), IdentityError>;
     /// The caller's own account.
     async fn account(&self, caller: &Caller) -> Result<Account, IdentityError>;
+    /// An account by id, for the services that write to its holder (mail). Not public.
+    async fn account_by_id(&self, id: AccountId) -> Result<Account, IdentityError>;
     /// Sets (or replaces) the caller's vehicle. Drivers only (a rider gets
     /// IdentityError::Forbidden).
     async fn set_vehicle(

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Email, Vehicle};
+use domain::{AccountId, Email, Vehicle};
 use platform::rpc::{self, Call, RpcClient};
 use platform::{ApiError, Shutdown};
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,7 @@ pub const REFRESH: &str = "rpc.identity.refresh";
 pub const LOG_OUT: &str = "rpc.identity.log_out";
 pub const ACCOUNT: &str = "rpc.identity.account";
 pub const SET_VEHICLE: &str = "rpc.identity.set_vehicle";
+pub const ACCOUNT_BY_ID: &str = "rpc.identity.account_by_id";
 const GROUP: &str = "identity";
 
 /// The caller a call was made for: its bearer token, verified locally with `verifier`.
@@ -136,6 +137,18 @@ pub async fn serve(
         },
     )
     .await?;
+    let service = api.clone();
+    rpc::serve(
+        client.clone(),
+        ACCOUNT_BY_ID,
+        GROUP,
+        shutdown,
+        move |call: Call<AccountId>| {
+            let service = service.clone();
+            async move { service.account_by_id(call.request).await }
+        },
+    )
+    .await?;
     rpc::serve(
         client,
         SET_VEHICLE,
@@ -190,6 +203,10 @@ impl IdentityApi for RemoteIdentity {
 
     async fn account(&self, caller: &Caller) -> Result<Account, IdentityError> {
         self.rpc.call(ACCOUNT, &(), Some(&caller.token)).await
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> Result<Account, IdentityError> {
+        self.rpc.call(ACCOUNT_BY_ID, &id, None).await
     }
 
     async fn set_vehicle(

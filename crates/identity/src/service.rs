@@ -255,8 +255,12 @@ impl IdentityApi for IdentityService {
 
     #[tracing::instrument(skip_all, fields(account = %caller.account))]
     async fn account(&self, caller: &Caller) -> Result<Account, IdentityError> {
+        self.account_by_id(caller.account).await
+    }
+
+    async fn account_by_id(&self, id: AccountId) -> Result<Account, IdentityError> {
         self.store
-            .account(caller.account)
+            .account(id)
             .await?
             .ok_or(IdentityError::UnknownAccount)
     }

@@ -16,6 +16,7 @@
 //!   driver's earnings are read from it.
 
 pub mod config;
+pub mod events;
 pub mod module;
 pub mod provider_client;
 pub mod remote;
@@ -30,6 +31,7 @@ use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 pub use config::PaymentConfig;
+pub use events::PaymentCaptured;
 pub use module::Module;
 pub use service::PaymentService;
 pub use store::{PaymentRecord, PaymentStatus, PaymentStore, PgPaymentStore, SqlitePaymentStore};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use platform::config::SectionSpec;
+use platform::outbox::RelayPace;
 use platform::service::{Deps, ServiceModule, Started};
 
 use crate::provider_client::ProviderClient;
@@ -61,10 +62,12 @@ impl ServiceModule for Module {
                 },
             )
             .await?;
-        let service = PaymentService::new(store, provider, config);
+        let service = PaymentService::new(store, deps.bus.clone(), provider, config);
         let notices = settle::subscribe(&deps.bus).await?;
         let settling = service.clone();
-        started = started.task(move |shutdown| settle::run(settling, notices, shutdown));
+        started = started
+            .task(move |shutdown| settle::run(settling, notices, shutdown))
+            .task(service.outbox().clone().relay(RelayPace::default()));
         started.http = Some(webhook::routes(service.clone()));
         let api: Arc<dyn PaymentApi> = Arc::new(service.clone());
         deps.provide(api);

@@ -7,7 +7,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::ledger::{self, LedgerAccount, Transaction, TransactionKind};
 use domain::{AccountId, Timestamp, TripId};
+use platform::bus::{Envelope, SharedBus};
 use platform::clock;
+use platform::outbox::Outbox;
+
+use crate::events::PaymentCaptured;
 
 use crate::provider_client::{Intent, ProviderClient, ProviderError};
 use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, StoreError};
@@ -29,6 +33,8 @@ pub struct PaymentService {
     store: Arc<dyn PaymentStore>,
     provider: ProviderClient,
     config: Arc<PaymentConfig>,
+    /// Where `payment.captured.v1` goes: written with the capture, published after the commit.
+    outbox: Outbox,
 }
 
 fn store_error(e: StoreError) -> PaymentError {
@@ -41,14 +47,21 @@ const CAS_ROUNDS: usize = 5;
 impl PaymentService {
     pub fn new(
         store: Arc<dyn PaymentStore>,
+        bus: SharedBus,
         provider: ProviderClient,
         config: PaymentConfig,
     ) -> Self {
         Self {
+            outbox: Outbox::new("payment", bus, store.outbox()),
             store,
             provider,
             config: Arc::new(config),
         }
+    }
+
+    /// The outbox of the payment events; run its relay wherever the service runs.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
@@ -71,10 +84,37 @@ impl PaymentService {
             updated_at: clock::now().max(before.updated_at),
             ..next
         };
-        self.store
-            .update(&next, before.version, entries)
+        // A capture is announced (receipts, fee notices): with the change, through the outbox.
+        let mut events = Vec::new();
+        if next.status == PaymentStatus::Captured && before.status != PaymentStatus::Captured {
+            let event = PaymentCaptured {
+                trip_id: next.trip,
+                rider_id: next.rider,
+                driver_id: next.driver,
+                kind: next.charge_kind.unwrap_or(TransactionKind::Fare),
+                amount: next.captured,
+                currency: domain::fare::CURRENCY.to_owned(),
+                held: next.held,
+                payment_method: next.payment_method.clone(),
+                captured_at: next.updated_at,
+            };
+            events.push(
+                Envelope::from_event(&event, clock::new_id(), next.updated_at)
+                    .map_err(|e| PaymentError::Unavailable(e.to_string()))?,
+            );
+        }
+        match self
+            .store
+            .update(&next, before.version, entries, &events)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?
+        {
+            Some(pending) => {
+                self.outbox.publish_committed(pending).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn authorization(record: &PaymentRecord) -> Authorization {

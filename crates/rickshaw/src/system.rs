@@ -38,6 +38,7 @@ pub static MODULES: &[&dyn ServiceModule] = &[
     &pricing::Module,
     &provider::Module,
     &payment::Module,
+    &mail::Module,
     &supply::Module,
     &rider::Module,
     &trip::Module,

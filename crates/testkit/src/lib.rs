@@ -1,7 +1,7 @@
 //! Test support: `spawn_app` runs the embedded system on a free port with a temporary data
 //! directory and returns typed helpers; `spawn_distributed` runs services on NATS and PostgreSQL
 //! (with `NatsServer`, a private nats-server, and `TestDatabase`, a fresh database); `WsClient`
-//! speaks `/communication`; `python_with_socketio` provides a Python with the python-socketio client.
+//! speaks `/communication`; `test_python` provides a Python with the python-socketio client and aiosmtpd (a real SMTP server).
 //! Test-only: nothing in the product depends on this crate.
 
 use std::path::{Path, PathBuf};
@@ -355,16 +355,16 @@ impl WsClient {
     }
 }
 
-/// A Python interpreter that can `import socketio` (python-socketio's client). Uses
-/// `RICKSHAW_TEST_PYTHON` when set; otherwise creates a virtualenv under `target/` on first use.
-pub fn python_with_socketio() -> PathBuf {
+/// A Python (a virtualenv under `target/`, made on first use) with the python-socketio client and
+/// aiosmtpd from PyPI; `RICKSHAW_TEST_PYTHON` names another.
+pub fn test_python() -> PathBuf {
     if let Ok(python) = std::env::var("RICKSHAW_TEST_PYTHON") {
         return PathBuf::from(python);
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv");
     let python = venv.join("bin/python");
     let ready = std::process::Command::new(&python)
-        .args(["-c", "import socketio, websocket"])
+        .args(["-c", "import socketio, websocket, aiosmtpd"])
         .status()
         .is_ok_and(|s| s.success());
     if !ready {
@@ -372,7 +372,7 @@ pub fn python_with_socketio() -> PathBuf {
             .args(["-m", "venv"])
             .arg(&venv)
             .status()
-            .expect("python3 is needed for the socket.io interoperability test");
+            .expect("python3 is needed for the socket.io and SMTP tests");
         assert!(status.success(), "python3 -m venv failed");
         let status = std::process::Command::new(venv.join("bin/pip"))
             .args([
@@ -380,12 +380,13 @@ pub fn python_with_socketio() -> PathBuf {
                 "--quiet",
                 "python-socketio[client]>=5,<6",
                 "websocket-client>=1.6",
+                "aiosmtpd>=1.4,<2",
             ])
             .status()
             .expect("pip runs");
         assert!(
             status.success(),
-            "installing python-socketio failed (PyPI reachable?)"
+            "installing python-socketio and aiosmtpd failed (PyPI reachable?)"
         );
     }
     python

@@ -65,7 +65,11 @@ pub async fn a_change_and_its_entries_commit_together_or_not_at_all(store: &dyn 
         ledger::charge(TransactionKind::Fare, rider, Some(driver), 20_000, 2_000),
     ];
     assert!(
-        !store.update(&captured, 7, &entries).await.expect("update"),
+        store
+            .update(&captured, 7, &entries, &[])
+            .await
+            .expect("update")
+            .is_none(),
         "a stale version changes nothing"
     );
     assert!(
@@ -75,7 +79,20 @@ pub async fn a_change_and_its_entries_commit_together_or_not_at_all(store: &dyn 
             .expect("entries")
             .is_empty()
     );
-    assert!(store.update(&captured, 1, &entries).await.expect("update"));
+    let event = platform::bus::Envelope {
+        id: platform::clock::new_id(),
+        subject: "payment.captured.v1".into(),
+        occurred_at: Timestamp::from_millis(20),
+        headers: Default::default(),
+        payload: b"{}".to_vec(),
+    };
+    let written = store
+        .update(&captured, 1, &entries, std::slice::from_ref(&event))
+        .await
+        .expect("update")
+        .expect("current");
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].envelope, event, "its event is in the outbox");
     assert_eq!(store.get(record.trip).await.expect("get"), Some(captured));
     assert_eq!(store.ledger_sum().await.expect("sum"), before, "balanced");
     let earned = store

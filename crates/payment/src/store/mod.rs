@@ -9,6 +9,8 @@ pub mod contract;
 use async_trait::async_trait;
 use domain::ledger::{LedgerAccount, Transaction, TransactionKind};
 use domain::{AccountId, Timestamp, TripId};
+use platform::bus::Envelope;
+use platform::outbox::{self, Pending};
 use platform::store::{EmbeddedMigration, PgPool, migrate_postgres, migrate_sqlite};
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqlitePool};
@@ -16,17 +18,31 @@ use sqlx::{Row, SqlitePool};
 /// The schema this service's tables live in (PostgreSQL).
 pub const SCHEMA: &str = "payment";
 
-const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "payments and ledger",
-    include_str!("../../migrations/sqlite/0001_payments.sql"),
-)];
+const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "payments and ledger",
+        include_str!("../../migrations/sqlite/0001_payments.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../../migrations/sqlite/0002_outbox.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "payments and ledger",
-    include_str!("../../migrations/postgres/0001_payments.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "payments and ledger",
+        include_str!("../../migrations/postgres/0001_payments.sql"),
+    ),
+    (
+        2,
+        "outbox",
+        include_str!("../../migrations/postgres/0002_outbox.sql"),
+    ),
+];
 
 /// Where a trip's payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -131,14 +147,18 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn by_intent(&self, intent: &str) -> Result<Option<PaymentRecord>, StoreError>;
     /// Stores `record` unless its trip has a payment already: whether it did.
     async fn insert(&self, record: &PaymentRecord) -> Result<bool, StoreError>;
-    /// Replaces the payment if it is still at `expected_version`, and appends `ledger`, in one
-    /// transaction: whether it did (false: it changed meanwhile, nothing written).
+    /// Replaces the payment if it is still at `expected_version`, appends `ledger` and writes
+    /// `events` to the outbox, in one transaction: the outbox rows to publish, or `None` when it
+    /// changed meanwhile (nothing written).
     async fn update(
         &self,
         next: &PaymentRecord,
         expected_version: u64,
         ledger: &[Transaction],
-    ) -> Result<bool, StoreError>;
+        events: &[Envelope],
+    ) -> Result<Option<Vec<Pending>>, StoreError>;
+    /// The outbox table the events are written to, for the relay.
+    fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable>;
     /// The rider's payments, newest first.
     async fn of_rider(
         &self,
@@ -271,7 +291,8 @@ macro_rules! impl_payment_store {
                 r: &PaymentRecord,
                 expected_version: u64,
                 ledger: &[Transaction],
-            ) -> Result<bool, StoreError> {
+                events: &[Envelope],
+            ) -> Result<Option<Vec<Pending>>, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE payments SET driver_id = $1, intent_id = $2, payment_method = $3, \
@@ -294,7 +315,7 @@ macro_rules! impl_payment_store {
                 .await?;
                 if done.rows_affected() != 1 {
                     tx.rollback().await?;
-                    return Ok(false);
+                    return Ok(None);
                 }
                 for transaction in ledger {
                     let txn = uuid::Uuid::now_v7().to_string();
@@ -313,8 +334,16 @@ macro_rules! impl_payment_store {
                         .await?;
                     }
                 }
+                let mut pending = Vec::with_capacity(events.len());
+                for event in events {
+                    pending.push(outbox::write(&mut *tx, event).await?);
+                }
                 tx.commit().await?;
-                Ok(true)
+                Ok(Some(pending))
+            }
+
+            fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+                self.outbox_table()
             }
 
             async fn of_rider(
@@ -414,6 +443,10 @@ impl SqlitePaymentStore {
             .map_err(|e| StoreError(format!("migrating the payment database: {e}")))?;
         Ok(Self { pool })
     }
+
+    fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
+    }
 }
 
 /// Payments in PostgreSQL (the distributed mode), schema `payment`.
@@ -440,6 +473,10 @@ impl PgPaymentStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
+        std::sync::Arc::new(platform::outbox::PgOutbox(self.pool.clone()))
     }
 }
 

@@ -365,4 +365,21 @@ async fn product_dispatch_survives_a_killed_trip_instance() {
             .expect("sum");
     assert_eq!(sum, Some(0), "the ledger balances");
     pool.close().await;
+
+    // A receipt per paid trip (no SMTP server in the cluster: .eml files in its state directory).
+    let completed = usize::try_from(c.trips_completed).unwrap_or(usize::MAX);
+    let mut receipts = 0;
+    for _ in 0..100 {
+        receipts = std::fs::read_dir(cluster.dir.path().join("mail"))
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        if receipts >= completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        receipts, completed,
+        "one receipt per completed trip: {summary}"
+    );
 }

@@ -6,6 +6,7 @@ mod cluster;
 mod course_flow;
 mod distributed;
 mod limits;
+mod mail;
 mod ops;
 mod outbox;
 mod payments;

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::{StatusCode, python_with_socketio, spawn_app};
+use testkit::{StatusCode, spawn_app, test_python};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -52,7 +52,7 @@ impl Listener {
 
 #[tokio::test]
 async fn python_socketio_clients_receive_matches() {
-    let python = tokio::task::spawn_blocking(python_with_socketio)
+    let python = tokio::task::spawn_blocking(test_python)
         .await
         .expect("venv");
     let app = spawn_app().await;
