@@ -3,6 +3,7 @@
 //! below describe the JSON bodies; the handlers read and write exactly these shapes.
 
 use axum::Router;
+use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -68,17 +69,32 @@ pub fn router() -> Router {
     Router::new()
         .route("/openapi.json", get(spec))
         .route("/docs", get(docs))
+        .route("/docs/redoc.standalone.js", get(redoc))
 }
 
 async fn spec() -> impl IntoResponse {
     axum::Json(ApiDoc::openapi())
 }
 
-/// Redoc, loaded from its CDN, rendering `/openapi.json`.
+/// Redoc 2.5.2 (MIT), vendored from npm and embedded in the binary: the docs page works offline
+/// (assets/redoc/README.md says how to update it).
+const REDOC: &str = include_str!("../../assets/redoc/redoc.standalone.js");
+
+async fn redoc() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        REDOC,
+    )
+}
+
+/// Redoc, served by this process, rendering `/openapi.json`.
 async fn docs() -> Html<&'static str> {
     Html(
         r#"<!doctype html>
-<html>
+<html lang="en">
   <head>
     <title>Rickshaw API</title>
     <meta charset="utf-8"/>
@@ -86,8 +102,8 @@ async fn docs() -> Html<&'static str> {
   </head>
   <body>
     <noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-    <redoc spec-url="/openapi.json"></redoc>
-    <script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+    <redoc spec-url="/openapi.json" hide-loading></redoc>
+    <script src="/docs/redoc.standalone.js"></script>
   </body>
 </html>"#,
     )

@@ -456,6 +456,14 @@ async fn bad_product_input_is_named() {
     let (status, docs) = app.get_text("/docs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(docs.contains("/openapi.json"));
+    // Served from the binary: nothing the page loads comes from elsewhere.
+    assert!(!docs.contains("https://"), "{docs}");
+    let (status, redoc) = app.get_text("/docs/redoc.standalone.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        redoc.len() > 500_000 && redoc.contains("Redoc"),
+        "the Redoc bundle"
+    );
     app.stop().await;
 }
 
