@@ -162,7 +162,8 @@ impl From<IdentityError> for platform::ApiError {
             }
             IdentityError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             IdentityError::UnknownAccount => ApiError::not_found(message),
-            IdentityError::Store(_) => ApiError::internal(message),
+            // The store is down or overloaded: the caller may try again shortly.
+            IdentityError::Store(_) => ApiError::unavailable(message).with_retry_after(1),
             IdentityError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
         }
     }

@@ -28,6 +28,9 @@ struct FleetDriver {
 #[derive(Debug)]
 pub struct Fleet {
     online: HashMap<AccountId, FleetDriver>,
+    /// When each driver's latest applied status was made: an older one arriving late (events of
+    /// one driver may be delivered out of order) does not override it.
+    status_at: HashMap<AccountId, Timestamp>,
     /// Drivers with a position, one index per package.
     index: HashMap<Package, GeoIndex<AccountId>>,
     projection: Option<Projection>,
@@ -56,6 +59,7 @@ impl Fleet {
     pub fn new(cell_m: f64) -> Self {
         Self {
             online: HashMap::new(),
+            status_at: HashMap::new(),
             index: HashMap::new(),
             projection: None,
             cell_m: cell_m.max(1.0),
@@ -72,6 +76,14 @@ impl Fleet {
     }
 
     pub fn status(&mut self, event: &DriverStatusChanged) {
+        if self
+            .status_at
+            .get(&event.driver)
+            .is_some_and(|at| *at > event.at)
+        {
+            return;
+        }
+        self.status_at.insert(event.driver, event.at);
         match (event.online, event.package) {
             (true, Some(package)) => {
                 let entry = self.online.entry(event.driver).or_insert(FleetDriver {
@@ -392,6 +404,14 @@ mod tests {
             at: Timestamp::from_millis(50),
         });
         assert_eq!((fleet.online(), fleet.indexed(Package::Car)), (0, 0));
+        // An older "online" delivered after the "offline" does not bring the driver back.
+        fleet.status(&DriverStatusChanged {
+            driver: d,
+            online: true,
+            package: Some(Package::Car),
+            at: Timestamp::from_millis(45),
+        });
+        assert_eq!(fleet.online(), 0, "the later offline stands");
         // A position of a driver not online is ignored.
         fleet.located(&DriverLocated {
             driver: d,

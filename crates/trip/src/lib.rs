@@ -252,7 +252,8 @@ impl From<TripError> for ApiError {
                 .with_detail("command", command),
             TripError::Conflict(_) => ApiError::new(ErrorCode::Conflict, message),
             TripError::Unavailable(_) => ApiError::new(ErrorCode::Unavailable, message),
-            TripError::Store(_) => ApiError::internal(message),
+            // The store is down or overloaded: the caller may try again shortly.
+            TripError::Store(_) => ApiError::unavailable(message).with_retry_after(1),
             TripError::Payment(e) => e.into(),
             TripError::Remote(e) => e,
         }
@@ -296,4 +297,16 @@ pub trait TripApi: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<TripNotice>, TripError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_503_with_retry_after() {
+        let api = ApiError::from(TripError::Store("connection refused".into()));
+        assert_eq!(api.code, ErrorCode::Unavailable);
+        assert_eq!(api.retry_after_s(), Some(1));
+    }
 }

@@ -426,10 +426,13 @@ async fn secrets_never_show_in_debug_output() {
 }
 
 #[tokio::test]
-async fn store_failures_are_opaque_server_errors() {
+async fn store_failures_are_503_with_retry_after() {
+    // An unavailable store is the caller's cue to try again shortly (the body stays opaque: 5xx
+    // bodies never carry the cause).
     let api = ApiError::from(IdentityError::Store("disk full at /var/lib".into()));
-    assert_eq!(api.code, ErrorCode::Internal);
-    assert!(api.code.http_status().is_server_error());
+    assert_eq!(api.code, ErrorCode::Unavailable);
+    assert_eq!(api.code.http_status().as_u16(), 503);
+    assert_eq!(api.retry_after_s(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
