@@ -373,6 +373,23 @@ async fn upgrade(
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => return e.into_response(),
     };
+    // An id beyond the log's head names nothing ever sent: replaying after it would silence the
+    // session until the log caught up.
+    if let Some(after) = last_event_id {
+        match hub.deps.trips.notice_head().await {
+            Ok(head) if after > head => {
+                return ApiError::invalid_field(
+                    "last_event_id",
+                    format!(
+                        "last_event_id {after} is beyond the newest notice ({head}); reconnect with the last id you received, or without one"
+                    ),
+                )
+                .into_response();
+            }
+            Ok(_) => {}
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {

@@ -290,6 +290,9 @@ pub trait TripApi: Send + Sync + 'static {
         action: Action,
         idempotency_key: Option<String>,
     ) -> Result<TripView, TripError>;
+    /// The newest notice id of the whole log (0 while empty): a client's `last_event_id` beyond
+    /// it names nothing ever sent.
+    async fn notice_head(&self) -> Result<i64, TripError>;
     /// The caller's notices after `after` (oldest first, at most `limit`).
     async fn notices(
         &self,

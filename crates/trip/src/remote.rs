@@ -20,6 +20,7 @@ pub const GET: &str = "rpc.trip.get";
 pub const LIST: &str = "rpc.trip.list";
 pub const ACT: &str = "rpc.trip.act";
 pub const NOTICES: &str = "rpc.trip.notices";
+pub const NOTICE_HEAD: &str = "rpc.trip.notice_head";
 const GROUP: &str = "trip";
 
 /// Fields a `TripError::InvalidField` names.
@@ -200,6 +201,18 @@ pub async fn serve(
         },
     )
     .await?;
+    let head = api.clone();
+    rpc::serve(
+        client.clone(),
+        NOTICE_HEAD,
+        GROUP,
+        shutdown,
+        move |_: Call<()>| {
+            let service = head.clone();
+            async move { service.notice_head().await }
+        },
+    )
+    .await?;
     rpc::serve(client, NOTICES, GROUP, shutdown, move |call: Call<Page>| {
         let (service, check) = (api.clone(), verifier.clone());
         async move {
@@ -251,6 +264,10 @@ impl TripApi for RemoteTrip {
             idempotency_key,
         };
         self.rpc.call(ACT, &request, Some(&caller.token)).await
+    }
+
+    async fn notice_head(&self) -> Result<i64, TripError> {
+        self.rpc.call(NOTICE_HEAD, &(), None).await
     }
 
     async fn notices(

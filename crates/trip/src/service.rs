@@ -558,6 +558,10 @@ impl TripApi for TripService {
         .await
     }
 
+    async fn notice_head(&self) -> Result<i64, TripError> {
+        self.store.notice_head().await.map_err(store_error)
+    }
+
     async fn notices(
         &self,
         caller: &Caller,

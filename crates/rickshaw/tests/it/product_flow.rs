@@ -456,6 +456,12 @@ async fn bad_product_input_is_named() {
     let (status, docs) = app.get_text("/docs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(docs.contains("/openapi.json"));
+    // A last_event_id beyond the notice log's head names nothing ever sent.
+    let (status, body) = app
+        .get(&format!("/v1/ws?token={rider}&last_event_id=999999999"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "last_event_id", "{body}");
     // Served from the binary: nothing the page loads comes from elsewhere.
     assert!(!docs.contains("https://"), "{docs}");
     let (status, redoc) = app.get_text("/docs/redoc.standalone.js").await;

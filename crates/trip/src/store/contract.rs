@@ -259,6 +259,11 @@ pub async fn notices_are_per_account_in_order_after_an_id(store: &dyn TripStore)
     assert_eq!(kinds(&later), ["trip.driver_assigned"]);
     assert_eq!(later[0].trip.status, "driver_assigned");
     assert_eq!(store.notices_for(rider, 0, 1).await.expect("page").len(), 1);
+    let newest = later.last().map_or(0, |n| n.id);
+    assert!(
+        store.notice_head().await.expect("head") >= newest,
+        "the head is at least the newest notice"
+    );
 }
 
 /// The claim two dispatchers rely on: a driver holds one offer at a time, whichever instance

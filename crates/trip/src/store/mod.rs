@@ -173,6 +173,8 @@ pub trait TripStore: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<TripNotice>, StoreError>;
+    /// The newest notice's id in the whole log (0 while it is empty).
+    async fn notice_head(&self) -> Result<i64, StoreError>;
     /// Records a driver's availability (`Some(package)`: online) unless a newer one is stored.
     async fn set_driver_status(
         &self,

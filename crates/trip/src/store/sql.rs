@@ -272,6 +272,14 @@ macro_rules! impl_trip_store {
                     .collect()
             }
 
+            async fn notice_head(&self) -> Result<i64, super::StoreError> {
+                let head: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(MAX(id) AS BIGINT) FROM trip_notices")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(head.unwrap_or(0))
+            }
+
             async fn notices_for(
                 &self,
                 account: domain::AccountId,
