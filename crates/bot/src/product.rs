@@ -67,6 +67,8 @@ pub struct ProductBotConfig {
     pub progress_every: Option<Duration>,
     /// Sign-ups and logins in flight at once (each costs the server an Argon2 hash).
     pub setup_concurrency: usize,
+    /// The server's `payment.commission_bps`: a driver earns each fare less this share.
+    pub commission_bps: u32,
 }
 
 impl Default for ProductBotConfig {
@@ -85,6 +87,7 @@ impl Default for ProductBotConfig {
             drain: Duration::from_secs(15),
             progress_every: Some(Duration::from_secs(1)),
             setup_concurrency: 8,
+            commission_bps: 2_000,
         }
     }
 }

@@ -163,6 +163,9 @@ struct ProductArgs {
     /// Sign-ups and logins in flight at once while setting up.
     #[arg(long, default_value_t = 8, requires = "product")]
     setup_concurrency: usize,
+    /// The server's payment.commission_bps: the bot checks each driver earned the fare less it.
+    #[arg(long, default_value_t = 2_000, requires = "product")]
+    commission_bps: u32,
 }
 
 fn parse_lat_lng(raw: &str) -> Result<(f64, f64), String> {
@@ -201,6 +204,7 @@ impl ProductArgs {
             drain: self.drain,
             progress_every: progress.then_some(Duration::from_secs(1)),
             setup_concurrency: self.setup_concurrency,
+            commission_bps: self.commission_bps,
         }
     }
 }

@@ -86,6 +86,8 @@ pub(super) async fn set_up_rider(ctx: Arc<Ctx>, n: u32) -> Result<Rider, String>
 pub(super) async fn driver_loop(ctx: Arc<Ctx>, mut driver: Driver) {
     let mut refresh = tokio::time::interval(POSITION_REFRESH);
     refresh.tick().await;
+    // The trips this driver completed, with their fares, for the earnings check at the end.
+    let mut completed: Vec<(String, u64)> = Vec::new();
     loop {
         let notice = tokio::select! {
             () = ctx.drivers_stop.cancelled() => break,
@@ -132,8 +134,14 @@ pub(super) async fn driver_loop(ctx: Arc<Ctx>, mut driver: Driver) {
             continue;
         }
         lock(&ctx.tally).progress.offers_accepted += 1;
-        drive(&ctx, &mut driver, trip_id, trip).await;
+        if drive(&ctx, &mut driver, trip_id, trip).await {
+            rate(&ctx, &driver.agent, trip_id).await;
+            if let Some(fare) = trip["fare"]["amount"].as_u64() {
+                completed.push((trip_id.to_owned(), fare));
+            }
+        }
     }
+    check_earnings(&ctx, &driver.agent, &completed).await;
     let _ = driver
         .agent
         .call(
@@ -145,8 +153,8 @@ pub(super) async fn driver_loop(ctx: Arc<Ctx>, mut driver: Driver) {
 }
 
 /// Arrive, start and complete an accepted trip, moving on the way. Stops at the first refusal
-/// (the rider cancelled, say).
-async fn drive(ctx: &Ctx, driver: &mut Driver, trip_id: &str, trip: &Value) {
+/// (the rider cancelled, say); whether the trip was completed.
+async fn drive(ctx: &Ctx, driver: &mut Driver, trip_id: &str, trip: &Value) -> bool {
     let pickup = LatLng::of(&trip["pickup"]).unwrap_or(driver.position);
     let dropoff = LatLng::of(&trip["dropoff"]).unwrap_or(pickup);
     driver
@@ -156,17 +164,121 @@ async fn drive(ctx: &Ctx, driver: &mut Driver, trip_id: &str, trip: &Value) {
     driver.position = pickup;
     driver.socket.send_location(pickup);
     if !step(ctx, &driver.agent, trip_id, "arrive").await {
-        return;
+        return false;
     }
     ctx.step_pause().await;
     if !step(ctx, &driver.agent, trip_id, "start").await {
-        return;
+        return false;
     }
     driver.socket.send_location(pickup.towards(dropoff, 0.5));
     ctx.step_pause().await;
     driver.position = dropoff;
     driver.socket.send_location(dropoff);
-    step(ctx, &driver.agent, trip_id, "complete").await;
+    step(ctx, &driver.agent, trip_id, "complete").await
+}
+
+/// Rates the other side of a completed trip, 3 to 5 stars (best effort: a failure is counted as
+/// an HTTP error like any other).
+async fn rate(ctx: &Ctx, agent: &Agent, trip_id: &str) {
+    let stars = rand::random_range(3..=5);
+    let body = json!({"stars": stars, "tags": ["bot"]});
+    let path = format!("/v1/trips/{trip_id}/rating");
+    if agent.call(Method::POST, &path, Some(&body)).await.is_ok() {
+        lock(&ctx.tally).progress.ratings_given += 1;
+    }
+}
+
+/// How long the end-of-run checks wait for the settling of the last trips (captures follow the
+/// completion notices asynchronously).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The rider's completed trips were each captured once, for their fare.
+async fn check_payments(ctx: &Ctx, agent: &Agent, completed: &[(String, u64)]) {
+    if completed.is_empty() {
+        return;
+    }
+    let until = Instant::now() + SETTLE_WAIT;
+    let mut wrong = Vec::new();
+    loop {
+        wrong.clear();
+        match agent.call(Method::GET, "/v1/me/payments", None).await {
+            Ok(list) => {
+                let payments = list["payments"].as_array().cloned().unwrap_or_default();
+                for (trip, fare) in completed {
+                    let mine: Vec<&Value> = payments
+                        .iter()
+                        .filter(|p| p["trip_id"] == trip.as_str())
+                        .collect();
+                    let ok = mine.len() == 1
+                        && mine[0]["status"] == "captured"
+                        && mine[0]["captured"]["amount"].as_u64() == Some(*fare);
+                    if !ok {
+                        wrong.push(format!("trip {trip} (fare {fare}): {mine:?}"));
+                    }
+                }
+            }
+            Err(_) => wrong.push("GET /v1/me/payments failed".to_owned()),
+        }
+        if wrong.is_empty() || Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut t = lock(&ctx.tally);
+    t.checks.payments_wrong += wrong.len() as u64;
+    for case in wrong {
+        t.example(
+            "completed trip not captured once for its fare".to_owned(),
+            || case,
+        );
+    }
+}
+
+/// The driver's earnings show each completed trip at its fare less the commission.
+async fn check_earnings(ctx: &Ctx, agent: &Agent, completed: &[(String, u64)]) {
+    if completed.is_empty() {
+        return;
+    }
+    let bps = u64::from(ctx.config.commission_bps);
+    let share = |fare: u64| fare - (fare * bps + 5_000) / 10_000;
+    let until = Instant::now() + SETTLE_WAIT;
+    let mut wrong = Vec::new();
+    loop {
+        wrong.clear();
+        match agent
+            .call(Method::GET, "/v1/drivers/me/earnings", None)
+            .await
+        {
+            Ok(earnings) => {
+                let trips = earnings["trips"].as_array().cloned().unwrap_or_default();
+                for (trip, fare) in completed {
+                    let earned = trips
+                        .iter()
+                        .find(|t| t["trip_id"] == trip.as_str())
+                        .and_then(|t| t["amount"]["amount"].as_u64());
+                    if earned != Some(share(*fare)) {
+                        wrong.push(format!(
+                            "trip {trip}: fare {fare}, earned {earned:?}, expected {}",
+                            share(*fare)
+                        ));
+                    }
+                }
+            }
+            Err(_) => wrong.push("GET /v1/drivers/me/earnings failed".to_owned()),
+        }
+        if wrong.is_empty() || Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut t = lock(&ctx.tally);
+    t.checks.earnings_wrong += wrong.len() as u64;
+    for case in wrong {
+        t.example(
+            "driver's earnings ≠ fare less commission".to_owned(),
+            || case,
+        );
+    }
 }
 
 /// A driver's action on a trip, retried while the server does not answer or fails (5xx) — a
@@ -195,6 +307,8 @@ async fn step(ctx: &Ctx, agent: &Agent, trip_id: &str, action: &str) -> bool {
 
 /// Books trip after trip until booking is over.
 pub(super) async fn rider_loop(ctx: Arc<Ctx>, mut rider: Rider) {
+    // The trips this rider completed, with their fares, for the payments check at the end.
+    let mut completed: Vec<(String, u64)> = Vec::new();
     while !ctx.booking_over.is_cancelled() {
         let pickup = ctx.random_position();
         let mut dropoff = ctx.random_position();
@@ -258,8 +372,12 @@ pub(super) async fn rider_loop(ctx: Arc<Ctx>, mut rider: Rider) {
                 });
             }
         }
-        follow_trip(&ctx, &mut rider, &trip_id, booked_at, quoted).await;
+        if follow_trip(&ctx, &mut rider, &trip_id, booked_at, quoted).await {
+            rate(&ctx, &rider.agent, &trip_id).await;
+            completed.push((trip_id, quoted));
+        }
     }
+    check_payments(&ctx, &rider.agent, &completed).await;
 }
 
 /// Books a quote; when the server does not answer or fails (5xx), books the same quote again —
@@ -308,7 +426,14 @@ enum End {
 
 /// Waits for the trip's end on the socket; reads the trip when the socket has been quiet for a
 /// while, and cancels it after `trip_timeout` (or when the run winds down).
-async fn follow_trip(ctx: &Ctx, rider: &mut Rider, trip_id: &str, booked_at: Instant, quoted: u64) {
+/// Follows a booked trip to its end; whether it was completed.
+async fn follow_trip(
+    ctx: &Ctx,
+    rider: &mut Rider,
+    trip_id: &str,
+    booked_at: Instant,
+    quoted: u64,
+) -> bool {
     let mut deadline = booked_at + ctx.config.trip_timeout;
     let mut wound_down = ctx.wind_down.is_cancelled();
     if wound_down {
@@ -416,10 +541,20 @@ async fn follow_trip(ctx: &Ctx, rider: &mut Rider, trip_id: &str, booked_at: Ins
                     format!("trip {trip_id}: quoted {quoted}, completed with {fare:?}")
                 });
             }
+            true
         }
-        End::NoDrivers => t.progress.no_drivers_found += 1,
-        End::Cancelled => t.progress.cancelled += 1,
-        End::Abandoned => t.progress.abandoned += 1,
+        End::NoDrivers => {
+            t.progress.no_drivers_found += 1;
+            false
+        }
+        End::Cancelled => {
+            t.progress.cancelled += 1;
+            false
+        }
+        End::Abandoned => {
+            t.progress.abandoned += 1;
+            false
+        }
     }
 }
 

@@ -22,6 +22,11 @@ pub struct ProductChecks {
     /// A trip offered to a second driver while its offer to the first was open, or a driver
     /// offered a trip while holding an offer of another.
     pub double_offers: u64,
+    /// Completed trips whose rider's payments did not show one capture of the fare (within 10 s
+    /// of the run's end).
+    pub payments_wrong: u64,
+    /// Completed trips whose driver's earnings did not show the fare less the commission.
+    pub earnings_wrong: u64,
     /// Trips a rider found ended (by reading the trip) whose end notice never arrived on the
     /// socket within 2 s after that. Reported, not an invariant: a very slow push looks the same.
     pub missed_notices: u64,
@@ -31,6 +36,8 @@ impl ProductChecks {
     pub fn hold(&self) -> bool {
         self.overlapping_assignments == 0
             && self.double_offers == 0
+            && self.payments_wrong == 0
+            && self.earnings_wrong == 0
             && self.fare_mismatches == 0
             && self.package_mismatches == 0
             && self.duplicate_notices == 0
@@ -51,6 +58,8 @@ pub struct ProductProgress {
     pub offers_received: u64,
     pub offers_accepted: u64,
     pub offers_declined: u64,
+    /// Trip ratings given (riders of their drivers, drivers of their riders).
+    pub ratings_given: u64,
     pub no_drivers_found: u64,
     /// `trip.cancelled` notices for trips the bot's riders did not cancel themselves.
     pub cancelled: u64,
@@ -223,6 +232,7 @@ impl std::fmt::Display for ProductSummary {
             "  offers           {:>8}  accepted {}  declined {}",
             c.offers_received, c.offers_accepted, c.offers_declined
         )?;
+        writeln!(f, "  trips rated      {:>8}  (both sides)", c.ratings_given)?;
         writeln!(
             f,
             "  trips not done   no drivers found {}  cancelled {}  abandoned by the bot {}",
@@ -249,7 +259,7 @@ impl std::fmt::Display for ProductSummary {
         let k = &self.checks;
         writeln!(
             f,
-            "  invariants       {} (driver with overlapping trips: {}, overlapping offers: {}, fare ≠ quote: {}, wrong package offered: {}, duplicate notices: {})",
+            "  invariants       {} (driver with overlapping trips: {}, overlapping offers: {}, fare ≠ quote: {}, wrong package offered: {}, duplicate notices: {}, not captured once: {}, earnings ≠ fare less commission: {})",
             if self.invariants_hold() {
                 "hold"
             } else {
@@ -259,7 +269,9 @@ impl std::fmt::Display for ProductSummary {
             k.double_offers,
             k.fare_mismatches,
             k.package_mismatches,
-            k.duplicate_notices
+            k.duplicate_notices,
+            k.payments_wrong,
+            k.earnings_wrong
         )?;
         if k.missed_notices > 0 {
             writeln!(

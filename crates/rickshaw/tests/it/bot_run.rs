@@ -183,6 +183,14 @@ async fn the_product_bot_completes_trips_and_keeps_every_invariant() {
     );
     assert!(summary.invariants_hold(), "{summary}");
     assert_eq!(summary.checks.fare_mismatches, 0, "{summary}");
+    // Every completed trip was captured once for its fare and earned its driver their share;
+    // both sides rated it.
+    assert_eq!(
+        (summary.checks.payments_wrong, summary.checks.earnings_wrong),
+        (0, 0),
+        "{summary}"
+    );
+    assert!(c.ratings_given >= c.trips_completed, "{summary}");
     assert_eq!(summary.checks.overlapping_assignments, 0, "{summary}");
     assert_eq!(summary.server_errors, 0, "no 5xx: {summary}");
     assert_eq!(c.transport_errors, 0, "{summary}");
