@@ -13,6 +13,9 @@ use crate::pricing::Package;
 pub enum Role {
     Rider,
     Driver,
+    /// Operations: refunds, later the audit log and the operations map. Never granted by
+    /// sign-up: `rickshaw admin create` makes one.
+    Admin,
 }
 
 impl Role {
@@ -20,6 +23,7 @@ impl Role {
         match self {
             Self::Rider => "rider",
             Self::Driver => "driver",
+            Self::Admin => "admin",
         }
     }
 }
@@ -37,6 +41,7 @@ impl FromStr for Role {
         match s {
             "rider" => Ok(Self::Rider),
             "driver" => Ok(Self::Driver),
+            "admin" => Ok(Self::Admin),
             other => Err(format!(
                 "unknown role {other:?}; expected \"rider\" or \"driver\""
             )),

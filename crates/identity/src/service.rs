@@ -140,12 +140,10 @@ impl IdentityService {
         }
         Ok(Some(attempt))
     }
-}
 
-#[async_trait]
-impl IdentityApi for IdentityService {
-    #[tracing::instrument(skip_all, fields(role = %request.role))]
-    async fn sign_up(&self, request: SignUp) -> Result<Account, IdentityError> {
+    /// Opens an account of any role, admin included (`rickshaw admin create`; sign-up refuses
+    /// admins). The password must be 8 to 128 characters.
+    pub async fn create(&self, request: SignUp) -> Result<Account, IdentityError> {
         password::check_strength(&request.password)?;
         // Saves the hash's CPU on an obvious duplicate; the store's unique email decides races.
         if self.store.credentials(&request.email).await?.is_some() {
@@ -161,8 +159,22 @@ impl IdentityApi for IdentityService {
             created_at: clock::now(),
         };
         self.store.create_account(&account, &password_hash).await?;
-        tracing::info!(account = %account.id, "account created");
+        tracing::info!(account = %account.id, role = %account.role, "account created");
         Ok(account)
+    }
+}
+
+#[async_trait]
+impl IdentityApi for IdentityService {
+    #[tracing::instrument(skip_all, fields(role = %request.role))]
+    async fn sign_up(&self, request: SignUp) -> Result<Account, IdentityError> {
+        if request.role == Role::Admin {
+            return Err(IdentityError::Forbidden(
+                "sign-up opens rider and driver accounts; an admin is made with `rickshaw admin create`"
+                    .into(),
+            ));
+        }
+        self.create(request).await
     }
 
     #[tracing::instrument(skip_all)]

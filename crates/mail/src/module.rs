@@ -1,5 +1,6 @@
-//! The mail service on the composition path: the consumer of `payment.captured.v1` (a task). It
-//! provides nothing to other services.
+//! The mail service on the composition path: the consumers of `payment.captured.v1` (receipts,
+//! fee notices) and `payment.refunded.v1` (refund notices), tasks. It provides nothing to other
+//! services.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 use domain::events::Event;
 use identity::IdentityApi;
 use lettre::message::Mailbox;
-use payment::PaymentCaptured;
+use payment::{PaymentCaptured, PaymentRefunded};
 use platform::bus::{self, Handled, SubscribeOptions};
 use platform::config::SectionSpec;
 use platform::service::{Backends, Deps, ServiceModule, Started};
@@ -53,35 +54,75 @@ impl ServiceModule for Module {
             .parse()
             .map_err(|e| anyhow::anyhow!("mail.from: {e}"))?;
         let identity = deps.get::<Arc<dyn IdentityApi>>()?;
-        let mut options = SubscribeOptions::durable(PaymentCaptured::SUBJECT, "mail-receipts");
-        options.max_deliver = MAX_DELIVER;
-        let captures = deps.bus.subscribe(options).await?;
+        let subscribe = |subject: &str, group: &str| {
+            let mut options = SubscribeOptions::durable(subject, group);
+            options.max_deliver = MAX_DELIVER;
+            deps.bus.subscribe(options)
+        };
+        let captures = subscribe(PaymentCaptured::SUBJECT, "mail-receipts").await?;
+        let refunds = subscribe(PaymentRefunded::SUBJECT, "mail-refunds").await?;
         Ok(Started::default().task(move |shutdown| {
+            let (i, m, f) = (identity.clone(), mailer.clone(), from.clone());
             shutdown.spawn(bus::consume(
                 captures,
                 shutdown.token(),
                 "mail.receipts",
                 move |capture: PaymentCaptured, envelope| {
+                    let (identity, mailer, from) = (i.clone(), m.clone(), f.clone());
+                    async move {
+                        let event = envelope.id.to_string();
+                        send_to_rider(
+                            &*identity,
+                            &mailer,
+                            &from,
+                            capture.rider_id,
+                            &event,
+                            capture.kind.as_str(),
+                            |name| receipt::text(&capture, name),
+                        )
+                        .await
+                    }
+                },
+            ));
+            shutdown.spawn(bus::consume(
+                refunds,
+                shutdown.token(),
+                "mail.refunds",
+                move |refund: PaymentRefunded, envelope| {
                     let (identity, mailer, from) = (identity.clone(), mailer.clone(), from.clone());
-                    let event = envelope.id.to_string();
-                    async move { send_receipt(&*identity, &mailer, &from, &capture, &event).await }
+                    async move {
+                        let event = envelope.id.to_string();
+                        send_to_rider(
+                            &*identity,
+                            &mailer,
+                            &from,
+                            refund.rider_id,
+                            &event,
+                            "refund",
+                            |name| receipt::refund_text(&refund, name),
+                        )
+                        .await
+                    }
                 },
             ));
         }))
     }
 }
 
-async fn send_receipt(
+/// Writes to `rider` the message `compose` makes from their name; `kind` labels the metric.
+async fn send_to_rider(
     identity: &dyn IdentityApi,
     mailer: &Mailer,
     from: &Mailbox,
-    capture: &PaymentCaptured,
+    rider: domain::AccountId,
     event: &str,
+    kind: &'static str,
+    compose: impl FnOnce(&str) -> (String, String),
 ) -> Handled {
-    let account = match identity.account_by_id(capture.rider_id).await {
+    let account = match identity.account_by_id(rider).await {
         Ok(account) => account,
         Err(identity::IdentityError::UnknownAccount) => {
-            tracing::warn!(rider = %capture.rider_id, "a receipt for an unknown account; dropped");
+            tracing::warn!(%rider, "mail for an unknown account; dropped");
             return Handled::Done;
         }
         Err(e) => return Handled::Retry(format!("cannot look the rider up: {e}")),
@@ -89,25 +130,25 @@ async fn send_receipt(
     let to = match account.email.as_str().parse::<Mailbox>() {
         Ok(address) => Mailbox::new(Some(account.name.as_str().to_owned()), address.email),
         Err(e) => {
-            tracing::warn!(error = %e, "a rider's email is not a mail address; no receipt");
+            tracing::warn!(error = %e, "a rider's email is not a mail address; no mail");
             return Handled::Done;
         }
     };
-    let message = match receipt::message(capture, event, from, to, account.name.as_str()) {
+    let message = match receipt::letter(event, from, to, compose(account.name.as_str())) {
         Ok(message) => message,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build a receipt");
+            tracing::error!(error = %e, "cannot build a message");
             return Handled::Done;
         }
     };
     match mailer.send(message).await {
         Ok(()) => {
-            metrics::counter!("mail_sent_total", "kind" => capture.kind.as_str()).increment(1);
+            metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
             Handled::Done
         }
         Err(e) => {
             metrics::counter!("mail_send_failures_total").increment(1);
-            Handled::Retry(format!("cannot send a receipt: {e}"))
+            Handled::Retry(format!("cannot send mail: {e}"))
         }
     }
 }

@@ -4,7 +4,7 @@ use domain::ledger::TransactionKind;
 use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
-use payment::PaymentCaptured;
+use payment::{PaymentCaptured, PaymentRefunded};
 
 /// `39000` poisha → `BDT 390.00`.
 pub fn money(amount: u64, currency: &str) -> String {
@@ -47,6 +47,40 @@ pub fn text(capture: &PaymentCaptured, rider_name: &str) -> (String, String) {
     }
 }
 
+/// The subject and the text of the notice of `refund`.
+pub fn refund_text(refund: &PaymentRefunded, rider_name: &str) -> (String, String) {
+    let amount = money(refund.amount, &refund.currency);
+    (
+        format!("Rickshaw: a refund of {amount}"),
+        format!(
+            "Hello {rider_name},\n\n\
+             {amount} of what you paid for trip {trip} is on its way back to your card.\n\
+             Refunded so far: {refunded} of {captured}.\n\n\
+             Rickshaw\n",
+            trip = refund.trip_id,
+            refunded = money(refund.refunded, &refund.currency),
+            captured = money(refund.captured, &refund.currency),
+        ),
+    )
+}
+
+/// A message of `subject` and `body`, its `Message-ID` the event's.
+pub fn letter(
+    event: &str,
+    from: &Mailbox,
+    to: Mailbox,
+    (subject, body): (String, String),
+) -> Result<Message, String> {
+    Message::builder()
+        .message_id(Some(format!("<{event}@rickshaw>")))
+        .from(from.clone())
+        .to(to)
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())
+}
+
 /// The whole message from `from` to `to`; its `Message-ID` is the event's, so a receipt sent
 /// twice (delivery is at least once) is recognisably the same message.
 pub fn message(
@@ -56,15 +90,7 @@ pub fn message(
     to: Mailbox,
     rider_name: &str,
 ) -> Result<Message, String> {
-    let (subject, body) = text(capture, rider_name);
-    Message::builder()
-        .message_id(Some(format!("<{event}@rickshaw>")))
-        .from(from.clone())
-        .to(to)
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN)
-        .body(body)
-        .map_err(|e| e.to_string())
+    letter(event, from, to, text(capture, rider_name))
 }
 
 #[cfg(test)]
@@ -109,5 +135,17 @@ mod tests {
         let raw = String::from_utf8(message.formatted()).expect("text");
         assert!(raw.contains("To: asha@example.com"), "{raw}");
         assert!(raw.contains("Message-ID: <e1@rickshaw>"), "{raw}");
+        let refund = PaymentRefunded {
+            trip_id: TripId::from_uuid(uuid_of(1)),
+            rider_id: AccountId::from_uuid(uuid_of(2)),
+            amount: 5_000,
+            refunded: 5_000,
+            captured: 20_000,
+            currency: "BDT".into(),
+            refunded_at: Timestamp::from_millis(0),
+        };
+        let (subject, body) = refund_text(&refund, "Asha");
+        assert_eq!(subject, "Rickshaw: a refund of BDT 50.00");
+        assert!(body.contains("BDT 50.00 of BDT 200.00"), "{body}");
     }
 }

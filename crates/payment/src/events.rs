@@ -26,3 +26,20 @@ pub struct PaymentCaptured {
 impl Event for PaymentCaptured {
     const SUBJECT: &'static str = "payment.captured.v1";
 }
+
+/// Money was given back to a rider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub trip_id: TripId,
+    pub rider_id: AccountId,
+    /// This refund, and all refunded so far (minor units of `currency`).
+    pub amount: u64,
+    pub refunded: u64,
+    pub captured: u64,
+    pub currency: String,
+    pub refunded_at: Timestamp,
+}
+
+impl Event for PaymentRefunded {
+    const SUBJECT: &'static str = "payment.refunded.v1";
+}

@@ -31,7 +31,7 @@ use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 pub use config::PaymentConfig;
-pub use events::PaymentCaptured;
+pub use events::{PaymentCaptured, PaymentRefunded};
 pub use module::Module;
 pub use service::PaymentService;
 pub use store::{PaymentRecord, PaymentStatus, PaymentStore, PgPaymentStore, SqlitePaymentStore};
@@ -173,4 +173,13 @@ pub trait PaymentApi: Send + Sync + 'static {
     /// The rider's payments, newest first.
     async fn payments_of(&self, rider: AccountId) -> Result<Vec<PaymentView>, PaymentError>;
     async fn earnings_of(&self, driver: AccountId) -> Result<Earnings, PaymentError>;
+    /// Gives `amount` (`None`: all that is left) of a captured trip's money back to its rider:
+    /// never more than was captured, less what was refunded already. For admins.
+    /// Run once per `idempotency_key` (a repeat gets the first answer).
+    async fn refund(
+        &self,
+        trip: TripId,
+        amount: Option<u64>,
+        idempotency_key: String,
+    ) -> Result<PaymentView, PaymentError>;
 }

@@ -129,6 +129,29 @@ impl ProviderClient {
         .await
     }
 
+    /// Refunds `amount` of a captured intent; the amount refunded.
+    pub async fn refund(
+        &self,
+        intent: &str,
+        amount: u64,
+        idempotency_key: &str,
+    ) -> Result<u64, ProviderError> {
+        #[derive(Deserialize)]
+        struct Refund {
+            amount: u64,
+        }
+        let response = self
+            .http
+            .post(format!("{}/refunds", self.base))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&json!({"payment_intent": intent, "amount": amount}))
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        read::<Refund>(response).await.map(|r| r.amount)
+    }
+
     pub async fn get(&self, intent: &str) -> Result<Intent, ProviderError> {
         let response = self
             .http
@@ -159,7 +182,9 @@ impl ProviderClient {
     }
 }
 
-async fn read(response: reqwest::Response) -> Result<Intent, ProviderError> {
+async fn read<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, ProviderError> {
     let status = response.status();
     let bytes = response
         .bytes()
@@ -167,7 +192,7 @@ async fn read(response: reqwest::Response) -> Result<Intent, ProviderError> {
         .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::Unavailable(format!("an undecodable intent: {e}")));
+            .map_err(|e| ProviderError::Unavailable(format!("an undecodable answer: {e}")));
     }
     if status.is_server_error() || status == reqwest::StatusCode::CONFLICT {
         // 409: the same idempotency key is still being processed: a retry will get its answer.

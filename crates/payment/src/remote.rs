@@ -19,7 +19,15 @@ pub const VOID: &str = "rpc.payment.void";
 pub const CONFIRM: &str = "rpc.payment.confirm";
 pub const PAYMENTS_OF: &str = "rpc.payment.payments_of";
 pub const EARNINGS_OF: &str = "rpc.payment.earnings_of";
+pub const REFUND: &str = "rpc.payment.refund";
 const GROUP: &str = "payment";
+
+#[derive(Serialize, Deserialize)]
+struct Refund {
+    trip: TripId,
+    amount: Option<u64>,
+    idempotency_key: String,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Confirm {
@@ -80,14 +88,31 @@ pub async fn serve(
         },
     )
     .await?;
+    let s = service.clone();
     rpc::serve(
-        client,
+        client.clone(),
         EARNINGS_OF,
         GROUP,
         shutdown,
         move |call: rpc::Call<AccountId>| {
-            let s = service.clone();
+            let s = s.clone();
             async move { s.earnings_of(call.request).await }
+        },
+    )
+    .await?;
+    rpc::serve(
+        client,
+        REFUND,
+        GROUP,
+        shutdown,
+        move |call: rpc::Call<Refund>| {
+            let s = service.clone();
+            let Refund {
+                trip,
+                amount,
+                idempotency_key,
+            } = call.request;
+            async move { s.refund(trip, amount, idempotency_key).await }
         },
     )
     .await
@@ -124,5 +149,19 @@ impl PaymentApi for RemotePayment {
 
     async fn earnings_of(&self, driver: AccountId) -> Result<Earnings, PaymentError> {
         self.rpc.call(EARNINGS_OF, &driver, None).await
+    }
+
+    async fn refund(
+        &self,
+        trip: TripId,
+        amount: Option<u64>,
+        idempotency_key: String,
+    ) -> Result<PaymentView, PaymentError> {
+        let request = Refund {
+            trip,
+            amount,
+            idempotency_key,
+        };
+        self.rpc.call(REFUND, &request, None).await
     }
 }

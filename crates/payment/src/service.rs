@@ -9,9 +9,10 @@ use domain::ledger::{self, LedgerAccount, Transaction, TransactionKind};
 use domain::{AccountId, Timestamp, TripId};
 use platform::bus::{Envelope, SharedBus};
 use platform::clock;
+use platform::idempotency::{self, Claim};
 use platform::outbox::Outbox;
 
-use crate::events::PaymentCaptured;
+use crate::events::{PaymentCaptured, PaymentRefunded};
 
 use crate::provider_client::{Intent, ProviderClient, ProviderError};
 use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, StoreError};
@@ -97,6 +98,21 @@ impl PaymentService {
                 held: next.held,
                 payment_method: next.payment_method.clone(),
                 captured_at: next.updated_at,
+            };
+            events.push(
+                Envelope::from_event(&event, clock::new_id(), next.updated_at)
+                    .map_err(|e| PaymentError::Unavailable(e.to_string()))?,
+            );
+        }
+        if next.refunded > before.refunded {
+            let event = PaymentRefunded {
+                trip_id: next.trip,
+                rider_id: next.rider,
+                amount: next.refunded - before.refunded,
+                refunded: next.refunded,
+                captured: next.captured,
+                currency: domain::fare::CURRENCY.to_owned(),
+                refunded_at: next.updated_at,
             };
             events.push(
                 Envelope::from_event(&event, clock::new_id(), next.updated_at)
@@ -216,8 +232,11 @@ impl PaymentService {
                     (TransactionKind::Fee, fee, driver)
                 }
                 Outcome::Cancelled { .. } | Outcome::NoDriver => {
-                    let answer = self.provider.cancel(&intent, &format!("void-{trip}")).await;
-                    match self.after_provider(&record, answer).await? {
+                    let answer = self
+                        .provider
+                        .cancel(&intent, &format!("void-{intent}"))
+                        .await;
+                    match self.after_provider(&record, answer, false).await? {
                         Some(_) => {
                             let next = PaymentRecord {
                                 status: PaymentStatus::Voided,
@@ -240,7 +259,7 @@ impl PaymentService {
                 .provider
                 .capture(&intent, amount, &format!("capture-{trip}"))
                 .await;
-            let Some(captured) = self.after_provider(&record, answer).await? else {
+            let Some(captured) = self.after_provider(&record, answer, true).await? else {
                 continue;
             };
             let taken = captured.amount_received;
@@ -278,6 +297,7 @@ impl PaymentService {
         &self,
         record: &PaymentRecord,
         answer: Result<Intent, ProviderError>,
+        capturing: bool,
     ) -> Result<Option<Intent>, PaymentError> {
         match answer {
             Ok(intent) => Ok(Some(intent)),
@@ -295,6 +315,10 @@ impl PaymentService {
                 if intent.status == "canceled" {
                     self.expired(record).await?;
                     return Ok(None);
+                }
+                // Captured already (by an earlier try whose record was lost): record it now.
+                if capturing && intent.status == "succeeded" {
+                    return Ok(Some(intent));
                 }
                 Err(PaymentError::Invalid(format!(
                     "{refused} (the intent is {})",
@@ -336,6 +360,81 @@ impl PaymentService {
             Some(record) => self.expired(&record).await,
             None => Ok(()),
         }
+    }
+
+    /// One refund: asked of the provider once (its idempotency key is the client's), then
+    /// recorded on the payment as it is now (a lost compare-and-set re-reads, never re-asks).
+    async fn refund_once(
+        &self,
+        trip: TripId,
+        amount: Option<u64>,
+        key: &str,
+    ) -> Result<PaymentView, PaymentError> {
+        let record = self
+            .store
+            .get(trip)
+            .await
+            .map_err(store_error)?
+            .ok_or(PaymentError::NotFound(trip))?;
+        if record.status != PaymentStatus::Captured {
+            return Err(PaymentError::Conflict(format!(
+                "this payment is {}; only a captured one can be refunded",
+                record.status.as_str()
+            )));
+        }
+        let left = record.captured.saturating_sub(record.refunded);
+        let amount = amount.unwrap_or(left);
+        if amount == 0 || amount > left {
+            return Err(PaymentError::Invalid(format!(
+                "amount must be 1 to {left}: {} captured, {} refunded already",
+                record.captured, record.refunded
+            )));
+        }
+        let intent = record
+            .intent
+            .clone()
+            .ok_or_else(|| PaymentError::Conflict("this payment has no intent".into()))?;
+        let refunded = self
+            .provider
+            .refund(&intent, amount, &format!("refund-{trip}-{key}"))
+            .await
+            .map_err(|e| match e {
+                ProviderError::Unavailable(e) => PaymentError::Unavailable(e),
+                other => PaymentError::Invalid(other.to_string()),
+            })?;
+        let mut current = record;
+        for _ in 0..CAS_ROUNDS {
+            let next = PaymentRecord {
+                refunded: current.refunded + refunded,
+                ..current.clone()
+            };
+            let entries = [ledger::refund(
+                current.rider,
+                current.driver,
+                current.captured,
+                refunded,
+                self.config.commission_bps,
+            )];
+            if self.write(&current, next, &entries).await? {
+                metrics::counter!("payment_refunds_total").increment(1);
+                let stored = self
+                    .store
+                    .get(trip)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or(PaymentError::NotFound(trip))?;
+                return Ok(view(&stored));
+            }
+            current = self
+                .store
+                .get(trip)
+                .await
+                .map_err(store_error)?
+                .ok_or(PaymentError::NotFound(trip))?;
+        }
+        Err(PaymentError::Unavailable(format!(
+            "refund {refunded} of trip {trip} was made but not yet recorded; retry with the same Idempotency-Key"
+        )))
     }
 }
 
@@ -414,11 +513,19 @@ impl PaymentApi for PaymentService {
                     "this trip's payment belongs to another rider".into(),
                 ));
             }
+            // Authorizing for longer than a provider call can take: its process died midway.
+            let abandoned = existing.status == PaymentStatus::Authorizing
+                && now.millis_since(existing.updated_at) > self.config.provider_timeout_ms + 5_000;
             match existing.status {
+                PaymentStatus::Authorized | PaymentStatus::Captured if existing.held != held => {
+                    return Err(PaymentError::Conflict(
+                        "this quote is being booked with another package; book it with one".into(),
+                    ));
+                }
                 PaymentStatus::Authorized | PaymentStatus::Captured => {
                     return Ok(Self::authorization(&existing));
                 }
-                PaymentStatus::Authorizing => {
+                PaymentStatus::Authorizing if !abandoned => {
                     return Err(PaymentError::Conflict(
                         "this booking's payment is being authorized; try again in a moment".into(),
                     ));
@@ -426,13 +533,12 @@ impl PaymentApi for PaymentService {
                 PaymentStatus::RequiresConfirmation => {
                     return Err(PaymentError::ConfirmationRequired(request.trip));
                 }
-                // Declined, failed, voided or expired: a new attempt (another card, say).
+                // Declined, failed, voided or expired (or abandoned): another attempt.
                 _ => {
                     let retry = PaymentRecord {
                         status: PaymentStatus::Authorizing,
                         payment_method: method.clone(),
                         held,
-                        intent: None,
                         ..existing.clone()
                     };
                     if !self.write(&existing, retry, &[]).await? {
@@ -449,9 +555,16 @@ impl PaymentApi for PaymentService {
                 }
             }
         };
-        // One idempotency key per attempt: a retried call of this attempt gets its answer, a new
-        // attempt (another card) a new intent.
-        let key = format!("authorize-{}-{}", record.trip, record.version);
+        // The key names what is asked (card, amount) after which intent: an attempt whose answer
+        // was lost (a timeout) asks again under the same key and gets that answer, never a second
+        // hold; another card, or a new attempt after a hold was let go, is a new intent.
+        let key = format!(
+            "authorize-{}-{}-{}-{}",
+            record.trip,
+            method,
+            held,
+            record.intent.as_deref().unwrap_or("first")
+        );
         let answer = self
             .provider
             .create_intent(held, &method, &record.trip.to_string(), &key)
@@ -465,8 +578,11 @@ impl PaymentApi for PaymentService {
         };
         match (record.status, record.intent.clone()) {
             (PaymentStatus::Authorized | PaymentStatus::RequiresConfirmation, Some(intent)) => {
-                let answer = self.provider.cancel(&intent, &format!("void-{trip}")).await;
-                if self.after_provider(&record, answer).await?.is_none() {
+                let answer = self
+                    .provider
+                    .cancel(&intent, &format!("void-{intent}"))
+                    .await;
+                if self.after_provider(&record, answer, false).await?.is_none() {
                     return Ok(());
                 }
                 let entries: Vec<Transaction> = if record.status.holds() {
@@ -514,6 +630,49 @@ impl PaymentApi for PaymentService {
     async fn payments_of(&self, rider: AccountId) -> Result<Vec<PaymentView>, PaymentError> {
         let records = self.store.of_rider(rider, 100).await.map_err(store_error)?;
         Ok(records.iter().map(view).collect())
+    }
+
+    async fn refund(
+        &self,
+        trip: TripId,
+        amount: Option<u64>,
+        idempotency_key: String,
+    ) -> Result<PaymentView, PaymentError> {
+        idempotency::valid_key(&idempotency_key).map_err(PaymentError::Invalid)?;
+        let keys = self.store.idempotency();
+        let scope = format!("refund:{trip}");
+        let fingerprint = serde_json::json!([amount]).to_string();
+        let claim = keys
+            .claim(&scope, &idempotency_key, &fingerprint, clock::now())
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        match claim {
+            Claim::Run => {
+                let result = self.refund_once(trip, amount, &idempotency_key).await;
+                let kept = match (&result, serde_json::to_string(&result)) {
+                    (Err(PaymentError::Unavailable(_)), _) | (_, Err(_)) => {
+                        keys.release(&scope, &idempotency_key).await
+                    }
+                    (_, Ok(answer)) => {
+                        keys.finish(&scope, &idempotency_key, &answer, clock::now())
+                            .await
+                    }
+                };
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot record a refund's Idempotency-Key");
+                }
+                result
+            }
+            Claim::Replay(answer) => serde_json::from_str(&answer)
+                .map_err(|e| PaymentError::Unavailable(format!("a stored answer: {e}")))?,
+            Claim::Mismatch => Err(PaymentError::Invalid(
+                "this Idempotency-Key was used with another amount; send a new key for a new refund"
+                    .into(),
+            )),
+            Claim::InFlight => Err(PaymentError::Conflict(
+                "a refund with this Idempotency-Key is still running; retry it in a moment".into(),
+            )),
+        }
     }
 
     async fn earnings_of(&self, driver: AccountId) -> Result<Earnings, PaymentError> {

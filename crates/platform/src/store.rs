@@ -59,12 +59,16 @@ impl<'s> MigrationSource<'s> for Embedded {
                 .0
                 .iter()
                 .map(|(version, description, sql)| {
+                    // sqlx's convention: a migration starting `-- no-transaction` runs outside
+                    // one (SQLite rebuilding a referenced table must switch foreign keys off,
+                    // which it cannot do inside a transaction).
+                    let no_tx = sql.starts_with("-- no-transaction");
                     Migration::new(
                         *version,
                         Cow::Borrowed(*description),
                         MigrationType::Simple,
                         sql.into_sql_str(),
-                        false,
+                        no_tx,
                     )
                 })
                 .collect())

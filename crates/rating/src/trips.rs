@@ -259,7 +259,9 @@ impl TripRatingApi for TripRatingService {
         }
         let ratee = match caller.role {
             Role::Rider => view.driver_id,
-            Role::Driver => Some(view.rider_id),
+            // A driver who declined or missed the offer sees the trip too, but did not drive it.
+            Role::Driver if view.driver_id == Some(caller.account) => Some(view.rider_id),
+            Role::Driver | Role::Admin => None,
         }
         .ok_or_else(|| TripRatingError::NotRateable("this trip has nobody to rate".into()))?;
         let mut stored = TripRating {

@@ -2,6 +2,7 @@
 //! them on in-process adapters (`rickshaw up`), or some of them on NATS and PostgreSQL
 //! (`rickshaw serve`). Nothing here holds business logic; it only wires services to adapters.
 
+pub mod admin;
 pub mod system;
 
 pub use system::{MODULES, Services, System};

@@ -43,6 +43,30 @@ enum Command {
     /// Benchmarks: matching at city scale, position ingest (docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Operations accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account (sign-up never grants the role). Its password is read from
+    /// RICKSHAW_ADMIN_PASSWORD, never from the command line.
+    Create(AdminCreateArgs),
+}
+
+#[derive(Args)]
+struct AdminCreateArgs {
+    #[arg(long)]
+    email: String,
+    #[arg(long)]
+    name: String,
+    /// The embedded mode's data directory (where `rickshaw up` keeps identity.db); with
+    /// --database-url, the distributed mode's PostgreSQL instead.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: ConfigArgs,
 }
 
 /// Flags every server command shares; each overrides the config file and environment.
@@ -260,6 +284,7 @@ fn main() -> ExitCode {
             Command::Bench(command) => {
                 Ok(tokio::task::spawn_blocking(move || bench::run(command)).await?)
             }
+            Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
         }
     });
     match result {
@@ -330,6 +355,25 @@ fn load_config(
     )?;
     telemetry::init_tracing(&config.log);
     Ok(config)
+}
+
+async fn admin_create(args: AdminCreateArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.common, None, args.data_dir.as_ref())?;
+    let password = std::env::var("RICKSHAW_ADMIN_PASSWORD").map_err(|_| {
+        anyhow::anyhow!(
+            "set RICKSHAW_ADMIN_PASSWORD to the new admin's password (8 to 128 characters)"
+        )
+    })?;
+    let account = rickshaw::admin::create(
+        &config,
+        args.common.database_url.as_deref(),
+        &args.email,
+        &args.name,
+        password,
+    )
+    .await?;
+    println!("admin {} created: {}", account.email.as_str(), account.id);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `system` until SIGINT/SIGTERM.

@@ -251,6 +251,8 @@ impl TripService {
                 record.trip.state.driver() == Some(caller.account)
                     || record.trip.excluded.contains(&caller.account)
             }
+            // Operations reads trips through its own routes, not as a party to them.
+            Role::Admin => false,
         }
     }
 
@@ -336,15 +338,19 @@ impl TripService {
                     .ok_or_else(|| TripError::Store("a booked quote vanished".into()))?;
                 self.rebooked(existing, caller, request)
             }
-            Err(StoreError::RiderBusy) => {
-                self.release_hold(id).await;
-                Err(TripError::Conflict(
-                    "you already have an open trip; cancel it or wait for it to end".into(),
-                ))
-            }
             Err(e) => {
+                // A racing booking of the same quote may have stored this very trip (sharing the
+                // hold): then it is the answer, and the hold is not ours to let go.
+                if let Ok(Some(existing)) = self.store.get(id).await {
+                    return self.rebooked(existing, caller, request);
+                }
                 self.release_hold(id).await;
-                Err(store_error(e))
+                Err(match e {
+                    StoreError::RiderBusy => TripError::Conflict(
+                        "you already have an open trip; cancel it or wait for it to end".into(),
+                    ),
+                    e => store_error(e),
+                })
             }
         }
     }
@@ -377,12 +383,19 @@ impl TripService {
         match claim {
             Claim::Run => {
                 let result = run().await;
+                // Answers that say "try again" (or "confirm, then book again") are not kept: the
+                // retry with the same key must run.
                 let retry = matches!(
                     result,
                     Err(TripError::Unavailable(_)
                         | TripError::Store(_)
                         | TripError::Remote(_)
-                        | TripError::Payment(payment::PaymentError::Unavailable(_)))
+                        | TripError::Conflict(_)
+                        | TripError::Payment(
+                            payment::PaymentError::Unavailable(_)
+                                | payment::PaymentError::Conflict(_)
+                                | payment::PaymentError::ConfirmationRequired(_)
+                        ))
                 );
                 let kept = match serde_json::to_string(&result) {
                     Ok(answer) if !retry => keys.finish(&scope, key, &answer, clock::now()).await,
@@ -470,6 +483,11 @@ impl TripService {
                         by: Party::Driver,
                         driver: Some(me),
                     },
+                    Role::Admin => {
+                        return Err(TripError::Forbidden(
+                            "only the trip's rider or driver acts on it".into(),
+                        ));
+                    }
                 },
             })
         };

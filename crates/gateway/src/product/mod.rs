@@ -64,6 +64,10 @@ pub fn product_router(services: ProductServices) -> Router {
         .route("/v1/me/payments", get(payments::mine))
         .route("/v1/payments/{trip_id}/confirm", post(payments::confirm))
         .route("/v1/drivers/me/earnings", get(payments::earnings))
+        .route(
+            "/v1/admin/payments/{trip_id}/refund",
+            post(payments::refund),
+        )
         .with_state(services)
         .merge(openapi::router())
 }

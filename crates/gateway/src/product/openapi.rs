@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::payments::mine,
         super::payments::confirm,
         super::payments::earnings,
+        super::payments::refund,
         super::ratings::rate,
         super::ratings::of_account,
     ),
@@ -343,6 +344,13 @@ pub struct PaymentDoc {
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+pub struct RefundRequest {
+    /// Minor units (poisha); absent: all that is left of what was captured.
+    amount: Option<u64>,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct PaymentListDoc {
     payments: Vec<PaymentDoc>,
 }
@@ -470,6 +478,7 @@ mod tests {
             "/v1/me/payments",
             "/v1/payments/{trip_id}/confirm",
             "/v1/drivers/me/earnings",
+            "/v1/admin/payments/{trip_id}/refund",
             "/v1/trips/{id}/rating",
             "/v1/accounts/{id}/rating",
         ] {

@@ -12,11 +12,18 @@ use crate::Account;
 /// The schema this service's tables live in.
 pub const SCHEMA: &str = "identity";
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "accounts and tokens",
-    include_str!("../../migrations/postgres/0001_accounts_and_tokens.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "accounts and tokens",
+        include_str!("../../migrations/postgres/0001_accounts_and_tokens.sql"),
+    ),
+    (
+        2,
+        "admin role",
+        include_str!("../../migrations/postgres/0002_admin_role.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct PgAccountStore {

@@ -8,11 +8,18 @@ use super::sql::impl_account_store;
 use super::{StoreError, account_from_row};
 use crate::Account;
 
-pub const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "accounts and tokens",
-    include_str!("../../migrations/sqlite/0001_accounts_and_tokens.sql"),
-)];
+pub const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "accounts and tokens",
+        include_str!("../../migrations/sqlite/0001_accounts_and_tokens.sql"),
+    ),
+    (
+        2,
+        "admin role",
+        include_str!("../../migrations/sqlite/0002_admin_role.sql"),
+    ),
+];
 
 #[derive(Clone, Debug)]
 pub struct SqliteAccountStore {

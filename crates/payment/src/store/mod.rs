@@ -29,6 +29,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0002_outbox.sql"),
     ),
+    (
+        3,
+        "idempotency keys",
+        include_str!("../../migrations/sqlite/0003_idempotency.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -41,6 +46,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         2,
         "outbox",
         include_str!("../../migrations/postgres/0002_outbox.sql"),
+    ),
+    (
+        3,
+        "idempotency keys",
+        include_str!("../../migrations/postgres/0003_idempotency.sql"),
     ),
 ];
 
@@ -159,6 +169,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<Pending>>, StoreError>;
     /// The outbox table the events are written to, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable>;
+    /// The `Idempotency-Key`s of refunds.
+    fn idempotency(&self) -> platform::idempotency::IdempotencyKeys;
     /// The rider's payments, newest first.
     async fn of_rider(
         &self,
@@ -346,6 +358,10 @@ macro_rules! impl_payment_store {
                 self.outbox_table()
             }
 
+            fn idempotency(&self) -> platform::idempotency::IdempotencyKeys {
+                self.idempotency_keys()
+            }
+
             async fn of_rider(
                 &self,
                 rider: AccountId,
@@ -447,6 +463,10 @@ impl SqlitePaymentStore {
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
     }
+
+    fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
+        platform::idempotency::IdempotencyKeys::Sqlite(self.pool.clone())
+    }
 }
 
 /// Payments in PostgreSQL (the distributed mode), schema `payment`.
@@ -477,6 +497,10 @@ impl PgPaymentStore {
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
         std::sync::Arc::new(platform::outbox::PgOutbox(self.pool.clone()))
+    }
+
+    fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
+        platform::idempotency::IdempotencyKeys::Postgres(self.pool.clone())
     }
 }
 

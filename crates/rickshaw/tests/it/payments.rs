@@ -394,3 +394,114 @@ async fn retries_with_one_idempotency_key_book_once() {
     );
     app.stop().await;
 }
+
+/// An admin (made by `rickshaw admin create`, never by sign-up) refunds a trip: a part, then the
+/// rest; each refund once per `Idempotency-Key`, never more than was captured; the rider gets a
+/// notice, the driver's earnings follow.
+#[tokio::test]
+async fn an_admin_refunds_once_per_key_and_never_more_than_captured() {
+    let app = spawn_app().await;
+    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
+    go_online(&app, &driver).await;
+    let (quote, fare) = quote(&app, &rider).await;
+    let (_, trip) = book(&app, &rider, &quote, None).await;
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(&app, &driver, &id).await;
+    for action in ["accept", "arrive", "start", "complete"] {
+        act(&app, &driver, &id, action).await;
+    }
+    payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+
+    // Sign-up cannot make an admin; the command can.
+    let (status, _) = app
+        .post_json(
+            "/v1/auth/signup",
+            json!({"email": "ops@example.com", "password": "correct horse battery", "name": "Ops", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_rickshaw"))
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--name",
+            "Ops",
+            "--data-dir",
+        ])
+        .arg(&app.config.data_dir)
+        .env("RICKSHAW_ADMIN_PASSWORD", "correct horse battery")
+        .output()
+        .expect("the binary runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (status, login) = app
+        .post_json(
+            "/v1/auth/login",
+            json!({"email": "ops@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(login["account"]["role"], "admin");
+    let admin = login["access_token"].as_str().expect("token").to_owned();
+
+    let refund = |token: String, key: Option<&'static str>, body: Value| {
+        let mut request = app
+            .http
+            .post(app.url(&format!("/v1/admin/payments/{id}/refund")))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let part = fare / 4;
+    let (status, _) = refund(rider.clone(), Some("r1"), json!({"amount": part})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a rider refunds nothing");
+    let (status, body) = refund(admin.clone(), None, json!({"amount": part})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "Idempotency-Key");
+    for _ in 0..2 {
+        let (status, body) = refund(admin.clone(), Some("r1"), json!({"amount": part})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body["refunded"]["amount"], part,
+            "once, however often it is sent: {body}"
+        );
+    }
+    let (status, body) = refund(admin.clone(), Some("r1"), json!({"amount": part + 1})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the key with another amount: {body}"
+    );
+    let (status, body) = refund(admin.clone(), Some("r2"), json!({"amount": fare})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "more than is left: {body}"
+    );
+    let (status, body) = refund(admin.clone(), Some("r3"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["refunded"]["amount"], fare, "the rest: {body}");
+
+    let paid = payment_of(&app, &rider, &id, |p| p["refunded"]["amount"] == fare).await;
+    assert_eq!(paid["captured"]["amount"], fare);
+    let (_, earnings) = app
+        .call(Method::GET, "/v1/drivers/me/earnings", &driver, None)
+        .await;
+    assert_eq!(
+        earnings["total"]["amount"], 0,
+        "a whole refund takes the share back: {earnings}"
+    );
+    app.stop().await;
+}

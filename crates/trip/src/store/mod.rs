@@ -103,7 +103,10 @@ impl From<sqlx::Error> for StoreError {
             if what.contains("open_rider") {
                 return Self::RiderBusy;
             }
-            if what.contains("quote_id") {
+            // A trip's id is its quote's: a second booking of one quote may meet the primary
+            // key first.
+            if what.contains("quote_id") || what.contains("trips_pkey") || what.contains("trips.id")
+            {
                 return Self::QuoteUsed;
             }
         }

@@ -49,6 +49,15 @@ impl payment::PaymentApi for NoCharge {
             "no payments in these tests".into(),
         ))
     }
+
+    async fn refund(
+        &self,
+        trip: domain::TripId,
+        _amount: Option<u64>,
+        _idempotency_key: String,
+    ) -> Result<payment::PaymentView, payment::PaymentError> {
+        Err(payment::PaymentError::NotFound(trip))
+    }
 }
 
 mod sqlite {
