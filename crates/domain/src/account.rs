@@ -184,7 +184,12 @@ mod tests {
     #[test]
     fn roles_and_vehicles_validate() {
         assert_eq!("driver".parse::<Role>(), Ok(Role::Driver));
-        assert!("admin".parse::<Role>().is_err());
+        assert_eq!(
+            "admin".parse::<Role>(),
+            Ok(Role::Admin),
+            "stored; sign-up refuses it"
+        );
+        assert!("owner".parse::<Role>().is_err());
         let v = Vehicle::new(Package::Car, " DHA-KA 11 ", " Toyota Axio ").expect("valid");
         assert_eq!(
             (v.plate.as_str(), v.model.as_str()),
