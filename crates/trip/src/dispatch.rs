@@ -190,15 +190,22 @@ impl Dispatcher {
         // The searching trips in the store's order (the same on every instance), each marked
         // whether it is ours to offer.
         let mut searching: Vec<(bool, TripRecord)> = Vec::new();
-        // Open trips first, busy drivers second: a driver who accepts in between is then in
-        // the second read.
-        let open = store.open_trips(ROUND_TRIPS).await.map_err(store_error)?;
+        // Busy drivers first, open trips second, and the drivers of the offered trips among them
+        // added: a trip offered by another instance in between is then no longer searching and
+        // its driver is busy — one consistent picture, the same every instance solves (with the
+        // reads the other way round, a trip could still look searching while its driver already
+        // looked busy, and the instances would solve different problems).
         let mut busy: HashSet<AccountId> = store
             .busy_drivers()
             .await
             .map_err(store_error)?
             .into_iter()
             .collect();
+        let open = store.open_trips(ROUND_TRIPS).await.map_err(store_error)?;
+        busy.extend(open.iter().filter_map(|r| match r.trip.state {
+            TripState::Offered { driver, .. } => Some(driver),
+            _ => None,
+        }));
         for record in open {
             if !owns(&record) {
                 if record.trip.state == TripState::Searching

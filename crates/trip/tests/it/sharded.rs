@@ -106,12 +106,17 @@ async fn dispatch_the_city(test: &str, instances: usize) -> Outcome {
         all_leases.push(leases);
         services.push(service);
     }
-    // Every instance holds some shards, and together all of them.
+    // The split has settled: together the instances hold every shard, and none holds more than
+    // its fair share (so none is still giving shards up: a shard changing hands has no owner for
+    // up to a lease, and its trips would wait a round — the comparison is of settled owners).
+    let fair = (config.shards as usize).div_ceil(instances);
     let mut split = false;
-    for _ in 0..150 {
+    for _ in 0..300 {
         let owned: Vec<_> = all_leases.iter().map(|l| l.owned()).collect();
         let union: HashSet<u32> = owned.iter().flatten().copied().collect();
-        if owned.iter().all(|o| !o.is_empty()) && union.len() == config.shards as usize {
+        if owned.iter().all(|o| !o.is_empty() && o.len() <= fair)
+            && union.len() == config.shards as usize
+        {
             split = true;
             break;
         }
