@@ -226,24 +226,30 @@ pub fn charge(
     Transaction::of(kind, &entries)
 }
 
-/// `amount` of an earlier charge of `charged` given back to the rider, taken from the driver and
-/// the platform in the charge's proportions (the commission's share rounded as the charge's was).
-/// The caller guarantees `amount ≤ charged` (refunds never exceed captures).
+/// `amount` of an earlier charge of `charged`, of which `refunded` was given back already, given
+/// back to the rider: taken from the driver and the platform in the charge's proportions. The
+/// platform's part is the difference of its shares of the cumulative refunds, so refunds in any
+/// number of parts take back exactly the charge's commission, never a poisha more. The caller
+/// guarantees `refunded + amount ≤ charged` (refunds never exceed captures).
 pub fn refund(
     rider: AccountId,
     driver: Option<AccountId>,
     charged: Minor,
+    refunded: Minor,
     amount: Minor,
     commission_bps: u32,
 ) -> Transaction {
-    let a = signed(amount.min(charged));
+    let before = refunded.min(charged);
+    let after = before.saturating_add(amount).min(charged);
+    let a = signed(after - before);
     let commission = match driver {
         Some(_) if charged > 0 => {
             let total_commission = u128::from(commission_of(charged, commission_bps));
-            let share = (u128::from(amount.min(charged)) * total_commission
-                + u128::from(charged) / 2)
-                / u128::from(charged);
-            i64::try_from(share).unwrap_or(a)
+            // The platform's share of the first `x` refunded, rounded half up.
+            let share = |x: Minor| {
+                (u128::from(x) * total_commission + u128::from(charged) / 2) / u128::from(charged)
+            };
+            i64::try_from(share(after) - share(before)).unwrap_or(a)
         }
         _ => a,
     };
@@ -288,7 +294,7 @@ mod tests {
             hold(rider, 24_000),
             release(rider, 24_000),
             charge(TransactionKind::Fare, rider, Some(driver), 20_000, 2_000),
-            refund(rider, Some(driver), 20_000, 5_000, 2_000),
+            refund(rider, Some(driver), 20_000, 0, 5_000, 2_000),
         ];
         for t in &book {
             assert_eq!(sum(t), 0, "{t:?}");
@@ -370,7 +376,7 @@ mod tests {
                     Op::Charge(a, with_driver) => {
                         charge(TransactionKind::Fare, rider, with_driver.then_some(driver), a, bps)
                     }
-                    Op::Refund(charged, r) => refund(rider, Some(driver), charged, r, bps),
+                    Op::Refund(charged, r) => refund(rider, Some(driver), charged, 0, r, bps),
                 };
                 prop_assert_eq!(sum(&t), 0);
                 entries.extend(t.entries().iter().copied());
@@ -383,8 +389,32 @@ mod tests {
         fn a_whole_refund_undoes_its_charge(amount in 1..5_000_000_u64, bps in 0..10_000_u32) {
             let (rider, driver) = (id(1), id(2));
             let c = charge(TransactionKind::Fare, rider, Some(driver), amount, bps);
-            let r = refund(rider, Some(driver), amount, amount, bps);
+            let r = refund(rider, Some(driver), amount, 0, amount, bps);
             let entries: Vec<Entry> = c.entries().iter().chain(r.entries()).copied().collect();
+            prop_assert!(balances(&entries).is_empty(), "{:?}", balances(&entries));
+        }
+
+        /// Refunds in parts that add up to the charge undo it exactly, rounding included.
+        #[test]
+        fn refunds_in_parts_undo_their_charge(
+            amount in 1..5_000_000_u64,
+            cuts in proptest::collection::vec(0.0..1.0_f64, 0..6),
+            bps in 0..10_000_u32,
+        ) {
+            let (rider, driver) = (id(1), id(2));
+            let mut points: Vec<u64> = cuts.iter().map(|c| (c * amount as f64) as u64).collect();
+            points.push(amount);
+            points.sort_unstable();
+            let mut entries: Vec<Entry> =
+                charge(TransactionKind::Fare, rider, Some(driver), amount, bps).entries().to_vec();
+            let mut refunded = 0;
+            for point in points {
+                let part = point - refunded;
+                let t = refund(rider, Some(driver), amount, refunded, part, bps);
+                prop_assert_eq!(sum(&t), 0);
+                entries.extend(t.entries().iter().copied());
+                refunded = point;
+            }
             prop_assert!(balances(&entries).is_empty(), "{:?}", balances(&entries));
         }
     }

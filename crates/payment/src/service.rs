@@ -412,6 +412,7 @@ impl PaymentService {
                 current.rider,
                 current.driver,
                 current.captured,
+                current.refunded,
                 refunded,
                 self.config.commission_bps,
             )];
