@@ -470,6 +470,12 @@ async fn bad_product_input_is_named() {
         redoc.len() > 500_000 && redoc.contains("Redoc"),
         "the Redoc bundle"
     );
+    assert!(
+        !redoc.contains("cdn."),
+        "the bundle fetches nothing from a CDN either"
+    );
+    let (status, _) = app.get_text("/docs/redoc-logo-mini.svg").await;
+    assert_eq!(status, StatusCode::OK);
     app.stop().await;
 }
 
