@@ -143,31 +143,23 @@ impl KvLeases {
             discard: jetstream::stream::DiscardPolicy::New,
             ..Default::default()
         };
-        // As with the bus's streams: a cluster that has just formed may time out a creation.
+        // As with the bus's streams: a cluster that has just formed (or is busy with every
+        // service creating its streams at once) may time out any of these requests, so the whole
+        // opening is tried again, with backoff, for about half a minute.
         let mut attempt = 0_u64;
-        let mut stream = loop {
-            match js.get_or_create_stream(stream_config.clone()).await {
-                Ok(stream) => break stream,
+        let store = loop {
+            match Self::open(js, &stream_config, bucket).await {
+                Ok(store) => break store,
                 Err(e) => {
                     attempt += 1;
                     if attempt > 10 {
-                        anyhow::bail!("creating the lease bucket {bucket}: {e}");
+                        anyhow::bail!("opening the lease bucket {bucket}: {e}");
                     }
-                    tracing::warn!(bucket = %bucket, attempt, error = %e, "creating the lease bucket failed; retrying");
+                    tracing::warn!(bucket = %bucket, attempt, error = %e, "opening the lease bucket failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
                 }
             }
         };
-        // A bucket made with another TTL would break the fencing arithmetic: make it ours.
-        let existing = &stream.info().await?.config;
-        if existing.max_age != stream_config.max_age {
-            tracing::warn!(bucket = %bucket, from = ?existing.max_age, to = ?stream_config.max_age, "changing the lease TTL");
-            js.update_stream(stream_config.clone()).await?;
-        }
-        let store = js
-            .get_key_value(bucket)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the lease bucket {bucket}: {e}"))?;
         // Alone in the bucket (a fresh cluster), join at once; otherwise watch one hold time first.
         let others = Self::members(&store).await > 0;
         let joins_at = Instant::now()
@@ -196,6 +188,24 @@ impl KvLeases {
             worker.release_all().await;
         });
         Ok(leases)
+    }
+
+    /// The bucket's stream created (or brought to this TTL: a bucket made with another would
+    /// break the fencing arithmetic), then the bucket opened.
+    async fn open(
+        js: &jetstream::Context,
+        stream_config: &jetstream::stream::Config,
+        bucket: &str,
+    ) -> anyhow::Result<kv::Store> {
+        let mut stream = js.get_or_create_stream(stream_config.clone()).await?;
+        let existing = &stream.info().await?.config;
+        if existing.max_age != stream_config.max_age {
+            tracing::warn!(bucket = %bucket, from = ?existing.max_age, to = ?stream_config.max_age, "changing the lease TTL");
+            js.update_stream(stream_config.clone()).await?;
+        }
+        js.get_key_value(bucket)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Held>> {
