@@ -9,7 +9,7 @@ use domain::ledger::{self, LedgerAccount, Transaction, TransactionKind};
 use domain::{AccountId, Timestamp, TripId};
 use platform::bus::{Envelope, SharedBus};
 use platform::clock;
-use platform::idempotency::{self, Claim};
+use platform::idempotency::{self, Once};
 use platform::outbox::Outbox;
 
 use crate::events::{PaymentCaptured, PaymentRefunded};
@@ -640,37 +640,32 @@ impl PaymentApi for PaymentService {
         idempotency_key: String,
     ) -> Result<PaymentView, PaymentError> {
         idempotency::valid_key(&idempotency_key).map_err(PaymentError::Invalid)?;
-        let keys = self.store.idempotency();
         let scope = format!("refund:{trip}");
         let fingerprint = serde_json::json!([amount]).to_string();
-        let claim = keys
-            .claim(&scope, &idempotency_key, &fingerprint, clock::now())
+        // An answer saying "try again" frees the key; any other is kept and replayed.
+        let keep = |result: &Result<PaymentView, PaymentError>| {
+            !matches!(result, Err(PaymentError::Unavailable(_)))
+        };
+        let once = self
+            .store
+            .idempotency()
+            .once(
+                &scope,
+                &idempotency_key,
+                &fingerprint,
+                clock::now(),
+                keep,
+                || self.refund_once(trip, amount, &idempotency_key),
+            )
             .await
-            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
-        match claim {
-            Claim::Run => {
-                let result = self.refund_once(trip, amount, &idempotency_key).await;
-                let kept = match (&result, serde_json::to_string(&result)) {
-                    (Err(PaymentError::Unavailable(_)), _) | (_, Err(_)) => {
-                        keys.release(&scope, &idempotency_key).await
-                    }
-                    (_, Ok(answer)) => {
-                        keys.finish(&scope, &idempotency_key, &answer, clock::now())
-                            .await
-                    }
-                };
-                if let Err(e) = kept {
-                    tracing::warn!(error = %e, "cannot record a refund's Idempotency-Key");
-                }
-                result
-            }
-            Claim::Replay(answer) => serde_json::from_str(&answer)
-                .map_err(|e| PaymentError::Unavailable(format!("a stored answer: {e}")))?,
-            Claim::Mismatch => Err(PaymentError::Invalid(
+            .map_err(PaymentError::Unavailable)?;
+        match once {
+            Once::Answered(result) => result,
+            Once::Mismatch => Err(PaymentError::Invalid(
                 "this Idempotency-Key was used with another amount; send a new key for a new refund"
                     .into(),
             )),
-            Claim::InFlight => Err(PaymentError::Conflict(
+            Once::InFlight => Err(PaymentError::Conflict(
                 "a refund with this Idempotency-Key is still running; retry it in a moment".into(),
             )),
         }

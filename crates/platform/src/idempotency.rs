@@ -18,6 +18,8 @@
 //! [`RUNNING_LEASE_MS`].
 
 use domain::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::{PgPool, SqlitePool};
 
 /// How long keys are kept.
@@ -34,6 +36,17 @@ pub enum Claim {
     Run,
     /// It ran: here is its stored answer.
     Replay(String),
+    /// The key was used with other parameters.
+    Mismatch,
+    /// The first request with this key is still running.
+    InFlight,
+}
+
+/// What [`IdempotencyKeys::once`] came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Once<R> {
+    /// The request's answer: run now, or the first run's, replayed.
+    Answered(R),
     /// The key was used with other parameters.
     Mismatch,
     /// The first request with this key is still running.
@@ -138,6 +151,50 @@ impl IdempotencyKeys {
             });
         }
         Ok(Claim::InFlight)
+    }
+
+    /// Runs `run` once per `(scope, key)` with parameters `fingerprint` at `now`: a repeat gets the
+    /// first answer (serialized with the key) without running. An answer `keep` refuses (one that
+    /// says "try again") frees the key, so the retry runs. `Err`: the keys could not be read or an
+    /// answer could not be decoded.
+    pub async fn once<R, Fut>(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+        keep: impl FnOnce(&R) -> bool,
+        run: impl FnOnce() -> Fut,
+    ) -> Result<Once<R>, String>
+    where
+        R: Serialize + DeserializeOwned,
+        Fut: std::future::Future<Output = R>,
+    {
+        let claim = self
+            .claim(scope, key, fingerprint, now)
+            .await
+            .map_err(|e| format!("idempotency keys: {e}"))?;
+        match claim {
+            Claim::Run => {
+                let answer = run().await;
+                let kept = match serde_json::to_string(&answer) {
+                    Ok(stored) if keep(&answer) => self.finish(scope, key, &stored, now).await,
+                    _ => self.release(scope, key).await,
+                };
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot record an Idempotency-Key's answer");
+                }
+                Ok(Once::Answered(answer))
+            }
+            Claim::Replay(stored) => {
+                metrics::counter!("idempotent_replays_total").increment(1);
+                serde_json::from_str(&stored)
+                    .map(Once::Answered)
+                    .map_err(|e| format!("a stored answer: {e}"))
+            }
+            Claim::Mismatch => Ok(Once::Mismatch),
+            Claim::InFlight => Ok(Once::InFlight),
+        }
     }
 
     /// Stores the answer of the request that ran.
@@ -260,6 +317,47 @@ mod tests {
                 .await
                 .expect("forget"),
             1
+        );
+    }
+
+    #[tokio::test]
+    async fn once_runs_the_first_and_replays_it_unless_it_said_try_again() {
+        let keys = keys().await;
+        let run = |keys: IdempotencyKeys, key: &'static str, answer: Result<u32, String>| async move {
+            let ran = std::cell::Cell::new(false);
+            let outcome = keys
+                .once(
+                    "s",
+                    key,
+                    "p",
+                    at(0),
+                    |a: &Result<u32, String>| a.is_ok(),
+                    || async {
+                        ran.set(true);
+                        answer
+                    },
+                )
+                .await
+                .expect("keys");
+            (outcome, ran.get())
+        };
+        assert_eq!(
+            run(keys.clone(), "k", Ok(7)).await,
+            (Once::Answered(Ok(7)), true)
+        );
+        assert_eq!(
+            run(keys.clone(), "k", Ok(8)).await,
+            (Once::Answered(Ok(7)), false),
+            "replayed, not run"
+        );
+        assert_eq!(
+            run(keys.clone(), "t", Err("try again".into())).await,
+            (Once::Answered(Err("try again".into())), true)
+        );
+        assert_eq!(
+            run(keys.clone(), "t", Ok(9)).await,
+            (Once::Answered(Ok(9)), true),
+            "a try-again answer is not kept"
         );
     }
 

@@ -10,7 +10,7 @@ use domain::{AccountId, Role, Timestamp, TripId};
 use payment::{Authorize, PaymentApi};
 use platform::bus::SharedBus;
 use platform::clock;
-use platform::idempotency::{self, Claim};
+use platform::idempotency::{self, Once};
 use platform::outbox::Outbox;
 use pricing::{QuoteBook, QuoteError};
 
@@ -375,49 +375,37 @@ impl TripService {
             message,
         })?;
         let scope = format!("{op}:{}", caller.account);
-        let keys = self.store.idempotency();
-        let claim = keys
-            .claim(&scope, key, &fingerprint, clock::now())
+        // Answers that say "try again" (or "confirm, then book again") are not kept: the retry
+        // with the same key must run.
+        let keep = |result: &Result<TripView, TripError>| {
+            !matches!(
+                result,
+                Err(TripError::Unavailable(_)
+                    | TripError::Store(_)
+                    | TripError::Remote(_)
+                    | TripError::Conflict(_)
+                    | TripError::Payment(
+                        payment::PaymentError::Unavailable(_)
+                            | payment::PaymentError::Conflict(_)
+                            | payment::PaymentError::ConfirmationRequired(_)
+                    ))
+            )
+        };
+        let once = self
+            .store
+            .idempotency()
+            .once(&scope, key, &fingerprint, clock::now(), keep, run)
             .await
-            .map_err(|e| TripError::Store(e.to_string()))?;
-        match claim {
-            Claim::Run => {
-                let result = run().await;
-                // Answers that say "try again" (or "confirm, then book again") are not kept: the
-                // retry with the same key must run.
-                let retry = matches!(
-                    result,
-                    Err(TripError::Unavailable(_)
-                        | TripError::Store(_)
-                        | TripError::Remote(_)
-                        | TripError::Conflict(_)
-                        | TripError::Payment(
-                            payment::PaymentError::Unavailable(_)
-                                | payment::PaymentError::Conflict(_)
-                                | payment::PaymentError::ConfirmationRequired(_)
-                        ))
-                );
-                let kept = match serde_json::to_string(&result) {
-                    Ok(answer) if !retry => keys.finish(&scope, key, &answer, clock::now()).await,
-                    _ => keys.release(&scope, key).await,
-                };
-                if let Err(e) = kept {
-                    tracing::warn!(error = %e, "cannot record an Idempotency-Key's answer");
-                }
-                result
-            }
-            Claim::Replay(answer) => {
-                metrics::counter!("idempotent_replays_total", "op" => op.to_owned()).increment(1);
-                serde_json::from_str::<Result<TripView, TripError>>(&answer)
-                    .map_err(|e| TripError::Store(format!("a stored answer: {e}")))?
-            }
-            Claim::Mismatch => Err(TripError::InvalidField {
+            .map_err(TripError::Store)?;
+        match once {
+            Once::Answered(result) => result,
+            Once::Mismatch => Err(TripError::InvalidField {
                 field: "Idempotency-Key",
                 message:
                     "this key was used with other parameters; send a new key for a new request"
                         .into(),
             }),
-            Claim::InFlight => Err(TripError::Conflict(
+            Once::InFlight => Err(TripError::Conflict(
                 "a request with this Idempotency-Key is still running; retry it in a moment".into(),
             )),
         }
