@@ -3,7 +3,7 @@
 #   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports),
 #   - a fresh PostgreSQL database (migrated),
 #   - 2 instances of every service (gateway, rider, supply, matching, rating, communication, and
-#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip),
+#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip, audit),
 #   - nginx in front: /communication and /socket.io/ to the communication instances (sticky by
 #     client address, WebSocket upgrade), everything else to the gateways.
 #
@@ -16,7 +16,7 @@
 # RICKSHAW_CLUSTER_DIR (state, logs; default target/cluster), RICKSHAW_PG_URL (server to create
 # the database on; default postgres://postgres@127.0.0.1:5432), RICKSHAW_SHARDS (matching shards,
 # default 4), RICKSHAW_INSTANCES (instances per service, default 2), RICKSHAW_PRODUCT_INSTANCES
-# (instances of identity, pricing and trip; default RICKSHAW_INSTANCES).
+# (instances of the product services above; default RICKSHAW_INSTANCES).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,12 +24,12 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
-# Instances of identity, pricing, provider, payment, mail and trip (the course drill, which does not use
+# Instances of identity, pricing, provider, payment, mail, trip and audit (the course drill, which does not use
 # them, runs one).
 PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
-SERVICES=(rider supply rating matching identity pricing provider payment mail trip communication gateway)
+SERVICES=(rider supply rating matching identity pricing provider payment mail trip communication audit gateway)
 # The product's services (RICKSHAW_PRODUCT_INSTANCES of each).
-PRODUCT_SERVICES=(identity pricing provider payment mail trip)
+PRODUCT_SERVICES=(identity pricing provider payment mail trip audit)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 

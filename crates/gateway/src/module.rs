@@ -35,6 +35,7 @@ impl ServiceModule for Module {
             supply,
             payments: deps.get::<Arc<dyn payment::PaymentApi>>()?,
             trip_ratings: deps.get::<Arc<dyn rating::TripRatingApi>>()?,
+            audit: deps.get::<Arc<dyn audit::AuditApi>>()?,
             verifier: identity::verifier(deps)?,
             auth_limits: AuthLimits::new(&deps.config.section()?, &deps.config.http),
         });

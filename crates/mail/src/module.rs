@@ -6,15 +6,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::events::Event;
+use domain::ledger::TransactionKind;
+use domain::{AccountId, EventId, TripId};
 use identity::IdentityApi;
 use lettre::message::Mailbox;
 use payment::{PaymentCaptured, PaymentRefunded};
-use platform::bus::{self, Handled, SubscribeOptions};
+use platform::bus::{self, Envelope, Handled, SharedBus, SubscribeOptions};
+use platform::clock;
 use platform::config::SectionSpec;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
 use crate::config::smtp_address;
-use crate::{MailConfig, Mailer, receipt};
+use crate::{MailConfig, MailKind, MailSent, Mailer, receipt};
 
 /// Attempts of one message before it is dead-lettered: with the bus's backoff (capped at 10 s)
 /// about an hour of a mail server down.
@@ -61,26 +64,34 @@ impl ServiceModule for Module {
         };
         let captures = subscribe(PaymentCaptured::SUBJECT, "mail-receipts").await?;
         let refunds = subscribe(PaymentRefunded::SUBJECT, "mail-refunds").await?;
+        let bus = deps.bus.clone();
+        let sender = Sender {
+            identity,
+            mailer,
+            from,
+            bus,
+        };
+        let to_refunds = sender.clone();
         Ok(Started::default().task(move |shutdown| {
-            let (i, m, f) = (identity.clone(), mailer.clone(), from.clone());
             shutdown.spawn(bus::consume(
                 captures,
                 shutdown.token(),
                 "mail.receipts",
                 move |capture: PaymentCaptured, envelope| {
-                    let (identity, mailer, from) = (i.clone(), m.clone(), f.clone());
+                    let sender = sender.clone();
                     async move {
-                        let event = envelope.id.to_string();
-                        send_to_rider(
-                            &*identity,
-                            &mailer,
-                            &from,
-                            capture.rider_id,
-                            &event,
-                            capture.kind.as_str(),
-                            |name| receipt::text(&capture, name),
-                        )
-                        .await
+                        let letter = Letter {
+                            rider: capture.rider_id,
+                            trip: capture.trip_id,
+                            cause: envelope.id,
+                            kind: match capture.kind {
+                                TransactionKind::Fee => MailKind::Fee,
+                                _ => MailKind::Receipt,
+                            },
+                        };
+                        sender
+                            .send(letter, |name| receipt::text(&capture, name))
+                            .await
                     }
                 },
             ));
@@ -89,19 +100,17 @@ impl ServiceModule for Module {
                 shutdown.token(),
                 "mail.refunds",
                 move |refund: PaymentRefunded, envelope| {
-                    let (identity, mailer, from) = (identity.clone(), mailer.clone(), from.clone());
+                    let sender = to_refunds.clone();
                     async move {
-                        let event = envelope.id.to_string();
-                        send_to_rider(
-                            &*identity,
-                            &mailer,
-                            &from,
-                            refund.rider_id,
-                            &event,
-                            "refund",
-                            |name| receipt::refund_text(&refund, name),
-                        )
-                        .await
+                        let letter = Letter {
+                            rider: refund.rider_id,
+                            trip: refund.trip_id,
+                            cause: envelope.id,
+                            kind: MailKind::Refund,
+                        };
+                        sender
+                            .send(letter, |name| receipt::refund_text(&refund, name))
+                            .await
                     }
                 },
             ));
@@ -109,46 +118,82 @@ impl ServiceModule for Module {
     }
 }
 
-/// Writes to `rider` the message `compose` makes from their name; `kind` labels the metric.
-async fn send_to_rider(
-    identity: &dyn IdentityApi,
-    mailer: &Mailer,
-    from: &Mailbox,
-    rider: domain::AccountId,
-    event: &str,
-    kind: &'static str,
-    compose: impl FnOnce(&str) -> (String, String),
-) -> Handled {
-    let account = match identity.account_by_id(rider).await {
-        Ok(account) => account,
-        Err(identity::IdentityError::UnknownAccount) => {
-            tracing::warn!(%rider, "mail for an unknown account; dropped");
-            return Handled::Done;
-        }
-        Err(e) => return Handled::Retry(format!("cannot look the rider up: {e}")),
-    };
-    let to = match account.email.as_str().parse::<Mailbox>() {
-        Ok(address) => Mailbox::new(Some(account.name.as_str().to_owned()), address.email),
-        Err(e) => {
-            tracing::warn!(error = %e, "a rider's email is not a mail address; no mail");
-            return Handled::Done;
-        }
-    };
-    let message = match receipt::letter(event, from, to, compose(account.name.as_str())) {
-        Ok(message) => message,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build a message");
-            return Handled::Done;
-        }
-    };
-    match mailer.send(message).await {
-        Ok(()) => {
-            metrics::counter!("mail_sent_total", "kind" => kind).increment(1);
-            Handled::Done
-        }
-        Err(e) => {
+/// What one message is about: the event that caused it (its id is the `Message-ID`).
+struct Letter {
+    rider: AccountId,
+    trip: TripId,
+    cause: EventId,
+    kind: MailKind,
+}
+
+#[derive(Clone)]
+struct Sender {
+    identity: Arc<dyn IdentityApi>,
+    mailer: Mailer,
+    from: Mailbox,
+    bus: SharedBus,
+}
+
+impl Sender {
+    /// Writes to the letter's rider the message `compose` makes from their name, then announces
+    /// it (`mail.sent.v1`, its id derived from the cause's, so a redelivered cause is recorded
+    /// once).
+    async fn send(
+        &self,
+        letter: Letter,
+        compose: impl FnOnce(&str) -> (String, String),
+    ) -> Handled {
+        let rider = letter.rider;
+        let account = match self.identity.account_by_id(rider).await {
+            Ok(account) => account,
+            Err(identity::IdentityError::UnknownAccount) => {
+                tracing::warn!(%rider, "mail for an unknown account; dropped");
+                return Handled::Done;
+            }
+            Err(e) => return Handled::Retry(format!("cannot look the rider up: {e}")),
+        };
+        let to = match account.email.as_str().parse::<Mailbox>() {
+            Ok(address) => Mailbox::new(Some(account.name.as_str().to_owned()), address.email),
+            Err(e) => {
+                tracing::warn!(error = %e, "a rider's email is not a mail address; no mail");
+                return Handled::Done;
+            }
+        };
+        let (subject, body) = compose(account.name.as_str());
+        let cause = letter.cause.to_string();
+        let message = match receipt::letter(&cause, &self.from, to, (subject.clone(), body)) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a message");
+                return Handled::Done;
+            }
+        };
+        if let Err(e) = self.mailer.send(message).await {
             metrics::counter!("mail_send_failures_total").increment(1);
-            Handled::Retry(format!("cannot send mail: {e}"))
+            return Handled::Retry(format!("cannot send mail: {e}"));
         }
+        metrics::counter!("mail_sent_total", "kind" => letter.kind.as_str()).increment(1);
+        let sent = MailSent {
+            trip_id: letter.trip,
+            account_id: rider,
+            kind: letter.kind,
+            subject,
+            message_id: receipt::message_id(&cause),
+            cause: letter.cause,
+            sent_at: clock::now(),
+        };
+        // Sent is sent: an announcement that cannot be published now is logged, not retried by
+        // sending the message again.
+        let announced = Envelope::from_event(&sent, MailSent::id_for(letter.cause), sent.sent_at);
+        match announced {
+            Ok(envelope) => {
+                if let Err(e) = self.bus.publish(envelope).await {
+                    metrics::counter!("mail_unannounced_total").increment(1);
+                    tracing::warn!(error = %e, "a sent message could not be announced");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode mail.sent.v1"),
+        }
+        Handled::Done
     }
 }

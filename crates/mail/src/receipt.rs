@@ -65,6 +65,11 @@ pub fn refund_text(refund: &PaymentRefunded, rider_name: &str) -> (String, Strin
 }
 
 /// A message of `subject` and `body`, its `Message-ID` the event's.
+/// The `Message-ID` of the message caused by `event`.
+pub fn message_id(event: &str) -> String {
+    format!("<{event}@rickshaw>")
+}
+
 pub fn letter(
     event: &str,
     from: &Mailbox,
@@ -72,7 +77,7 @@ pub fn letter(
     (subject, body): (String, String),
 ) -> Result<Message, String> {
     Message::builder()
-        .message_id(Some(format!("<{event}@rickshaw>")))
+        .message_id(Some(message_id(event)))
         .from(from.clone())
         .to(to)
         .subject(subject)
@@ -143,6 +148,7 @@ mod tests {
             captured: 20_000,
             currency: "BDT".into(),
             refunded_at: Timestamp::from_millis(0),
+            refunded_by: None,
         };
         let (subject, body) = refund_text(&refund, "Asha");
         assert_eq!(subject, "Rickshaw: a refund of BDT 50.00");

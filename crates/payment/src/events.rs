@@ -6,6 +6,8 @@ use domain::ledger::TransactionKind;
 use domain::{AccountId, Timestamp, TripId};
 use serde::{Deserialize, Serialize};
 
+use crate::PaymentStatus;
+
 /// Money was taken from a rider's card: a trip's fare, or a cancellation or no-show fee.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentCaptured {
@@ -38,8 +40,44 @@ pub struct PaymentRefunded {
     pub captured: u64,
     pub currency: String,
     pub refunded_at: Timestamp,
+    /// The admin who gave it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_by: Option<AccountId>,
 }
 
 impl Event for PaymentRefunded {
     const SUBJECT: &'static str = "payment.refunded.v1";
+}
+
+/// A hold on a rider's card changed without money being taken: held (`authorized`), waiting for
+/// the card's confirmation step, let go (`voided`), lapsed (`expired`) or refused (`declined`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentHoldChanged {
+    pub trip_id: TripId,
+    pub rider_id: AccountId,
+    pub status: PaymentStatus,
+    /// What is (or was) held, minor units of `currency`.
+    pub held: u64,
+    pub currency: String,
+    pub payment_method: String,
+    pub at: Timestamp,
+}
+
+impl Event for PaymentHoldChanged {
+    const SUBJECT: &'static str = "payment.hold_changed.v1";
+}
+
+impl PaymentHoldChanged {
+    /// The statuses announced by this event (the others are announced as captures, or not at
+    /// all: `authorizing` and `failed` are the service's own bookkeeping).
+    pub fn announces(status: PaymentStatus) -> bool {
+        matches!(
+            status,
+            PaymentStatus::Authorized
+                | PaymentStatus::RequiresConfirmation
+                | PaymentStatus::Voided
+                | PaymentStatus::Expired
+                | PaymentStatus::Declined
+        )
+    }
 }

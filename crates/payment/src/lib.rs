@@ -31,7 +31,7 @@ use platform::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 pub use config::PaymentConfig;
-pub use events::{PaymentCaptured, PaymentRefunded};
+pub use events::{PaymentCaptured, PaymentHoldChanged, PaymentRefunded};
 pub use module::Module;
 pub use service::PaymentService;
 pub use store::{PaymentRecord, PaymentStatus, PaymentStore, PgPaymentStore, SqlitePaymentStore};
@@ -174,12 +174,13 @@ pub trait PaymentApi: Send + Sync + 'static {
     async fn payments_of(&self, rider: AccountId) -> Result<Vec<PaymentView>, PaymentError>;
     async fn earnings_of(&self, driver: AccountId) -> Result<Earnings, PaymentError>;
     /// Gives `amount` (`None`: all that is left) of a captured trip's money back to its rider:
-    /// never more than was captured, less what was refunded already. For admins.
+    /// never more than was captured, less what was refunded already. For admins (`by`, recorded).
     /// Run once per `idempotency_key` (a repeat gets the first answer).
     async fn refund(
         &self,
         trip: TripId,
         amount: Option<u64>,
         idempotency_key: String,
+        by: AccountId,
     ) -> Result<PaymentView, PaymentError>;
 }

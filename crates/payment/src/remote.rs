@@ -27,6 +27,7 @@ struct Refund {
     trip: TripId,
     amount: Option<u64>,
     idempotency_key: String,
+    by: AccountId,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -111,8 +112,9 @@ pub async fn serve(
                 trip,
                 amount,
                 idempotency_key,
+                by,
             } = call.request;
-            async move { s.refund(trip, amount, idempotency_key).await }
+            async move { s.refund(trip, amount, idempotency_key, by).await }
         },
     )
     .await
@@ -156,11 +158,13 @@ impl PaymentApi for RemotePayment {
         trip: TripId,
         amount: Option<u64>,
         idempotency_key: String,
+        by: AccountId,
     ) -> Result<PaymentView, PaymentError> {
         let request = Refund {
             trip,
             amount,
             idempotency_key,
+            by,
         };
         self.rpc.call(REFUND, &request, None).await
     }

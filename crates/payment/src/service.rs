@@ -12,7 +12,7 @@ use platform::clock;
 use platform::idempotency::{self, Once};
 use platform::outbox::Outbox;
 
-use crate::events::{PaymentCaptured, PaymentRefunded};
+use crate::events::{PaymentCaptured, PaymentHoldChanged, PaymentRefunded};
 
 use crate::provider_client::{Intent, ProviderClient, ProviderError};
 use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, StoreError};
@@ -80,6 +80,17 @@ impl PaymentService {
         next: PaymentRecord,
         entries: &[Transaction],
     ) -> Result<bool, PaymentError> {
+        self.write_by(before, next, entries, None).await
+    }
+
+    /// As `write`, for a change an admin (`by`) made.
+    async fn write_by(
+        &self,
+        before: &PaymentRecord,
+        next: PaymentRecord,
+        entries: &[Transaction],
+        by: Option<AccountId>,
+    ) -> Result<bool, PaymentError> {
         let next = PaymentRecord {
             version: before.version + 1,
             updated_at: clock::now().max(before.updated_at),
@@ -113,6 +124,23 @@ impl PaymentService {
                 captured: next.captured,
                 currency: domain::fare::CURRENCY.to_owned(),
                 refunded_at: next.updated_at,
+                refunded_by: by,
+            };
+            events.push(
+                Envelope::from_event(&event, clock::new_id(), next.updated_at)
+                    .map_err(|e| PaymentError::Unavailable(e.to_string()))?,
+            );
+        }
+        // Every other change of the hold is announced too (the audit log reads them).
+        if next.status != before.status && PaymentHoldChanged::announces(next.status) {
+            let event = PaymentHoldChanged {
+                trip_id: next.trip,
+                rider_id: next.rider,
+                status: next.status,
+                held: next.held,
+                currency: domain::fare::CURRENCY.to_owned(),
+                payment_method: next.payment_method.clone(),
+                at: next.updated_at,
             };
             events.push(
                 Envelope::from_event(&event, clock::new_id(), next.updated_at)
@@ -369,6 +397,7 @@ impl PaymentService {
         trip: TripId,
         amount: Option<u64>,
         key: &str,
+        by: AccountId,
     ) -> Result<PaymentView, PaymentError> {
         let record = self
             .store
@@ -416,7 +445,7 @@ impl PaymentService {
                 refunded,
                 self.config.commission_bps,
             )];
-            if self.write(&current, next, &entries).await? {
+            if self.write_by(&current, next, &entries, Some(by)).await? {
                 metrics::counter!("payment_refunds_total").increment(1);
                 let stored = self
                     .store
@@ -638,6 +667,7 @@ impl PaymentApi for PaymentService {
         trip: TripId,
         amount: Option<u64>,
         idempotency_key: String,
+        by: AccountId,
     ) -> Result<PaymentView, PaymentError> {
         idempotency::valid_key(&idempotency_key).map_err(PaymentError::Invalid)?;
         let scope = format!("refund:{trip}");
@@ -655,7 +685,7 @@ impl PaymentApi for PaymentService {
                 &fingerprint,
                 clock::now(),
                 keep,
-                || self.refund_once(trip, amount, &idempotency_key),
+                || self.refund_once(trip, amount, &idempotency_key, by),
             )
             .await
             .map_err(PaymentError::Unavailable)?;

@@ -24,8 +24,8 @@ pub use store::{
     DriverRef, KnownDriver, PgRatingStore, RatingStore, SqliteRatingStore, StoreError,
 };
 pub use trips::{
-    AccountRating, RateTrip, TripRating, TripRatingApi, TripRatingError, TripRatingService,
-    TripRatingStore,
+    AccountRating, RateTrip, TripRated, TripRating, TripRatingApi, TripRatingError,
+    TripRatingService, TripRatingStore,
 };
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]

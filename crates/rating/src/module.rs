@@ -42,11 +42,12 @@ impl ServiceModule for Module {
                 },
             )
             .await?;
+        let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
         let trip_ratings: Arc<dyn TripRatingApi> = Arc::new(TripRatingService::new(
             trip_ratings,
             deps.get::<Arc<dyn trip::TripApi>>()?,
+            rating.outbox().clone(),
         ));
-        let (rating, directory) = RatingService::build(store, deps.bus.clone()).await?;
         started = started
             .task(move |shutdown| directory.run(shutdown))
             .task(rating.outbox().clone().relay(RelayPace::default()));

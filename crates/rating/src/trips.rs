@@ -7,9 +7,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::events::Event;
 use domain::rating::Stars;
 use domain::{AccountId, Role, Timestamp, TripId};
 use platform::auth::Caller;
+use platform::bus::Envelope;
+use platform::outbox::{self, Outbox, Pending};
 use platform::store::{PgPool, SqlitePool};
 use platform::{ApiError, ErrorCode, clock};
 use serde::{Deserialize, Serialize};
@@ -72,6 +75,41 @@ pub struct TripRating {
     pub created_at: Timestamp,
     /// The rated account's average after this rating.
     pub ratee_rating: AccountRating,
+}
+
+/// A trip was rated by one side (announced through the rating service's outbox, written with the
+/// rating).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TripRated {
+    pub trip_id: TripId,
+    pub rater_role: Role,
+    pub rater_id: AccountId,
+    pub ratee_id: AccountId,
+    pub stars: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub rated_at: Timestamp,
+}
+
+impl Event for TripRated {
+    const SUBJECT: &'static str = "rating.trip_rated.v1";
+}
+
+impl TripRated {
+    fn of(rating: &TripRating) -> Self {
+        Self {
+            trip_id: rating.trip_id,
+            rater_role: rating.rater_role,
+            rater_id: rating.rater_id,
+            ratee_id: rating.ratee_id,
+            stars: rating.stars,
+            comment: rating.comment.clone(),
+            tags: rating.tags.clone(),
+            rated_at: rating.created_at,
+        }
+    }
 }
 
 /// An account's average over the ratings it received.
@@ -173,9 +211,10 @@ macro_rules! on_pool {
     };
 }
 
-/// The rating and the ratee's count and total, in one transaction on `$pool`.
+/// The rating, the ratee's count and total, and the announcement `$event` in the outbox, in one
+/// transaction on `$pool`.
 macro_rules! add_in {
-    ($pool:expr, $r:expr, $tags:expr) => {{
+    ($pool:expr, $r:expr, $tags:expr, $event:expr) => {{
         let mut tx = $pool.begin().await?;
         sqlx::query(
             "INSERT INTO trip_ratings (trip_id, rater_role, rater_id, ratee_id, stars, comment, \
@@ -200,17 +239,22 @@ macro_rules! add_in {
         .bind(i64::from($r.stars))
         .fetch_one(&mut *tx)
         .await?;
+        let pending = outbox::write(&mut *tx, $event).await?;
         tx.commit().await?;
         let (count, total): (i64, i64) = (row.try_get("count")?, row.try_get("total")?);
-        AccountRating::of($r.ratee_id, count, total)
+        (AccountRating::of($r.ratee_id, count, total), pending)
     }};
 }
 
 impl TripRatingStore {
-    async fn add(&self, rating: &TripRating) -> Result<AccountRating, TripRatingError> {
+    async fn add(
+        &self,
+        rating: &TripRating,
+        event: &Envelope,
+    ) -> Result<(AccountRating, Pending), TripRatingError> {
         let tags = serde_json::to_string(&rating.tags)
             .map_err(|e| TripRatingError::Store(e.to_string()))?;
-        Ok(on_pool!(self, pool => add_in!(pool, rating, tags.clone())))
+        Ok(on_pool!(self, pool => add_in!(pool, rating, tags.clone(), event)))
     }
 
     async fn account(&self, account: AccountId) -> Result<AccountRating, TripRatingError> {
@@ -228,11 +272,17 @@ impl TripRatingStore {
 pub struct TripRatingService {
     store: TripRatingStore,
     trips: Arc<dyn TripApi>,
+    /// The rating service's outbox (the same table as the course ratings').
+    outbox: Outbox,
 }
 
 impl TripRatingService {
-    pub fn new(store: TripRatingStore, trips: Arc<dyn TripApi>) -> Self {
-        Self { store, trips }
+    pub fn new(store: TripRatingStore, trips: Arc<dyn TripApi>, outbox: Outbox) -> Self {
+        Self {
+            store,
+            trips,
+            outbox,
+        }
     }
 }
 
@@ -275,8 +325,14 @@ impl TripRatingApi for TripRatingService {
             created_at: clock::now(),
             ratee_rating: AccountRating::of(ratee, 0, 0),
         };
-        stored.ratee_rating = self.store.add(&stored).await?;
+        let event =
+            Envelope::from_event(&TripRated::of(&stored), clock::new_id(), stored.created_at)
+                .map_err(|e| TripRatingError::Store(e.to_string()))?;
+        let (ratee_rating, pending) = self.store.add(&stored, &event).await?;
+        stored.ratee_rating = ratee_rating;
         metrics::counter!("trip_ratings_total", "rater" => caller.role.to_string()).increment(1);
+        // Durable with the rating: a publish lost now is relayed.
+        self.outbox.publish_committed(vec![pending]).await;
         Ok(stored)
     }
 

@@ -28,8 +28,8 @@ pub async fn create(
         Some(url) => {
             let store = PgAccountStore::connect(url, 1).await?;
             store.migrate().await?;
-            let key = SigningKey::required(&identity_config).map_err(|e| anyhow::anyhow!("{e}"))?;
-            (Arc::new(store), key)
+            // Creating an account issues no token: the cluster's key is not needed here.
+            (Arc::new(store), SigningKey::generate())
         }
         None => {
             let dir = &config.data_dir;

@@ -6,6 +6,7 @@
 //! someone else's trip exists).
 
 mod accounts;
+mod audit_log;
 pub mod auth_limits;
 mod body;
 mod drivers;
@@ -39,6 +40,7 @@ pub struct ProductServices {
     pub supply: Arc<dyn SupplyApi>,
     pub payments: Arc<dyn payment::PaymentApi>,
     pub trip_ratings: Arc<dyn rating::TripRatingApi>,
+    pub audit: Arc<dyn audit::AuditApi>,
     pub verifier: TokenVerifier,
     /// Per client address: sign-ups and logins in flight, failed logins.
     pub auth_limits: auth_limits::AuthLimits,
@@ -68,6 +70,7 @@ pub fn product_router(services: ProductServices) -> Router {
             "/v1/admin/payments/{trip_id}/refund",
             post(payments::refund),
         )
+        .route("/v1/admin/audit", get(audit_log::query))
         .with_state(services)
         .merge(openapi::router())
 }

@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::payments::refund,
         super::ratings::rate,
         super::ratings::of_account,
+        super::audit_log::query,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -45,6 +46,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "drivers", description = "A driver's vehicle, availability and position"),
         (name = "trips", description = "Preview, book and run trips"),
         (name = "payments", description = "A rider's payments, a driver's earnings"),
+        (name = "admin", description = "For the admin role: the audit log (refunds are under payments)"),
     )
 )]
 pub struct ApiDoc;
@@ -457,6 +459,56 @@ pub struct TripDoc {
     version: u64,
 }
 
+/// Who did it (`audit::ActorKind`; a test keeps the two equal).
+#[allow(dead_code)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKindDoc {
+    Rider,
+    Driver,
+    Admin,
+    System,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct ActorDoc {
+    kind: ActorKindDoc,
+    /// Absent for the system.
+    account_id: Option<String>,
+}
+
+/// One recorded domain event.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct AuditEntryDoc {
+    event_id: String,
+    /// The bus subject it came on, as `trip.notice.v1`.
+    subject: String,
+    /// What happened: `trip.requested`, `trip.offered`, `trip.driver_assigned`, …,
+    /// `payment.authorized`, `payment.captured`, `payment.refunded`, `payment.voided`,
+    /// `rating.trip_rated`, `mail.receipt`, `mail.fee`, `mail.refund`, `driver.online`, …
+    kind: String,
+    /// Milliseconds since the epoch.
+    occurred_at: i64,
+    actor: ActorDoc,
+    trip_id: Option<String>,
+    /// Every account the event concerns.
+    accounts: Vec<String>,
+    /// The event as it was published (its schema is the subject's, docs/ARCHITECTURE.md).
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct AuditPageDoc {
+    /// Oldest first.
+    entries: Vec<AuditEntryDoc>,
+    /// Pass as `after` for the next page; `null` at the end.
+    next: Option<String>,
+}
+
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct TripListDoc {
@@ -490,6 +542,7 @@ mod tests {
             "/v1/admin/payments/{trip_id}/refund",
             "/v1/trips/{id}/rating",
             "/v1/accounts/{id}/rating",
+            "/v1/admin/audit",
         ] {
             assert!(paths.contains_key(path), "{path} is missing from the spec");
         }
@@ -514,6 +567,16 @@ mod tests {
             .map(|s| s.as_str().to_owned())
             .collect();
         assert_eq!(values("TripStatusDoc"), states);
+        let actors: Vec<String> = [
+            audit::ActorKind::Rider,
+            audit::ActorKind::Driver,
+            audit::ActorKind::Admin,
+            audit::ActorKind::System,
+        ]
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+        assert_eq!(values("ActorKindDoc"), actors);
         let packages: Vec<String> = domain::Package::ALL
             .iter()
             .map(|p| p.name().to_owned())

@@ -97,7 +97,12 @@ pub async fn refund(
             ApiError::invalid_field("amount", "amount must be a positive whole number of poisha")
         })?),
     };
-    Ok(Json(services.payments.refund(trip, amount, key).await?))
+    Ok(Json(
+        services
+            .payments
+            .refund(trip, amount, key, caller.account)
+            .await?,
+    ))
 }
 
 /// The driver's earnings: per trip (their share of its fare or fee, less refunds) and per day.

@@ -177,6 +177,11 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Delivery> {
         self.receiver.recv().await
     }
+
+    /// A delivery already waiting, if any (for a consumer that takes what has come in batches).
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        self.receiver.try_recv().ok()
+    }
 }
 
 #[async_trait]

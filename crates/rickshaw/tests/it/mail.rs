@@ -28,7 +28,7 @@ fn messages(dir: &Path) -> Vec<String> {
 }
 
 /// Waits (up to 15 s) for a message under `dir` containing `needle`.
-async fn message_with(dir: &Path, needle: &str) -> String {
+pub(crate) async fn message_with(dir: &Path, needle: &str) -> String {
     for _ in 0..150 {
         if let Some(found) = messages(dir).into_iter().find(|m| m.contains(needle)) {
             return found;
@@ -59,44 +59,67 @@ async fn a_paid_trip(app: &testkit::TestApp) -> (u64, String) {
     )
 }
 
-fn taka(minor: u64) -> String {
+pub(crate) fn taka(minor: u64) -> String {
     format!("BDT {}.{:02}", minor / 100, minor % 100)
+}
+
+/// A real SMTP server (aiosmtpd from PyPI) on a free port, writing what it receives to a Maildir;
+/// stopped when dropped.
+pub(crate) struct Smtp {
+    pub url: String,
+    pub maildir: std::path::PathBuf,
+    _server: tokio::process::Child,
+    _scratch: tempfile::TempDir,
+}
+
+impl Smtp {
+    pub(crate) async fn start() -> Self {
+        let python = tokio::task::spawn_blocking(testkit::test_python)
+            .await
+            .expect("python");
+        let scratch = tempfile::tempdir().expect("scratch");
+        // aiosmtpd's Mailbox makes the Maildir (tmp/, new/, cur/) only where none exists yet.
+        let maildir = scratch.path().join("maildir");
+        let port = testkit::free_port();
+        let server = tokio::process::Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("aiosmtpd starts");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self {
+            url: format!("smtp://127.0.0.1:{port}"),
+            maildir,
+            _server: server,
+            _scratch: scratch,
+        }
+    }
+
+    /// Sends the system's mail here.
+    pub(crate) fn configure(&self, config: &mut platform::Config) {
+        let url = self.url.clone();
+        config.edit_section(|m: &mut mail::MailConfig| m.smtp_url = Some(url));
+    }
 }
 
 #[tokio::test]
 async fn a_paid_trip_sends_a_receipt_over_smtp() {
-    let python = tokio::task::spawn_blocking(testkit::test_python)
-        .await
-        .expect("python");
-    let scratch = tempfile::tempdir().expect("scratch");
-    // aiosmtpd's Mailbox makes the Maildir (tmp/, new/, cur/) only where none exists yet.
-    let maildir = scratch.path().join("maildir");
-    let port = testkit::free_port();
-    let mut smtp = tokio::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("aiosmtpd starts");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let app = testkit::spawn_app_with(|c| {
-        c.edit_section(|m: &mut mail::MailConfig| {
-            m.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        });
-    })
-    .await;
+    let smtp = Smtp::start().await;
+    let app = testkit::spawn_app_with(|c| smtp.configure(c)).await;
+    let maildir = smtp.maildir.clone();
     let (fare, email) = a_paid_trip(&app).await;
     let receipt = message_with(&maildir, &email).await;
     assert!(
@@ -112,7 +135,6 @@ async fn a_paid_trip_sends_a_receipt_over_smtp() {
         "{receipt}"
     );
     app.stop().await;
-    let _ = smtp.kill().await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! End-to-end tests of the system as users reach it: HTTP, WebSocket, socket.io, the binary.
 
+mod audit;
 mod bad_input;
 mod bot_run;
 mod cluster;

@@ -12,7 +12,7 @@ use testkit::{StatusCode, TestApp, spawn_app};
 use crate::product_flow::{act, go_online, offered, rider_and_driver};
 
 /// A quote for the standard trip, then a booking of it with `card` (`None`: the default).
-async fn quote(app: &TestApp, rider: &str) -> (String, u64) {
+pub(crate) async fn quote(app: &TestApp, rider: &str) -> (String, u64) {
     let (status, preview) = app
         .call(
             Method::POST,
@@ -35,7 +35,12 @@ async fn quote(app: &TestApp, rider: &str) -> (String, u64) {
     )
 }
 
-async fn book(app: &TestApp, rider: &str, quote: &str, card: Option<&str>) -> (StatusCode, Value) {
+pub(crate) async fn book(
+    app: &TestApp,
+    rider: &str,
+    quote: &str,
+    card: Option<&str>,
+) -> (StatusCode, Value) {
     let mut body = json!({"quote_id": quote, "package": "car"});
     if let Some(card) = card {
         body["payment_method"] = json!(card);
@@ -45,7 +50,7 @@ async fn book(app: &TestApp, rider: &str, quote: &str, card: Option<&str>) -> (S
 
 /// The rider's payment of `trip`, once `ready` accepts it (polled: settling follows the trip's
 /// notices).
-async fn payment_of(
+pub(crate) async fn payment_of(
     app: &TestApp,
     rider: &str,
     trip: &str,
@@ -203,7 +208,7 @@ async fn a_card_that_needs_confirmation_books_once_confirmed() {
 }
 
 /// Signs `body` as the provider does, `age_s` seconds ago, with `secret`.
-fn signed(secret: &str, age_s: i64, body: &str) -> String {
+pub(crate) fn signed(secret: &str, age_s: i64, body: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -212,7 +217,7 @@ fn signed(secret: &str, age_s: i64, body: &str) -> String {
     provider::signature::sign(secret, at, body.as_bytes())
 }
 
-async fn post_webhook(app: &TestApp, signature: Option<&str>, body: &str) -> StatusCode {
+pub(crate) async fn post_webhook(app: &TestApp, signature: Option<&str>, body: &str) -> StatusCode {
     let mut request = app
         .http
         .post(app.url("/v1/payments/webhook"))
@@ -420,34 +425,12 @@ async fn an_admin_refunds_once_per_key_and_never_more_than_captured() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let made = std::process::Command::new(env!("CARGO_BIN_EXE_rickshaw"))
-        .args([
-            "admin",
-            "create",
-            "--email",
-            "ops@example.com",
-            "--name",
-            "Ops",
-            "--data-dir",
-        ])
-        .arg(&app.config.data_dir)
-        .env("RICKSHAW_ADMIN_PASSWORD", "correct horse battery")
-        .output()
-        .expect("the binary runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (status, login) = app
-        .post_json(
-            "/v1/auth/login",
-            json!({"email": "ops@example.com", "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{login}");
-    assert_eq!(login["account"]["role"], "admin");
-    let admin = login["access_token"].as_str().expect("token").to_owned();
+    let admin = crate::audit::admin_token(
+        &app,
+        "ops@example.com",
+        &["--data-dir", &app.config.data_dir.to_string_lossy()],
+    )
+    .await;
 
     let refund = |token: String, key: Option<&'static str>, body: Value| {
         let mut request = app

@@ -55,6 +55,7 @@ impl payment::PaymentApi for NoCharge {
         trip: domain::TripId,
         _amount: Option<u64>,
         _idempotency_key: String,
+        _by: domain::AccountId,
     ) -> Result<payment::PaymentView, payment::PaymentError> {
         Err(payment::PaymentError::NotFound(trip))
     }
