@@ -115,6 +115,49 @@ enum Live {
 /// How long delivering an assignment waits for the driver's average before sending it without.
 const RATING_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Drivers' averages as last read, kept a minute: most assignments of a driver cost no lookup, so
+/// a slow rating service rarely holds up the notices behind one (they are delivered in order).
+#[derive(Default)]
+struct DriverRatings {
+    seen: Mutex<HashMap<AccountId, (std::time::Instant, rating::AccountRating)>>,
+}
+
+impl DriverRatings {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Most averages kept; when full, the table starts over.
+    const MAX: usize = 50_000;
+
+    async fn of(
+        &self,
+        driver: AccountId,
+        ratings: &dyn rating::TripRatingApi,
+    ) -> Option<rating::AccountRating> {
+        let now = std::time::Instant::now();
+        if let Some((at, rating)) = self.lock().get(&driver)
+            && now.duration_since(*at) < Self::FRESH
+        {
+            return Some(rating.clone());
+        }
+        let rating = tokio::time::timeout(RATING_WAIT, ratings.account_rating(driver))
+            .await
+            .ok()
+            .and_then(Result::ok)?;
+        let mut seen = self.lock();
+        if seen.len() >= Self::MAX {
+            seen.clear();
+        }
+        seen.insert(driver, (now, rating.clone()));
+        Some(rating)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<AccountId, (std::time::Instant, rating::AccountRating)>>
+    {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[derive(Default)]
 struct Sessions {
     by_account: HashMap<AccountId, Vec<(u64, mpsc::Sender<Live>)>>,
@@ -187,21 +230,22 @@ impl Realtime {
 
     pub fn run(self, shutdown: &Shutdown) {
         let hub = self.hub.clone();
+        let driver_ratings = Arc::new(DriverRatings::default());
         shutdown.spawn(bus::consume(
             self.notices,
             shutdown.token(),
             "communication.trip_notices",
             move |notice: TripNotice, _| {
-                let hub = hub.clone();
+                let (hub, driver_ratings) = (hub.clone(), driver_ratings.clone());
                 async move {
+                    // Looked up only where the rider has a session (every instance sees every
+                    // notice).
                     let driver_rating = match (notice.kind, notice.trip.driver_id) {
-                        (NoticeKind::DriverAssigned, Some(driver)) => tokio::time::timeout(
-                            RATING_WAIT,
-                            hub.deps.ratings.account_rating(driver),
-                        )
-                        .await
-                        .ok()
-                        .and_then(Result::ok),
+                        (NoticeKind::DriverAssigned, Some(driver))
+                            if hub.has_session(&notice.recipients) =>
+                        {
+                            driver_ratings.of(driver, &*hub.deps.ratings).await
+                        }
                         _ => None,
                     };
                     hub.deliver_notice(Arc::new(LiveNotice {
@@ -230,6 +274,12 @@ fn lock(sessions: &Mutex<Sessions>) -> std::sync::MutexGuard<'_, Sessions> {
 }
 
 impl SessionHub {
+    /// Whether any of `accounts` has a session on this instance.
+    fn has_session(&self, accounts: &[AccountId]) -> bool {
+        let sessions = lock(&self.sessions);
+        accounts.iter().any(|a| sessions.by_account.contains_key(a))
+    }
+
     fn send(&self, account: &AccountId, live: impl Fn() -> Live) {
         let mut sessions = lock(&self.sessions);
         if let Some(list) = sessions.by_account.get_mut(account) {

@@ -5,12 +5,19 @@ use std::path::PathBuf;
 use platform::config::Section;
 use serde::{Deserialize, Serialize};
 
+use crate::mailer::{SmtpTls, parse_smtp_url};
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailConfig {
-    /// An SMTP server, `smtp://host:port` (plain SMTP to a relay; no TLS in this build). Unset:
-    /// mail is written as `.eml` files to `dir`.
+    /// An SMTP server: `smtp://host:port` (plain, to a relay on a trusted network),
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS, or no mail; `opportunistic`: when
+    /// offered) or `smtps://user:password@host:465` (TLS from the first byte). Unset: mail is
+    /// written as `.eml` files to `dir`.
     pub smtp_url: Option<String>,
+    /// A PEM file of the certificate authority the SMTP server's certificate must chain to,
+    /// instead of the public ones (a private CA). Only with TLS.
+    pub ca_file: Option<PathBuf>,
     /// The sender of every message.
     pub from: String,
     /// Where `.eml` files go without an SMTP server; unset: `<data_dir>/mail`.
@@ -21,6 +28,7 @@ impl Default for MailConfig {
     fn default() -> Self {
         Self {
             smtp_url: None,
+            ca_file: None,
             from: "Rickshaw <receipts@rickshaw.example>".to_owned(),
             dir: None,
         }
@@ -31,8 +39,18 @@ impl Section for MailConfig {
     const NAME: &'static str = "mail";
 
     fn validate(&self) -> Result<(), String> {
-        if let Some(url) = &self.smtp_url {
-            smtp_address(url)?;
+        match (&self.smtp_url, &self.ca_file) {
+            (Some(url), ca) => {
+                let (_, tls) = parse_smtp_url(url)?;
+                if ca.is_some() && tls == SmtpTls::None {
+                    return Err(
+                        "mail.ca_file is for TLS: add ?tls=required to mail.smtp_url, or use smtps://"
+                            .into(),
+                    );
+                }
+            }
+            (None, Some(_)) => return Err("mail.ca_file needs mail.smtp_url".into()),
+            (None, None) => {}
         }
         self.from
             .parse::<lettre::message::Mailbox>()
@@ -41,47 +59,28 @@ impl Section for MailConfig {
     }
 }
 
-/// `smtp://host:port` → (host, port); port 25 by default.
-pub fn smtp_address(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("smtp://")
-        .ok_or_else(|| format!("mail.smtp_url = {url:?} must be smtp://host:port"))?;
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| format!("mail.smtp_url = {url:?}: {port:?} is not a port"))?,
-        ),
-        None => (rest, 25),
-    };
-    if host.is_empty() || host.contains('/') {
-        return Err(format!("mail.smtp_url = {url:?} must be smtp://host:port"));
-    }
-    Ok((host.to_owned(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn smtp_urls_name_a_host_and_a_port() {
-        assert_eq!(
-            smtp_address("smtp://127.0.0.1:2525"),
-            Ok(("127.0.0.1".into(), 2525))
-        );
-        assert_eq!(
-            smtp_address("smtp://mail.example"),
-            Ok(("mail.example".into(), 25))
-        );
-        assert!(smtp_address("http://x:1").is_err());
-        assert!(smtp_address("smtp://:25").is_err());
-        assert!(smtp_address("smtp://x:port").is_err());
+    fn the_config_is_checked() {
         assert!(MailConfig::default().validate().is_ok());
         let bad = MailConfig {
             from: "not an address".into(),
             ..MailConfig::default()
         };
         assert!(bad.validate().is_err());
+        let plain_with_ca = MailConfig {
+            smtp_url: Some("smtp://127.0.0.1:25".into()),
+            ca_file: Some("ca.pem".into()),
+            ..MailConfig::default()
+        };
+        assert!(plain_with_ca.validate().is_err());
+        let tls_with_ca = MailConfig {
+            smtp_url: Some("smtp://127.0.0.1:25?tls=required".into()),
+            ..plain_with_ca
+        };
+        assert!(tls_with_ca.validate().is_ok());
     }
 }

@@ -13,5 +13,5 @@ pub mod receipt;
 
 pub use config::MailConfig;
 pub use events::{MailKind, MailSent};
-pub use mailer::Mailer;
+pub use mailer::{Mailer, SmtpTls, parse_smtp_url};
 pub use module::Module;

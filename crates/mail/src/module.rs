@@ -16,7 +16,6 @@ use platform::clock;
 use platform::config::SectionSpec;
 use platform::service::{Backends, Deps, ServiceModule, Started};
 
-use crate::config::smtp_address;
 use crate::{MailConfig, MailKind, MailSent, Mailer, receipt};
 
 /// Attempts of one message before it is dead-lettered: with the bus's backoff (capped at 10 s)
@@ -39,8 +38,14 @@ impl ServiceModule for Module {
         let config = deps.config.section::<MailConfig>()?;
         let mailer = match &config.smtp_url {
             Some(url) => {
-                let (host, port) = smtp_address(url).map_err(|e| anyhow::anyhow!(e))?;
-                Mailer::smtp(&host, port)
+                let ca = match &config.ca_file {
+                    Some(path) => Some(
+                        std::fs::read(path)
+                            .map_err(|e| anyhow::anyhow!("mail.ca_file {}: {e}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                Mailer::smtp(url, ca.as_deref()).map_err(|e| anyhow::anyhow!(e))?
             }
             None => {
                 let dir = match (&config.dir, &deps.backends) {

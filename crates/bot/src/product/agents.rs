@@ -282,19 +282,25 @@ async fn check_earnings(ctx: &Ctx, agent: &Agent, completed: &[(String, u64)]) {
 }
 
 /// A driver's action on a trip, retried while the server does not answer or fails (5xx) — a
-/// driver does not walk away from a trip because the network hiccuped. False when refused (4xx:
-/// the trip changed meanwhile) or when the run is over and a few retries did not help.
+/// driver does not walk away from a trip because the network hiccuped. A refusal (4xx) after such
+/// a failure may mean the first attempt took effect before its answer was lost (its instance
+/// died): then the trip is read, and the action counts as done if the trip is where it leads.
+/// False when refused otherwise (the trip changed meanwhile), or when the run is over and a few
+/// retries did not help.
 async fn step(ctx: &Ctx, agent: &Agent, trip_id: &str, action: &str) -> bool {
     let path = format!("/v1/trips/{trip_id}/{action}");
     let mut backoff = Duration::from_millis(200);
+    let mut unanswered = false;
     for attempt in 0_u32.. {
         match agent.call(Method::POST, &path, None).await {
             Ok(_) => return true,
             Err(Failed {
                 status: Some(status),
                 ..
-            }) if status.is_client_error() => return false,
-            Err(_) => {}
+            }) if status.is_client_error() => {
+                return unanswered && already_done(agent, trip_id, action).await;
+            }
+            Err(_) => unanswered = true,
         }
         if ctx.drivers_stop.is_cancelled() && attempt >= 2 {
             return false;
@@ -303,6 +309,18 @@ async fn step(ctx: &Ctx, agent: &Agent, trip_id: &str, action: &str) -> bool {
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     false
+}
+
+/// Whether `trip_id` is where `action` leads (read as the driver).
+async fn already_done(agent: &Agent, trip_id: &str, action: &str) -> bool {
+    let reached = match action {
+        "arrive" => "arrived",
+        "start" => "in_progress",
+        "complete" => "completed",
+        _ => return false,
+    };
+    let path = format!("/v1/trips/{trip_id}");
+    matches!(agent.call(Method::GET, &path, None).await, Ok(trip) if trip["status"] == reached)
 }
 
 /// Books trip after trip until booking is over.

@@ -74,6 +74,11 @@ pub(crate) struct Smtp {
 
 impl Smtp {
     pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As `start`, with more of aiosmtpd's arguments (`--tlscert`, …).
+    pub(crate) async fn start_with(args: &[&std::ffi::OsStr]) -> Self {
         let python = tokio::task::spawn_blocking(testkit::test_python)
             .await
             .expect("python");
@@ -86,6 +91,7 @@ impl Smtp {
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -142,6 +148,37 @@ async fn without_a_server_the_receipt_is_an_eml_file() {
     let app = testkit::spawn_app().await;
     let (fare, email) = a_paid_trip(&app).await;
     let receipt = message_with(&app.config.data_dir.join("mail"), &email).await;
+    assert!(receipt.contains(&taka(fare)), "{receipt}");
+    app.stop().await;
+}
+
+/// STARTTLS to a server that refuses mail without it (aiosmtpd's `require_starttls`), its
+/// certificate checked against the CA of `mail.ca_file`.
+#[tokio::test]
+async fn a_receipt_goes_over_starttls_to_a_server_that_requires_it() {
+    let keys = tempfile::tempdir().expect("scratch");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
+    let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("written");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("written");
+    let smtp = Smtp::start_with(&[
+        "--tlscert".as_ref(),
+        cert.as_os_str(),
+        "--tlskey".as_ref(),
+        key.as_os_str(),
+    ])
+    .await;
+    let url = format!("{}?tls=required", smtp.url);
+    let app = testkit::spawn_app_with(|c| {
+        c.edit_section(|m: &mut mail::MailConfig| {
+            m.smtp_url = Some(url);
+            m.ca_file = Some(cert.clone());
+        });
+    })
+    .await;
+    let (fare, email) = a_paid_trip(&app).await;
+    let receipt = message_with(&smtp.maildir, &email).await;
     assert!(receipt.contains(&taka(fare)), "{receipt}");
     app.stop().await;
 }
