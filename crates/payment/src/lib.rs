@@ -34,7 +34,9 @@ pub use config::PaymentConfig;
 pub use events::{PaymentCaptured, PaymentHoldChanged, PaymentRefunded};
 pub use module::Module;
 pub use service::PaymentService;
-pub use store::{PaymentRecord, PaymentStatus, PaymentStore, PgPaymentStore, SqlitePaymentStore};
+pub use store::{
+    PaymentRecord, PaymentStatus, PaymentStore, PgPaymentStore, RefundWrite, SqlitePaymentStore,
+};
 
 /// Hold the fare of a trip about to be booked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// A refund as the provider answers it (its id is what `charge.refunded` reports too).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ProviderRefund {
+    pub id: String,
+    pub amount: u64,
+}
+
 /// A payment intent, as much of it as the payment service reads.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Intent {
@@ -135,11 +142,7 @@ impl ProviderClient {
         intent: &str,
         amount: u64,
         idempotency_key: &str,
-    ) -> Result<u64, ProviderError> {
-        #[derive(Deserialize)]
-        struct Refund {
-            amount: u64,
-        }
+    ) -> Result<ProviderRefund, ProviderError> {
         let response = self
             .http
             .post(format!("{}/refunds", self.base))
@@ -149,7 +152,7 @@ impl ProviderClient {
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        read::<Refund>(response).await.map(|r| r.amount)
+        read::<ProviderRefund>(response).await
     }
 
     pub async fn get(&self, intent: &str) -> Result<Intent, ProviderError> {

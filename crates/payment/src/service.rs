@@ -14,8 +14,8 @@ use platform::outbox::Outbox;
 
 use crate::events::{PaymentCaptured, PaymentHoldChanged, PaymentRefunded};
 
-use crate::provider_client::{Intent, ProviderClient, ProviderError};
-use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, StoreError};
+use crate::provider_client::{Intent, ProviderClient, ProviderError, ProviderRefund};
+use crate::store::{PaymentRecord, PaymentStatus, PaymentStore, RefundWrite, StoreError};
 use crate::{
     Authorization, Authorize, DayEarnings, Earnings, Money, PaymentApi, PaymentConfig,
     PaymentError, PaymentView, TripEarnings,
@@ -80,17 +80,56 @@ impl PaymentService {
         next: PaymentRecord,
         entries: &[Transaction],
     ) -> Result<bool, PaymentError> {
-        self.write_by(before, next, entries, None).await
+        let (next, events) = Self::announced(before, next, None)?;
+        match self
+            .store
+            .update(&next, before.version, entries, &events)
+            .await
+            .map_err(store_error)?
+        {
+            Some(pending) => {
+                self.outbox.publish_committed(pending).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
-    /// As `write`, for a change an admin (`by`) made.
-    async fn write_by(
+    /// Records the provider's refund `refund` over `before` (`next` carries it), once whoever
+    /// reports it first: the admin (`by`) who asked for it, or the provider's `charge.refunded`.
+    async fn write_refund(
         &self,
         before: &PaymentRecord,
         next: PaymentRecord,
         entries: &[Transaction],
         by: Option<AccountId>,
-    ) -> Result<bool, PaymentError> {
+        refund: &ProviderRefund,
+    ) -> Result<RefundWrite, PaymentError> {
+        let (next, events) = Self::announced(before, next, by)?;
+        let written = self
+            .store
+            .record_refund(
+                &next,
+                before.version,
+                entries,
+                &events,
+                &refund.id,
+                refund.amount,
+            )
+            .await
+            .map_err(store_error)?;
+        if let RefundWrite::Recorded(pending) = &written {
+            self.outbox.publish_committed(pending.clone()).await;
+        }
+        Ok(written)
+    }
+
+    /// `next`, stamped as the version after `before`, and the events announcing the change.
+    fn announced(
+        before: &PaymentRecord,
+        next: PaymentRecord,
+        by: Option<AccountId>,
+    ) -> Result<(PaymentRecord, Vec<Envelope>), PaymentError> {
         let next = PaymentRecord {
             version: before.version + 1,
             updated_at: clock::now().max(before.updated_at),
@@ -147,18 +186,7 @@ impl PaymentService {
                     .map_err(|e| PaymentError::Unavailable(e.to_string()))?,
             );
         }
-        match self
-            .store
-            .update(&next, before.version, entries, &events)
-            .await
-            .map_err(store_error)?
-        {
-            Some(pending) => {
-                self.outbox.publish_committed(pending).await;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok((next, events))
     }
 
     fn authorization(record: &PaymentRecord) -> Authorization {
@@ -379,14 +407,23 @@ impl PaymentService {
         kind: &str,
         intent: &str,
         cancellation_reason: Option<&str>,
+        refund: Option<ProviderRefund>,
     ) -> Result<(), PaymentError> {
-        if kind != "payment_intent.canceled" || cancellation_reason != Some("automatic") {
+        let expiry = kind == "payment_intent.canceled" && cancellation_reason == Some("automatic");
+        let refunded = kind == "charge.refunded";
+        if !expiry && !refunded {
             // Everything else reports what this service asked for and already recorded.
             return Ok(());
         }
-        match self.store.by_intent(intent).await.map_err(store_error)? {
-            Some(record) => self.expired(&record).await,
-            None => Ok(()),
+        let Some(record) = self.store.by_intent(intent).await.map_err(store_error)? else {
+            return Ok(());
+        };
+        match refund {
+            // A refund made at the provider (by its dashboard, say), or one of this service's
+            // reported before its own record: recorded once, by the refund's id.
+            Some(refund) if refunded => self.record_refund(record, &refund, None).await,
+            _ if expiry => self.expired(&record).await,
+            _ => Ok(()),
         }
     }
 
@@ -423,7 +460,7 @@ impl PaymentService {
             .intent
             .clone()
             .ok_or_else(|| PaymentError::Conflict("this payment has no intent".into()))?;
-        let refunded = self
+        let refund = self
             .provider
             .refund(&intent, amount, &format!("refund-{trip}-{key}"))
             .await
@@ -431,10 +468,38 @@ impl PaymentService {
                 ProviderError::Unavailable(e) => PaymentError::Unavailable(e),
                 other => PaymentError::Invalid(other.to_string()),
             })?;
+        self.record_refund(record, &refund, Some(by)).await?;
+        let stored = self
+            .store
+            .get(trip)
+            .await
+            .map_err(store_error)?
+            .ok_or(PaymentError::NotFound(trip))?;
+        Ok(view(&stored))
+    }
+
+    /// Records the provider's `refund` on the payment (`record` as last read), once: by compare
+    /// and set, re-reading when another change came first, never asking the provider again. A
+    /// refund recorded already (the admin's call and the provider's `charge.refunded` race) is
+    /// done; one beyond what is left of the capture is recorded for what is left.
+    async fn record_refund(
+        &self,
+        record: PaymentRecord,
+        refund: &ProviderRefund,
+        by: Option<AccountId>,
+    ) -> Result<(), PaymentError> {
+        let trip = record.trip;
         let mut current = record;
         for _ in 0..CAS_ROUNDS {
+            if current.status != PaymentStatus::Captured {
+                tracing::warn!(%trip, refund = %refund.id, status = current.status.as_str(), "a refund of a payment that is not captured; not recorded");
+                return Ok(());
+            }
+            let amount = refund
+                .amount
+                .min(current.captured.saturating_sub(current.refunded));
             let next = PaymentRecord {
-                refunded: current.refunded + refunded,
+                refunded: current.refunded + amount,
                 ..current.clone()
             };
             let entries = [ledger::refund(
@@ -442,18 +507,19 @@ impl PaymentService {
                 current.driver,
                 current.captured,
                 current.refunded,
-                refunded,
+                amount,
                 self.config.commission_bps,
             )];
-            if self.write_by(&current, next, &entries, Some(by)).await? {
-                metrics::counter!("payment_refunds_total").increment(1);
-                let stored = self
-                    .store
-                    .get(trip)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or(PaymentError::NotFound(trip))?;
-                return Ok(view(&stored));
+            match self
+                .write_refund(&current, next, &entries, by, refund)
+                .await?
+            {
+                RefundWrite::Recorded(_) => {
+                    metrics::counter!("payment_refunds_total", "by" => if by.is_some() { "admin" } else { "provider" }).increment(1);
+                    return Ok(());
+                }
+                RefundWrite::AlreadyRecorded => return Ok(()),
+                RefundWrite::Changed => {}
             }
             current = self
                 .store
@@ -463,7 +529,8 @@ impl PaymentService {
                 .ok_or(PaymentError::NotFound(trip))?;
         }
         Err(PaymentError::Unavailable(format!(
-            "refund {refunded} of trip {trip} was made but not yet recorded; retry with the same Idempotency-Key"
+            "refund {} of trip {trip} was made but not yet recorded; retry with the same Idempotency-Key",
+            refund.id
         )))
     }
 }

@@ -10,6 +10,7 @@ use axum::routing::post;
 use platform::{ApiError, ErrorCode, clock};
 use serde::Deserialize;
 
+use crate::provider_client::ProviderRefund;
 use crate::service::PaymentService;
 
 #[derive(Deserialize)]
@@ -30,6 +31,9 @@ struct EventObject {
     id: String,
     #[serde(default)]
     object: String,
+    /// A refund's amount.
+    #[serde(default)]
+    amount: Option<u64>,
     #[serde(default)]
     payment_intent: Option<String>,
     #[serde(default)]
@@ -79,13 +83,22 @@ async fn receive(
         return Ok(StatusCode::OK);
     }
     let object = &event.data.object;
-    let intent = if object.object == "refund" {
-        object.payment_intent.clone().unwrap_or_default()
+    let (intent, refund) = if object.object == "refund" {
+        let refund = object.amount.map(|amount| ProviderRefund {
+            id: object.id.clone(),
+            amount,
+        });
+        (object.payment_intent.clone().unwrap_or_default(), refund)
     } else {
-        object.id.clone()
+        (object.id.clone(), None)
     };
     service
-        .on_provider_event(&event.kind, &intent, object.cancellation_reason.as_deref())
+        .on_provider_event(
+            &event.kind,
+            &intent,
+            object.cancellation_reason.as_deref(),
+            refund,
+        )
         .await
         .map_err(ApiError::from)?;
     store

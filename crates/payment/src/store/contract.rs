@@ -4,7 +4,7 @@
 use domain::ledger::{self, LedgerAccount, TransactionKind};
 use domain::{AccountId, Timestamp, TripId};
 
-use super::{PaymentRecord, PaymentStatus, PaymentStore};
+use super::{PaymentRecord, PaymentStatus, PaymentStore, RefundWrite};
 
 fn id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
@@ -138,6 +138,64 @@ pub async fn a_provider_event_is_handled_once(store: &dyn PaymentStore) {
     assert!(store.seen(&event).await.expect("seen"));
 }
 
+pub async fn a_refund_is_recorded_once_by_its_id(store: &dyn PaymentStore) {
+    let (rider, driver) = (AccountId::from_uuid(id()), AccountId::from_uuid(id()));
+    let captured = PaymentRecord {
+        driver: Some(driver),
+        status: PaymentStatus::Captured,
+        captured: 20_000,
+        charge_kind: Some(TransactionKind::Fare),
+        ..authorized(rider, 10)
+    };
+    store.insert(&captured).await.expect("insert");
+    let refunded = PaymentRecord {
+        refunded: 5_000,
+        version: 2,
+        ..captured.clone()
+    };
+    let entries = [ledger::refund(rider, Some(driver), 20_000, 0, 5_000, 2_000)];
+    let refund = format!("re_{}", id().simple());
+    let first = store
+        .record_refund(&refunded, 1, &entries, &[], &refund, 5_000)
+        .await
+        .expect("records");
+    assert!(matches!(first, RefundWrite::Recorded(_)), "{first:?}");
+    let again = PaymentRecord {
+        refunded: 10_000,
+        version: 3,
+        ..refunded.clone()
+    };
+    assert_eq!(
+        store
+            .record_refund(&again, 2, &entries, &[], &refund, 5_000)
+            .await
+            .expect("answers"),
+        RefundWrite::AlreadyRecorded,
+        "the same refund, reported again"
+    );
+    assert_eq!(store.get(captured.trip).await.expect("get"), Some(refunded));
+    assert_eq!(
+        store
+            .record_refund(
+                &again,
+                1,
+                &entries,
+                &[],
+                &format!("re_{}", id().simple()),
+                5_000
+            )
+            .await
+            .expect("answers"),
+        RefundWrite::Changed,
+        "another refund over a stale version"
+    );
+    let back = store
+        .entries_of(LedgerAccount::Rider(rider), 10)
+        .await
+        .expect("entries");
+    assert_eq!(back.len(), 1, "one refund's entries: {back:?}");
+}
+
 /// One `#[tokio::test]` per clause for the store built by `$make` (an async block).
 #[macro_export]
 macro_rules! payment_store_contract {
@@ -147,6 +205,7 @@ macro_rules! payment_store_contract {
             a_change_and_its_entries_commit_together_or_not_at_all,
             a_riders_payments_come_newest_first,
             a_provider_event_is_handled_once,
+            a_refund_is_recorded_once_by_its_id,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {

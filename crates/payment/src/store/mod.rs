@@ -34,6 +34,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         "idempotency keys",
         include_str!("../../migrations/sqlite/0003_idempotency.sql"),
     ),
+    (
+        4,
+        "refunds by id",
+        include_str!("../../migrations/sqlite/0004_refunds.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -51,6 +56,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         3,
         "idempotency keys",
         include_str!("../../migrations/postgres/0003_idempotency.sql"),
+    ),
+    (
+        4,
+        "refunds by id",
+        include_str!("../../migrations/postgres/0004_refunds.sql"),
     ),
 ];
 
@@ -151,6 +161,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// What recording a refund did.
+#[derive(Debug, PartialEq)]
+pub enum RefundWrite {
+    /// Recorded with the change: the outbox rows to publish.
+    Recorded(Vec<Pending>),
+    /// The payment changed meanwhile (nothing written): read it again.
+    Changed,
+    /// This refund was recorded before (nothing written).
+    AlreadyRecorded,
+}
+
 #[async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
     async fn get(&self, trip: TripId) -> Result<Option<PaymentRecord>, StoreError>;
@@ -167,6 +188,17 @@ pub trait PaymentStore: Send + Sync + 'static {
         ledger: &[Transaction],
         events: &[Envelope],
     ) -> Result<Option<Vec<Pending>>, StoreError>;
+    /// As `update`, for the provider's refund `refund_id` of `amount`, recorded once:
+    /// `AlreadyRecorded` (nothing written) when it was, whoever recorded it.
+    async fn record_refund(
+        &self,
+        next: &PaymentRecord,
+        expected_version: u64,
+        ledger: &[Transaction],
+        events: &[Envelope],
+        refund_id: &str,
+        amount: u64,
+    ) -> Result<RefundWrite, StoreError>;
     /// The outbox table the events are written to, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable>;
     /// The `Idempotency-Key`s of refunds.
@@ -254,6 +286,84 @@ where
 /// `PaymentStore` for a store type with a `pool` of `$db` (the SQL is the same on both).
 macro_rules! impl_payment_store {
     ($store:ty, $db:ty) => {
+        impl $store {
+            /// The payment replaced if still at `expected_version`, with its ledger entries, its
+            /// events and (once) the provider's refund `refund_id`, in one transaction.
+            async fn change(
+                &self,
+                r: &PaymentRecord,
+                expected_version: u64,
+                ledger: &[Transaction],
+                events: &[Envelope],
+                refund: Option<(&str, u64)>,
+            ) -> Result<RefundWrite, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some((refund_id, amount)) = refund {
+                    let new = sqlx::query(
+                        "INSERT INTO payment_refunds (refund_id, trip_id, amount, at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (refund_id) DO NOTHING",
+                    )
+                    .bind(refund_id)
+                    .bind(id_text(&r.trip))
+                    .bind(signed(amount))
+                    .bind(r.updated_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    if new.rows_affected() != 1 {
+                        tx.rollback().await?;
+                        return Ok(RefundWrite::AlreadyRecorded);
+                    }
+                }
+                let done = sqlx::query(
+                    "UPDATE payments SET driver_id = $1, intent_id = $2, payment_method = $3, \
+                     status = $4, held = $5, captured = $6, refunded = $7, charge_kind = $8, \
+                     version = $9, updated_at = $10 WHERE trip_id = $11 AND version = $12",
+                )
+                .bind(r.driver.as_ref().map(id_text))
+                .bind(r.intent.clone())
+                .bind(r.payment_method.clone())
+                .bind(r.status.as_str())
+                .bind(signed(r.held))
+                .bind(signed(r.captured))
+                .bind(signed(r.refunded))
+                .bind(r.charge_kind.map(|k| k.as_str()))
+                .bind(signed(r.version))
+                .bind(r.updated_at.as_millis())
+                .bind(id_text(&r.trip))
+                .bind(signed(expected_version))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    tx.rollback().await?;
+                    return Ok(RefundWrite::Changed);
+                }
+                for transaction in ledger {
+                    let txn = uuid::Uuid::now_v7().to_string();
+                    for entry in transaction.entries() {
+                        sqlx::query(
+                            "INSERT INTO ledger_entries (txn_id, trip_id, kind, account, amount, at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(&txn)
+                        .bind(id_text(&r.trip))
+                        .bind(transaction.kind().as_str())
+                        .bind(entry.account.to_string())
+                        .bind(entry.amount)
+                        .bind(r.updated_at.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                let mut pending = Vec::with_capacity(events.len());
+                for event in events {
+                    pending.push(outbox::write(&mut *tx, event).await?);
+                }
+                tx.commit().await?;
+                Ok(RefundWrite::Recorded(pending))
+            }
+
+        }
+
         #[async_trait]
         impl PaymentStore for $store {
             async fn get(&self, trip: TripId) -> Result<Option<PaymentRecord>, StoreError> {
@@ -305,53 +415,25 @@ macro_rules! impl_payment_store {
                 ledger: &[Transaction],
                 events: &[Envelope],
             ) -> Result<Option<Vec<Pending>>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(
-                    "UPDATE payments SET driver_id = $1, intent_id = $2, payment_method = $3, \
-                     status = $4, held = $5, captured = $6, refunded = $7, charge_kind = $8, \
-                     version = $9, updated_at = $10 WHERE trip_id = $11 AND version = $12",
+                Ok(
+                    match self.change(r, expected_version, ledger, events, None).await? {
+                        RefundWrite::Recorded(pending) => Some(pending),
+                        RefundWrite::Changed | RefundWrite::AlreadyRecorded => None,
+                    },
                 )
-                .bind(r.driver.as_ref().map(id_text))
-                .bind(r.intent.clone())
-                .bind(r.payment_method.clone())
-                .bind(r.status.as_str())
-                .bind(signed(r.held))
-                .bind(signed(r.captured))
-                .bind(signed(r.refunded))
-                .bind(r.charge_kind.map(|k| k.as_str()))
-                .bind(signed(r.version))
-                .bind(r.updated_at.as_millis())
-                .bind(id_text(&r.trip))
-                .bind(signed(expected_version))
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-                for transaction in ledger {
-                    let txn = uuid::Uuid::now_v7().to_string();
-                    for entry in transaction.entries() {
-                        sqlx::query(
-                            "INSERT INTO ledger_entries (txn_id, trip_id, kind, account, amount, at) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(&txn)
-                        .bind(id_text(&r.trip))
-                        .bind(transaction.kind().as_str())
-                        .bind(entry.account.to_string())
-                        .bind(entry.amount)
-                        .bind(r.updated_at.as_millis())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                let mut pending = Vec::with_capacity(events.len());
-                for event in events {
-                    pending.push(outbox::write(&mut *tx, event).await?);
-                }
-                tx.commit().await?;
-                Ok(Some(pending))
+            }
+
+            async fn record_refund(
+                &self,
+                r: &PaymentRecord,
+                expected_version: u64,
+                ledger: &[Transaction],
+                events: &[Envelope],
+                refund_id: &str,
+                amount: u64,
+            ) -> Result<RefundWrite, StoreError> {
+                self.change(r, expected_version, ledger, events, Some((refund_id, amount)))
+                    .await
             }
 
             fn outbox(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {

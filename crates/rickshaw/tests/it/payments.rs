@@ -488,3 +488,83 @@ async fn an_admin_refunds_once_per_key_and_never_more_than_captured() {
     );
     app.stop().await;
 }
+
+/// A refund made at the provider itself (its dashboard, say) reaches the payment through the
+/// provider's signed `charge.refunded`; an admin's own refund, reported by the same webhook too,
+/// is recorded once however the two race.
+#[tokio::test]
+async fn refunds_made_at_the_provider_are_reconciled_once() {
+    let app = spawn_app().await;
+    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
+    go_online(&app, &driver).await;
+    let (quote, fare) = quote(&app, &rider).await;
+    let (_, trip) = book(&app, &rider, &quote, None).await;
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(&app, &driver, &id).await;
+    for action in ["accept", "arrive", "start", "complete"] {
+        act(&app, &driver, &id, action).await;
+    }
+    payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+    let db = platform::store::open_sqlite(&app.config.data_dir.join("payment.db"))
+        .await
+        .expect("the payment database");
+    let (intent,): (String,) = sqlx::query_as("SELECT intent_id FROM payments WHERE trip_id = $1")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .expect("the intent");
+    db.close().await;
+
+    let at_provider = fare / 5;
+    let response = app
+        .http
+        .post(app.url("/provider/v1/refunds"))
+        .bearer_auth("sk_test_rickshaw")
+        .header("Idempotency-Key", "dashboard-1")
+        .json(&json!({"payment_intent": intent, "amount": at_provider}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
+    let seen = payment_of(&app, &rider, &id, |p| p["refunded"]["amount"] == at_provider).await;
+    assert_eq!(seen["captured"]["amount"], fare, "{seen}");
+
+    let admin = crate::audit::admin_token(
+        &app,
+        "ops@example.com",
+        &["--data-dir", &app.config.data_dir.to_string_lossy()],
+    )
+    .await;
+    let by_admin = fare / 10;
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/admin/payments/{id}/refund")))
+        .bearer_auth(&admin)
+        .header("Idempotency-Key", "admin-1")
+        .json(&json!({"amount": by_admin}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    // The provider's report of the admin's refund comes too; it must not count it again.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let settled = payment_of(&app, &rider, &id, |_| true).await;
+    assert_eq!(
+        settled["refunded"]["amount"],
+        at_provider + by_admin,
+        "each refund once: {settled}"
+    );
+    // The driver gives back their share of both.
+    let (_, earnings) = app
+        .call(Method::GET, "/v1/drivers/me/earnings", &driver, None)
+        .await;
+    let share = |amount: u64| amount - (amount * 2_000).div_ceil(10_000);
+    // The platform's part of refunds is computed on their running total, so two refunds give
+    // back what one of their sum would.
+    assert_eq!(
+        earnings["total"]["amount"],
+        share(fare) - share(at_provider + by_admin),
+        "the fare's share less the refunds' shares: {earnings}"
+    );
+    app.stop().await;
+}
