@@ -145,10 +145,8 @@ impl IdentityService {
     /// admins). The password must be 8 to 128 characters.
     pub async fn create(&self, request: SignUp) -> Result<Account, IdentityError> {
         password::check_strength(&request.password)?;
-        // Saves the hash's CPU on an obvious duplicate; the store's unique email decides races.
-        if self.store.credentials(&request.email).await?.is_some() {
-            return Err(IdentityError::EmailTaken(request.email));
-        }
+        // Hashed whether or not the email is taken: a sign-up takes as long either way, so its
+        // timing does not tell who has an account. The store's unique email decides.
         let password_hash = self.hasher.hash(request.password).await?;
         let account = Account {
             id: AccountId::from_uuid(uuid::Uuid::now_v7()),

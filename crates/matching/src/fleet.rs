@@ -107,6 +107,14 @@ impl Fleet {
         }
     }
 
+    /// An online driver's last known position.
+    pub fn position(&self, driver: &AccountId) -> Option<LatLng> {
+        self.online
+            .get(driver)
+            .and_then(|d| d.position)
+            .map(|(at, _)| at)
+    }
+
     pub fn located(&mut self, event: &DriverLocated) {
         let Some(driver) = self.online.get_mut(&event.driver) else {
             return;

@@ -215,7 +215,7 @@ impl TestApp {
                 serde_json::json!({"email": email, "password": "correct horse battery", "name": format!("A {role}"), "role": role}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let (status, tokens) = self
             .post_json(
                 "/v1/auth/login",

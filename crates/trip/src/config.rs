@@ -21,6 +21,9 @@ pub struct TripsConfig {
     pub max_pickup_m: f64,
     /// A driver whose last position is older than this is not offered trips.
     pub position_ttl_ms: u64,
+    /// `arrive` needs the driver's last known position within this many metres of the pickup
+    /// (0: no check). A position on its way (coalesced by supply) is waited for, briefly.
+    pub arrive_radius_m: f64,
     pub offer_timeout_ms: u64,
     pub search_timeout_ms: u64,
     pub free_cancel_window_ms: u64,
@@ -39,6 +42,7 @@ impl Default for TripsConfig {
             lease_ttl_ms: 2_000,
             max_pickup_m: 5_000.0,
             position_ttl_ms: 60_000,
+            arrive_radius_m: 250.0,
             offer_timeout_ms: policy.offer_timeout_ms,
             search_timeout_ms: policy.search_timeout_ms,
             free_cancel_window_ms: policy.free_cancel_window_ms,
@@ -70,6 +74,12 @@ impl Section for TripsConfig {
             return Err(format!(
                 "trips.dispatch_ms = {} must be at least 10 and at most trips.offer_timeout_ms = {}",
                 self.dispatch_ms, self.offer_timeout_ms
+            ));
+        }
+        if !(self.arrive_radius_m.is_finite() && self.arrive_radius_m >= 0.0) {
+            return Err(format!(
+                "trips.arrive_radius_m = {} must be 0 (no check) or a positive number of metres",
+                self.arrive_radius_m
             ));
         }
         if !(self.max_pickup_m.is_finite() && self.max_pickup_m > 0.0) {

@@ -83,6 +83,7 @@ impl ServiceModule for Module {
         .await?;
         let dispatcher =
             Dispatcher::build(trips.clone(), &deps.bus, config.clone(), leases).await?;
+        let trips = trips.with_arrival_rule(dispatcher.fleet(), config.arrive_radius_m);
         started = started
             .task(move |shutdown| dispatcher.run(shutdown))
             .task(trips.outbox().clone().relay(RelayPace::default()))

@@ -35,7 +35,20 @@ pub struct TripService {
     policy: TripPolicy,
     /// Holds a booking's fare before the trip is stored.
     payments: Arc<dyn PaymentApi>,
+    /// Where drivers are (the dispatcher's fleet mirror), for the arrival rule.
+    arrival: Option<Arrival>,
 }
+
+/// The arrival rule: a driver arrives within `radius_m` of the pickup, by their last position.
+#[derive(Clone)]
+struct Arrival {
+    fleet: Arc<std::sync::Mutex<matching::Fleet>>,
+    radius_m: f64,
+}
+
+/// How long an arrival far from the pickup waits for a newer position of the driver's (supply
+/// coalesces a driver's positions to one a second) before it is refused.
+const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl TripService {
     pub fn new(
@@ -52,6 +65,59 @@ impl TripService {
             quotes,
             policy,
             payments,
+            arrival: None,
+        }
+    }
+
+    /// The service with the arrival rule: `arrive` needs the driver's last position in `fleet`
+    /// within `radius_m` of the pickup (0: no rule).
+    pub fn with_arrival_rule(
+        mut self,
+        fleet: Arc<std::sync::Mutex<matching::Fleet>>,
+        radius_m: f64,
+    ) -> Self {
+        self.arrival = (radius_m > 0.0).then_some(Arrival { fleet, radius_m });
+        self
+    }
+
+    /// Refuses (409) an arrival of `driver` at `record`'s pickup from farther than the rule
+    /// allows, after waiting briefly for a newer position.
+    async fn at_pickup(&self, record: &TripRecord, driver: AccountId) -> Result<(), TripError> {
+        let Some(arrival) = &self.arrival else {
+            return Ok(());
+        };
+        if record.trip.state.driver() != Some(driver) {
+            return Ok(()); // not this driver's to arrive: the transition says so
+        }
+        let distance = || {
+            arrival
+                .fleet
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .position(&driver)
+                .map(|at| at.distance_m(&record.pickup))
+        };
+        let deadline = tokio::time::Instant::now() + ARRIVAL_WAIT;
+        loop {
+            let now = distance();
+            if now.is_some_and(|d| d <= arrival.radius_m) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let Some(d) = now else {
+                    // Every assigned driver shared a position (dispatch offers no trip without
+                    // one); a mirror that has none started after it (a restarted instance), and
+                    // cannot judge: the arrival is let through, and counted.
+                    metrics::counter!("trip_arrivals_unverified_total").increment(1);
+                    return Ok(());
+                };
+                metrics::counter!("trip_arrivals_refused_total").increment(1);
+                return Err(TripError::Conflict(format!(
+                    "you are {d:.0} m from the pickup; arrive within {:.0} m of it",
+                    arrival.radius_m
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 
@@ -479,6 +545,13 @@ impl TripService {
                 },
             })
         };
+        if action == Action::Arrive && self.arrival.is_some() {
+            let record = self.load(id).await?;
+            if !Self::visible(&record, caller) {
+                return Err(TripError::NotFound(id));
+            }
+            self.at_pickup(&record, me).await?;
+        }
         match self.transition(id, now, command).await {
             Ok(next) => Ok(self.view_for(&next, caller)),
             // The same accept sent twice: the second sees its own result.

@@ -8,17 +8,19 @@ use identity::IdentityError;
 use identity::{Account, SignUp, Tokens};
 use platform::http::JsonBody;
 use platform::{ApiError, clock};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::auth_limits::ClientAddress;
 use super::{Authenticated, ProductServices, body, openapi};
 
-/// Create an account.
+/// Create an account. The answer is the same whether or not the email had an account already
+/// (202, and as long): sign-up never tells who has one. Log in with the password to use it.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "accounts",
     request_body = openapi::SignUpRequest,
     responses(
-        (status = 201, description = "The account", body = openapi::AccountView),
-        (status = 409, description = "The email is taken", body = openapi::ErrorBody),
+        (status = 202, description = "Taken in: log in with this email and password (the same answer when the email had an account)", body = openapi::SignUpAccepted),
+        (status = 403, description = "The admin role is never granted by sign-up", body = openapi::ErrorBody),
         (status = 422, description = "A field is invalid (named in `error.field`)", body = openapi::ErrorBody),
         (status = 429, description = "Too many sign-ups and logins in flight from this address (`Retry-After`)", body = openapi::ErrorBody),
         (status = 503, description = "Too many password checks waiting already (`Retry-After`)", body = openapi::ErrorBody),
@@ -27,7 +29,7 @@ pub async fn sign_up(
     State(services): State<ProductServices>,
     ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Account>), ApiError> {
+) -> Result<(StatusCode, Json<SignUpAccepted>), ApiError> {
     let email = Email::parse(body::string(&body, "email")?)
         .map_err(|e| ApiError::invalid_field("email", e))?;
     let password = body::string(&body, "password")?.to_owned();
@@ -37,7 +39,13 @@ pub async fn sign_up(
         .parse()
         .map_err(|e: String| ApiError::invalid_field("role", e))?;
     let _permit = services.auth_limits.admit(address, false, clock::now())?;
-    let account = services
+    let answer = SignUpAccepted {
+        email: email.as_str().to_owned(),
+        message: "Log in with this email and password (POST /v1/auth/login). If the email \
+                  already had an account, its own password still applies."
+            .to_owned(),
+    };
+    match services
         .identity
         .sign_up(SignUp {
             email,
@@ -45,8 +53,18 @@ pub async fn sign_up(
             name,
             role,
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(account)))
+        .await
+    {
+        Ok(_) | Err(IdentityError::EmailTaken(_)) => Ok((StatusCode::ACCEPTED, Json(answer))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What sign-up answers, whether or not the email had an account.
+#[derive(Debug, Serialize)]
+pub struct SignUpAccepted {
+    email: String,
+    message: String,
 }
 
 /// Log in: an access token (short-lived) and a refresh token.

@@ -153,6 +153,13 @@ pub struct SignUpRequest {
 
 #[allow(dead_code)]
 #[derive(ToSchema)]
+pub struct SignUpAccepted {
+    email: String,
+    message: String,
+}
+
+#[allow(dead_code)]
+#[derive(ToSchema)]
 pub struct LogInRequest {
     email: String,
     password: String,

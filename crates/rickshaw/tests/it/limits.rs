@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::{StatusCode, spawn_app_with};
+use testkit::{StatusCode, spawn_app, spawn_app_with};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -61,7 +61,37 @@ async fn failed_logins_from_one_address_make_it_wait_and_say_how_long() {
             json!({"email": random_email(), "password": "correct horse battery", "name": "Asha", "role": "rider"}),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// Sign-up does not tell who has an account: a taken email gets the very answer a free one gets,
+/// and the account keeps its own password.
+#[tokio::test]
+async fn sign_up_does_not_tell_who_has_an_account() {
+    let app = spawn_app().await;
+    let email = random_email();
+    let sign_up = |password: &'static str| {
+        app.post_json(
+            "/v1/auth/signup",
+            json!({"email": email, "password": password, "name": "Asha", "role": "rider"}),
+        )
+    };
+    let first = sign_up("correct horse battery").await;
+    let second = sign_up("another horse battery").await;
+    assert_eq!(first.0, StatusCode::ACCEPTED, "{}", first.1);
+    assert_eq!(first, second, "the same answer for a taken email");
+    let log_in = |password: &'static str| {
+        app.post_json(
+            "/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+    };
+    assert_eq!(log_in("correct horse battery").await.0, StatusCode::OK);
+    assert_eq!(
+        log_in("another horse battery").await.0,
+        StatusCode::UNAUTHORIZED,
+        "the second sign-up changed nothing"
+    );
 }
 
 #[tokio::test]

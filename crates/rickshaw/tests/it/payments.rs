@@ -525,8 +525,16 @@ async fn refunds_made_at_the_provider_are_reconciled_once() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(response.status(), StatusCode::OK, "{:?}", response.text().await);
-    let seen = payment_of(&app, &rider, &id, |p| p["refunded"]["amount"] == at_provider).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{:?}",
+        response.text().await
+    );
+    let seen = payment_of(&app, &rider, &id, |p| {
+        p["refunded"]["amount"] == at_provider
+    })
+    .await;
     assert_eq!(seen["captured"]["amount"], fare, "{seen}");
 
     let admin = crate::audit::admin_token(

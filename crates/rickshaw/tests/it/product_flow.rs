@@ -589,3 +589,61 @@ async fn the_product_across_processes() {
     edge.stop().await;
     db.drop().await;
 }
+
+/// A driver arrives at the pickup, not from across town: `arrive` from 2 km away is a 409 naming
+/// the distance; from the pickup it is accepted.
+#[tokio::test]
+async fn a_driver_arrives_only_at_the_pickup() {
+    let app = spawn_app().await;
+    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
+    go_online(&app, &driver).await;
+    let mut rider_ws = app.product_ws(&rider, "").await;
+    rider_ws.next_of_type("hello", WAIT).await;
+    let trip = preview_and_book(&app, &rider).await;
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(&app, &driver, &id).await;
+    act(&app, &driver, &id, "accept").await;
+
+    // Two kilometres north; seen by the rider once published (the trip service mirrors the same
+    // event).
+    let far = json!({"lat": 23.7760, "lng": 90.3895});
+    let (status, body) = app
+        .call(Method::POST, "/v1/drivers/me/location", &driver, Some(far))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    loop {
+        let position = rider_ws.next_of_type("driver.position", WAIT).await;
+        if position["position"]["lat"] == 23.776 {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/trips/{id}/arrive"),
+            &driver,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("m from the pickup") && message.contains("within 250 m"),
+        "{message}"
+    );
+
+    // At the pickup (a position on its way is waited for).
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/v1/drivers/me/location",
+            &driver,
+            Some(json!({"lat": 23.7580, "lng": 90.3895})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let arrived = act(&app, &driver, &id, "arrive").await;
+    assert_eq!(arrived["status"], "arrived", "{arrived}");
+    app.stop().await;
+}
