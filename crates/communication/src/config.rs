@@ -1,4 +1,4 @@
-//! The communication service's section of the config (`[sockets]`).
+//! The communication service's sections of the config (`[sockets]`, `[course]`).
 
 use platform::config::Section;
 use serde::{Deserialize, Serialize};
@@ -50,5 +50,94 @@ impl Section for SocketsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The course protocol's dialect on its sockets (`[course]`): what a class's existing clients
+/// listen for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CourseConfig {
+    /// Every event name a match is emitted under (socket.io event names; the `type` of the plain
+    /// WebSocket frames), e.g. `["match", "rideMatched"]`; env
+    /// `RICKSHAW_COURSE__MATCH_EVENTS='["match","rideMatched"]'`.
+    pub match_events: Vec<String>,
+}
+
+impl Default for CourseConfig {
+    fn default() -> Self {
+        Self {
+            match_events: vec!["match".to_owned()],
+        }
+    }
+}
+
+/// Names socket.io or Rickshaw's own messages use, which a match may not take.
+const RESERVED_EVENTS: [&str; 10] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "error",
+    "identified",
+    "identify",
+    "unmatched",
+    "lagged",
+    "pong",
+];
+
+impl Section for CourseConfig {
+    const NAME: &'static str = "course";
+
+    fn validate(&self) -> Result<(), String> {
+        if self.match_events.is_empty() || self.match_events.len() > 8 {
+            return Err("course.match_events needs 1 to 8 event names".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &self.match_events {
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
+            if !valid {
+                return Err(format!(
+                    "course.match_events: {name:?} must be 1 to 64 letters, digits, _ - : or ."
+                ));
+            }
+            if RESERVED_EVENTS.contains(&name.as_str()) {
+                return Err(format!(
+                    "course.match_events: {name:?} is taken by socket.io or Rickshaw itself"
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(format!("course.match_events names {name:?} twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod course_tests {
+    use super::*;
+
+    #[test]
+    fn match_event_names_are_checked() {
+        assert_eq!(CourseConfig::default().validate(), Ok(()));
+        for bad in [
+            vec![],
+            vec!["".to_owned()],
+            vec!["a b".to_owned()],
+            vec!["disconnect".to_owned()],
+            vec!["match".to_owned(), "match".to_owned()],
+        ] {
+            let config = CourseConfig { match_events: bad };
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+        let two = CourseConfig {
+            match_events: vec!["match".into(), "rideMatched".into()],
+        };
+        assert_eq!(two.validate(), Ok(()));
     }
 }

@@ -14,7 +14,7 @@ pub mod limits;
 pub mod module;
 pub mod realtime;
 
-pub use config::SocketsConfig;
+pub use config::{CourseConfig, SocketsConfig};
 pub use course::{ClientMessage, CourseSockets, MatchNotice, ServerMessage, UnmatchedNotice};
 pub use limits::SocketLimits;
 pub use module::Module;

@@ -17,7 +17,10 @@ pub struct Module;
 #[async_trait]
 impl ServiceModule for Module {
     fn config_sections(&self) -> Vec<SectionSpec> {
-        vec![SectionSpec::of::<crate::SocketsConfig>()]
+        vec![
+            SectionSpec::of::<crate::SocketsConfig>(),
+            SectionSpec::of::<crate::CourseConfig>(),
+        ]
     }
 
     fn name(&self) -> &'static str {
@@ -26,7 +29,13 @@ impl ServiceModule for Module {
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
         let limits = SocketLimits::from(&deps.config.section::<crate::SocketsConfig>()?);
-        let course = CourseSockets::build(deps.bus.clone(), &deps.shutdown, limits.clone()).await?;
+        let course = CourseSockets::build(
+            deps.bus.clone(),
+            &deps.shutdown,
+            limits.clone(),
+            deps.config.section::<crate::CourseConfig>()?.match_events,
+        )
+        .await?;
         let realtime = Realtime::build(
             &deps.bus,
             RealtimeDeps {

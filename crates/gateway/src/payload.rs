@@ -43,11 +43,11 @@ const DESTINATION_FLAT: &[(&str, &str)] = &[
     ("destX", "destY"),
     ("dest_x", "dest_y"),
 ];
-const RIDER_NAME: &[&str] = &["name", "riderName", "rider_name", "rider"];
-const DRIVER_NAME: &[&str] = &["name", "driverName", "driver_name", "driver"];
-const CAR_NUMBER: &[&str] = &["car", "carNumber", "car_number"];
-const RATING_DRIVER: &[&str] = &["driver", "driverName", "driver_name", "name"];
-const RATING_VALUE: &[&str] = &["rating", "stars"];
+const RIDER_NAME: &[&str] = &["name", "riderName", "rider_name", "r_name", "rider"];
+const DRIVER_NAME: &[&str] = &["name", "driverName", "driver_name", "d_name", "driver"];
+const CAR_NUMBER: &[&str] = &["car", "carNumber", "car_number", "d_car"];
+const RATING_DRIVER: &[&str] = &["driver", "driverName", "driver_name", "d_name", "name"];
+const RATING_VALUE: &[&str] = &["rating", "stars", "score"];
 
 /// A driver's report as posted.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +125,14 @@ impl<'a> Fields<'a> {
                 key,
                 format!("`{key}` must be a string, not {}", kind(other)),
             )),
+        }
+    }
+
+    /// A car number: a string, or a whole number (clients that keep plates as numbers).
+    fn car(&mut self, keys: &[&'static str]) -> Result<Option<(&'static str, String)>, ApiError> {
+        match self.one_of("the car number", keys)? {
+            None => Ok(None),
+            Some((key, value)) => car_text(key, value).map(|car| Some((key, car))),
         }
     }
 
@@ -267,6 +275,24 @@ fn nested_point(key: &str, value: &Value) -> Result<Point, ApiError> {
     Point::new(x, y).map_err(|e| invalid(key, format!("`{key}`: {e}")))
 }
 
+/// A car number given as a string or a whole number (`4242` is the car "4242").
+fn car_text(key: &str, value: &Value) -> Result<String, ApiError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+        other => Err(invalid(
+            key,
+            format!(
+                "`{key}` must be a string or a whole number, not {}",
+                match other {
+                    Value::Number(_) => "a fraction",
+                    other => kind(other),
+                }
+            ),
+        )),
+    }
+}
+
 fn name(key: &str, raw: &str) -> Result<PersonName, ApiError> {
     PersonName::parse(raw).map_err(|e| invalid(key, e.to_string()))
 }
@@ -289,8 +315,13 @@ pub fn parse_driver(body: &Value) -> Result<DriverPayload, ApiError> {
     let mut fields = Fields::of(body)?;
     let (key, raw) = fields.text("the driver's name", DRIVER_NAME)?;
     let driver = name(key, raw)?;
-    let (car_key, car_raw) = fields.text("the car number", CAR_NUMBER)?;
-    let car_number = CarNumber::parse(car_raw).map_err(|e| invalid(car_key, e.to_string()))?;
+    let (car_key, car_raw) = fields.car(CAR_NUMBER)?.ok_or_else(|| {
+        invalid(
+            CAR_NUMBER[0],
+            format!("missing the car number: send one of {}", list(CAR_NUMBER)),
+        )
+    })?;
+    let car_number = CarNumber::parse(&car_raw).map_err(|e| invalid(car_key, e.to_string()))?;
     let position = fields.point("the driver's position", POSITION_NESTED, POSITION_FLAT)?;
     fields.finish()?;
     Ok(DriverPayload {
@@ -303,7 +334,7 @@ pub fn parse_driver(body: &Value) -> Result<DriverPayload, ApiError> {
 pub fn parse_rating(body: &Value) -> Result<RatingPayload, ApiError> {
     let mut fields = Fields::of(body)?;
     let by_name = fields.one_of("the driver", RATING_DRIVER)?;
-    let by_car = fields.one_of("the car number", CAR_NUMBER)?;
+    let by_car = fields.car(CAR_NUMBER)?;
     let driver = match (by_name, by_car) {
         (Some((key, _)), Some((car_key, _))) => {
             return Err(invalid(
@@ -312,10 +343,10 @@ pub fn parse_rating(body: &Value) -> Result<RatingPayload, ApiError> {
             ));
         }
         (Some((key, Value::String(raw))), None) => rating::DriverRef::Name(name(key, raw)?),
-        (None, Some((key, Value::String(raw)))) => {
-            rating::DriverRef::Car(CarNumber::parse(raw).map_err(|e| invalid(key, e.to_string()))?)
+        (None, Some((key, raw))) => {
+            rating::DriverRef::Car(CarNumber::parse(&raw).map_err(|e| invalid(key, e.to_string()))?)
         }
-        (Some((key, other)), None) | (None, Some((key, other))) => {
+        (Some((key, other)), None) => {
             return Err(invalid(
                 key,
                 format!("`{key}` must be a string, not {}", kind(other)),

@@ -392,6 +392,33 @@ pub fn test_python() -> PathBuf {
     python
 }
 
+/// The pinned socket.io client from npm for the JavaScript interoperability tests.
+pub const SOCKETIO_CLIENT: &str = "socket.io-client@4.8.4";
+
+/// A directory under `target/` with `socket.io-client` from npm installed (on first use; needs
+/// `node` and `npm`): put a client script there and run it with `node`, so its imports resolve.
+pub fn test_node_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-node");
+    let installed = dir.join("node_modules/socket.io-client/package.json");
+    let pinned = SOCKETIO_CLIENT.rsplit_once('@').map_or("", |(_, v)| v);
+    let ready = std::fs::read_to_string(&installed)
+        .is_ok_and(|manifest| manifest.contains(&format!("\"version\": \"{pinned}\"")));
+    if !ready {
+        std::fs::create_dir_all(&dir).expect("target/test-node");
+        let status = std::process::Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(SOCKETIO_CLIENT)
+            .status()
+            .expect("npm is needed for the JavaScript socket.io test");
+        assert!(
+            status.success(),
+            "installing {SOCKETIO_CLIENT} failed (npm registry reachable?)"
+        );
+    }
+    dir
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -25,7 +25,7 @@ pub enum ServerMessage {
     Identified {
         name: String,
     },
-    Match(MatchNotice),
+    Match(Box<MatchNotice>),
     Unmatched(UnmatchedNotice),
     /// The session fell behind and `missed` messages were dropped for it.
     Lagged {
@@ -44,6 +44,9 @@ pub struct MatchNotice {
     pub rider: String,
     pub driver: String,
     pub car_number: String,
+    /// The same names, car and fare as the course's client families spell them.
+    #[serde(flatten)]
+    pub spellings: Spellings,
     pub pickup_distance: f64,
     pub trip_distance: f64,
     pub fare: f64,
@@ -55,6 +58,48 @@ pub struct MatchNotice {
     pub matched_at: Timestamp,
 }
 
+/// A match's names, car number and fare in every spelling the accepted request families use
+/// (camelCase, snake_case, the short `r_`/`d_` forms), and `cost` beside `fare`: a class's client
+/// reads the match under whichever it was written for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spellings {
+    #[serde(rename = "riderName")]
+    pub rider_camel: String,
+    pub rider_name: String,
+    pub r_name: String,
+    #[serde(rename = "driverName")]
+    pub driver_camel: String,
+    pub driver_name: String,
+    pub d_name: String,
+    #[serde(rename = "carNumber")]
+    pub car_camel: String,
+    pub car: String,
+    pub d_car: String,
+    pub cost: f64,
+}
+
+impl Spellings {
+    fn of(event: &RideMatched) -> Self {
+        let (rider, driver, car) = (
+            event.rider.to_string(),
+            event.driver.to_string(),
+            event.car_number.to_string(),
+        );
+        Self {
+            rider_camel: rider.clone(),
+            rider_name: rider.clone(),
+            r_name: rider,
+            driver_camel: driver.clone(),
+            driver_name: driver.clone(),
+            d_name: driver,
+            car_camel: car.clone(),
+            car: car.clone(),
+            d_car: car,
+            cost: event.fare,
+        }
+    }
+}
+
 /// A ride request waited past the hold time without a driver.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UnmatchedNotice {
@@ -64,13 +109,18 @@ pub struct UnmatchedNotice {
     pub reason: String,
 }
 
+/// `message` as a notice under the name `event`: the socket.io event, and the `type` of the
+/// WebSocket frame.
 fn notice(
     message: ServerMessage,
-    event: &'static str,
+    event: &str,
     recipients: Vec<String>,
     for_everyone: bool,
 ) -> Notice {
     let mut payload = serde_json::to_value(&message).unwrap_or(serde_json::Value::Null);
+    if let Some(object) = payload.as_object_mut() {
+        object.insert("type".to_owned(), serde_json::Value::from(event));
+    }
     let frame = payload.to_string();
     if let Some(object) = payload.as_object_mut() {
         object.remove("type");
@@ -78,14 +128,15 @@ fn notice(
     Notice {
         recipients,
         for_everyone,
-        event,
+        event: event.into(),
         payload,
         frame: frame.into(),
     }
 }
 
-pub(crate) fn match_notice(event: &RideMatched, event_id: EventId) -> Notice {
-    let message = ServerMessage::Match(MatchNotice {
+/// The match, emitted as `name` (one of `course.match_events`).
+pub(crate) fn match_notice(event: &RideMatched, event_id: EventId, name: &str) -> Notice {
+    let message = ServerMessage::Match(Box::new(MatchNotice {
         event_id,
         ride_id: event.request_id,
         match_id: event.match_id,
@@ -93,6 +144,7 @@ pub(crate) fn match_notice(event: &RideMatched, event_id: EventId) -> Notice {
         rider: event.rider.to_string(),
         driver: event.driver.to_string(),
         car_number: event.car_number.to_string(),
+        spellings: Spellings::of(event),
         pickup_distance: event.pickup_distance,
         trip_distance: event.trip_distance,
         fare: event.fare,
@@ -102,9 +154,9 @@ pub(crate) fn match_notice(event: &RideMatched, event_id: EventId) -> Notice {
         driver_position: event.driver_position,
         requested_at: event.requested_at,
         matched_at: event.matched_at,
-    });
+    }));
     let recipients = vec![event.rider.to_string(), event.driver.to_string()];
-    notice(message, "match", recipients, true)
+    notice(message, name, recipients, true)
 }
 
 pub(crate) fn unmatched_notice(event: &RideExpired, event_id: EventId) -> Notice {

@@ -19,7 +19,7 @@ use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscr
 use tokio::sync::broadcast;
 use tower::Layer;
 
-pub use messages::{ClientMessage, MatchNotice, ServerMessage, UnmatchedNotice};
+pub use messages::{ClientMessage, MatchNotice, ServerMessage, Spellings, UnmatchedNotice};
 
 use crate::SocketLimits;
 
@@ -32,8 +32,8 @@ pub(crate) struct Notice {
     /// Names it concerns; anonymous sessions see it only if `for_everyone`.
     pub recipients: Vec<String>,
     pub for_everyone: bool,
-    /// The socket.io event name and payload.
-    pub event: &'static str,
+    /// The socket.io event name (the frame's `type`) and payload.
+    pub event: Arc<str>,
     pub payload: serde_json::Value,
     /// The WebSocket text frame (the payload with its `type`).
     pub frame: Arc<str>,
@@ -51,6 +51,8 @@ impl Notice {
 #[derive(Clone)]
 pub(crate) struct CourseHub {
     sessions: broadcast::Sender<Arc<Notice>>,
+    /// Every name a match is emitted under (`course.match_events`).
+    match_events: Arc<[String]>,
     io: socketioxide::SocketIo,
     shutdown: Shutdown,
     limits: SocketLimits,
@@ -71,6 +73,7 @@ impl CourseSockets {
         bus: SharedBus,
         shutdown: &Shutdown,
         limits: SocketLimits,
+        match_events: Vec<String>,
     ) -> Result<Self, BusError> {
         let matched = bus
             .subscribe(SubscribeOptions::ephemeral(RideMatched::SUBJECT))
@@ -91,6 +94,7 @@ impl CourseSockets {
         Ok(Self {
             hub: CourseHub {
                 sessions,
+                match_events: match_events.into(),
                 io,
                 shutdown: shutdown.clone(),
                 limits,
@@ -133,7 +137,9 @@ impl CourseSockets {
             shutdown.token(),
             "communication.matched",
             move |event: RideMatched, envelope| {
-                deliver.publish(messages::match_notice(&event, envelope.id));
+                for name in deliver.match_events.iter() {
+                    deliver.publish(messages::match_notice(&event, envelope.id, name));
+                }
                 async { Handled::Done }
             },
         ));
@@ -173,7 +179,7 @@ mod tests {
         let notice = Notice {
             recipients: vec!["asha".into(), "karim".into()],
             for_everyone: true,
-            event: "match",
+            event: Arc::from("match"),
             payload: serde_json::Value::Null,
             frame: Arc::from("{}"),
         };

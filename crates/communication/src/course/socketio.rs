@@ -1,4 +1,5 @@
-//! socket.io sessions: namespace `/communication` under the usual `/socket.io/` path.
+//! socket.io sessions: namespace `/communication` under the usual `/socket.io/` path, and the
+//! default namespace `/` alike (the course's clients use either).
 //!
 //! A client identifies with the connect auth payload `{"name": "…"}` or later with an `identify`
 //! event (a name string or `{"name": "…"}`); it is then in the room `user:<name>`. Anonymous
@@ -14,6 +15,8 @@ use socketioxide::extract::{SocketRef, TryData};
 use super::Notice;
 
 pub(crate) const NAMESPACE: &str = "/communication";
+/// Every namespace the course's sockets answer on.
+const NAMESPACES: [&str; 2] = [NAMESPACE, "/"];
 const EVERYONE: &str = "everyone";
 
 fn user_room(name: &str) -> String {
@@ -41,63 +44,63 @@ fn identify(socket: &SocketRef, name: &PersonName) {
 }
 
 pub(crate) fn register(io: &SocketIo) {
-    io.ns(
-        NAMESPACE,
-        async |socket: SocketRef, TryData(auth): TryData<Value>| {
-            let gauge =
-                metrics::gauge!("communication_connected_clients", "transport" => "socketio");
-            gauge.increment(1.0);
-            match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
-                Some(Ok(name)) => identify(&socket, &name),
-                Some(Err(reason)) => {
-                    socket.join(EVERYONE);
-                    let _ = socket.emit(
-                        "error",
-                        &json!({ "code": "invalid_input", "message": reason }),
-                    );
-                }
-                None => socket.join(EVERYONE),
-            }
-            socket.on(
-                "identify",
-                async |socket: SocketRef, TryData(data): TryData<Value>| match data
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| name_from(&v))
-                {
-                    Ok(name) => identify(&socket, &name),
-                    Err(reason) => {
-                        let _ = socket.emit(
-                            "error",
-                            &json!({ "code": "invalid_input", "message": reason }),
-                        );
-                    }
-                },
+    for namespace in NAMESPACES {
+        io.ns(namespace, on_connect);
+    }
+}
+
+async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>) {
+    let gauge = metrics::gauge!("communication_connected_clients", "transport" => "socketio");
+    gauge.increment(1.0);
+    match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
+        Some(Ok(name)) => identify(&socket, &name),
+        Some(Err(reason)) => {
+            socket.join(EVERYONE);
+            let _ = socket.emit(
+                "error",
+                &json!({ "code": "invalid_input", "message": reason }),
             );
-            socket.on_disconnect(async || {
-                metrics::gauge!("communication_connected_clients", "transport" => "socketio")
-                    .decrement(1.0);
-            });
+        }
+        None => socket.join(EVERYONE),
+    }
+    socket.on(
+        "identify",
+        async |socket: SocketRef, TryData(data): TryData<Value>| match data
+            .map_err(|e| e.to_string())
+            .and_then(|v| name_from(&v))
+        {
+            Ok(name) => identify(&socket, &name),
+            Err(reason) => {
+                let _ = socket.emit(
+                    "error",
+                    &json!({ "code": "invalid_input", "message": reason }),
+                );
+            }
         },
     );
+    socket.on_disconnect(async || {
+        metrics::gauge!("communication_connected_clients", "transport" => "socketio")
+            .decrement(1.0);
+    });
 }
 
 pub(crate) fn broadcast(io: &SocketIo, notice: Arc<Notice>) {
-    let Some(namespace) = io.of(NAMESPACE) else {
-        return;
-    };
     let mut rooms: Vec<String> = notice.recipients.iter().map(|r| user_room(r)).collect();
     if notice.for_everyone {
         rooms.push(EVERYONE.to_owned());
     }
-    tokio::spawn(async move {
-        if let Err(e) = namespace
-            .to(rooms)
-            .emit(notice.event, &notice.payload)
-            .await
-        {
-            tracing::debug!(error = %e, "socket.io broadcast failed");
-        }
-    });
+    for namespace in NAMESPACES.into_iter().filter_map(|n| io.of(n)) {
+        let (rooms, notice) = (rooms.clone(), notice.clone());
+        tokio::spawn(async move {
+            if let Err(e) = namespace
+                .to(rooms)
+                .emit(&*notice.event, &notice.payload)
+                .await
+            {
+                tracing::debug!(error = %e, "socket.io broadcast failed");
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 """A socket.io client from another ecosystem (python-socketio) listening on Rickshaw's
-/communication namespace. Prints every event as one JSON line {"event": ..., "data": ...} and
-exits 0 after --count `match` events, 1 on timeout.
+/communication namespace (or --namespace). Prints every event as one JSON line
+{"event": ..., "data": ...} and exits 0 after --count events named --event (`match`), 1 on timeout.
 
-usage: socketio_listen.py URL [--name NAME] [--transport polling|websocket] [--count N] [--timeout S]
+usage: socketio_listen.py URL [--name NAME] [--transport polling|websocket] [--count N]
+                              [--timeout S] [--namespace NS] [--event NAME]
 """
 import argparse
 import json
@@ -11,9 +12,6 @@ import threading
 
 import socketio
 
-NAMESPACE = "/communication"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -21,7 +19,10 @@ def main() -> int:
     parser.add_argument("--transport", choices=["polling", "websocket"], default="polling")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--namespace", default="/communication")
+    parser.add_argument("--event", default="match")
     args = parser.parse_args()
+    namespace = args.namespace
 
     client = socketio.Client(reconnection=False)
     matches = []
@@ -34,14 +35,14 @@ def main() -> int:
             sys.stdout.write(json.dumps({"event": event, "data": data}) + "\n")
             sys.stdout.flush()
 
-    @client.on("connect", namespace=NAMESPACE)
+    @client.on("connect", namespace=namespace)
     def on_connect():
         emit("connected", {"transport": client.transport()})
 
-    @client.on("*", namespace=NAMESPACE)
+    @client.on("*", namespace=namespace)
     def on_any(event, data):
         emit(event, data)
-        if event == "match":
+        if event == args.event:
             matches.append(data)
             if len(matches) >= args.count:
                 done.set()
@@ -50,7 +51,7 @@ def main() -> int:
     transports = ["polling", "websocket"] if args.transport == "polling" else ["websocket"]
     client.connect(
         args.url,
-        namespaces=[NAMESPACE],
+        namespaces=[namespace],
         transports=transports,
         auth={"name": args.name} if args.name else None,
         wait_timeout=10,
