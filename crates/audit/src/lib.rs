@@ -274,6 +274,44 @@ impl AuditApi for AuditService {
 mod tests {
     use super::*;
 
+    mod fuzzing {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::super::{AuditError, AuditQuery, MAX_LIMIT};
+
+        fn param() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(
+                    &[
+                        "account", "trip", "kind", "since", "until", "after", "limit"
+                    ][..]
+                )
+                .prop_map(str::to_owned),
+                ".{0,10}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Any query string is a valid query or names the parameter that is wrong.
+            #[test]
+            fn any_query_is_read_or_named(params in prop::collection::btree_map(param(), ".{0,40}", 0..6)) {
+                let params: BTreeMap<String, String> = params;
+                match AuditQuery::from_params(&params) {
+                    Ok(q) => prop_assert!((1..=MAX_LIMIT).contains(&q.limit)),
+                    Err(AuditError::Invalid { field, message }) => {
+                        prop_assert!(!message.is_empty());
+                        prop_assert!(params.contains_key(&field), "{field} is one of {params:?}");
+                    }
+                    Err(other) => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+    }
+
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()

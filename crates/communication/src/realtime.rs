@@ -692,28 +692,43 @@ enum ClientFrame {
     Location { lat: f64, lng: f64 },
 }
 
-async fn handle_client(
-    hub: &SessionHub,
-    caller: &Caller,
-    text: &str,
-) -> Result<Option<Value>, ApiError> {
+/// A client's frame, read: a ping, or a valid position; anything else is a 4xx naming it.
+fn parse_client_frame(text: &str) -> Result<Parsed, ApiError> {
     let message: ClientFrame = serde_json::from_str(text).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidInput,
             format!("unknown message ({e}); send {{\"type\": \"ping\"}} or {{\"type\": \"location\", \"lat\": …, \"lng\": …}}"),
         )
     })?;
-    match message {
-        ClientFrame::Ping => Ok(Some(json!({"type": "pong"}))),
-        ClientFrame::Location { lat, lng } => {
+    Ok(match message {
+        ClientFrame::Ping => Parsed::Ping,
+        ClientFrame::Location { lat, lng } => Parsed::Location(
+            LatLng::new(lat, lng).map_err(|e| ApiError::invalid_field(e.field(), e.to_string()))?,
+        ),
+    })
+}
+
+/// A client frame, checked.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    Ping,
+    Location(LatLng),
+}
+
+async fn handle_client(
+    hub: &SessionHub,
+    caller: &Caller,
+    text: &str,
+) -> Result<Option<Value>, ApiError> {
+    match parse_client_frame(text)? {
+        Parsed::Ping => Ok(Some(json!({"type": "pong"}))),
+        Parsed::Location(position) => {
             if caller.role != Role::Driver {
                 return Err(ApiError::new(
                     ErrorCode::Forbidden,
                     "only drivers report positions",
                 ));
             }
-            let position = LatLng::new(lat, lng)
-                .map_err(|e| ApiError::invalid_field(e.field(), e.to_string()))?;
             hub.deps
                 .supply
                 .locate(caller.account, position)
@@ -734,6 +749,29 @@ fn close(code: u16, reason: &str) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod fuzzing {
+        use proptest::prelude::*;
+
+        use super::super::{Parsed, parse_client_frame};
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever a `/v1/ws` client sends is a ping, a position on the globe, or a 4xx
+            /// naming the problem (the session sends it as an error frame) — never a panic.
+            #[test]
+            fn any_frame_is_read_or_refused(text in platform::fuzz::text(&["type", "lat", "lng", "ping", "location"])) {
+                match parse_client_frame(&text) {
+                    Ok(Parsed::Ping) => {}
+                    Ok(Parsed::Location(at)) => {
+                        prop_assert!(at.lat().abs() <= 90.0 && at.lng().abs() <= 180.0);
+                    }
+                    Err(e) => prop_assert!(platform::fuzz::is_client_error(&e), "{e:?}"),
+                }
+            }
+        }
+    }
 
     #[test]
     fn late_notices_are_sent_once_and_never_dropped() {

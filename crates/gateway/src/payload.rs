@@ -531,4 +531,94 @@ mod tests {
             );
         }
     }
+
+    mod fuzzing {
+        use proptest::prelude::*;
+
+        use super::super::{parse_driver, parse_rating, parse_rider};
+
+        /// Every key the course parsers know, so generated bodies get past "unknown key".
+        const KEYS: &[&str] = &[
+            "name",
+            "riderName",
+            "rider_name",
+            "r_name",
+            "rider",
+            "driverName",
+            "driver_name",
+            "d_name",
+            "driver",
+            "car",
+            "carNumber",
+            "car_number",
+            "d_car",
+            "rating",
+            "stars",
+            "score",
+            "x",
+            "y",
+            "position",
+            "location",
+            "current",
+            "currentLocation",
+            "current_location",
+            "coordinates",
+            "coords",
+            "pickup",
+            "source",
+            "from",
+            "currentX",
+            "currentY",
+            "current_x",
+            "current_y",
+            "positionX",
+            "positionY",
+            "position_x",
+            "position_y",
+            "destination",
+            "dest",
+            "dropoff",
+            "to",
+            "destinationX",
+            "destinationY",
+            "destination_x",
+            "destination_y",
+            "destX",
+            "destY",
+            "dest_x",
+            "dest_y",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever JSON arrives, every course parser answers: a value, or a 4xx naming the
+            /// problem — never a panic.
+            #[test]
+            fn any_course_body_is_parsed_or_named(body in platform::fuzz::json_object(KEYS)) {
+                for result in [
+                    parse_rider(&body).map(drop),
+                    parse_driver(&body).map(drop),
+                    parse_rating(&body).map(drop),
+                ] {
+                    if let Err(e) = result {
+                        prop_assert!(platform::fuzz::is_client_error(&e), "{e:?}");
+                    }
+                }
+            }
+
+            #[test]
+            fn any_json_at_all_is_refused_or_parsed(body in platform::fuzz::json(KEYS)) {
+                for result in [
+                    parse_rider(&body).map(drop),
+                    parse_driver(&body).map(drop),
+                    parse_rating(&body).map(drop),
+                ] {
+                    if let Err(e) = result {
+                        prop_assert!(platform::fuzz::is_client_error(&e), "{e:?}");
+                    }
+                }
+            }
+        }
+    }
 }

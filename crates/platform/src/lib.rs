@@ -10,6 +10,8 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub mod http;
 pub mod idempotency;
 pub mod limit;

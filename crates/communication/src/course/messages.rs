@@ -186,6 +186,25 @@ pub(crate) fn parse_client_message(text: &str) -> Result<ClientMessage, String> 
 mod tests {
     use super::*;
 
+    mod fuzzing {
+        use proptest::prelude::*;
+
+        use super::super::parse_client_message;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever a course WebSocket client sends is a message or a close reason that fits
+            /// a close frame (123 bytes) — never a panic.
+            #[test]
+            fn any_frame_is_read_or_closed_with_a_reason(text in platform::fuzz::text(&["type", "name", "identify", "ping"])) {
+                if let Err(reason) = parse_client_message(&text) {
+                    prop_assert!(!reason.is_empty() && reason.len() <= 123, "{reason:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn client_messages_parse_and_garbage_is_named() {
         assert_eq!(

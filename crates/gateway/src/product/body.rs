@@ -108,4 +108,52 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("package"));
         assert!(string(&json!([]), "email").is_err());
     }
+
+    mod fuzzing {
+        use proptest::prelude::*;
+
+        use super::super::{lat_lng, optional_string, package, string};
+
+        const KEYS: &[&str] = &[
+            "pickup",
+            "dropoff",
+            "lat",
+            "lng",
+            "package",
+            "email",
+            "password",
+            "name",
+            "role",
+            "quote_id",
+            "payment_method",
+            "plate",
+            "model",
+            "status",
+            "stars",
+            "comment",
+            "tags",
+            "amount",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Every field reader of the product API answers any JSON with a value or a 4xx that
+            /// names the field.
+            #[test]
+            fn any_body_is_read_or_named(body in platform::fuzz::json(KEYS)) {
+                let errors = [
+                    lat_lng(&body, "pickup").err(),
+                    lat_lng(&body, "").err(),
+                    package(&body, "package").err(),
+                    string(&body, "email").err(),
+                    optional_string(&body, "payment_method").err(),
+                ];
+                for e in errors.into_iter().flatten() {
+                    prop_assert!(platform::fuzz::is_client_error(&e), "{e:?}");
+                    prop_assert!(e.field.is_some(), "names its field: {e:?}");
+                }
+            }
+        }
+    }
 }
