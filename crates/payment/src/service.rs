@@ -576,9 +576,16 @@ impl PaymentApi for PaymentService {
             .payment_method
             .clone()
             .unwrap_or_else(|| self.config.default_method.clone());
-        if method.is_empty() || method.len() > 100 {
+        // A provider's ids (`pm_card_visa`): anything else could not even be sent (it goes into
+        // the idempotency key, a header).
+        let valid = (1..=100).contains(&method.len())
+            && method
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
             return Err(PaymentError::Invalid(
-                "payment_method must be 1 to 100 characters".into(),
+                "payment_method must be a payment method id: 1 to 100 letters, digits, _ or -"
+                    .into(),
             ));
         }
         let fresh = PaymentRecord {

@@ -392,6 +392,26 @@ pub fn test_python() -> PathBuf {
     python
 }
 
+/// The `schemathesis` command (PyPI), installed into the test virtualenv on first use.
+pub fn test_schemathesis() -> PathBuf {
+    let python = test_python();
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import schemathesis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let status = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "schemathesis>=4.32,<5"])
+            .status()
+            .expect("pip runs");
+        assert!(
+            status.success(),
+            "installing schemathesis failed (PyPI reachable?)"
+        );
+    }
+    python.with_file_name("schemathesis")
+}
+
 /// The pinned socket.io client from npm for the JavaScript interoperability tests.
 pub const SOCKETIO_CLIENT: &str = "socket.io-client@4.8.4";
 

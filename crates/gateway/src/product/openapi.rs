@@ -40,7 +40,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         super::ratings::of_account,
         super::audit_log::query,
     ),
-    modifiers(&BearerAuth),
+    components(schemas(TripActionDoc)),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "accounts", description = "Sign up, log in, tokens"),
         (name = "drivers", description = "A driver's vehicle, availability and position"),
@@ -65,6 +66,73 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers every operation may give besides its own, documented on each so that every status
+/// the API sends is in the spec (schemathesis checks it): a malformed, too large or non-JSON body;
+/// a missing or bad token; a path id that names nothing or is not an id; a query that is not
+/// valid; a service that cannot answer now.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content_ref("application/json", Ref::from_schema_name("ErrorBody"))
+                .build()
+        };
+        for (path, item) in &mut openapi.paths.paths {
+            let has_path_id = path.contains('{');
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut common: Vec<(&str, &str)> =
+                    vec![("503", "A service cannot answer now (`Retry-After`)")];
+                if operation.request_body.is_some() {
+                    common.extend([
+                        ("400", "The body is not well-formed JSON (or is missing)"),
+                        ("413", "The body is larger than the limit"),
+                        ("415", "The body is not `application/json`"),
+                        (
+                            "422",
+                            "A field is missing or not valid (named in `error.field`)",
+                        ),
+                    ]);
+                }
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    common.extend([
+                        ("401", "No valid access token (`WWW-Authenticate`)"),
+                        ("403", "Not with your role"),
+                    ]);
+                }
+                if has_path_id {
+                    common.push(("404", "Nothing of yours by that id"));
+                }
+                if has_path_id || operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    common.push((
+                        "422",
+                        "A path or query parameter that is not valid (named in `error.field`)",
+                    ));
+                }
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 
@@ -466,6 +534,19 @@ pub struct TripDoc {
     version: u64,
 }
 
+/// An action on a trip (`trip::Action`; a test keeps the two equal).
+#[allow(dead_code)]
+#[derive(ToSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripActionDoc {
+    Accept,
+    Decline,
+    Arrive,
+    Start,
+    Complete,
+    Cancel,
+}
+
 /// Who did it (`audit::ActorKind`; a test keeps the two equal).
 #[allow(dead_code)]
 #[derive(ToSchema, serde::Serialize)]
@@ -584,6 +665,11 @@ mod tests {
         .map(|k| k.as_str().to_owned())
         .collect();
         assert_eq!(values("ActorKindDoc"), actors);
+        let actions: Vec<String> = trip::Action::ALL
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect();
+        assert_eq!(values("TripActionDoc"), actions);
         let packages: Vec<String> = domain::Package::ALL
             .iter()
             .map(|p| p.name().to_owned())

@@ -126,7 +126,7 @@ pub async fn get(
 /// (its rider or driver).
 #[utoipa::path(post, path = "/v1/trips/{id}/{action}", tag = "trips", security(("bearer" = [])),
     params(("id" = String, Path, description = "Trip id"),
-           ("action" = String, Path, description = "accept | decline | arrive | start | complete | cancel"),
+           ("action" = openapi::TripActionDoc, Path, description = "What to do"),
            ("Idempotency-Key" = Option<String>, Header, description = "Stripe's semantics: a repeat with the same key gets the first answer; kept 24 h")),
     responses(
         (status = 200, description = "The trip after the action", body = openapi::TripDoc),

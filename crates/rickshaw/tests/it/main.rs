@@ -6,6 +6,7 @@ mod bot_run;
 mod cluster;
 mod course_flow;
 mod distributed;
+mod fuzz;
 mod limits;
 mod mail;
 mod ops;
