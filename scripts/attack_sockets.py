@@ -30,16 +30,7 @@ import uuid
 from collections import Counter
 from urllib.parse import urlparse
 
-
-def rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        return None
-    return None
+from attack_logins import rss_mib  # the same directory: run as scripts/attack_sockets.py
 
 
 def address(n):

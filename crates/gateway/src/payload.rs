@@ -537,57 +537,32 @@ mod tests {
 
         use super::super::{parse_driver, parse_rating, parse_rider};
 
+        use super::super::{
+            CAR_NUMBER, DESTINATION_FLAT, DESTINATION_NESTED, DRIVER_NAME, POSITION_FLAT,
+            POSITION_NESTED, RATING_DRIVER, RATING_VALUE, RIDER_NAME,
+        };
+
         /// Every key the course parsers know, so generated bodies get past "unknown key".
-        const KEYS: &[&str] = &[
-            "name",
-            "riderName",
-            "rider_name",
-            "r_name",
-            "rider",
-            "driverName",
-            "driver_name",
-            "d_name",
-            "driver",
-            "car",
-            "carNumber",
-            "car_number",
-            "d_car",
-            "rating",
-            "stars",
-            "score",
-            "x",
-            "y",
-            "position",
-            "location",
-            "current",
-            "currentLocation",
-            "current_location",
-            "coordinates",
-            "coords",
-            "pickup",
-            "source",
-            "from",
-            "currentX",
-            "currentY",
-            "current_x",
-            "current_y",
-            "positionX",
-            "positionY",
-            "position_x",
-            "position_y",
-            "destination",
-            "dest",
-            "dropoff",
-            "to",
-            "destinationX",
-            "destinationY",
-            "destination_x",
-            "destination_y",
-            "destX",
-            "destY",
-            "dest_x",
-            "dest_y",
-        ];
+        fn keys() -> &'static [&'static str] {
+            static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+            KEYS.get_or_init(|| {
+                let lists = [
+                    RIDER_NAME,
+                    DRIVER_NAME,
+                    CAR_NUMBER,
+                    RATING_DRIVER,
+                    RATING_VALUE,
+                    POSITION_NESTED,
+                    DESTINATION_NESTED,
+                ];
+                let pairs = POSITION_FLAT.iter().chain(DESTINATION_FLAT);
+                lists
+                    .concat()
+                    .into_iter()
+                    .chain(pairs.flat_map(|(x, y)| [*x, *y]))
+                    .collect()
+            })
+        }
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(3000))]
@@ -595,7 +570,7 @@ mod tests {
             /// Whatever JSON arrives, every course parser answers: a value, or a 4xx naming the
             /// problem — never a panic.
             #[test]
-            fn any_course_body_is_parsed_or_named(body in platform::fuzz::json_object(KEYS)) {
+            fn any_course_body_is_parsed_or_named(body in platform::fuzz::json_object(keys())) {
                 for result in [
                     parse_rider(&body).map(drop),
                     parse_driver(&body).map(drop),
@@ -608,7 +583,7 @@ mod tests {
             }
 
             #[test]
-            fn any_json_at_all_is_refused_or_parsed(body in platform::fuzz::json(KEYS)) {
+            fn any_json_at_all_is_refused_or_parsed(body in platform::fuzz::json(keys())) {
                 for result in [
                     parse_rider(&body).map(drop),
                     parse_driver(&body).map(drop),

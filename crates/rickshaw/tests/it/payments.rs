@@ -400,22 +400,29 @@ async fn retries_with_one_idempotency_key_book_once() {
     app.stop().await;
 }
 
+/// A rider and a driver through a whole booked trip, its fare captured: `(rider token, driver
+/// token, trip id, fare)`.
+async fn a_captured_trip(app: &TestApp) -> (String, String, String, u64) {
+    let ((rider, _), (driver, _)) = rider_and_driver(app).await;
+    go_online(app, &driver).await;
+    let (quote, fare) = quote(app, &rider).await;
+    let (_, trip) = book(app, &rider, &quote, None).await;
+    let id = trip["id"].as_str().expect("id").to_owned();
+    offered(app, &driver, &id).await;
+    for action in ["accept", "arrive", "start", "complete"] {
+        act(app, &driver, &id, action).await;
+    }
+    payment_of(app, &rider, &id, |p| p["status"] == "captured").await;
+    (rider, driver, id, fare)
+}
+
 /// An admin (made by `rickshaw admin create`, never by sign-up) refunds a trip: a part, then the
 /// rest; each refund once per `Idempotency-Key`, never more than was captured; the rider gets a
 /// notice, the driver's earnings follow.
 #[tokio::test]
 async fn an_admin_refunds_once_per_key_and_never_more_than_captured() {
     let app = spawn_app().await;
-    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
-    go_online(&app, &driver).await;
-    let (quote, fare) = quote(&app, &rider).await;
-    let (_, trip) = book(&app, &rider, &quote, None).await;
-    let id = trip["id"].as_str().expect("id").to_owned();
-    offered(&app, &driver, &id).await;
-    for action in ["accept", "arrive", "start", "complete"] {
-        act(&app, &driver, &id, action).await;
-    }
-    payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+    let (rider, driver, id, fare) = a_captured_trip(&app).await;
 
     // Sign-up cannot make an admin; the command can.
     let (status, _) = app
@@ -495,16 +502,7 @@ async fn an_admin_refunds_once_per_key_and_never_more_than_captured() {
 #[tokio::test]
 async fn refunds_made_at_the_provider_are_reconciled_once() {
     let app = spawn_app().await;
-    let ((rider, _), (driver, _)) = rider_and_driver(&app).await;
-    go_online(&app, &driver).await;
-    let (quote, fare) = quote(&app, &rider).await;
-    let (_, trip) = book(&app, &rider, &quote, None).await;
-    let id = trip["id"].as_str().expect("id").to_owned();
-    offered(&app, &driver, &id).await;
-    for action in ["accept", "arrive", "start", "complete"] {
-        act(&app, &driver, &id, action).await;
-    }
-    payment_of(&app, &rider, &id, |p| p["status"] == "captured").await;
+    let (rider, driver, id, fare) = a_captured_trip(&app).await;
     let db = platform::store::open_sqlite(&app.config.data_dir.join("payment.db"))
         .await
         .expect("the payment database");
