@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
 import os
 import resource
 import struct
@@ -129,6 +130,35 @@ async def whole_trip(host, port):
     return trip_id
 
 
+def probe(host, port, duration, results):
+    """In its own process: GET /healthz every 100 ms from 127.0.0.1, and one whole trip 5 s in;
+    puts (latencies, failures, trip) on `results`."""
+    async def run():
+        stop = time.monotonic() + duration
+        health, failures, trip = [], Counter(), {}
+
+        async def healthz():
+            await asyncio.sleep(2)  # let the attack build up
+            while time.monotonic() < stop:
+                status, _, seconds = await request(host, port, "GET", "/healthz", timeout=2)
+                health.append(seconds)
+                if status != "200":
+                    failures[status] += 1
+                await asyncio.sleep(0.1)
+
+        async def trip_through():
+            await asyncio.sleep(5)
+            try:
+                trip["id"] = await whole_trip(host, port)
+            except Exception as e:  # noqa: BLE001 - reported, not raised
+                trip["error"] = str(e)
+
+        await asyncio.gather(healthz(), trip_through())
+        return health, dict(failures), trip
+
+    results.put(asyncio.run(run()))
+
+
 async def slow_headers(args, host, port):
     stop = time.monotonic() + args.duration
     opened, closed_by_server, refused = Counter(), Counter(), Counter()
@@ -160,25 +190,13 @@ async def slow_headers(args, host, port):
                 held -= 1
                 writer.close()
 
-    health, health_failures = [], Counter()
-
-    async def healthz():
-        await asyncio.sleep(2)  # let the attack build up
-        while time.monotonic() < stop:
-            status, _, seconds = await request(host, port, "GET", "/healthz", timeout=2)
-            health.append(seconds)
-            if status != "200":
-                health_failures[status] += 1
-            await asyncio.sleep(0.1)
-
-    trip = {}
-
-    async def trip_through():
-        await asyncio.sleep(5)
-        try:
-            trip["id"] = await whole_trip(host, port)
-        except Exception as e:  # noqa: BLE001 - reported, not raised
-            trip["error"] = str(e)
+    # The probes run in their own process: the attackers' thousands of coroutines must not
+    # delay the measurement of the server.
+    probes = multiprocessing.get_context("spawn").Queue()
+    prober = multiprocessing.get_context("spawn").Process(
+        target=probe, args=(host, port, args.duration, probes))
+    prober.start()
+    health, health_failures, trip = [], Counter(), {}
 
     peak = before = rss_mib(args.pid)
 
@@ -190,18 +208,21 @@ async def slow_headers(args, host, port):
             if now is None:
                 return
             peak = max(peak, now)
-            worst = max(health) if health else float("nan")
             print(f"held {held}, opened {opened['connections']}, closed by server "
-                  f"{closed_by_server['closed']}, refused {refused['connect']}, /healthz worst "
-                  f"{worst * 1000:.0f} ms, rss {now:.0f} MiB", file=sys.stderr)
+                  f"{closed_by_server['closed']}, refused {refused['connect']}, "
+                  f"rss {now:.0f} MiB", file=sys.stderr)
 
-    await asyncio.gather(progress(), healthz(), trip_through(),
-                         *(slow(n) for n in range(args.connections)))
+    await asyncio.gather(progress(), *(slow(n) for n in range(args.connections)))
+    health, failures, trip = probes.get(timeout=60)
+    prober.join(5)
+    health_failures.update(failures)
     alive = os.path.exists(f"/proc/{args.pid}")
     worst = max(health) if health else float("inf")
     print(f"slow connections: opened {opened['connections']}, closed by the server "
           f"{closed_by_server['closed']}, not accepted {refused['connect']}")
-    print(f"/healthz: {len(health)} samples, p50 {sorted(health)[len(health) // 2] * 1000:.1f} ms, "
+    ordered = sorted(health) or [float("nan")]
+    print(f"/healthz: {len(health)} samples, p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, "
+          f"p99 {ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000:.1f} ms, "
           f"worst {worst * 1000:.1f} ms, failures {dict(health_failures)}")
     print(f"trip: {trip}")
     print(f"server: {'alive' if alive else 'DEAD'}, rss {before:.0f} → peak {peak:.0f} MiB")

@@ -158,7 +158,7 @@ impl System {
     ) -> anyhow::Result<Self> {
         // Bound first: a port in use fails the start before any database is touched, and the
         // services know the process's address.
-        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        let listener = platform::http::bind(config.listen).with_context(|| {
             format!(
                 "cannot listen on {}; is another Rickshaw running? pick another --listen",
                 config.listen

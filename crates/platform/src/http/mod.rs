@@ -4,7 +4,7 @@
 
 mod server;
 
-pub use server::{ServerLimits, serve};
+pub use server::{ServerLimits, bind, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

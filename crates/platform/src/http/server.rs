@@ -4,11 +4,16 @@
 //! (`axum::serve` has none of these: a client trickling header lines kept its connection for ever.)
 //!
 //! Each accepted connection carries its peer address as axum's `ConnectInfo<SocketAddr>`, for
-//! limits kept per client address. A connection over a cap is closed at once, before a byte is
-//! read: the cheapest answer, and one a flood cannot make expensive.
+//! limits kept per client address. A connection over the per-address cap is closed at once,
+//! before a byte is read: the cheapest answer, and one a flood cannot make expensive. At the
+//! global cap, a new connection takes the place of the one that has waited longest without a
+//! request in progress (still sending its head, or idle between requests): a crowd of slow or
+//! silent connections cannot lock real clients out, and a connection doing work (a request being
+//! answered, a WebSocket session) is never the one closed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,6 +92,80 @@ impl Drop for AddressSlot {
     }
 }
 
+/// The connections waiting without a request in progress, oldest wait first: the ones a new
+/// connection may take the place of when every slot is taken.
+#[derive(Debug, Default)]
+struct Waiting {
+    /// When each started waiting (a sequence number) → its eviction token.
+    by_age: Mutex<BTreeMap<u64, CancellationToken>>,
+    next: AtomicU64,
+}
+
+/// One connection's place in `Waiting` (0: not waiting: a request in progress, or upgraded).
+#[derive(Debug)]
+struct Place {
+    since: AtomicU64,
+    evict: CancellationToken,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CancellationToken>> {
+        self.by_age.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `place` waits from now (a new connection, or one whose response is done).
+    fn wait(&self, place: &Place) {
+        let since = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut by_age = self.lock();
+        let before = place.since.swap(since, Ordering::Relaxed);
+        if before != 0 {
+            by_age.remove(&before);
+        }
+        by_age.insert(since, place.evict.clone());
+    }
+
+    /// `place` has a request in progress (or was upgraded): not to be evicted.
+    fn work(&self, place: &Place) {
+        let mut by_age = self.lock();
+        let before = place.since.swap(0, Ordering::Relaxed);
+        if before != 0 {
+            by_age.remove(&before);
+        }
+    }
+
+    /// Asks the connection that has waited longest to close; false if none is waiting.
+    fn evict_oldest(&self) -> bool {
+        match self.lock().pop_first() {
+            Some((_, evict)) => {
+                evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Pending connections the kernel queues for `accept`: as many as it allows (`somaxconn`), so a
+/// burst of reconnects (thousands cut off by the head deadline at once) is not met with dropped
+/// handshakes that a real client then retries only a second or three later.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A listener on `address` with the deepest accept queue the kernel allows (address reuse on,
+/// as `TcpListener::bind` does).
+pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// How long a new connection waits for the slot of the connection it evicted.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
 /// Serves `router` until `shutdown` is cancelled, then stops accepting, asks every connection to
 /// finish its request in flight and close, and returns once all have (WebSocket sessions watch
 /// the same token and close themselves).
@@ -98,6 +177,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
+    let waiting = Arc::new(Waiting::default());
     let tracker = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -120,7 +200,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Every slot taken: the longest-waiting idle connection makes room, if there is one.
+            Err(_) if waiting.evict_oldest() => {
+                metrics::counter!("http_connections_evicted_total").increment(1);
+                tokio::time::timeout(EVICTION_WAIT, connections.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             metrics::counter!("http_connections_refused_total", "reason" => "max_connections")
                 .increment(1);
             drop(stream);
@@ -134,26 +226,49 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let place = Arc::new(Place {
+            since: AtomicU64::new(0),
+            evict: CancellationToken::new(),
+        });
+        waiting.wait(&place);
+        let (table, here) = (waiting.clone(), place.clone());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request)
+            table.work(&here);
+            let (table, here) = (table.clone(), here.clone());
+            let answer = router.clone().oneshot(request);
+            async move {
+                let response = answer.await;
+                // An upgraded connection (a WebSocket) works for as long as it lives.
+                if response
+                    .as_ref()
+                    .is_ok_and(|r| r.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS)
+                {
+                    table.wait(&here);
+                }
+                response
+            }
         });
         let connection = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         let stop = shutdown.clone();
         let gauge = open_gauge.clone();
+        let table = waiting.clone();
         tracker.spawn(async move {
             let _held = (permit, slot);
             gauge.increment(1.0);
             tokio::pin!(connection);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
+                // Made room for a newer connection: closed (it had no request in progress).
+                () = place.evict.cancelled() => Ok(()),
                 () = stop.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
             };
+            table.work(&place);
             if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "connection closed with an error");
             }

@@ -1,6 +1,7 @@
 //! The bounded HTTP server against real sockets: a client that trickles its request head or sits
-//! idle is cut off, and connections over the caps (in all, per client address) are closed at once
-//! while other clients are still served.
+//! idle is cut off; a connection over the per-address cap is closed at once; at the global cap a
+//! new connection takes the place of the one that waited longest without a request in progress,
+//! never of one being answered.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -22,7 +23,15 @@ impl Server {
     async fn start(limits: ServerLimits) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = Router::new().route("/healthz", get(|| async { "ok" }));
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                    "slow"
+                }),
+            );
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, router, stop.clone(), limits));
         Self { addr, stop, task }
@@ -128,7 +137,8 @@ async fn a_client_trickling_its_head_or_idling_is_cut_off() {
 }
 
 #[tokio::test]
-async fn connections_over_the_caps_are_closed_at_once_and_others_are_served() {
+async fn over_an_address_cap_a_connection_is_closed_at_the_global_cap_the_longest_waiting_makes_room()
+ {
     let server = Server::start(ServerLimits {
         header_read_timeout: Duration::from_secs(30),
         max_connections: 5,
@@ -159,7 +169,8 @@ async fn connections_over_the_caps_are_closed_at_once_and_others_are_served() {
             .starts_with("HTTP/1.1 200"),
         "another address is served"
     );
-    // Two more addresses fill the server's five connections.
+    // Two more addresses fill the server's five connections; a sixth takes the place of the one
+    // that has waited longest (the attacker's first), and is served.
     for from in [[127, 0, 0, 3], [127, 0, 0, 3], [127, 0, 0, 4]] {
         let mut stream = connect(server.addr, from).await;
         stream
@@ -169,19 +180,63 @@ async fn connections_over_the_caps_are_closed_at_once_and_others_are_served() {
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut over = connect(server.addr, [127, 0, 0, 5]).await;
-    assert!(
-        closed_within(&mut over, Duration::from_secs(2)).await,
-        "a sixth connection is closed"
-    );
-    // Closing one frees its place.
-    drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         get_healthz(server.addr, [127, 0, 0, 5])
             .await
-            .starts_with("HTTP/1.1 200")
+            .starts_with("HTTP/1.1 200"),
+        "a new client gets in at the cap"
+    );
+    assert!(
+        closed_within(&mut held[0], Duration::from_secs(2)).await,
+        "the longest-waiting connection made room"
+    );
+    assert!(
+        !closed_within(&mut held[4], Duration::from_millis(300)).await,
+        "the newest waiting one is kept"
     );
     drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_being_answered_is_never_the_one_closed() {
+    let server = Server::start(ServerLimits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 2,
+        max_connections_per_address: 0,
+        ..limits()
+    })
+    .await;
+    // The older connection is being answered (a slow request); the newer one only waits.
+    let mut working = connect(server.addr, [127, 0, 0, 2]).await;
+    working
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = connect(server.addr, [127, 0, 0, 3]).await;
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        get_healthz(server.addr, [127, 0, 0, 4])
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        closed_within(&mut waiting, Duration::from_secs(2)).await,
+        "the waiting one made room"
+    );
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), working.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        answer.ends_with("slow"),
+        "the slow request was answered: {answer}"
+    );
     server.stop().await;
 }
