@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A local Rickshaw cluster on one machine, in the distributed mode:
-#   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports),
+#   - a 3-node NATS cluster with JetStream (extra nats-server processes on free ports), a NATS
+#     user per service (`rickshaw nats-users`: it publishes only what it owns, calls only what it
+#     uses) and `ops` for tools (RICKSHAW_NATS_URL carries its password),
 #   - a fresh PostgreSQL database (migrated),
 #   - 2 instances of every service (gateway, rider, supply, matching, rating, communication, and
 #     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip, audit),
@@ -109,9 +111,22 @@ start() {
     take_port port; monitor+=("$port")
   done
   local routes="nats://127.0.0.1:${route[0]},nats://127.0.0.1:${route[1]},nats://127.0.0.1:${route[2]}"
+  # Every service connects as its own NATS user, allowed to publish only what it owns and call
+  # only what it uses (`rickshaw nats-users`); operators' tools as `ops`. Fresh passwords each
+  # start, kept in the state directory (mode 600) and in the servers' environment only.
+  local user password nats_env=()
+  declare -gA NATS_PASSWORDS=()
+  for user in "${SERVICES[@]}" ops; do
+    password=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+    NATS_PASSWORDS[$user]=$password
+    nats_env+=("RICKSHAW_NATS_PASSWORD_$(echo "$user" | tr '[:lower:]-' '[:upper:]_')=$password")
+  done
+  (umask 077; printf '%s\n' "${nats_env[@]}" > "$STATE/nats/passwords.env")
+  "$bin" nats-users > "$STATE/nats/auth.conf" || die "cannot generate the NATS users"
   for i in 0 1 2; do
     mkdir -p "$STATE/nats/$((i + 1))"
-    launch nats $((i + 1)) "$nats_server" -n "node-$((i + 1))" -a 127.0.0.1 -p "${client[$i]}" \
+    launch nats $((i + 1)) env "${nats_env[@]}" "$nats_server" -c "$STATE/nats/auth.conf" \
+      -n "node-$((i + 1))" -a 127.0.0.1 -p "${client[$i]}" \
       -m "${monitor[$i]}" -js -sd "$STATE/nats/$((i + 1))" --cluster_name rickshaw \
       --cluster "nats://127.0.0.1:${route[$i]}" --routes "$routes"
   done
@@ -190,8 +205,9 @@ TOML
       [ "$service" = provider ] && provider_ports+=("$port")
       [ "$service" = payment ] && payment_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
-      launch "$service" "$i" "$bin" serve --services "$service" --listen "127.0.0.1:$port" \
-        --config "$STATE/rickshaw.toml"
+      launch "$service" "$i" env "RICKSHAW_NATS__USER=$service" \
+        "RICKSHAW_NATS__PASSWORD=${NATS_PASSWORDS[$service]}" \
+        "$bin" serve --services "$service" --listen "127.0.0.1:$port" --config "$STATE/rickshaw.toml"
     done
   done
   for service in "${SERVICES[@]}"; do
@@ -255,10 +271,13 @@ TOML
   wait_http "http://127.0.0.1:$edge/healthz" 20 "$(cat "$STATE/pids/nginx-1")" \
     || die "nginx does not reach the gateways (see $STATE/logs/nginx-error.log)"
 
-  echo "$nats_url" > "$STATE/nats_url"
+  # Operators' tools (and the drills) read streams and buckets as `ops`.
+  local ops_url="nats://ops:${NATS_PASSWORDS[ops]}@127.0.0.1:${client[0]},nats://ops:${NATS_PASSWORDS[ops]}@127.0.0.1:${client[1]},nats://ops:${NATS_PASSWORDS[ops]}@127.0.0.1:${client[2]}"
+  echo "$ops_url" > "$STATE/nats_url"
+  chmod 600 "$STATE/nats_url"
   echo "http://127.0.0.1:$edge" > "$STATE/url"
   status
-  echo "RICKSHAW_NATS_URL=$nats_url"
+  echo "RICKSHAW_NATS_URL=$ops_url"
   echo "RICKSHAW_DATABASE_URL=$db_url"
   echo "RICKSHAW_URL=http://127.0.0.1:$edge"
   trap - EXIT

@@ -37,6 +37,15 @@ pub fn group_of(subject: &str) -> String {
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &[],
+            calls: &[],
+            serves: true,
+            leases: false,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "audit"
     }

@@ -16,6 +16,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &[],
+            calls: &["supply", "trip", "rating"],
+            serves: false,
+            leases: false,
+        }
+    }
+
     fn config_sections(&self) -> Vec<SectionSpec> {
         vec![
             SectionSpec::of::<crate::SocketsConfig>(),

@@ -13,6 +13,17 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &[],
+            calls: &[
+                "identity", "pricing", "trip", "supply", "payment", "rating", "rider", "audit",
+            ],
+            serves: false,
+            leases: false,
+        }
+    }
+
     fn config_sections(&self) -> Vec<SectionSpec> {
         vec![SectionSpec::of::<crate::GatewayConfig>()]
     }

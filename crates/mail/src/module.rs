@@ -26,6 +26,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &["mail.>"],
+            calls: &["identity"],
+            serves: false,
+            leases: false,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "mail"
     }

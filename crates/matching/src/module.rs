@@ -41,6 +41,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &["matching.>"],
+            calls: &[],
+            serves: false,
+            leases: true,
+        }
+    }
+
     fn config_sections(&self) -> Vec<SectionSpec> {
         vec![SectionSpec::of::<crate::MatchingConfig>()]
     }

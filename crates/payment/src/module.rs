@@ -22,6 +22,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &["payment.>"],
+            calls: &[],
+            serves: true,
+            leases: false,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "payment"
     }

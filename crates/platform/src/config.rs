@@ -72,11 +72,15 @@ impl std::fmt::Debug for SectionSpec {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL(s), comma-separated.
     pub url: String,
+    /// This process's NATS user and password, where the servers require them (the cluster gives
+    /// each service its own user, allowed to publish only what it owns: `rickshaw nats-users`).
+    pub user: Option<String>,
+    pub password: Option<String>,
     /// Replicas of each JetStream stream: 1 for one server, 3 for a 3-node cluster.
     pub replicas: usize,
     pub stream_prefix: String,
@@ -97,10 +101,27 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("replicas", &self.replicas)
+            .field("stream_prefix", &self.stream_prefix)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("stream_max_age_s", &self.stream_max_age_s)
+            .field("stream_max_bytes", &self.stream_max_bytes)
+            .finish()
+    }
+}
+
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             url: "nats://127.0.0.1:4222".to_owned(),
+            user: None,
+            password: None,
             replicas: 1,
             stream_prefix: "RICKSHAW".to_owned(),
             request_timeout_ms: 5_000,
@@ -311,6 +332,11 @@ impl Config {
                 "http.body_limit_bytes = {} is below 1024",
                 self.http.body_limit_bytes
             ));
+        }
+        if self.nats.user.is_some() != self.nats.password.is_some() {
+            return invalid(
+                "nats.user and nats.password go together: set both or neither".to_owned(),
+            );
         }
         if self.nats.replicas == 0 || self.nats.replicas > 5 {
             return invalid(format!(

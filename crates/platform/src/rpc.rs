@@ -253,7 +253,8 @@ where
 /// only writes the buffer; a request to a subject nobody listens on is a full round trip (the
 /// server answers "no responders"), and the server handles one connection's operations in order.
 pub async fn sync_with_server(client: &async_nats::Client) -> Result<(), async_nats::RequestError> {
-    let subject = format!("_rickshaw.sync.{}", uuid::Uuid::now_v7().simple());
+    // Under `_INBOX.`, which every NATS user of the cluster may publish to (replies go there).
+    let subject = format!("_INBOX.rickshaw-sync.{}", uuid::Uuid::now_v7().simple());
     match client.request(subject, Default::default()).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),

@@ -232,6 +232,21 @@ impl Started {
     }
 }
 
+/// What a service does on NATS, from which its NATS user's permissions are made (`rickshaw
+/// nats-users`): a service publishes only the events it owns and calls only the services it
+/// uses, so no other process can forge its events or make its calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BusContract {
+    /// Event subjects it publishes (`supply.>`).
+    pub publishes: &'static [&'static str],
+    /// The services whose `rpc.<service>.*` it calls.
+    pub calls: &'static [&'static str],
+    /// Whether it answers `rpc.<its name>.*`.
+    pub serves: bool,
+    /// Whether it keeps leases in a JetStream key-value bucket (`$KV.>`).
+    pub leases: bool,
+}
+
 /// A service, as the composition sees it.
 #[async_trait]
 pub trait ServiceModule: Send + Sync {
@@ -256,5 +271,10 @@ pub trait ServiceModule: Send + Sync {
     /// Applies the service's pending PostgreSQL migrations.
     async fn migrate(&self, _database_url: &str) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    /// What the service publishes and calls on NATS (its NATS user's permissions).
+    fn bus_contract(&self) -> BusContract {
+        BusContract::default()
     }
 }

@@ -30,6 +30,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &[],
+            calls: &[],
+            serves: true,
+            leases: false,
+        }
+    }
+
     fn config_sections(&self) -> Vec<SectionSpec> {
         vec![SectionSpec::of::<crate::PricingConfig>()]
     }

@@ -18,6 +18,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &["rating.>"],
+            calls: &["trip"],
+            serves: true,
+            leases: false,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "rating"
     }

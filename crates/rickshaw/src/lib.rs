@@ -3,6 +3,7 @@
 //! (`rickshaw serve`). Nothing here holds business logic; it only wires services to adapters.
 
 pub mod admin;
+pub mod nats_users;
 pub mod system;
 
 pub use system::{MODULES, Services, System};

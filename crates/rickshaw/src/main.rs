@@ -46,6 +46,9 @@ enum Command {
     /// Operations accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print the NATS servers' `authorization` block: a user per service, allowed to publish
+    /// only what it owns and call only what it uses (passwords from the servers' environment).
+    NatsUsers,
 }
 
 #[derive(Subcommand)]
@@ -285,6 +288,10 @@ fn main() -> ExitCode {
                 Ok(tokio::task::spawn_blocking(move || bench::run(command)).await?)
             }
             Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
+            Command::NatsUsers => {
+                print!("{}", rickshaw::nats_users::authorization(rickshaw::MODULES));
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -132,6 +132,7 @@ impl System {
     pub async fn distributed(config: Config, services: &Services) -> anyhow::Result<Self> {
         let nats = NatsBus::connect(NatsBusConfig {
             url: config.nats.url.clone(),
+            credentials: config.nats.user.clone().zip(config.nats.password.clone()),
             replicas: config.nats.replicas,
             stream_prefix: config.nats.stream_prefix.clone(),
             max_age: Duration::from_secs(config.nats.stream_max_age_s),

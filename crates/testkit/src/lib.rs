@@ -459,6 +459,12 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
+        Self::start_with(None, &[]).await
+    }
+
+    /// A server reading `config` (a file: an `authorization` block, say) with `env` in its
+    /// environment.
+    pub async fn start_with(config: Option<&Path>, env: &[(String, String)]) -> Self {
         let store = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let binary = [
@@ -469,7 +475,12 @@ impl NatsServer {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("nats-server");
-        let mut child = std::process::Command::new(binary)
+        let mut command = std::process::Command::new(binary);
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        let mut child = command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
             .stdout(std::process::Stdio::null())
@@ -550,7 +561,17 @@ pub async fn shard_owners(url: &str, bucket: &str) -> std::collections::BTreeSet
         .split(',')
         .filter_map(|u| u.trim().parse().ok())
         .collect();
-    let Ok(client) = async_nats::connect(servers).await else {
+    // `nats://user:password@host:port` (the cluster's ops user): the client takes them apart.
+    let options = match servers
+        .first()
+        .and_then(|s| Some((s.username()?.to_owned(), s.password()?.to_owned())))
+    {
+        Some((user, password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user, password)
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    let Ok(client) = options.connect(servers).await else {
         return Default::default();
     };
     let js = async_nats::jetstream::new(client);

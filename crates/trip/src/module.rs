@@ -39,6 +39,15 @@ pub struct Module;
 
 #[async_trait]
 impl ServiceModule for Module {
+    fn bus_contract(&self) -> platform::service::BusContract {
+        platform::service::BusContract {
+            publishes: &["trip.>"],
+            calls: &["payment"],
+            serves: true,
+            leases: true,
+        }
+    }
+
     fn config_sections(&self) -> Vec<SectionSpec> {
         vec![SectionSpec::of::<crate::TripsConfig>()]
     }

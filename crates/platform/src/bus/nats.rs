@@ -37,6 +37,8 @@ const CHANNEL_CAPACITY: usize = 256;
 pub struct NatsBusConfig {
     /// One or more server URLs, comma-separated.
     pub url: String,
+    /// The user and password this process connects as, if the servers require them.
+    pub credentials: Option<(String, String)>,
     /// Prefix of every stream name.
     pub stream_prefix: String,
     /// Replicas of each stream (1 for a single server, 3 for a 3-node cluster).
@@ -56,6 +58,7 @@ impl Default for NatsBusConfig {
     fn default() -> Self {
         Self {
             url: "nats://127.0.0.1:4222".to_owned(),
+            credentials: None,
             stream_prefix: "RICKSHAW".to_owned(),
             replicas: 1,
             ack_wait: Duration::from_secs(30),
@@ -119,7 +122,13 @@ impl NatsBus {
             .map(|url| url.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| backend(&format!("invalid NATS URL {:?}", config.url), e))?;
-        let client = async_nats::ConnectOptions::new()
+        let options = match &config.credentials {
+            Some((user, password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = options
             .name("rickshaw")
             .retry_on_initial_connect()
             .connect(servers)

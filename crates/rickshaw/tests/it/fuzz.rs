@@ -19,6 +19,8 @@ async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
     let admin =
         crate::audit::admin_token(&app, "fuzz-admin@example.com", &["--data-dir", &data_dir]).await;
     let spec = app.url("/openapi.json");
+    // schemathesis keeps a cache where it runs: a scratch directory, not the repository.
+    let scratch = tempfile::tempdir().expect("scratch");
     for (role, token) in [("rider", rider), ("driver", driver), ("admin", admin)] {
         let output = tokio::process::Command::new(&schemathesis)
             .args(["run", &spec])
@@ -37,6 +39,7 @@ async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
                 "--header",
             ])
             .arg(format!("Authorization: Bearer {token}"))
+            .current_dir(scratch.path())
             .stdin(Stdio::null())
             .output()
             .await

@@ -9,6 +9,7 @@ mod distributed;
 mod fuzz;
 mod limits;
 mod mail;
+mod nats_permissions;
 mod ops;
 mod outbox;
 mod payments;
