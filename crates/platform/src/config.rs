@@ -81,6 +81,12 @@ pub struct NatsConfig {
     /// each service its own user, allowed to publish only what it owns: `rickshaw nats-users`).
     pub user: Option<String>,
     pub password: Option<String>,
+    /// TLS to the servers: the CA (PEM) their certificates must chain to. Set, plain connections
+    /// are refused by this process.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for servers that verify their clients.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// Replicas of each JetStream stream: 1 for one server, 3 for a 3-node cluster.
     pub replicas: usize,
     pub stream_prefix: String,
@@ -107,6 +113,9 @@ impl std::fmt::Debug for NatsConfig {
             .field("url", &self.url)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .field("replicas", &self.replicas)
             .field("stream_prefix", &self.stream_prefix)
             .field("request_timeout_ms", &self.request_timeout_ms)
@@ -122,6 +131,9 @@ impl Default for NatsConfig {
             url: "nats://127.0.0.1:4222".to_owned(),
             user: None,
             password: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             replicas: 1,
             stream_prefix: "RICKSHAW".to_owned(),
             request_timeout_ms: 5_000,
@@ -332,6 +344,15 @@ impl Config {
                 "http.body_limit_bytes = {} is below 1024",
                 self.http.body_limit_bytes
             ));
+        }
+        if self.nats.tls_cert_file.is_some() != self.nats.tls_key_file.is_some() {
+            return invalid(
+                "nats.tls_cert_file and nats.tls_key_file go together: set both or neither"
+                    .to_owned(),
+            );
+        }
+        if self.nats.tls_cert_file.is_some() && self.nats.tls_ca_file.is_none() {
+            return invalid("a NATS client certificate needs nats.tls_ca_file".to_owned());
         }
         if self.nats.user.is_some() != self.nats.password.is_some() {
             return invalid(

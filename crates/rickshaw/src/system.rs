@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, SharedBus};
+use platform::bus::{InProcessBus, NatsBus, NatsBusConfig, NatsTls, SharedBus};
 use platform::http::{Health, ops_router};
 use platform::service::{Backends, Closer, Deps, ServiceModule, Task};
 use platform::{Config, Shutdown, store, telemetry};
@@ -133,6 +133,14 @@ impl System {
         let nats = NatsBus::connect(NatsBusConfig {
             url: config.nats.url.clone(),
             credentials: config.nats.user.clone().zip(config.nats.password.clone()),
+            tls: config.nats.tls_ca_file.clone().map(|ca_file| NatsTls {
+                ca_file,
+                client: config
+                    .nats
+                    .tls_cert_file
+                    .clone()
+                    .zip(config.nats.tls_key_file.clone()),
+            }),
             replicas: config.nats.replicas,
             stream_prefix: config.nats.stream_prefix.clone(),
             max_age: Duration::from_secs(config.nats.stream_max_age_s),

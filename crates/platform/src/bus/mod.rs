@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use memory::InProcessBus;
-pub use nats::{NatsBus, NatsBusConfig};
+pub use nats::{NatsBus, NatsBusConfig, NatsTls};
 
 use crate::clock;
 

@@ -33,12 +33,22 @@ const OCCURRED_AT: &str = "Rickshaw-Occurred-At";
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 const CHANNEL_CAPACITY: usize = 256;
 
+/// TLS to the NATS servers: the CA their certificates chain to, and a client certificate and key
+/// for servers that verify clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsTls {
+    pub ca_file: std::path::PathBuf,
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct NatsBusConfig {
     /// One or more server URLs, comma-separated.
     pub url: String,
     /// The user and password this process connects as, if the servers require them.
     pub credentials: Option<(String, String)>,
+    /// TLS to the servers, if configured.
+    pub tls: Option<NatsTls>,
     /// Prefix of every stream name.
     pub stream_prefix: String,
     /// Replicas of each stream (1 for a single server, 3 for a 3-node cluster).
@@ -59,6 +69,7 @@ impl Default for NatsBusConfig {
         Self {
             url: "nats://127.0.0.1:4222".to_owned(),
             credentials: None,
+            tls: None,
             stream_prefix: "RICKSHAW".to_owned(),
             replicas: 1,
             ack_wait: Duration::from_secs(30),
@@ -127,6 +138,18 @@ impl NatsBus {
                 async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
             }
             None => async_nats::ConnectOptions::new(),
+        };
+        let options = match &config.tls {
+            Some(tls) => {
+                let options = options
+                    .add_root_certificates(tls.ca_file.clone())
+                    .require_tls(true);
+                match &tls.client {
+                    Some((cert, key)) => options.add_client_certificate(cert.clone(), key.clone()),
+                    None => options,
+                }
+            }
+            None => options,
         };
         let client = options
             .name("rickshaw")

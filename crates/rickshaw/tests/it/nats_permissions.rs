@@ -1,13 +1,14 @@
 //! Internal traffic trusts nobody by default (issue 11, item 2): a real nats-server under the
 //! `authorization` block `rickshaw nats-users` prints. A service's user publishes its own events
 //! and calls the services it uses; publishing another service's event, calling a service it does
-//! not use, answering another's calls, or a wrong password, are refused by the server.
+//! not use, answering another's calls, or a wrong password, are refused by the server. And TLS to
+//! NATS, as an option, against a server that requires it.
 
 use std::time::Duration;
 
 use platform::ApiError;
 use platform::Shutdown;
-use platform::bus::{Bus, Envelope, NatsBus, NatsBusConfig};
+use platform::bus::{Bus, Envelope, NatsBus, NatsBusConfig, NatsTls};
 use platform::rpc::{self, RpcClient};
 use testkit::NatsServer;
 
@@ -141,4 +142,53 @@ async fn each_service_publishes_only_what_it_owns_and_calls_only_what_it_uses() 
     .await;
     assert!(wrong.is_err(), "a wrong password connects");
     shutdown.trigger();
+}
+
+/// TLS between the processes and NATS, as an option (`nats.tls_ca_file`): against a server that
+/// requires it, a client with the CA publishes; one without it publishes nothing.
+#[tokio::test]
+async fn nats_over_tls_with_the_configured_ca() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
+    let (cert, key) = (
+        scratch.path().join("cert.pem"),
+        scratch.path().join("key.pem"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).expect("written");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("written");
+    let config = scratch.path().join("tls.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("written");
+    let server = NatsServer::start_with(Some(&config), &[]).await;
+    let bus = |tls: Option<NatsTls>| {
+        NatsBus::connect(NatsBusConfig {
+            url: server.url.clone(),
+            tls,
+            stream_prefix: format!("TLS{}", server.port),
+            ..NatsBusConfig::default()
+        })
+    };
+    let secure = bus(Some(NatsTls {
+        ca_file: cert.clone(),
+        client: None,
+    }))
+    .await
+    .expect("connects over TLS");
+    secure
+        .publish(event("supply.driver_status.v1"))
+        .await
+        .expect("published over TLS");
+    // Without the CA the server's certificate is not trusted: no connection, nothing published.
+    let plain = async_nats::ConnectOptions::new()
+        .connect(server.url.as_str())
+        .await;
+    assert!(plain.is_err(), "a client without the CA connected");
 }
