@@ -200,6 +200,13 @@ pub async fn serve(
                 continue;
             }
         };
+        // The address's own cap first: a client over it never makes another's connection go.
+        let Some(slot) = per_address.take(peer.ip(), limits.max_connections_per_address) else {
+            metrics::counter!("http_connections_refused_total", "reason" => "per_address")
+                .increment(1);
+            drop(stream);
+            continue;
+        };
         let permit = match connections.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             // Every slot taken: the longest-waiting idle connection makes room, if there is one.
@@ -214,12 +221,6 @@ pub async fn serve(
         };
         let Some(permit) = permit else {
             metrics::counter!("http_connections_refused_total", "reason" => "max_connections")
-                .increment(1);
-            drop(stream);
-            continue;
-        };
-        let Some(slot) = per_address.take(peer.ip(), limits.max_connections_per_address) else {
-            metrics::counter!("http_connections_refused_total", "reason" => "per_address")
                 .increment(1);
             drop(stream);
             continue;

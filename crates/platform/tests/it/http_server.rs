@@ -240,3 +240,33 @@ async fn a_connection_being_answered_is_never_the_one_closed() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_over_its_address_cap_makes_no_one_else_go() {
+    let server = Server::start(ServerLimits {
+        header_read_timeout: Duration::from_secs(30),
+        max_connections: 2,
+        max_connections_per_address: 1,
+        ..limits()
+    })
+    .await;
+    let mut mine = connect(server.addr, [127, 0, 0, 2]).await;
+    mine.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut theirs = connect(server.addr, [127, 0, 0, 3]).await;
+    theirs
+        .write_all(b"GET / HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The server is full; a second connection from 127.0.0.2 is over that address's cap.
+    let mut again = connect(server.addr, [127, 0, 0, 2]).await;
+    assert!(closed_within(&mut again, Duration::from_secs(2)).await);
+    assert!(
+        !closed_within(&mut mine, Duration::from_millis(300)).await
+            && !closed_within(&mut theirs, Duration::from_millis(300)).await,
+        "nobody was evicted for it"
+    );
+    drop((mine, theirs));
+    server.stop().await;
+}
