@@ -428,13 +428,14 @@ async fn upgrade(
     if let Some(after) = last_event_id {
         match hub.deps.trips.notice_head().await {
             Ok(head) if after > head => {
-                return ApiError::invalid_field(
-                    "last_event_id",
+                let mut error = ApiError::new(
+                    ErrorCode::BadRequest,
                     format!(
                         "last_event_id {after} is beyond the newest notice ({head}); reconnect with the last id you received, or without one"
                     ),
-                )
-                .into_response();
+                );
+                error.field = Some("last_event_id".to_owned());
+                return error.into_response();
             }
             Ok(_) => {}
             Err(e) => return ApiError::from(e).into_response(),

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorCode {
     /// The body is not well-formed JSON.
     InvalidJson,
+    /// Well-formed, but naming something that never existed in a way no retry can mend (a
+    /// `last_event_id` beyond the log): the client's own state is wrong.
+    BadRequest,
     /// Well-formed, but a field is missing, mistyped or out of range.
     InvalidInput,
     Unauthorized,
@@ -34,7 +37,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn http_status(self) -> StatusCode {
         match self {
-            Self::InvalidJson => StatusCode::BAD_REQUEST,
+            Self::InvalidJson | Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,

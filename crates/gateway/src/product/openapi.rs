@@ -195,7 +195,7 @@ async fn docs() -> Html<&'static str> {
 #[derive(ToSchema)]
 pub struct ErrorDetail {
     /// invalid_json, invalid_input, unauthorized, forbidden, not_found, conflict,
-    /// payload_too_large, rate_limited, unavailable, internal …
+    /// payload_too_large, rate_limited, unavailable, internal, bad_request …
     code: String,
     message: String,
     /// The offending field, for invalid_input.

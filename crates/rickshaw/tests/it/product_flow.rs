@@ -460,7 +460,8 @@ async fn bad_product_input_is_named() {
     let (status, body) = app
         .get(&format!("/v1/ws?token={rider}&last_event_id=999999999"))
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
     assert_eq!(body["error"]["field"], "last_event_id", "{body}");
     // Served from the binary: nothing the page loads comes from elsewhere.
     assert!(!docs.contains("https://"), "{docs}");
