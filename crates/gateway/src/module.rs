@@ -1,5 +1,6 @@
-//! The gateway on the composition path: the course routes and the product's `/v1`, calling the
-//! services started before it (locally or remotely, as the composition decided).
+//! The gateway on the composition path: the course routes, the product's `/v1` and the web apps
+//! (`web`), calling the services started before it (locally or remotely, as the composition
+//! decided).
 
 use std::sync::Arc;
 
@@ -25,7 +26,10 @@ impl ServiceModule for Module {
     }
 
     fn config_sections(&self) -> Vec<SectionSpec> {
-        vec![SectionSpec::of::<crate::GatewayConfig>()]
+        vec![
+            SectionSpec::of::<crate::GatewayConfig>(),
+            SectionSpec::of::<web::WebConfig>(),
+        ]
     }
 
     fn name(&self) -> &'static str {
@@ -51,7 +55,11 @@ impl ServiceModule for Module {
             auth_limits: AuthLimits::new(&deps.config.section()?, &deps.config.http),
         });
         Ok(Started {
-            http: Some(course.merge(product)),
+            http: Some(
+                course
+                    .merge(product)
+                    .merge(web::router(deps.config.section()?)),
+            ),
             ..Started::default()
         })
     }

@@ -45,6 +45,7 @@ pub static MODULES: &[&dyn ServiceModule] = &[
     &rating::Module,
     &matching::Module,
     &communication::Module,
+    &operations::Module,
     &audit::Module,
     &gateway::Module,
 ];

@@ -414,26 +414,35 @@ pub fn test_schemathesis() -> PathBuf {
 
 /// The pinned socket.io client from npm for the JavaScript interoperability tests.
 pub const SOCKETIO_CLIENT: &str = "socket.io-client@4.8.4";
+/// The pinned Playwright (its core only: it drives Debian's Chromium, downloads no browser) for
+/// the browser tests of the web apps.
+pub const PLAYWRIGHT_CORE: &str = "playwright-core@1.64.1";
 
-/// A directory under `target/` with `socket.io-client` from npm installed (on first use; needs
-/// `node` and `npm`): put a client script there and run it with `node`, so its imports resolve.
+/// A directory under `target/` with the test clients from npm installed (`socket.io-client`,
+/// `playwright-core`, on first use; needs `node` and `npm`): put a client script there and run it
+/// with `node`, so its imports resolve.
 pub fn test_node_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-node");
-    let installed = dir.join("node_modules/socket.io-client/package.json");
-    let pinned = SOCKETIO_CLIENT.rsplit_once('@').map_or("", |(_, v)| v);
-    let ready = std::fs::read_to_string(&installed)
-        .is_ok_and(|manifest| manifest.contains(&format!("\"version\": \"{pinned}\"")));
-    if !ready {
+    let missing: Vec<&str> = [SOCKETIO_CLIENT, PLAYWRIGHT_CORE]
+        .into_iter()
+        .filter(|package| {
+            let (name, version) = package.rsplit_once('@').unwrap_or((package, ""));
+            let manifest = dir.join("node_modules").join(name).join("package.json");
+            !std::fs::read_to_string(manifest)
+                .is_ok_and(|m| m.contains(&format!("\"version\": \"{version}\"")))
+        })
+        .collect();
+    if !missing.is_empty() {
         std::fs::create_dir_all(&dir).expect("target/test-node");
         let status = std::process::Command::new("npm")
             .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg(SOCKETIO_CLIENT)
+            .args([SOCKETIO_CLIENT, PLAYWRIGHT_CORE])
             .status()
-            .expect("npm is needed for the JavaScript socket.io test");
+            .expect("npm is needed for the JavaScript tests");
         assert!(
             status.success(),
-            "installing {SOCKETIO_CLIENT} failed (npm registry reachable?)"
+            "installing {missing:?} failed (npm registry reachable?)"
         );
     }
     dir

@@ -135,7 +135,7 @@ impl TripService {
     }
 
     pub(crate) fn view(&self, record: &TripRecord) -> TripView {
-        TripView::of(record, self.policy.offer_timeout_ms)
+        TripView::of(record, &self.policy)
     }
 
     /// The view `caller` may see: a rider learns the driver once one is assigned, not who is

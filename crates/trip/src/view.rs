@@ -2,7 +2,7 @@
 //! drivers stay private: a rider never learns who declined.
 
 use domain::pricing::RouteEstimate;
-use domain::trip::{Party, TripState, TripStatus};
+use domain::trip::{Party, TripPolicy, TripState, TripStatus};
 use domain::{AccountId, LatLng, Package, Timestamp, TripId};
 use serde::{Deserialize, Serialize};
 
@@ -48,12 +48,19 @@ pub struct TripView {
     pub cancelled_by: Option<Party>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancellation_fee: Option<Money>,
+    /// While a driver is assigned or waiting: until when the rider may cancel free of charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_cancel_until: Option<Timestamp>,
+    /// While a driver is assigned or waiting: what the rider's cancel costs after
+    /// `free_cancel_until` (shown before the rider confirms a cancel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cancel_fee: Option<Money>,
     /// Bumped by every change.
     pub version: u64,
 }
 
 impl TripView {
-    pub fn of(record: &TripRecord, offer_timeout_ms: u64) -> Self {
+    pub fn of(record: &TripRecord, policy: &TripPolicy) -> Self {
         let state = &record.trip.state;
         let mut view = Self {
             id: record.id,
@@ -72,15 +79,22 @@ impl TripView {
             arrived_at: None,
             cancelled_by: None,
             cancellation_fee: None,
+            free_cancel_until: None,
+            late_cancel_fee: None,
             version: record.trip.version,
         };
         match *state {
             TripState::Offered { offered_at, .. } => {
                 view.offer_expires_at = Some(
-                    offered_at.plus_millis(i64::try_from(offer_timeout_ms).unwrap_or(i64::MAX)),
+                    offered_at.plus_millis(
+                        i64::try_from(policy.offer_timeout_ms).unwrap_or(i64::MAX),
+                    ),
                 );
             }
-            TripState::DriverAssigned { assigned_at, .. } => view.assigned_at = Some(assigned_at),
+            TripState::DriverAssigned { assigned_at, .. } => {
+                view.assigned_at = Some(assigned_at);
+                view.cancel_terms(assigned_at, policy);
+            }
             TripState::Arrived {
                 assigned_at,
                 arrived_at,
@@ -88,6 +102,7 @@ impl TripView {
             } => {
                 view.assigned_at = Some(assigned_at);
                 view.arrived_at = Some(arrived_at);
+                view.cancel_terms(assigned_at, policy);
             }
             TripState::Cancelled { by, fee, .. } => {
                 view.cancelled_by = Some(by);
@@ -96,5 +111,14 @@ impl TripView {
             _ => {}
         }
         view
+    }
+
+    /// The rider's cancel is free until the window after the assignment closes, then costs the
+    /// late fee (`domain::trip::apply` charges exactly this).
+    fn cancel_terms(&mut self, assigned_at: Timestamp, policy: &TripPolicy) {
+        self.free_cancel_until = Some(assigned_at.plus_millis(
+            i64::try_from(policy.free_cancel_window_ms).unwrap_or(i64::MAX),
+        ));
+        self.late_cancel_fee = Some(Money::bdt(policy.late_cancel_fee));
     }
 }

@@ -15,7 +15,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
         title = "Rickshaw product API",
         description = "Accounts, drivers, trip previews and the trip lifecycle. Real-time \
             events: `GET /v1/ws` (WebSocket; token in `Authorization: Bearer` or `?token=`; \
-            `?last_event_id=N` replays what a reconnecting client missed). Errors are \
+            `?last_event_id=N` replays what a reconnecting client missed). The operations \
+            map's data (admins): `GET /v1/admin/city` and, live, the WebSocket \
+            `GET /v1/admin/city/live` (docs/API.md). Errors are \
             `{\"error\": {\"code\", \"message\", \"field\"?}}`. Money is in minor units (poisha) of BDT."
     ),
     paths(
@@ -531,6 +533,11 @@ pub struct TripDoc {
     /// rider | driver
     cancelled_by: Option<String>,
     cancellation_fee: Option<MoneyDoc>,
+    /// While a driver is assigned or waiting: until when (ms) the rider may cancel free.
+    free_cancel_until: Option<i64>,
+    /// While a driver is assigned or waiting: what the rider's cancel costs after
+    /// `free_cancel_until`.
+    late_cancel_fee: Option<MoneyDoc>,
     version: u64,
 }
 

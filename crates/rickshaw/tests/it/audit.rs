@@ -15,7 +15,7 @@ use crate::mail::{Smtp, message_with, taka};
 use crate::payments::{book, payment_of, post_webhook, quote, signed};
 use crate::product_flow::{act, go_online, offered, rider_and_driver};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// Makes an admin with `rickshaw admin create` (on the store `store` names: `--data-dir …` or
 /// `--database-url …`), logs in through `app`, and returns the access token.

@@ -17,3 +17,4 @@ mod persistence;
 mod product_flow;
 mod ratings;
 mod socketio_interop;
+mod web_apps;

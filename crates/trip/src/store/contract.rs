@@ -37,7 +37,7 @@ fn notice(record: &TripRecord, kind: &'static str, driver: Option<AccountId>) ->
         kind: crate::NoticeKind::named(kind).expect("a notice kind"),
         rider: Some(record.trip.rider),
         driver,
-        trip: TripView::of(record, 15_000),
+        trip: TripView::of(record, &domain::trip::TripPolicy::default()),
         at: record.updated_at,
     }
 }
