@@ -5,9 +5,11 @@
 #     uses) and `ops` for tools (RICKSHAW_NATS_URL carries its password),
 #   - a fresh PostgreSQL database (migrated),
 #   - 2 instances of every service (gateway, rider, supply, matching, rating, communication, and
-#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip, audit),
+#     RICKSHAW_PRODUCT_INSTANCES of identity, pricing, provider, payment, mail, trip, operations,
+#     audit),
 #   - nginx in front: /communication and /socket.io/ to the communication instances (sticky by
-#     client address, WebSocket upgrade), everything else to the gateways.
+#     client address, WebSocket upgrade), /v1/admin/city to the operations instances, everything
+#     else to the gateways.
 #
 # usage: scripts/cluster.sh start        # last line: RICKSHAW_URL=http://127.0.0.1:PORT
 #        scripts/cluster.sh status       # one line per process: service instance pid state
@@ -26,12 +28,12 @@ STATE="${RICKSHAW_CLUSTER_DIR:-$ROOT/target/cluster}"
 PG_SERVER="${RICKSHAW_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 SHARDS="${RICKSHAW_SHARDS:-4}"
 INSTANCES="${RICKSHAW_INSTANCES:-2}"
-# Instances of identity, pricing, provider, payment, mail, trip and audit (the course drill, which does not use
+# Instances of identity, pricing, provider, payment, mail, trip, operations and audit (the course drill, which does not use
 # them, runs one).
 PRODUCT_INSTANCES="${RICKSHAW_PRODUCT_INSTANCES:-$INSTANCES}"
-SERVICES=(rider supply rating matching identity pricing provider payment mail trip communication audit gateway)
+SERVICES=(rider supply rating matching identity pricing provider payment mail trip communication operations audit gateway)
 # The product's services (RICKSHAW_PRODUCT_INSTANCES of each).
-PRODUCT_SERVICES=(identity pricing provider payment mail trip audit)
+PRODUCT_SERVICES=(identity pricing provider payment mail trip operations audit)
 
 die() { echo "cluster: $*" >&2; exit 1; }
 
@@ -196,12 +198,13 @@ format = "json"
 TOML
 
   # Services.
-  local gateway_ports=() comm_ports=() provider_ports=() payment_ports=()
+  local gateway_ports=() comm_ports=() ops_ports=() provider_ports=() payment_ports=()
   for service in "${SERVICES[@]}"; do
     for i in $(seq 1 "$(instances_of "$service")"); do
       take_port port
       [ "$service" = gateway ] && gateway_ports+=("$port")
       [ "$service" = communication ] && comm_ports+=("$port")
+      [ "$service" = operations ] && ops_ports+=("$port")
       [ "$service" = provider ] && provider_ports+=("$port")
       [ "$service" = payment ] && payment_ports+=("$port")
       echo "$port" > "$STATE/cmd/$service-$i.port"
@@ -230,6 +233,7 @@ TOML
     echo "  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
     echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; }"
     echo "  upstream communication { ip_hash; $(for port in "${comm_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
+    echo "  upstream operations { $(for port in "${ops_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  upstream providers { $(for port in "${provider_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  upstream payments { $(for port in "${payment_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  server {"
@@ -242,6 +246,14 @@ TOML
     echo "      proxy_set_header Connection \$connection_upgrade;"
     echo "      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
     echo "      proxy_set_header X-Real-IP \$remote_addr;"
+    echo "      proxy_read_timeout 1h;"
+    echo "      proxy_next_upstream error timeout;"
+    echo "    }"
+    echo "    location ^~ /v1/admin/city {"
+    echo "      proxy_pass http://operations;"
+    echo "      proxy_http_version 1.1;"
+    echo "      proxy_set_header Upgrade \$http_upgrade;"
+    echo "      proxy_set_header Connection \$connection_upgrade;"
     echo "      proxy_read_timeout 1h;"
     echo "      proxy_next_upstream error timeout;"
     echo "    }"

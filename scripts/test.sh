@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Every test Rickshaw has: formatting, lints, then the whole workspace's unit, property, contract
 # and end-to-end tests, then the cluster drills (scripts/cluster.sh under failures) on their own, once. Needs only cargo and python3 (the socket.io interoperability and mail tests create
-# a virtualenv with python-socketio and aiosmtpd under target/ on first run), and Node with npm
-# (installed from Debian when missing; socket.io-client goes under target/test-node).
+# a virtualenv with python-socketio and aiosmtpd under target/ on first run), Node with npm and
+# Chromium (installed from Debian when missing; the npm clients go under target/test-node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The JavaScript socket.io client test runs socket.io-client (npm, pinned, installed under
-# target/test-node on first use) with Node: Debian's nodejs and npm, installed when missing.
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-  echo "==> installing nodejs and npm (Debian)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null) \
-    || echo "test.sh: could not install nodejs/npm; the JavaScript socket.io test will fail" >&2
+# The JavaScript tests run with Node: socket.io-client and playwright-core (npm, pinned, installed
+# under target/test-node on first use). Playwright drives Debian's Chromium (it downloads no
+# browser); a Bengali font draws the taka sign in the screenshots. All installed when missing.
+missing=()
+command -v node > /dev/null || missing+=(nodejs)
+command -v npm > /dev/null || missing+=(npm)
+command -v chromium > /dev/null || missing+=(chromium)
+fc-list 2> /dev/null | grep -q "Lohit Bengali" || missing+=(fonts-lohit-beng-bengali)
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]} (Debian)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null) \
+    || echo "test.sh: could not install ${missing[*]}; the JavaScript and browser tests will fail" >&2
 fi
 
 echo "==> cargo fmt --check"

@@ -109,7 +109,11 @@ impl Live {
 
     fn snapshot_frame(&self) -> Message {
         let snapshot = self.lock().snapshot(clock::now());
-        Message::Text(json!({"type": "snapshot", "snapshot": snapshot}).to_string().into())
+        Message::Text(
+            json!({"type": "snapshot", "snapshot": snapshot})
+                .to_string()
+                .into(),
+        )
     }
 
     fn admin(&self, token: Option<&str>) -> Result<(Caller, domain::Timestamp), ApiError> {

@@ -2,7 +2,6 @@
 //! instance sees every event), the view they feed, its routes and the task that pushes changes
 //! to the map's viewers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,7 +41,9 @@ impl Module {
                 "operations.city_view",
                 move |event: E, _| {
                     apply(
-                        &mut view.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                        &mut view
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
                         &event,
                     );
                     async { Handled::Done }
@@ -112,7 +113,6 @@ impl ServiceModule for Module {
             Duration::from_millis(config.push_interval_ms),
             Duration::from_millis(config.figures_interval_ms),
         );
-        let _ = Arc::clone(&live.view);
         Ok(started.task(move |shutdown| {
             shutdown.spawn(live.pump(push, figures));
         }))

@@ -9,7 +9,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use domain::events::{DriverAvailable, DriverLocated, DriverStatusChanged, RideExpired, RideMatched, RideRequested};
+use domain::events::{
+    DriverAvailable, DriverLocated, DriverStatusChanged, RideExpired, RideMatched, RideRequested,
+};
 use domain::trip::TripStatus;
 use domain::{AccountId, LatLng, Package, Point, Timestamp, TripId};
 use serde::Serialize;
@@ -331,7 +333,12 @@ impl CityView {
         driver.position = Some(event.position);
     }
 
-    fn set_driver_trip(&mut self, id: AccountId, trip: Option<(TripId, DriverState)>, at: Timestamp) {
+    fn set_driver_trip(
+        &mut self,
+        id: AccountId,
+        trip: Option<(TripId, DriverState)>,
+        at: Timestamp,
+    ) {
         self.driver_mut(id, at).trip = trip;
     }
 
@@ -478,7 +485,7 @@ impl CityView {
             CourseEntry {
                 position: request.position,
                 at: request.requested_at,
-                request: Some(request.id.clone()),
+                request: Some(request.id),
             },
         );
     }
@@ -537,7 +544,9 @@ impl CityView {
         let stale: Vec<AccountId> = self
             .drivers
             .iter()
-            .filter(|(_, d)| d.trip.is_none() && now.millis_since(d.heard_at) > self.limits.stale_after_ms)
+            .filter(|(_, d)| {
+                d.trip.is_none() && now.millis_since(d.heard_at) > self.limits.stale_after_ms
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -694,4 +703,228 @@ impl CityView {
 
 fn round(degrees: f64) -> f64 {
     (degrees * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DRIVER: &str = "00000000-0000-7000-8000-000000000001";
+    const RIDER: &str = "00000000-0000-7000-8000-000000000002";
+    const TRIP: &str = "00000000-0000-7000-8000-000000000003";
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn driver() -> AccountId {
+        DRIVER.parse().expect("id")
+    }
+
+    fn notice(
+        kind: &str,
+        status: &str,
+        version: u64,
+        driver: Option<&str>,
+        now: i64,
+    ) -> TripNotice {
+        serde_json::from_value(json!({
+            "id": version, "kind": kind, "recipients": [RIDER], "at": now,
+            "trip": {
+                "id": TRIP, "status": status, "rider_id": RIDER, "driver_id": driver,
+                "package": "car", "pickup": {"lat": 23.78, "lng": 90.40},
+                "dropoff": {"lat": 23.79, "lng": 90.41},
+                "route": {"distance_m": 1500, "duration_s": 300},
+                "fare": {"amount": 12000, "currency": "BDT"},
+                "requested_at": 1_000, "updated_at": now, "version": version,
+                "assigned_at": (status == "driver_assigned").then_some(1_400),
+            }
+        }))
+        .expect("a notice")
+    }
+
+    fn online(view: &mut CityView, now: i64) {
+        view.driver_status(&DriverStatusChanged {
+            driver: driver(),
+            online: true,
+            package: Some(Package::Car),
+            at: at(now),
+        });
+        view.driver_located(&DriverLocated {
+            driver: driver(),
+            position: LatLng::new(23.781, 90.401).expect("place"),
+            at: at(now),
+        });
+    }
+
+    fn state(view: &CityView) -> Option<DriverState> {
+        view.drivers.get(&driver()).map(Driver::state)
+    }
+
+    #[test]
+    fn a_trip_moves_its_driver_through_the_states_and_leaves_the_map_when_it_ends() {
+        let mut view = CityView::new(ViewLimits::default());
+        online(&mut view, 500);
+        assert_eq!(state(&view), Some(DriverState::Free));
+        view.trip_notice(&notice("trip.requested", "searching", 1, None, 1_000));
+        let figures = view.figures(at(2_000));
+        assert_eq!((figures.trips_open, figures.riders_waiting), (1, 1));
+        assert_eq!(figures.trips_booked_per_minute, 1);
+        assert_eq!(
+            view.cells()
+                .iter()
+                .map(|c| (c.drivers_free, c.riders_waiting))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            (1, 1)
+        );
+
+        view.trip_notice(&notice("trip.offered", "offered", 2, Some(DRIVER), 1_200));
+        assert_eq!(state(&view), Some(DriverState::Offered));
+        view.trip_notice(&notice(
+            "trip.driver_assigned",
+            "driver_assigned",
+            3,
+            Some(DRIVER),
+            1_400,
+        ));
+        assert_eq!(state(&view), Some(DriverState::OnTrip));
+        // A late copy of an older notice changes nothing.
+        view.trip_notice(&notice("trip.offered", "offered", 2, Some(DRIVER), 1_200));
+        assert_eq!(state(&view), Some(DriverState::OnTrip));
+        let figures = view.figures(at(2_000));
+        assert_eq!((figures.riders_waiting, figures.drivers_on_trip), (0, 1));
+        assert_eq!(figures.book_to_assigned_p50_ms, Some(400));
+
+        let changes = view.take_changes();
+        assert_eq!(changes.trips.len(), 1, "one trip, as it is now");
+        assert_eq!(changes.trips[0].status, TripStatus::DriverAssigned);
+        assert_eq!(changes.matches.len(), 1, "the assignment");
+        assert!(view.take_changes().is_empty(), "nothing new since");
+
+        view.trip_notice(&notice(
+            "trip.completed",
+            "completed",
+            6,
+            Some(DRIVER),
+            9_000,
+        ));
+        assert_eq!(state(&view), Some(DriverState::Free));
+        let figures = view.figures(at(10_000));
+        assert_eq!(
+            (figures.trips_open, figures.trips_completed_per_minute),
+            (0, 1)
+        );
+        assert_eq!(view.take_changes().trips_gone.len(), 1);
+        // A late notice does not reopen a finished trip.
+        view.trip_notice(&notice(
+            "trip.started",
+            "in_progress",
+            5,
+            Some(DRIVER),
+            8_000,
+        ));
+        assert_eq!(view.figures(at(10_000)).trips_open, 0);
+        // A minute later the counters have moved on; a driver not heard from leaves the map.
+        assert_eq!(view.figures(at(70_000)).trips_completed_per_minute, 0);
+        view.sweep(at(70_000));
+        assert_eq!(state(&view), None);
+        assert_eq!(view.take_changes().drivers_gone, vec![driver()]);
+    }
+
+    #[test]
+    fn an_offer_withdrawn_frees_the_driver_and_offline_drivers_leave() {
+        let mut view = CityView::new(ViewLimits::default());
+        online(&mut view, 500);
+        view.trip_notice(&notice("trip.offered", "offered", 2, Some(DRIVER), 1_200));
+        let mut withdrawn = notice("trip.offer_withdrawn", "searching", 3, None, 1_300);
+        withdrawn.recipients = vec![driver()];
+        view.trip_notice(&withdrawn);
+        assert_eq!(state(&view), Some(DriverState::Free));
+        view.driver_status(&DriverStatusChanged {
+            driver: driver(),
+            online: false,
+            package: None,
+            at: at(2_000),
+        });
+        assert_eq!(state(&view), None);
+    }
+
+    #[test]
+    fn the_course_pool_follows_requests_reports_and_matches_within_its_bounds() {
+        let limits = ViewLimits {
+            max_course_entries: 2,
+            ..ViewLimits::default()
+        };
+        let mut view = CityView::new(limits);
+        let name = |n: &str| domain::PersonName::parse(n).expect("name");
+        let point = |x: f64| Point::new(x, x).expect("point");
+        let request = |rider: &str, id: u128, t: i64| RideRequested {
+            request: domain::RideRequest {
+                id: domain::RideRequestId::from_uuid(uuid_of(id)),
+                rider: name(rider),
+                position: point(1.0),
+                destination: point(2.0),
+                requested_at: at(t),
+            },
+        };
+        view.ride_requested(&request("asha", 1, 1_000));
+        view.ride_requested(&request("asha", 2, 1_100)); // replaces her first request
+        view.ride_requested(&request("bina", 3, 1_200));
+        view.ride_requested(&request("chad", 4, 1_300)); // over the bound: counted, not drawn
+        for driver in ["karim", "lutfa"] {
+            view.driver_available(&DriverAvailable {
+                report: domain::DriverReport {
+                    driver: name(driver),
+                    car_number: domain::CarNumber::parse("DHA-1").expect("car"),
+                    position: point(3.0),
+                    reported_at: at(1_000),
+                },
+            });
+        }
+        let course = view.figures(at(2_000)).course;
+        assert_eq!(
+            (
+                course.riders_waiting,
+                course.drivers_free,
+                course.requests_per_minute,
+                course.not_drawn
+            ),
+            (2, 2, 4, 1)
+        );
+        view.ride_matched(&RideMatched {
+            match_id: domain::MatchId::from_uuid(uuid_of(9)),
+            tick: 1,
+            request_id: domain::RideRequestId::from_uuid(uuid_of(2)),
+            rider: name("asha"),
+            rider_position: point(1.0),
+            destination: point(2.0),
+            driver: name("karim"),
+            car_number: domain::CarNumber::parse("DHA-1").expect("car"),
+            driver_position: point(3.0),
+            pickup_distance: 2.8,
+            trip_distance: 1.4,
+            fare: 2.8,
+            currency: "BDT".to_owned(),
+            requested_at: at(1_100),
+            matched_at: at(1_500),
+        });
+        let course = view.figures(at(2_000)).course;
+        assert_eq!(
+            (
+                course.riders_waiting,
+                course.drivers_free,
+                course.matches_per_minute
+            ),
+            (1, 1, 1)
+        );
+        // Past the hold, the unmatched driver is no longer free.
+        view.sweep(at(7_000));
+        assert_eq!(view.figures(at(7_000)).course.drivers_free, 0);
+        assert_eq!(view.take_changes().matches.len(), 1);
+    }
+
+    fn uuid_of(n: u128) -> uuid::Uuid {
+        uuid::Uuid::from_u128(n)
+    }
 }

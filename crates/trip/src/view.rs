@@ -86,9 +86,8 @@ impl TripView {
         match *state {
             TripState::Offered { offered_at, .. } => {
                 view.offer_expires_at = Some(
-                    offered_at.plus_millis(
-                        i64::try_from(policy.offer_timeout_ms).unwrap_or(i64::MAX),
-                    ),
+                    offered_at
+                        .plus_millis(i64::try_from(policy.offer_timeout_ms).unwrap_or(i64::MAX)),
                 );
             }
             TripState::DriverAssigned { assigned_at, .. } => {
@@ -116,9 +115,10 @@ impl TripView {
     /// The rider's cancel is free until the window after the assignment closes, then costs the
     /// late fee (`domain::trip::apply` charges exactly this).
     fn cancel_terms(&mut self, assigned_at: Timestamp, policy: &TripPolicy) {
-        self.free_cancel_until = Some(assigned_at.plus_millis(
-            i64::try_from(policy.free_cancel_window_ms).unwrap_or(i64::MAX),
-        ));
+        self.free_cancel_until = Some(
+            assigned_at
+                .plus_millis(i64::try_from(policy.free_cancel_window_ms).unwrap_or(i64::MAX)),
+        );
         self.late_cancel_fee = Some(Money::bdt(policy.late_cancel_fee));
     }
 }

@@ -99,7 +99,11 @@ struct Site {
 
 impl Site {
     fn new(config: WebConfig) -> Self {
-        let tiles = config.tile_url.as_deref().map(tile_origin).unwrap_or_default();
+        let tiles = config
+            .tile_url
+            .as_deref()
+            .map(tile_origin)
+            .unwrap_or_default();
         let csp = format!(
             "default-src 'self'; img-src 'self' data:{tiles}; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
         );
@@ -115,7 +119,11 @@ impl Site {
 /// ` https://*.tile.example.org` for a template on `https://{s}.tile.example.org/…`.
 fn tile_origin(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let host = rest.split('/').next().unwrap_or_default().replace("{s}", "*");
+    let host = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .replace("{s}", "*");
     format!(" {scheme}://{host}")
 }
 
@@ -213,16 +221,16 @@ mod tests {
             .expect("ascii");
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         // Revalidation by hash.
-        let etag = page.headers()[header::ETAG].to_str().expect("ascii").to_owned();
+        let etag = page.headers()[header::ETAG]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
         let again = get(&router, "/app/rider", Some(&etag)).await;
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
         // Unknown files are a JSON 404.
         let missing = get(&router, "/app/nothing.js", None).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-        assert_eq!(
-            missing.headers()[header::CONTENT_TYPE],
-            "application/json"
-        );
+        assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/json");
     }
 
     #[tokio::test]
@@ -237,7 +245,10 @@ mod tests {
         let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
             .to_str()
             .expect("ascii");
-        assert!(csp.contains("img-src 'self' data: https://*.tile.example.org;"), "{csp}");
+        assert!(
+            csp.contains("img-src 'self' data: https://*.tile.example.org;"),
+            "{csp}"
+        );
         let body = axum::body::to_bytes(
             get(&router, "/app/config.json", None).await.into_body(),
             1 << 16,
@@ -245,7 +256,10 @@ mod tests {
         .await
         .expect("body");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert_eq!(json["tile_url"], "https://{s}.tile.example.org/{z}/{x}/{y}.png");
+        assert_eq!(
+            json["tile_url"],
+            "https://{s}.tile.example.org/{z}/{x}/{y}.png"
+        );
         assert_eq!(json["centre"][0], 23.7808);
     }
 

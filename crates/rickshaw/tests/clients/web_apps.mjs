@@ -157,6 +157,8 @@ try {
     await page.click("#rate-form button[type=submit]");
     await page.waitForSelector("#rated");
   }
+  await rider.screenshot({ path: `${shots}/rider.png` });
+  await driver.screenshot({ path: `${shots}/driver.png` });
 
   // The receipt and the earnings (payment settles after the trip, from the bus).
   for (let i = 0; ; i += 1) {
@@ -175,10 +177,13 @@ try {
     await driver.waitForTimeout(500);
   }
   check(true, `earnings: ${await driver.textContent("#earnings-total")}`);
-  await rider.screenshot({ path: `${shots}/rider.png` });
-  await driver.screenshot({ path: `${shots}/driver.png` });
-  const phone = await open("rider-phone", "/app/rider", { width: 390, height: 844 });
-  await phone.screenshot({ path: `${shots}/rider-phone.png` });
+  check(/Online/.test(await driver.textContent("#online-state")), "the driver is still online after a reload");
+  // The rider's app on a phone-sized screen (the same session).
+  const phone = await rider.context().newPage();
+  await phone.setViewportSize({ width: 390, height: 844 });
+  await phone.goto(`${base}/app/rider`);
+  await phone.waitForSelector("#history li");
+  await phone.screenshot({ path: `${shots}/rider-phone.png`, fullPage: true });
 
   // The operations map: a wrong password, then the admin.
   const ops = await open("ops", "/app/ops");

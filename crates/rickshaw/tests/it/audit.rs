@@ -351,6 +351,25 @@ async fn money_and_trust(app: &TestApp, backend: &TestApp, smtp: &Smtp, store: &
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
         assert_eq!(body["error"]["field"], field, "{body}");
     }
+
+    // The operations map followed the same events (from the bus, in whichever process it runs):
+    // the driver, and the wait from booking to assignment. Only admins see it.
+    let (status, body) = app.call(Method::GET, "/v1/admin/city", &rider, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let mut city = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = app.call(Method::GET, "/v1/admin/city", &admin, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        city = body;
+        let drivers = city["drivers"].as_array().expect("drivers");
+        if drivers.iter().any(|d| d["id"] == driver_id.as_str())
+            && city["figures"]["book_to_assigned_p50_ms"].is_u64()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the operations map never showed the driver and the assignment: {city:#}");
 }
 
 fn late_cancellations_pay(c: &mut platform::Config) {
@@ -370,8 +389,8 @@ async fn money_and_trust_in_the_embedded_mode() {
     app.stop().await;
 }
 
-/// Every service of the money path in one process on NATS and PostgreSQL; the gateway and
-/// communication in another, calling them over NATS.
+/// Every service of the money path in one process on NATS and PostgreSQL; the gateway,
+/// communication and operations in another, calling them over NATS.
 #[tokio::test]
 async fn money_and_trust_across_processes() {
     let nats = testkit::NatsServer::start().await;
@@ -387,10 +406,11 @@ async fn money_and_trust_across_processes() {
         },
     )
     .await;
-    let edge = testkit::spawn_distributed_with("gateway,communication", &nats, &db, |c| {
-        late_cancellations_pay(c);
-    })
-    .await;
+    let edge =
+        testkit::spawn_distributed_with("gateway,communication,operations", &nats, &db, |c| {
+            late_cancellations_pay(c);
+        })
+        .await;
     money_and_trust(&edge, &backend, &smtp, &["--database-url", &db.url]).await;
     edge.stop().await;
     backend.stop().await;

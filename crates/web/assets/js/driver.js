@@ -119,6 +119,7 @@ async function start(client) {
       if (want) share();
       await client.call("POST", "/v1/drivers/me/status", { status: want ? "online" : "offline" });
       online = want;
+      localStorage.setItem(onlineKey, want ? "1" : "");
       $("online-state").textContent = online ? "Online: waiting for offers" : "Offline";
       $("online-button").textContent = online ? "Go offline" : "Go online";
       $("online-button").classList.toggle("secondary", online);
@@ -127,6 +128,7 @@ async function start(client) {
     }
   }
   $("online-button").addEventListener("click", () => setOnline(!online));
+  const onlineKey = `rickshaw.online.${client.account.id}`;
 
   // Offers.
   function showOffer(next) {
@@ -242,6 +244,8 @@ async function start(client) {
     } else showTrip(frame.trip);
   }, { onState: (s) => ($("live-state").textContent = `Live updates: ${s}`) });
   live.open();
+  // Online before a reload: online again (going online twice is harmless).
+  if (localStorage.getItem(onlineKey)) setOnline(true);
 
   loadEarnings();
   const { trips } = await client.call("GET", "/v1/trips?limit=5");

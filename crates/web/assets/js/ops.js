@@ -21,6 +21,7 @@ async function start(client) {
   const drivers = new Map(); // id → {dot, marker}
   const trips = new Map(); // id → {trip, marker}
   let queue = [];
+  let flashes = 0;
   let scheduled = false;
   // For tests and the curious: what the page holds.
   window.rickshawOps = { drivers, trips, frames: 0 };
@@ -71,9 +72,14 @@ async function start(client) {
     const list = $("matches");
     list.prepend(el("li", {}, text));
     while (list.children.length > 20) list.lastChild.remove();
-    if (m.protocol === "product" && m.driver_position) {
+    // A pairing flashes as a line from the driver to the pickup (at most 50 at once).
+    if (m.protocol === "product" && m.driver_position && flashes < 50) {
       const line = L.polyline([m.driver_position, m.pickup], { color: COLOURS.offered, weight: 2 }).addTo(tripsLayer);
-      setTimeout(() => line.remove(), 3000);
+      flashes += 1;
+      setTimeout(() => {
+        line.remove();
+        flashes -= 1;
+      }, 3000);
     }
   }
   function showFigures(figures) {
