@@ -212,6 +212,8 @@ try {
   }
   check(agreed, `the map shows the bot's ${botDrivers} drivers and ours, as the API counts them: ${JSON.stringify(agreed)}`);
   check(agreed.page.frames > 1, "the map is live (frames after the first)");
+  await ops.waitForFunction(() => Number(document.getElementById("course-requests_per_minute").textContent) > 0 && document.querySelectorAll("#matches li").length > 0, undefined, { timeout: 15_000 });
+  check(true, `the course panel: ${await ops.textContent("#course-requests_per_minute")} requests a minute, matches listed`);
   await ops.screenshot({ path: `${shots}/ops.png` });
   const forbidden = await api("GET", "/v1/admin/city", undefined, null);
   check(forbidden.status === 401, "the city is for admins: 401 without a token");

@@ -1,6 +1,6 @@
 //! The web apps in a real browser: headless Chromium (Debian's `chromium`) driven by
 //! playwright-core (npm, pinned) runs `tests/clients/web_apps.mjs` against `rickshaw up` while the
-//! product bot drives its own riders and drivers. A rider and a driver complete a trip through the
+//! product bot drives its own riders and drivers, and the course bot its requests. A rider and a driver complete a trip through the
 //! pages alone, every form shows the API's message beside the field it names, the operations map
 //! agrees with the API, and no page logs an error. Screenshots land in
 //! `target/web-screenshots/` for review.
@@ -39,6 +39,20 @@ async fn a_rider_and_a_driver_complete_a_trip_in_the_browser_and_the_operations_
         stop.clone(),
     ));
 
+    // And the course bot, for the map's course panel.
+    let course = tokio::spawn(bot::run(
+        bot::BotConfig {
+            target: app.base_url.clone(),
+            riders_per_sec: 5,
+            drivers_per_sec: 5,
+            duration: None,
+            drain: Duration::from_millis(100),
+            progress_every: None,
+            ..bot::BotConfig::default()
+        },
+        stop.clone(),
+    ));
+
     let script = node_dir.join("web_apps.mjs");
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/web_apps.mjs"),
@@ -64,6 +78,7 @@ async fn a_rider_and_a_driver_complete_a_trip_in_the_browser_and_the_operations_
     .expect("node runs");
     stop.cancel();
     let _ = bot.await;
+    let _ = course.await;
     let stdout = String::from_utf8_lossy(&run.stdout);
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(
