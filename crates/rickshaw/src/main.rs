@@ -412,7 +412,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let url = format!("http://{addr}");
     tracing::info!(%url, data_dir = %config.data_dir.display(), "Rickshaw is up");
     eprintln!(
-        "Rickshaw is up at {url}  (data in {}; API docs {url}/docs; WebSockets {url}/v1/ws and {url}/communication; Ctrl-C stops)",
+        "Rickshaw is up at {url}  (data in {}; Ctrl-C stops)\n  ride      {url}/app/rider\n  drive     {url}/app/driver\n  operate   {url}/app/ops   (admins: rickshaw admin create)\n  API docs  {url}/docs\n  sockets   {url}/v1/ws, {url}/communication",
         config.data_dir.display()
     );
 
