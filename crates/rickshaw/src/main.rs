@@ -49,6 +49,15 @@ enum Command {
     /// Print the NATS servers' `authorization` block: a user per service, allowed to publish
     /// only what it owns and call only what it uses (passwords from the servers' environment).
     NatsUsers,
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the container image's health check
+    /// (`rickshaw probe http://127.0.0.1:8080/readyz`), with no curl in the image.
+    Probe {
+        /// The URL to GET (http only).
+        url: String,
+        /// Give up after this long, e.g. 3s.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +297,7 @@ fn main() -> ExitCode {
                 Ok(tokio::task::spawn_blocking(move || bench::run(command)).await?)
             }
             Command::Admin(AdminCommand::Create(args)) => admin_create(args).await,
+            Command::Probe { url, timeout } => Ok(probe(&url, timeout).await),
             Command::NatsUsers => {
                 print!("{}", rickshaw::nats_users::authorization(rickshaw::MODULES));
                 Ok(ExitCode::SUCCESS)
@@ -403,6 +413,25 @@ async fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     rickshaw::system::migrate(&config).await?;
     eprintln!("migrations applied");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn probe(url: &str, timeout: Duration) -> ExitCode {
+    let answer = reqwest::Client::new()
+        .get(url)
+        .timeout(timeout)
+        .send()
+        .await;
+    match answer {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url}: {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {

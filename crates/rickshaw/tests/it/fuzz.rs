@@ -31,8 +31,11 @@ async fn schemathesis_finds_no_server_error_and_nothing_undocumented() {
                 "examples,coverage,fuzzing",
                 "--max-examples",
                 "120",
+                // One worker: with two threads, Hypothesis's lambda parsing trips CPython 3.11's
+                // AST recursion check ("AST constructor recursion depth mismatch"), an error of
+                // the tool, not of Rickshaw.
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "20261129",
                 "--no-color",

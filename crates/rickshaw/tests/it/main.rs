@@ -5,6 +5,7 @@ mod bad_input;
 mod bot_run;
 mod cluster;
 mod course_flow;
+mod deploy;
 mod distributed;
 mod fuzz;
 mod limits;

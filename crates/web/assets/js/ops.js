@@ -24,7 +24,7 @@ async function start(client) {
   let flashes = 0;
   let scheduled = false;
   // For tests and the curious: what the page holds.
-  window.rickshawOps = { drivers, trips, frames: 0 };
+  window.rickshawOps = { drivers, trips, frames: 0, updates: 0 };
 
   function putDriver(d) {
     const known = drivers.get(d.id);
@@ -139,6 +139,7 @@ async function start(client) {
       c.trips.forEach(putTrip);
       c.trips_gone.forEach(dropTrip);
       c.matches.forEach(addMatch);
+      window.rickshawOps.updates += c.drivers.length + c.drivers_gone.length + c.trips.length + c.trips_gone.length + c.matches.length;
     } else if (frame.type === "figures") {
       showFigures(frame.figures);
       showCells(frame.cells);
