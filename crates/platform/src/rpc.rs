@@ -114,10 +114,20 @@ impl RpcClient {
         Resp: DeserializeOwned,
         E: DeserializeOwned + From<ApiError>,
     {
-        self.reply(subject, request, bearer)
-            .await
-            .map_err(E::from)?
-            .into_result()
+        let started = std::time::Instant::now();
+        let reply = self.reply(subject, request, bearer).await;
+        // Per method (`rpc.trip.book`), as the caller saw it: answered (`ok` or the service's own
+        // error) or not reached (`unavailable`: no instance, no reply in time).
+        let outcome = match &reply {
+            Ok(Reply::Ok(_)) => "ok",
+            Ok(Reply::Err { .. }) => "error",
+            Err(_) => "unavailable",
+        };
+        metrics::counter!("rpc_requests_total", "subject" => subject.to_owned(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("rpc_request_duration_seconds", "subject" => subject.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        reply.map_err(E::from)?.into_result()
     }
 
     async fn reply<Req: Serialize, Resp: DeserializeOwned>(

@@ -46,6 +46,9 @@ pub struct Round {
     pub expired_offers: usize,
     pub expired_searches: usize,
     pub searching: usize,
+    /// Searching trips of this instance's shards that no free driver could be offered: none in
+    /// reach (`trips.max_pickup_m`), or every one busy.
+    pub unserved: usize,
 }
 
 pub struct Dispatcher {
@@ -153,12 +156,21 @@ impl Dispatcher {
                     () = token.cancelled() => break,
                     _ = interval.tick() => {}
                 }
-                match self.round(clock::now()).await {
+                let started = std::time::Instant::now();
+                let result = self.round(clock::now()).await;
+                metrics::histogram!("trip_dispatch_round_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                match result {
                     Ok(round) => {
                         metrics::counter!("trip_offers_total").increment(round.offers as u64);
+                        metrics::counter!("trip_offers_lapsed_total")
+                            .increment(round.expired_offers as u64);
+                        metrics::counter!("trip_searches_expired_total")
+                            .increment(round.expired_searches as u64);
                         metrics::counter!("trip_lost_claims_total")
                             .increment(round.lost_claims as u64);
                         metrics::gauge!("trip_searching").set(round.searching as f64);
+                        metrics::gauge!("trip_searching_unserved").set(round.unserved as f64);
                         metrics::gauge!("trip_dispatch_shards").set(round.shards as f64);
                     }
                     Err(e) => tracing::warn!(error = %e, "a dispatch round failed"),
@@ -288,6 +300,7 @@ impl Dispatcher {
         let offered = usize::try_from(self.service.offer_all(offers, now).await?).unwrap_or(0);
         round.offers = offered;
         round.lost_claims = wanted.saturating_sub(offered);
+        round.unserved = round.searching.saturating_sub(wanted);
         Ok(round)
     }
 }

@@ -133,6 +133,10 @@ pub struct Delivery {
     pub envelope: Envelope,
     /// 1 on first delivery.
     pub attempt: u32,
+    /// Messages the broker still holds for this consumer after this one (JetStream's
+    /// `num_pending`); `None` where the broker does not say (the in-process bus, whose backlog is
+    /// all in the subscription's queue).
+    pub pending: Option<u64>,
     acker: Box<dyn Acker>,
 }
 
@@ -150,8 +154,14 @@ impl Delivery {
         Self {
             envelope,
             attempt,
+            pending: None,
             acker,
         }
+    }
+
+    pub fn with_pending(mut self, pending: u64) -> Self {
+        self.pending = Some(pending);
+        self
     }
 
     pub async fn ack(self) -> Result<(), BusError> {
@@ -181,6 +191,11 @@ impl Subscription {
     /// A delivery already waiting, if any (for a consumer that takes what has come in batches).
     pub fn try_next(&mut self) -> Option<Delivery> {
         self.receiver.try_recv().ok()
+    }
+
+    /// Deliveries received and waiting in this process for the handler.
+    pub fn queued(&self) -> usize {
+        self.receiver.len()
     }
 }
 
@@ -276,7 +291,13 @@ pub async fn consume<E, F, Fut>(
             }
         };
         let attempt = delivery.attempt;
+        // The consumer's lag: what waits here for the handler, and what the broker still holds.
+        let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
+        metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
+        let started = std::time::Instant::now();
         let outcome = handler(event, delivery.envelope.clone()).await;
+        metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
+            .record(started.elapsed().as_secs_f64());
         let settled = match outcome {
             Handled::Done => delivery.ack().await,
             Handled::Retry(reason) => {

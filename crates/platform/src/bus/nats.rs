@@ -526,12 +526,12 @@ impl Bus for NatsBus {
                 let info = message
                     .info()
                     .ok()
-                    .map(|i| (i.delivered, i.stream_sequence));
-                if let Some((_, sequence)) = info {
+                    .map(|i| (i.delivered, i.stream_sequence, i.pending));
+                if let Some((_, sequence, _)) = info {
                     last_sequence = Some(sequence);
                 }
                 let attempt = info
-                    .map(|(delivered, _)| u32::try_from(delivered).unwrap_or(u32::MAX))
+                    .map(|(delivered, _, _)| u32::try_from(delivered).unwrap_or(u32::MAX))
                     .unwrap_or(1);
                 let envelope = envelope_of(&message.message);
                 let acker = NatsAcker {
@@ -542,7 +542,10 @@ impl Bus for NatsBus {
                     max_deliver,
                 };
                 if sender
-                    .send(Delivery::new(envelope, attempt, Box::new(acker)))
+                    .send(
+                        Delivery::new(envelope, attempt, Box::new(acker))
+                            .with_pending(info.map_or(0, |(_, _, pending)| pending)),
+                    )
                     .await
                     .is_err()
                 {

@@ -9,12 +9,16 @@
 - deploy/k8s: generate.py's output current and its services the binary's; each overlay rendered
   by `kubectl kustomize` and valid against the Kubernetes schemas (kubernetes-validate, strict);
   every service with probes on /readyz and /healthz, requests and limits, a preStop pause and a
-  grace period covering it and the drain, a PodDisruptionBudget and an autoscaler.
+  grace period covering it and the drain, a PodDisruptionBudget and an autoscaler;
+- deploy/prometheus: `promtool check rules` and `promtool test rules`, every alert tested firing
+  and quiet; every metric the alerts and the Grafana dashboard (deploy/grafana) use is one the
+  code records.
 
 Prints one line per check; exits 1 at the first that fails.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -85,4 +89,24 @@ for overlay, replicas in [("small", 1), ("scaled", 3)]:
         check(("PodDisruptionBudget", name) in kinds and ("HorizontalPodAutoscaler", name) in kinds and ("Service", name) in kinds, f"{overlay}: {name} has a Service, a PodDisruptionBudget and an autoscaler")
         check(spec["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"], f"{overlay}: {name} runs as non-root on a read-only root")
     check(("NetworkPolicy", "default-deny") in kinds, f"{overlay}: traffic is denied unless a policy allows it")
+# Alerts and the dashboard.
+prometheus = os.path.join(root, "deploy/prometheus")
+for command in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.yaml"]):
+    promtool = run("promtool", *command, cwd=prometheus)
+    check(promtool.returncode == 0, f"promtool {' '.join(command)} {promtool.stdout[-1500:]}{promtool.stderr[-1500:]}")
+rules = [r for g in yaml.safe_load(open(os.path.join(prometheus, "alerts.yaml")))["groups"] for r in g["rules"]]
+tests = yaml.safe_load(open(os.path.join(prometheus, "alerts_test.yaml")))["tests"]
+for rule in rules:
+    cases = [c for t in tests for c in t.get("alert_rule_test", []) if c["alertname"] == rule["alert"]]
+    check(any(c["exp_alerts"] for c in cases) and any(not c["exp_alerts"] for c in cases), f"{rule['alert']} has a test where it fires and one where it does not")
+dashboard = json.load(open(os.path.join(root, "deploy/grafana/rickshaw.json")))
+exprs = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+sources = ""
+for directory, _, files in os.walk(os.path.join(root, "crates")):
+    sources += "".join(open(os.path.join(directory, f)).read() for f in files if f.endswith(".rs"))
+FUNCTIONS = {"histogram_quantile", "__rate_interval"}
+for expr in exprs:
+    for name in set(re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", expr)) - FUNCTIONS:
+        metric = re.sub(r"_(bucket|count|sum)$", "", name)
+        check(f'"{metric}"' in sources, f"{metric} (in `{expr.split(chr(10))[0].strip()}`…) is a metric the code records")
 print("ALL CHECKS PASSED")

@@ -412,6 +412,14 @@ async fn money_and_trust_across_processes() {
         })
         .await;
     money_and_trust(&edge, &backend, &smtp, &["--database-url", &db.url]).await;
+    // Calls between processes are measured per method, as histograms (the dashboard's).
+    let (_, metrics) = edge.get_text("/metrics").await;
+    for series in [
+        r#"rpc_request_duration_seconds_bucket{subject="rpc.trip.book""#,
+        r#"rpc_requests_total{subject="rpc.trip.book",outcome="ok"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
     edge.stop().await;
     backend.stop().await;
     db.drop().await;

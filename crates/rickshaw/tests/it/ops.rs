@@ -76,3 +76,33 @@ async fn health_readiness_and_metrics_are_served() {
         "{after}"
     );
 }
+
+/// What the alerts and the dashboard (deploy/) read: the bus's consumers (their lag, how long a
+/// handler takes) and dispatch rounds, as histograms where they are durations.
+#[tokio::test]
+async fn the_bus_and_dispatch_report_what_the_alerts_read() {
+    let app = spawn_app().await;
+    app.post_json(
+        "/rider",
+        json!({"name": "lag", "x": 0, "y": 0, "destination": [1, 1]}),
+    )
+    .await;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = metrics(&app).await;
+        if text.contains("trip_dispatch_round_duration_seconds_bucket")
+            && text.contains("bus_handle_duration_seconds_bucket")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for series in [
+        "trip_dispatch_round_duration_seconds_bucket",
+        "bus_handle_duration_seconds_bucket{consumer=",
+        "bus_consumer_lag{consumer=",
+        "trip_searching_unserved",
+    ] {
+        assert!(text.contains(series), "{series} in:\n{text}");
+    }
+}
