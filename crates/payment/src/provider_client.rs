@@ -147,6 +147,7 @@ impl ProviderClient {
             .http
             .post(format!("{}/refunds", self.base))
             .bearer_auth(&self.key)
+            .headers(trace_context())
             .header("Idempotency-Key", idempotency_key)
             .json(&json!({"payment_intent": intent, "amount": amount}))
             .send()
@@ -160,6 +161,7 @@ impl ProviderClient {
             .http
             .get(format!("{}/payment_intents/{intent}", self.base))
             .bearer_auth(&self.key)
+            .headers(trace_context())
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
@@ -176,6 +178,7 @@ impl ProviderClient {
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.key)
+            .headers(trace_context())
             .header("Idempotency-Key", idempotency_key)
             .json(body)
             .send()
@@ -183,6 +186,13 @@ impl ProviderClient {
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         read(response).await
     }
+}
+
+/// The current trace's `traceparent`, so the provider's spans join the booking's trace.
+fn trace_context() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    platform::telemetry::inject_http(&mut headers);
+    headers
 }
 
 async fn read<T: serde::de::DeserializeOwned>(

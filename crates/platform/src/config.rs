@@ -31,6 +31,8 @@ pub struct Config {
     pub nats: NatsConfig,
     /// The distributed mode's database.
     pub database: DatabaseConfig,
+    /// Traces (OpenTelemetry over OTLP), off unless an endpoint is set.
+    pub telemetry: TelemetryConfig,
     /// The services' sections (`[trips]`, `[identity]`, …) as the sources gave them; each service
     /// reads its own, filled with its defaults and validated, with [`Config::section`].
     #[serde(flatten)]
@@ -152,6 +154,18 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// `[telemetry]`: where traces go.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP receiver (a collector, Jaeger, Tempo…), e.g. `http://127.0.0.1:4318`: spans
+    /// are sent to `<endpoint>/v1/traces`. Unset: no traces (the default).
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of this process's spans; unset: `rickshaw` for `rickshaw up`, the
+    /// services it runs for `rickshaw serve` (`trip`, `gateway+communication`).
+    pub service_name: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -206,6 +220,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             nats: NatsConfig::default(),
             database: DatabaseConfig::default(),
+            telemetry: TelemetryConfig::default(),
             sections: BTreeMap::new(),
         }
     }
@@ -250,7 +265,14 @@ pub enum ConfigError {
 
 /// The platform's own top-level keys.
 const PLATFORM_KEYS: &[&str] = &[
-    "listen", "data_dir", "log", "http", "shutdown", "nats", "database",
+    "listen",
+    "data_dir",
+    "log",
+    "http",
+    "shutdown",
+    "nats",
+    "database",
+    "telemetry",
 ];
 
 /// Whether the environment variable named `key` (prefix stripped, levels split by `.`, in the
@@ -343,6 +365,13 @@ impl Config {
             return invalid(format!(
                 "http.body_limit_bytes = {} is below 1024",
                 self.http.body_limit_bytes
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return invalid(format!(
+                "telemetry.otlp_endpoint = {endpoint:?} must be an http(s) URL, e.g. http://127.0.0.1:4318"
             ));
         }
         if self.nats.tls_cert_file.is_some() != self.nats.tls_key_file.is_some() {

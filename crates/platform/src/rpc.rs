@@ -141,10 +141,15 @@ impl RpcClient {
         if let Some(token) = bearer.filter(|t| !t.is_empty()) {
             headers.insert(AUTHORIZATION, format!("Bearer {token}").as_str());
         }
+        let span = tracing::info_span!("rpc.call", otel.name = subject, otel.kind = "client");
+        span.in_scope(|| crate::telemetry::inject_nats(&mut headers));
         let reply = tokio::time::timeout(
             self.timeout,
-            self.client
-                .request_with_headers(subject.to_owned(), headers, payload.into()),
+            tracing::Instrument::instrument(
+                self.client
+                    .request_with_headers(subject.to_owned(), headers, payload.into()),
+                span,
+            ),
         )
         .await
         .map_err(|_| {
@@ -225,12 +230,23 @@ where
             let handler = handler.clone();
             let client = client.clone();
             tasks.spawn(async move {
+                let span = tracing::info_span!(
+                    "rpc.handle",
+                    otel.name = subject,
+                    otel.kind = "server",
+                    trace_id = tracing::field::Empty,
+                );
+                crate::telemetry::extract_nats(&span, message.headers.as_ref());
+                crate::telemetry::record_trace_id(&span);
                 let reply = match serde_json::from_slice::<Req>(&message.payload) {
                     Ok(request) => Reply::of(
-                        handler(Call {
-                            request,
-                            bearer: bearer_of(&message),
-                        })
+                        tracing::Instrument::instrument(
+                            handler(Call {
+                                request,
+                                bearer: bearer_of(&message),
+                            }),
+                            span,
+                        )
                         .await,
                     ),
                     Err(e) => Reply::Err {

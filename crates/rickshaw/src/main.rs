@@ -304,6 +304,8 @@ fn main() -> ExitCode {
             }
         }
     });
+    // The spans still buffered go out before the process ends.
+    telemetry::shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -360,22 +362,24 @@ fn overrides(
     Value::Object(root)
 }
 
+/// The config, and logs and traces set up with it (`service` names this process's spans).
 fn load_config(
     common: &ConfigArgs,
     matching: Option<&MatchingArgs>,
     data_dir: Option<&PathBuf>,
+    service: &str,
 ) -> anyhow::Result<Config> {
     let config = Config::load(
         common.config.as_deref(),
         overrides(common, matching, data_dir),
         &rickshaw::system::config_sections(),
     )?;
-    telemetry::init_tracing(&config.log);
+    telemetry::init(&config.log, &config.telemetry, service);
     Ok(config)
 }
 
 async fn admin_create(args: AdminCreateArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.common, None, args.data_dir.as_ref())?;
+    let config = load_config(&args.common, None, args.data_dir.as_ref(), "rickshaw")?;
     let password = std::env::var("RICKSHAW_ADMIN_PASSWORD").map_err(|_| {
         anyhow::anyhow!(
             "set RICKSHAW_ADMIN_PASSWORD to the new admin's password (8 to 128 characters)"
@@ -399,7 +403,8 @@ async fn run_until_signal(system: System) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.common, Some(&args.matching), None)?;
+    let service = args.services.to_string().replace(',', "+");
+    let config = load_config(&args.common, Some(&args.matching), None, &service)?;
     let system = System::distributed(config.clone(), &args.services).await?;
     let addr = system.local_addr();
     tracing::info!(services = %args.services, %addr, nats = %config.nats.url, "serving");
@@ -409,7 +414,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn migrate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args, None, None)?;
+    let config = load_config(&args, None, None, "rickshaw")?;
     rickshaw::system::migrate(&config).await?;
     eprintln!("migrations applied");
     Ok(ExitCode::SUCCESS)
@@ -435,7 +440,12 @@ async fn probe(url: &str, timeout: Duration) -> ExitCode {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args.common, Some(&args.matching), args.data_dir.as_ref())?;
+    let config = load_config(
+        &args.common,
+        Some(&args.matching),
+        args.data_dir.as_ref(),
+        "rickshaw",
+    )?;
     let system = System::embedded(config.clone()).await?;
     let addr = system.local_addr();
     let url = format!("http://{addr}");

@@ -392,6 +392,7 @@ impl TripService {
             Ok(stored) => {
                 metrics::counter!("trips_booked_total", "package" => request.package.name())
                     .increment(1);
+                tracing::info!(trip = %record.id, package = request.package.name(), "trip booked");
                 self.publish(stored).await;
                 Ok(self.view(&record))
             }

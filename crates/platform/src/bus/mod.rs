@@ -74,11 +74,14 @@ impl Envelope {
         id: EventId,
         occurred_at: Timestamp,
     ) -> Result<Self, BusError> {
+        // The trace it happens in goes with it (through the outbox and JetStream too).
+        let mut headers = BTreeMap::new();
+        crate::telemetry::inject_map(&mut headers);
         Ok(Self {
             id,
             subject: E::SUBJECT.to_owned(),
             occurred_at,
-            headers: BTreeMap::new(),
+            headers,
             payload: serde_json::to_vec(event).map_err(|e| BusError::Encode(e.to_string()))?,
         })
     }
@@ -295,7 +298,18 @@ pub async fn consume<E, F, Fut>(
         let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
         metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
         let started = std::time::Instant::now();
-        let outcome = handler(event, delivery.envelope.clone()).await;
+        let span = tracing::info_span!(
+            "bus.handle",
+            otel.name = %format!("{consumer} {}", delivery.envelope.subject),
+            otel.kind = "consumer",
+            consumer,
+            subject = %delivery.envelope.subject,
+            trace_id = tracing::field::Empty,
+        );
+        crate::telemetry::extract_map(&span, &delivery.envelope.headers);
+        crate::telemetry::record_trace_id(&span);
+        let outcome =
+            tracing::Instrument::instrument(handler(event, delivery.envelope.clone()), span).await;
         metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
             .record(started.elapsed().as_secs_f64());
         let settled = match outcome {

@@ -201,7 +201,17 @@ async fn track_requests(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.method = %method,
+        http.route = %route,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::extract_http(&span, request.headers());
+    crate::telemetry::record_trace_id(&span);
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);

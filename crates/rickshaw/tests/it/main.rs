@@ -18,4 +18,5 @@ mod persistence;
 mod product_flow;
 mod ratings;
 mod socketio_interop;
+mod traces;
 mod web_apps;
