@@ -14,6 +14,7 @@
 # usage: scripts/cluster.sh start        # last line: RICKSHAW_URL=http://127.0.0.1:PORT
 #        scripts/cluster.sh status       # one line per process: service instance pid state
 #        scripts/cluster.sh restart SERVICE INSTANCE   # e.g. restart nats 2
+#        scripts/cluster.sh roll         # a rolling restart of every service instance
 #        scripts/cluster.sh stop         # stops everything it started, drops the database
 #
 # Environment: RICKSHAW_BIN (the binary; default: builds target/debug/rickshaw),
@@ -335,6 +336,28 @@ restart() {
   echo "$1 $2 $(cat "$STATE/pids/$name") restarted"
 }
 
+# roll: a rolling restart. Every instance of every service in turn gets SIGTERM (its readiness
+# goes false, it leaves its NATS queue groups, finishes what it holds and closes its sockets
+# with 1001), exits, starts again and is ready before the next one goes; nginx and NATS stay.
+roll() {
+  [ -d "$STATE/cmd" ] || die "not started"
+  local service port_file instance started=$SECONDS
+  for service in "${SERVICES[@]}"; do
+    for port_file in "$STATE/cmd/$service"-*.port; do
+      [ -e "$port_file" ] || continue
+      instance=${port_file##*-}; instance=${instance%.port}
+      restart "$service" "$instance" > /dev/null
+      wait_http "http://127.0.0.1:$(cat "$port_file")/readyz" 60 "$(cat "$STATE/pids/$service-$instance")" \
+        || die "$service $instance is not ready after its restart (see $STATE/logs/$service-$instance.log)"
+      echo "$service $instance restarted and ready"
+      # nginx takes a server that failed back after its fail_timeout (2 s): stopping the next
+      # instance before then would leave it no live server for that service.
+      sleep "${RICKSHAW_ROLL_PAUSE_S:-3}"
+    done
+  done
+  echo "cluster: rolled every service in $((SECONDS - started)) s"
+}
+
 stop() {
   [ -d "$STATE/pids" ] || { echo "cluster: not started"; return 0; }
   local f services=() edge=() nats=()
@@ -364,6 +387,7 @@ case "${1:-}" in
   start) start ;;
   status) status ;;
   restart) [ $# -eq 3 ] || die "usage: cluster.sh restart SERVICE INSTANCE"; restart "$2" "$3" ;;
+  roll) roll ;;
   stop) stop ;;
-  *) echo "usage: scripts/cluster.sh start|status|restart SERVICE INSTANCE|stop" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh start|status|restart SERVICE INSTANCE|roll|stop" >&2; exit 2 ;;
 esac

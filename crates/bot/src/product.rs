@@ -33,8 +33,11 @@ const M_PER_DEG: f64 = 111_320.0;
 const WIND_DOWN_GRACE: Duration = Duration::from_secs(3);
 /// A waiting rider reads its trip after this long without a notice about it.
 const POLL_AFTER: Duration = Duration::from_secs(5);
-/// How long a trip found ended by reading it may take to be pushed before it counts as missed.
-const NOTICE_GRACE: Duration = Duration::from_secs(2);
+/// How long a trip found ended by reading it may take to be pushed before it counts as missed:
+/// a notice whose instance stopped before publishing it is relayed by another after the outbox's
+/// grace (3 s) and cycle (0.5 s; `platform::outbox::RelayPace`), so it may come that late and
+/// still not be lost.
+const NOTICE_GRACE: Duration = Duration::from_secs(5);
 /// Idle drivers report their position this often (the dispatcher forgets stale positions).
 const POSITION_REFRESH: Duration = Duration::from_secs(15);
 

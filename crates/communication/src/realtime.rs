@@ -45,13 +45,21 @@ const SESSION_QUEUE: usize = 1024;
 /// How many sent notice ids a session remembers to recognise late live copies.
 const SENT_MEMORY: usize = 4096;
 
+/// How far below a reconnecting client's `last_event_id` its notices are sent again (flagged
+/// `"resent": true`). Notices are published after their commits by several trip instances, and
+/// an outbox may relay one seconds late (a restart), so a client can have seen id N and not yet
+/// N − k; without the resend it would never get it. 100,000 ids is minutes of a busy city's
+/// notices; clients drop the ids they already have.
+pub const RESEND_WINDOW: i64 = 100_000;
+
 /// What one session has sent: which notices (recent ids), the highest, and how many positions
 /// since it, for position ids `"<highest>.<n>"`. Notices are published after their commits by
 /// different tasks, so a lower id can arrive after a higher one: it is sent, not dropped; only an
-/// id already sent, or one the client had before it connected, is skipped.
+/// id already sent, or one below the resend window of the client's `last_event_id`, is skipped.
 #[derive(Debug, Default)]
 struct Sent {
-    /// The client's `last_event_id`: everything up to it came before this session.
+    /// Everything up to this id came before this session (the client's `last_event_id` less
+    /// the resend window).
     before: Option<i64>,
     ids: BTreeSet<i64>,
     highest: i64,
@@ -61,7 +69,7 @@ struct Sent {
 impl Sent {
     fn after(last_event_id: Option<i64>) -> Self {
         Self {
-            before: last_event_id,
+            before: last_event_id.map(|last| last.saturating_sub(RESEND_WINDOW).max(0)),
             highest: last_event_id.unwrap_or(0),
             ..Self::default()
         }
@@ -485,7 +493,12 @@ fn frame(value: &Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
-fn notice_frame(notice: &TripNotice, driver_rating: Option<&rating::AccountRating>) -> Message {
+/// A notice's frame; `resent`: sent again after a reconnect, the client may have it.
+fn notice_frame(
+    notice: &TripNotice,
+    driver_rating: Option<&rating::AccountRating>,
+    resent: bool,
+) -> Message {
     let mut body = json!({
         "id": notice.id.to_string(),
         "type": notice.kind,
@@ -494,6 +507,9 @@ fn notice_frame(notice: &TripNotice, driver_rating: Option<&rating::AccountRatin
     });
     if let Some(rating) = driver_rating {
         body["driver_rating"] = json!(rating);
+    }
+    if resent {
+        body["resent"] = json!(true);
     }
     frame(&body)
 }
@@ -534,8 +550,8 @@ async fn session(
         "replaying_after": last_event_id.map(|id| id.to_string()),
     });
     let mut open = sink.send(frame(&hello)).await.is_ok();
-    if open && let Some(after) = last_event_id {
-        open = replay(&hub, &caller, after, &mut sink, &mut sent).await;
+    if open && let Some(last) = last_event_id {
+        open = replay(&hub, &caller, last, &mut sink, &mut sent).await;
     }
     if open && caller.role == Role::Rider {
         // The driver of a trip under way, whose position the rider should see.
@@ -620,7 +636,7 @@ async fn session(
                         .driver_rating
                         .as_ref()
                         .filter(|_| caller.account == live.notice.trip.rider_id);
-                    notice_frame(&live.notice, rating)
+                    notice_frame(&live.notice, rating, false)
                 }
                 Some(Live::Position(position)) => frame(&json!({
                     "id": sent.position_id(),
@@ -645,14 +661,16 @@ async fn session(
 }
 
 /// Sends the caller's notices after `after`, page by page; false if the socket closed.
+/// Every notice of the caller after `last` less the resend window; those up to `last` (the
+/// client may have them) flagged `"resent": true`.
 async fn replay(
     hub: &SessionHub,
     caller: &Caller,
-    after: i64,
+    last: i64,
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     sent: &mut Sent,
 ) -> bool {
-    let mut cursor = after;
+    let mut cursor = last.saturating_sub(RESEND_WINDOW).max(0);
     loop {
         let page = match hub.deps.trips.notices(caller, cursor, REPLAY_PAGE).await {
             Ok(page) => page,
@@ -672,7 +690,11 @@ async fn replay(
         };
         let full = page.len() == REPLAY_PAGE as usize;
         for notice in &page {
-            if sink.send(notice_frame(notice, None)).await.is_err() {
+            if sink
+                .send(notice_frame(notice, None, notice.id <= last))
+                .await
+                .is_err()
+            {
                 return false;
             }
             cursor = notice.id;
@@ -776,19 +798,28 @@ mod tests {
 
     #[test]
     fn late_notices_are_sent_once_and_never_dropped() {
-        let mut sent = Sent::after(Some(10));
-        assert!(!sent.admit(9), "the client had it before connecting");
-        assert!(sent.admit(12));
-        assert_eq!(sent.position_id(), "12.1");
-        // 11 was published after 12: still sent, and it does not move the highest id.
-        assert!(sent.admit(11));
-        assert_eq!(sent.position_id(), "12.2");
+        let last = RESEND_WINDOW + 10;
+        let mut sent = Sent::after(Some(last));
         assert!(
-            !sent.admit(11) && !sent.admit(12),
+            !sent.admit(9),
+            "below the resend window: the client had it before connecting"
+        );
+        assert!(
+            sent.admit(last - 1),
+            "within the window: the client may have missed it (published late)"
+        );
+        assert_eq!(sent.position_id(), format!("{last}.1"));
+        assert!(sent.admit(last + 2));
+        assert_eq!(sent.position_id(), format!("{}.1", last + 2));
+        // One published after a higher one: still sent, and it does not move the highest id.
+        assert!(sent.admit(last + 1));
+        assert_eq!(sent.position_id(), format!("{}.2", last + 2));
+        assert!(
+            !sent.admit(last + 1) && !sent.admit(last + 2),
             "a live copy of a sent notice"
         );
-        assert!(sent.admit(13));
-        assert_eq!(sent.position_id(), "13.1");
+        assert!(sent.admit(last + 3));
+        assert_eq!(sent.position_id(), format!("{}.1", last + 3));
         let mut fresh = Sent::after(None);
         assert!(fresh.admit(1) && fresh.admit(2) && !fresh.admit(1));
     }

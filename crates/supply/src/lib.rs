@@ -70,6 +70,9 @@ pub trait SupplyApi: Send + Sync + 'static {
 pub struct SupplyService {
     bus: SharedBus,
     positions: Arc<Throttle>,
+    /// Where a coalesced position waiting for its interval runs, so shutdown waits for it (a
+    /// rolling restart must not drop a driver's last position).
+    tasks: Option<platform::Shutdown>,
 }
 
 impl SupplyService {
@@ -77,6 +80,7 @@ impl SupplyService {
         Self {
             bus,
             positions: Arc::new(Throttle::new(Duration::ZERO)),
+            tasks: None,
         }
     }
 
@@ -84,6 +88,12 @@ impl SupplyService {
     /// coalesced to the latest, published when the interval ends (`supply.location_interval_ms`).
     pub fn with_location_interval(mut self, interval: Duration) -> Self {
         self.positions = Arc::new(Throttle::new(interval));
+        self
+    }
+
+    /// Runs the coalesced positions' publishes as part of the system: shutdown sends them first.
+    pub fn with_shutdown(mut self, shutdown: platform::Shutdown) -> Self {
+        self.tasks = Some(shutdown);
         self
     }
 }
@@ -219,7 +229,7 @@ impl SupplyApi for SupplyService {
             Admission::Later(at) => {
                 metrics::counter!("driver_locations_coalesced_total").increment(1);
                 let service = self.clone();
-                tokio::spawn(async move {
+                let publish = async move {
                     tokio::time::sleep_until(at).await;
                     if let Some(latest) = service.positions.take_pending(driver) {
                         match service.announce(&latest).await {
@@ -229,7 +239,11 @@ impl SupplyApi for SupplyService {
                             }
                         }
                     }
-                });
+                };
+                match &self.tasks {
+                    Some(tasks) => drop(tasks.spawn(publish)),
+                    None => drop(tokio::spawn(publish)),
+                }
             }
         }
         Ok(event)
@@ -285,6 +299,36 @@ mod throttle_tests {
     use platform::bus::{Bus, InProcessBus, SubscribeOptions};
 
     use super::*;
+
+    /// A rolling restart: the position coalesced for the end of the interval still goes out
+    /// before the process stops (shutdown waits for it).
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_sends_the_position_waiting_for_its_interval() {
+        let bus = Arc::new(InProcessBus::new());
+        let mut sub = bus
+            .subscribe(SubscribeOptions::ephemeral(DriverLocated::SUBJECT))
+            .await
+            .expect("subscribe");
+        let shutdown = platform::Shutdown::new();
+        let service = SupplyService::new(bus)
+            .with_location_interval(Duration::from_secs(1))
+            .with_shutdown(shutdown.clone());
+        let driver = AccountId::from_uuid(uuid::Uuid::now_v7());
+        let first = LatLng::new(23.70, 90.40).expect("valid");
+        let last = LatLng::new(23.71, 90.41).expect("valid");
+        service.locate(driver, first).await.expect("accepted");
+        service.locate(driver, last).await.expect("coalesced");
+        assert!(
+            shutdown.complete(Duration::from_secs(5)).await,
+            "shutdown waited for the pending position"
+        );
+        let mut positions = Vec::new();
+        while let Some(delivery) = sub.try_next() {
+            let event: DriverLocated = delivery.envelope.decode().expect("decodes");
+            positions.push(event.position);
+        }
+        assert_eq!(positions, [first, last]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_flooding_driver_is_coalesced_to_its_latest_position_each_interval() {

@@ -33,12 +33,13 @@ impl ServiceModule for Module {
     }
 
     async fn start(&self, deps: &Deps) -> anyhow::Result<Started> {
-        let service =
-            SupplyService::new(deps.bus.clone()).with_location_interval(Duration::from_millis(
+        let service = SupplyService::new(deps.bus.clone())
+            .with_location_interval(Duration::from_millis(
                 deps.config
                     .section::<crate::SupplyConfig>()?
                     .location_interval_ms,
-            ));
+            ))
+            .with_shutdown(deps.shutdown.clone());
         if let Some(nats) = deps.nats() {
             remote::serve(service.clone(), nats.clone(), &deps.shutdown).await?;
         }

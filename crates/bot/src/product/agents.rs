@@ -122,6 +122,15 @@ pub(super) async fn driver_loop(ctx: Arc<Ctx>, mut driver: Driver) {
         if ctx.wind_down.is_cancelled() {
             continue; // let it lapse: the riders are cancelling
         }
+        // An offer that reached the driver after it lapsed (its notice was relayed late) is gone,
+        // as a driver's app shows it: nothing to answer.
+        if trip["offer_expires_at"]
+            .as_i64()
+            .is_some_and(|expires| expires <= now_ms())
+        {
+            lock(&ctx.tally).progress.offers_lapsed_unseen += 1;
+            continue;
+        }
         ctx.step_pause().await;
         if rand::random_bool(ctx.config.decline_probability) {
             let path = format!("/v1/trips/{trip_id}/decline");
@@ -595,4 +604,11 @@ async fn give_up(agent: &Agent, trip_id: &str) -> End {
         // Completed meanwhile (its notice may still come), or stuck in progress: not ours now.
         _ => End::Abandoned,
     }
+}
+
+/// Milliseconds since the Unix epoch (the server's `offer_expires_at` clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

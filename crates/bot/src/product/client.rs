@@ -301,7 +301,7 @@ async fn pump(
     close: CancellationToken,
 ) {
     let tally = agent.ctx.tally.clone();
-    let mut last_id: i64 = 0;
+    let mut seen = SeenNotices::default();
     let mut ws = Some(ws);
     let mut backoff = Duration::from_millis(100);
     'sessions: loop {
@@ -313,7 +313,7 @@ async fn pump(
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-                match connect(&agent, Some(last_id)).await {
+                match connect(&agent, Some(seen.highest)).await {
                     Ok(reopened) => {
                         lock(&tally).progress.ws_reconnects += 1;
                         backoff = Duration::from_millis(100);
@@ -349,10 +349,36 @@ async fn pump(
                         t.example("ws: not JSON".to_owned(), || text.as_str().chars().take(200).collect());
                         continue;
                     };
-                    on_frame(&tally, &agent, frame, &mut last_id, &inbox);
+                    on_frame(&tally, &agent, frame, &mut seen, &inbox);
                 }
             }
         }
+    }
+}
+
+/// The notice ids an agent has received (the latest few thousand) and the highest, which it
+/// reconnects with. After a reconnect the server sends the notices near that id again (flagged
+/// `resent`: it cannot know which ones arrived); those seen are dropped, and only a notice sent
+/// twice without the flag is a duplicate.
+#[derive(Default)]
+struct SeenNotices {
+    ids: std::collections::BTreeSet<i64>,
+    highest: i64,
+}
+
+impl SeenNotices {
+    const MEMORY: usize = 4096;
+
+    /// Whether `id` is new (and now seen).
+    fn first_time(&mut self, id: i64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        if self.ids.len() > Self::MEMORY {
+            self.ids.pop_first();
+        }
+        self.highest = self.highest.max(id);
+        true
     }
 }
 
@@ -360,7 +386,7 @@ fn on_frame(
     tally: &Shared,
     agent: &Agent,
     frame: Value,
-    last_id: &mut i64,
+    seen: &mut SeenNotices,
     inbox: &mpsc::UnboundedSender<Value>,
 ) {
     let kind = frame["type"].as_str().unwrap_or_default();
@@ -389,14 +415,15 @@ fn on_frame(
     };
     {
         let mut t = lock(tally);
-        if id <= *last_id {
-            t.checks.duplicate_notices += 1;
-            t.example(format!("ws duplicate notice ({})", agent.email), || {
-                format!("notice {id} after {last_id}: {frame}")
-            });
+        if !seen.first_time(id) {
+            if frame["resent"] != true {
+                t.checks.duplicate_notices += 1;
+                t.example(format!("ws duplicate notice ({})", agent.email), || {
+                    format!("notice {id} a second time: {frame}")
+                });
+            }
             return;
         }
-        *last_id = id;
         let trip = &frame["trip"];
         if let (Some(trip_id), Some(version)) = (trip["id"].as_str(), trip["version"].as_u64()) {
             t.trips

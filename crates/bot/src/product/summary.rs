@@ -17,7 +17,7 @@ pub struct ProductChecks {
     pub fare_mismatches: u64,
     /// Offers of a trip in a package other than the driver's vehicle's.
     pub package_mismatches: u64,
-    /// Notices a socket received twice (the same id, or an id not above the last one seen).
+    /// Notices a socket received twice (the same id again, not flagged `resent` by a replay).
     pub duplicate_notices: u64,
     /// A trip offered to a second driver while its offer to the first was open, or a driver
     /// offered a trip while holding an offer of another.
@@ -58,6 +58,8 @@ pub struct ProductProgress {
     pub offers_received: u64,
     pub offers_accepted: u64,
     pub offers_declined: u64,
+    /// Offers whose notice arrived after they lapsed (relayed late), left unanswered.
+    pub offers_lapsed_unseen: u64,
     /// Trip ratings given (riders of their drivers, drivers of their riders).
     pub ratings_given: u64,
     pub no_drivers_found: u64,
@@ -229,8 +231,8 @@ impl std::fmt::Display for ProductSummary {
         )?;
         writeln!(
             f,
-            "  offers           {:>8}  accepted {}  declined {}",
-            c.offers_received, c.offers_accepted, c.offers_declined
+            "  offers           {:>8}  accepted {}  declined {}  arrived lapsed {}",
+            c.offers_received, c.offers_accepted, c.offers_declined, c.offers_lapsed_unseen
         )?;
         writeln!(f, "  trips rated      {:>8}  (both sides)", c.ratings_given)?;
         writeln!(

@@ -201,6 +201,8 @@ export class LiveSocket {
     this.onState = onState;
     this.replay = replay;
     this.lastId = null;
+    // Ids received: after a reconnect the server sends the ones near lastId again (`resent`).
+    this.seen = new Set();
     this.ws = null;
     this.stopped = false;
     this.delay = 500;
@@ -232,7 +234,12 @@ export class LiveSocket {
       } catch {
         return;
       }
-      if (frame.id) this.lastId = frame.id;
+      if (frame.id) {
+        if (this.seen.has(frame.id)) return;
+        this.seen.add(frame.id);
+        if (this.seen.size > 4096) this.seen.delete(this.seen.values().next().value);
+        if (!this.lastId || Number.parseFloat(frame.id) > Number.parseFloat(this.lastId)) this.lastId = frame.id;
+      }
       this.onFrame(frame);
     };
     ws.onclose = () => {
