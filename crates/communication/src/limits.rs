@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use crate::SocketsConfig;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocketUpgrade, close_code};
+use platform::{ApiError, ErrorCode};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 #[derive(Clone, Debug)]
@@ -56,6 +58,27 @@ impl SocketLimits {
             last_heard: Instant::now(),
         }
     }
+}
+
+/// The upgrade, or the 422 for a plain request to the WebSocket endpoint at `path`.
+pub fn websocket(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    path: &str,
+) -> Result<WebSocketUpgrade, ApiError> {
+    upgrade.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("{path} is a WebSocket endpoint: {}", rejection.body_text()),
+        )
+    })
+}
+
+/// A close frame.
+pub fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
 }
 
 /// The close frame (1009) for a read error that is a frame or message over the limits, if it

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ use supply::SupplyApi;
 use tokio::sync::mpsc;
 use trip::{NoticeKind, TripApi, TripNotice};
 
-use crate::limits::{Beat, SocketLimits};
+use crate::limits::{Beat, SocketLimits, close};
 
 /// Messages queued per session; a session that falls this far behind is closed (it reconnects
 /// with its last id and catches up from the log).
@@ -449,15 +449,9 @@ async fn upgrade(
             Err(e) => return ApiError::from(e).into_response(),
         }
     }
-    let upgrade = match upgrade {
+    let upgrade = match crate::limits::websocket(upgrade, "/v1/ws") {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return ApiError::new(
-                ErrorCode::InvalidInput,
-                format!("/v1/ws is a WebSocket endpoint: {}", rejection.body_text()),
-            )
-            .into_response();
-        }
+        Err(refused) => return refused.into_response(),
     };
     // Registered before the replay is read, so nothing published meanwhile is missed; the live
     // copies of replayed notices are skipped by id.
@@ -760,13 +754,6 @@ async fn handle_client(
             Ok(None)
         }
     }
-}
-
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
-    }))
 }
 
 #[cfg(test)]

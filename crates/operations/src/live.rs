@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use communication::SocketLimits;
-use communication::limits::Beat;
+use communication::limits::{Beat, close};
 use domain::Role;
 use futures_util::{SinkExt, StreamExt};
 use identity::TokenVerifier;
@@ -178,18 +178,9 @@ async fn upgrade(
         Ok((_, expires_at)) => expires_at,
         Err(e) => return e.into_response(),
     };
-    let upgrade = match upgrade {
+    let upgrade = match communication::limits::websocket(upgrade, "/v1/admin/city/live") {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return ApiError::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "/v1/admin/city/live is a WebSocket endpoint: {}",
-                    rejection.body_text()
-                ),
-            )
-            .into_response();
-        }
+        Err(refused) => return refused.into_response(),
     };
     if live.viewers.fetch_add(1, Ordering::Relaxed) >= live.max_viewers {
         live.viewers.fetch_sub(1, Ordering::Relaxed);
@@ -208,13 +199,6 @@ async fn upgrade(
     live.limits
         .apply(upgrade, 1024)
         .on_upgrade(move |socket| view(socket, live, expires_at, seat))
-}
-
-fn close(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
 }
 
 async fn view(socket: WebSocket, live: Live, expires_at: domain::Timestamp, _seat: Seat) {

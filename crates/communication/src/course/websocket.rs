@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use domain::PersonName;
@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::messages::{ClientMessage, ServerMessage, parse_client_message};
 use super::{CourseHub, Notice};
-use crate::limits::Beat;
+use crate::limits::{Beat, close};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionQuery {
@@ -26,18 +26,9 @@ pub(crate) async fn upgrade(
     query: Result<Query<SessionQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let upgrade = match upgrade {
+    let upgrade = match crate::limits::websocket(upgrade, "/communication") {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return ApiError::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "/communication is a WebSocket endpoint: {}",
-                    rejection.body_text()
-                ),
-            )
-            .into_response();
-        }
+        Err(refused) => return refused.into_response(),
     };
     let name = match query {
         Ok(Query(SessionQuery { name: Some(raw) })) => match PersonName::parse(&raw) {
@@ -54,13 +45,6 @@ pub(crate) async fn upgrade(
 
 fn text(message: &ServerMessage) -> Message {
     Message::Text(serde_json::to_string(message).unwrap_or_default().into())
-}
-
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
-    }))
 }
 
 async fn session(socket: WebSocket, hub: CourseHub, name: Option<PersonName>) {

@@ -109,6 +109,12 @@ try {
   const fares = await rider.locator("#fares label").allTextContents();
   check(fares.length === 4 && fares.every((f) => /৳\d/.test(f)), `the fare of every package, as money: ${fares.join(" | ")}`);
   await rider.check("#fares input[value=premium]");
+  // A declined card: the provider's message, beside the payment method; then a good card.
+  await rider.selectOption("#payment_method", "pm_card_chargeDeclined");
+  const declined = await errorShown(rider, "#book-button", "#payment_method-error");
+  check(/declined/i.test(declined), `booking: "${declined}" beside the payment method`);
+  check((await rider.$("#trip-card:not([hidden])")) === null, "a declined card books no trip");
+  await rider.selectOption("#payment_method", "pm_card_visa");
   await rider.click("#book-button");
   await rider.waitForSelector("#trip-card:not([hidden])");
 
