@@ -39,11 +39,23 @@ PRODUCT_SERVICES=(identity pricing provider payment mail trip operations audit)
 die() { echo "cluster: $*" >&2; exit 1; }
 
 free_ports() { # free_ports N → N free TCP ports on 127.0.0.1, one per line
+  # Below the kernel's ephemeral range (32768 and up): a port picked there can be taken by any
+  # outgoing connection before the server that should listen on it starts.
   python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+import random, socket, sys
+socks, tried = [], set()
+while len(socks) < int(sys.argv[1]):
+    port = random.randint(20000, 32000)
+    if port in tried:
+        continue
+    tried.add(port)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    socks.append(s)
 print("\n".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
