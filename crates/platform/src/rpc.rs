@@ -141,7 +141,11 @@ impl RpcClient {
         if let Some(token) = bearer.filter(|t| !t.is_empty()) {
             headers.insert(AUTHORIZATION, format!("Bearer {token}").as_str());
         }
-        let span = tracing::info_span!("rpc.call", otel.name = subject, otel.kind = "client");
+        let span = if crate::telemetry::traces_on() {
+            tracing::info_span!("rpc.call", otel.name = subject, otel.kind = "client")
+        } else {
+            tracing::Span::none()
+        };
         span.in_scope(|| crate::telemetry::inject_nats(&mut headers));
         let reply = tokio::time::timeout(
             self.timeout,
@@ -230,12 +234,16 @@ where
             let handler = handler.clone();
             let client = client.clone();
             tasks.spawn(async move {
-                let span = tracing::info_span!(
-                    "rpc.handle",
-                    otel.name = subject,
-                    otel.kind = "server",
-                    trace_id = tracing::field::Empty,
-                );
+                let span = if crate::telemetry::traces_on() {
+                    tracing::info_span!(
+                        "rpc.handle",
+                        otel.name = subject,
+                        otel.kind = "server",
+                        trace_id = tracing::field::Empty,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 crate::telemetry::extract_nats(&span, message.headers.as_ref());
                 crate::telemetry::record_trace_id(&span);
                 let reply = match serde_json::from_slice::<Req>(&message.payload) {

@@ -8,6 +8,7 @@
 //! [`inject_map`], [`extract_map`]). Log lines inside a request carry its `trace_id`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -27,6 +28,14 @@ use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// The exporter of this process, flushed by [`shutdown`].
 static PROVIDER: OnceLock<Mutex<Option<SdkTracerProvider>>> = OnceLock::new();
+/// Whether spans are exported: without, the request, call and event spans are not made at all
+/// (they would cost every request and every event a formatted name for nothing).
+static TRACES_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces (`telemetry.otlp_endpoint`).
+pub fn traces_on() -> bool {
+    TRACES_ON.load(Ordering::Relaxed)
+}
 
 /// Installs the global subscriber, without traces; later calls (tests spawning many apps) are
 /// no-ops.
@@ -54,6 +63,7 @@ pub fn init(log: &LogConfig, telemetry: &TelemetryConfig, service_name: &str) {
         match tracer_provider(endpoint, name) {
             Ok(provider) => {
                 let tracer = provider.tracer("rickshaw");
+                TRACES_ON.store(true, Ordering::Relaxed);
                 *PROVIDER
                     .get_or_init(Mutex::default)
                     .lock()

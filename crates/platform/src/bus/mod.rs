@@ -298,14 +298,18 @@ pub async fn consume<E, F, Fut>(
         let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
         metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
         let started = std::time::Instant::now();
-        let span = tracing::info_span!(
-            "bus.handle",
-            otel.name = %format!("{consumer} {}", delivery.envelope.subject),
-            otel.kind = "consumer",
-            consumer,
-            subject = %delivery.envelope.subject,
-            trace_id = tracing::field::Empty,
-        );
+        let span = if crate::telemetry::traces_on() {
+            tracing::info_span!(
+                "bus.handle",
+                otel.name = %format!("{consumer} {}", delivery.envelope.subject),
+                otel.kind = "consumer",
+                consumer,
+                subject = %delivery.envelope.subject,
+                trace_id = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         crate::telemetry::extract_map(&span, &delivery.envelope.headers);
         crate::telemetry::record_trace_id(&span);
         let outcome =

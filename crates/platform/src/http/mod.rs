@@ -201,14 +201,18 @@ async fn track_requests(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let started = Instant::now();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        http.method = %method,
-        http.route = %route,
-        trace_id = tracing::field::Empty,
-    );
+    let span = if crate::telemetry::traces_on() {
+        tracing::info_span!(
+            "http.request",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            http.method = %method,
+            http.route = %route,
+            trace_id = tracing::field::Empty,
+        )
+    } else {
+        tracing::Span::none()
+    };
     crate::telemetry::extract_http(&span, request.headers());
     crate::telemetry::record_trace_id(&span);
     let response = tracing::Instrument::instrument(next.run(request), span).await;
