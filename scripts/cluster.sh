@@ -132,7 +132,9 @@ start() {
   local user password nats_env=()
   declare -gA NATS_PASSWORDS=()
   for user in "${SERVICES[@]}" ops; do
-    password=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+    # Starting with a letter: nats-server parses a variable's value as a config value, and one
+    # starting with a digit ("5e…") is read as a number and fails the start.
+    password="p$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 31)"
     NATS_PASSWORDS[$user]=$password
     nats_env+=("RICKSHAW_NATS_PASSWORD_$(echo "$user" | tr '[:lower:]-' '[:upper:]_')=$password")
   done
@@ -245,8 +247,13 @@ TOML
     for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $STATE/nginx/tmp/$t;"; done
     echo "  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
     echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; }"
-    echo "  upstream communication { ip_hash; $(for port in "${comm_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
-    echo "  upstream operations { $(for port in "${ops_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
+    # WebSocket upstreams keep no failure count (max_fails=0): nginx takes a failed server back
+    # with one trial connection per fail_timeout, and a trial that upgrades lives for as long as
+    # its socket, so the count would never clear and a restarted instance would take one new
+    # socket per 2 s. A stopped instance refuses at once (it closes its listener on SIGTERM), so
+    # trying it first costs a refused connect, then the next server.
+    echo "  upstream communication { ip_hash; $(for port in "${comm_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=0; ' "$port"; done) }"
+    echo "  upstream operations { $(for port in "${ops_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=0; ' "$port"; done) }"
     echo "  upstream providers { $(for port in "${provider_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  upstream payments { $(for port in "${payment_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) }"
     echo "  server {"

@@ -95,6 +95,10 @@ fn lock(tally: &Shared) -> std::sync::MutexGuard<'_, Tally> {
 struct MatchFrame {
     #[serde(rename = "type")]
     kind: String,
+    /// Matches and unmatched notices carry their event's id: the socket is reopened with the
+    /// last one (`?last_event_id=`), and what the server sends again is recognised by it.
+    #[serde(default)]
+    event_id: Option<String>,
     #[serde(default)]
     tick: u64,
     #[serde(default)]
@@ -144,6 +148,7 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
         let ws_url = ws_url.clone();
         tasks.spawn(async move {
             let mut socket = Some(socket);
+            let mut seen = SeenEvents::default();
             'sessions: loop {
                 // A dropped socket (its communication instance died, say) is reopened at once:
                 // behind a load balancer the new session lands on a live instance.
@@ -154,7 +159,11 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                             () = stop.cancelled() => break 'sessions,
                             () = tokio::time::sleep(Duration::from_millis(100)) => {}
                         }
-                        match tokio_tungstenite::connect_async(&ws_url).await {
+                        let url = match &seen.last {
+                            Some(id) => format!("{ws_url}?last_event_id={id}"),
+                            None => ws_url.clone(),
+                        };
+                        match tokio_tungstenite::connect_async(&url).await {
                             Ok((reopened, _)) => {
                                 lock(&tally).reconnects += 1;
                                 reopened
@@ -177,6 +186,9 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
                     let Ok(frame) = serde_json::from_str::<MatchFrame>(text.as_str()) else {
                         continue;
                     };
+                    if !seen.first_time(&frame) {
+                        continue;
+                    }
                     if frame.kind != "match" || !on_match(&tally, &frame) || !rate {
                         continue;
                     }
@@ -289,6 +301,38 @@ pub async fn run(config: BotConfig, stop: CancellationToken) -> anyhow::Result<S
 }
 
 /// Records one match for a rider of this run; returns whether it was one (and so should be rated).
+/// The events the listener has had (the latest few thousand), and the last, which it reconnects
+/// with.
+#[derive(Default)]
+struct SeenEvents {
+    ids: std::collections::HashSet<(String, String)>,
+    order: std::collections::VecDeque<(String, String)>,
+    last: Option<String>,
+}
+
+impl SeenEvents {
+    const MEMORY: usize = 8192;
+
+    /// Whether `frame` is new (and now seen); frames without an event id always are.
+    fn first_time(&mut self, frame: &MatchFrame) -> bool {
+        let Some(id) = &frame.event_id else {
+            return true;
+        };
+        let key = (id.clone(), frame.kind.clone());
+        if !self.ids.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::MEMORY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.last = Some(id.clone());
+        true
+    }
+}
+
 fn on_match(tally: &Shared, frame: &MatchFrame) -> bool {
     let mut t = lock(tally);
     let Some(sent) = t.riders.get(&frame.rider).copied() else {

@@ -50,6 +50,9 @@ pub struct ProductBotConfig {
     /// How long riders keep booking, from when every rider and driver is ready; `None`: until
     /// cancelled.
     pub duration: Option<Duration>,
+    /// Ends the booking when cancelled, as `duration` running out does: the last trips then run
+    /// to their end (up to `drain`). The `stop` given to [`run_product`] ends the run at once.
+    pub end_booking: CancellationToken,
     /// Centre of the area, (lat, lng); every position is drawn uniformly within `radius_m` of it.
     pub centre: (f64, f64),
     /// 2.5 km by default: any two points are then within the dispatcher's 5 km reach.
@@ -81,6 +84,7 @@ impl Default for ProductBotConfig {
             riders: 20,
             drivers: 20,
             duration: Some(Duration::from_secs(30)),
+            end_booking: CancellationToken::new(),
             centre: (23.7808, 90.4067),
             radius_m: 2_500.0,
             decline_probability: 0.1,
@@ -322,8 +326,9 @@ fn random_position(centre: (f64, f64), radius_m: f64) -> LatLng {
     }
 }
 
-/// Runs the bot: sets up `riders` and `drivers`, books trips for `duration` (or until `stop`),
-/// waits up to `drain` for the last ones, and summarises. Server errors are counted, not fatal.
+/// Runs the bot: sets up `riders` and `drivers`, books trips for `duration` (or until
+/// `end_booking`), waits up to `drain` for the last ones, and summarises; `stop` winds it down at
+/// once (the riders cancel what is still open). Server errors are counted, not fatal.
 pub async fn run_product(
     config: ProductBotConfig,
     stop: CancellationToken,
@@ -482,7 +487,8 @@ pub async fn run_product(
         }
         let now = Instant::now();
         if !ctx.booking_over.is_cancelled()
-            && config.duration.is_some_and(|d| now >= load_started + d)
+            && (config.duration.is_some_and(|d| now >= load_started + d)
+                || config.end_booking.is_cancelled())
         {
             ctx.booking_over.cancel();
         }

@@ -17,6 +17,9 @@ pub struct SocketsConfig {
     pub idle_timeout_ms: u64,
     /// `/v1/ws` sessions one account may hold at once; one more is refused with 429.
     pub per_account: usize,
+    /// Each socket's read buffer, allocated whole when it opens: most of an idle session's
+    /// memory (the library's default is 128 KiB). A larger frame grows it, up to the limits.
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for SocketsConfig {
@@ -27,6 +30,7 @@ impl Default for SocketsConfig {
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
             per_account: 5,
+            read_buffer_bytes: 4 * 1024,
         }
     }
 }
@@ -40,9 +44,10 @@ impl Section for SocketsConfig {
             || self.ping_interval_ms == 0
             || self.idle_timeout_ms <= self.ping_interval_ms
             || self.per_account == 0
+            || !(256..=1024 * 1024).contains(&self.read_buffer_bytes)
         {
             return Err(format!(
-                "sockets: max_frame_bytes = {} must be at least 1024 and at most max_message_bytes = {}; ping_interval_ms = {} positive and below idle_timeout_ms = {}; per_account positive",
+                "sockets: max_frame_bytes = {} must be at least 1024 and at most max_message_bytes = {}; ping_interval_ms = {} positive and below idle_timeout_ms = {}; per_account positive; read_buffer_bytes 256 to 1048576",
                 self.max_frame_bytes,
                 self.max_message_bytes,
                 self.ping_interval_ms,

@@ -18,6 +18,7 @@ pub struct SocketLimits {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub per_account: usize,
+    pub read_buffer_bytes: usize,
 }
 
 impl From<&SocketsConfig> for SocketLimits {
@@ -28,6 +29,7 @@ impl From<&SocketsConfig> for SocketLimits {
             ping_interval: Duration::from_millis(config.ping_interval_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             per_account: config.per_account,
+            read_buffer_bytes: config.read_buffer_bytes,
         }
     }
 }
@@ -46,6 +48,8 @@ impl SocketLimits {
         upgrade
             .max_frame_size(self.max_frame_bytes.min(message))
             .max_message_size(message)
+            // Allocated whole for every socket (`sockets.read_buffer_bytes`).
+            .read_buffer_size(self.read_buffer_bytes)
     }
 
     pub fn liveness(&self) -> Liveness {

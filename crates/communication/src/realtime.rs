@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -109,10 +109,30 @@ pub struct RealtimeDeps {
     pub verifier: TokenVerifier,
 }
 
-/// A notice as delivered live: with the assigned driver's average, for `trip.driver_assigned`.
+/// A notice as delivered live, serialised once for every session it goes to: `frame` for all,
+/// `rider_frame` (with the assigned driver's average, for `trip.driver_assigned`) for the rider.
 struct LiveNotice {
     notice: TripNotice,
-    driver_rating: Option<rating::AccountRating>,
+    frame: Utf8Bytes,
+    rider_frame: Option<Utf8Bytes>,
+}
+
+impl LiveNotice {
+    fn new(notice: TripNotice, driver_rating: Option<&rating::AccountRating>) -> Self {
+        Self {
+            frame: notice_text(&notice, None, false),
+            rider_frame: driver_rating.map(|rating| notice_text(&notice, Some(rating), false)),
+            notice,
+        }
+    }
+
+    /// The frame for `account`.
+    fn frame_for(&self, account: AccountId) -> Message {
+        match &self.rider_frame {
+            Some(frame) if account == self.notice.trip.rider_id => Message::Text(frame.clone()),
+            _ => Message::Text(self.frame.clone()),
+        }
+    }
 }
 
 enum Live {
@@ -256,10 +276,7 @@ impl Realtime {
                         }
                         _ => None,
                     };
-                    hub.deliver_notice(Arc::new(LiveNotice {
-                        notice,
-                        driver_rating,
-                    }));
+                    hub.deliver_notice(notice, driver_rating.as_ref());
                     Handled::Done
                 }
             },
@@ -296,9 +313,8 @@ impl SessionHub {
         }
     }
 
-    fn deliver_notice(&self, live: Arc<LiveNotice>) {
-        let notice = &live.notice;
-        {
+    fn deliver_notice(&self, notice: TripNotice, driver_rating: Option<&rating::AccountRating>) {
+        let here = {
             let mut sessions = lock(&self.sessions);
             let (rider, driver) = (notice.trip.rider_id, notice.trip.driver_id);
             match notice.kind {
@@ -319,8 +335,17 @@ impl SessionHub {
                 }
                 _ => {}
             }
+            notice
+                .recipients
+                .iter()
+                .any(|a| sessions.by_account.contains_key(a))
+        };
+        // Serialised only where it is delivered (every instance sees every notice).
+        if !here {
+            return;
         }
-        for account in &notice.recipients {
+        let live = Arc::new(LiveNotice::new(notice, driver_rating));
+        for account in &live.notice.recipients {
             self.send(account, || Live::Notice(live.clone()));
         }
     }
@@ -487,25 +512,36 @@ fn frame(value: &Value) -> Message {
     Message::Text(value.to_string().into())
 }
 
-/// A notice's frame; `resent`: sent again after a reconnect, the client may have it.
-fn notice_frame(
+/// A notice as sent on `/v1/ws`.
+#[derive(serde::Serialize)]
+struct NoticeFrame<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: NoticeKind,
+    trip: &'a trip::TripView,
+    at: domain::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver_rating: Option<&'a rating::AccountRating>,
+    /// Sent again after a reconnect: the client may have it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    resent: bool,
+}
+
+/// A notice's frame text; `resent`: sent again after a reconnect, the client may have it.
+fn notice_text(
     notice: &TripNotice,
     driver_rating: Option<&rating::AccountRating>,
     resent: bool,
-) -> Message {
-    let mut body = json!({
-        "id": notice.id.to_string(),
-        "type": notice.kind,
-        "trip": notice.trip,
-        "at": notice.at,
-    });
-    if let Some(rating) = driver_rating {
-        body["driver_rating"] = json!(rating);
-    }
-    if resent {
-        body["resent"] = json!(true);
-    }
-    frame(&body)
+) -> Utf8Bytes {
+    let body = NoticeFrame {
+        id: notice.id.to_string(),
+        kind: notice.kind,
+        trip: &notice.trip,
+        at: notice.at,
+        driver_rating,
+        resent,
+    };
+    serde_json::to_string(&body).unwrap_or_default().into()
 }
 
 fn error_frame(e: &ApiError) -> Message {
@@ -621,24 +657,28 @@ async fn session(
                 }
             },
             next = live.recv() => match next {
-                Some(Live::Notice(live)) => {
-                    if !sent.admit(live.notice.id) {
-                        continue;
+                Some(first) => {
+                    // This one and whatever else is already queued, in one write.
+                    let mut written = true;
+                    let mut next = Some(first);
+                    let mut batch = 0;
+                    while let Some(item) = next.take() {
+                        if let Some(message) = live_frame(item, &mut sent, caller.account)
+                            && sink.feed(message).await.is_err()
+                        {
+                            written = false;
+                            break;
+                        }
+                        batch += 1;
+                        if batch < WRITE_BATCH {
+                            next = live.try_recv().ok();
+                        }
                     }
-                    // Riders see the driver's average; the driver does not see their own here.
-                    let rating = live
-                        .driver_rating
-                        .as_ref()
-                        .filter(|_| caller.account == live.notice.trip.rider_id);
-                    notice_frame(&live.notice, rating, false)
+                    if !written || sink.flush().await.is_err() {
+                        break;
+                    }
+                    continue;
                 }
-                Some(Live::Position(position)) => frame(&json!({
-                    "id": sent.position_id(),
-                    "type": "driver.position",
-                    "driver_id": position.driver,
-                    "position": position.position,
-                    "at": position.at,
-                })),
                 None => {
                     let _ = sink
                         .send(close(close_code::AGAIN, "fell behind; reconnect with last_event_id"))
@@ -652,6 +692,23 @@ async fn session(
         }
     }
     gauge.decrement(1.0);
+}
+
+/// Most queued messages a session writes at once (then flushes).
+const WRITE_BATCH: usize = 64;
+
+/// The frame of a live message for this session, or `None` for a notice it has sent already.
+fn live_frame(item: Live, sent: &mut Sent, account: AccountId) -> Option<Message> {
+    match item {
+        Live::Notice(live) => sent.admit(live.notice.id).then(|| live.frame_for(account)),
+        Live::Position(position) => Some(frame(&json!({
+            "id": sent.position_id(),
+            "type": "driver.position",
+            "driver_id": position.driver,
+            "position": position.position,
+            "at": position.at,
+        }))),
+    }
 }
 
 /// Sends the caller's notices after `after`, page by page; false if the socket closed.
@@ -685,7 +742,7 @@ async fn replay(
         let full = page.len() == REPLAY_PAGE as usize;
         for notice in &page {
             if sink
-                .send(notice_frame(notice, None, notice.id <= last))
+                .send(Message::Text(notice_text(notice, None, notice.id <= last)))
                 .await
                 .is_err()
             {

@@ -10,8 +10,11 @@
 //!
 //! Fencing, in two layers:
 //! - an instance pairs a shard only while its last successful renewal is younger than half the TTL,
-//!   and another can acquire the shard only after the key expired, a full TTL after that renewal;
-//!   rebalancing gives a shard up by letting its lease expire, never by deleting it under a tick;
+//!   and another can acquire the shard only after the key is gone: expired, a full TTL after that
+//!   renewal (a dead or cut-off owner), or deleted by its owner. An owner deletes a key only after
+//!   it stopped pairing the shard: at shutdown, when its ticks have ended, and when it gives a
+//!   shard up to rebalance, one round (a quarter TTL) after it stopped pairing it — so the new
+//!   owner takes over within about a round, not a TTL, and riders of a moving shard wait a round;
 //! - before a pair is announced, `claim` takes the rider request and the driver in the same bucket
 //!   with `create` (which only one caller can win); a pair whose claim fails is not announced and
 //!   its other side goes back to the pool. This covers what leases cannot: a tick that stalls past
@@ -79,6 +82,11 @@ pub struct LeaseConfig {
     pub warmup: Duration,
 }
 
+/// Kept by a starting instance until it has joined (taken its first shards): its process is not
+/// ready meanwhile, so a rolling restart does not stop the next instance while this one still
+/// only watches.
+pub type Joining = Option<platform::http::WarmUp>;
+
 #[derive(Clone, Copy, Debug)]
 struct Held {
     revision: u64,
@@ -89,6 +97,8 @@ pub struct KvLeases {
     config: LeaseConfig,
     store: kv::Store,
     held: Mutex<BTreeMap<u32, Held>>,
+    /// Shards given up to rebalance, no longer paired: their keys are deleted next round.
+    releasing: Mutex<Vec<(u32, Held)>>,
     /// When this instance may announce itself and take shards.
     joins_at: Instant,
 }
@@ -118,10 +128,12 @@ fn driver_key(driver: &PersonName) -> String {
 
 impl KvLeases {
     /// Opens (or creates) the bucket and starts taking part; runs until shutdown, then releases.
+    /// `joining` is dropped once the instance has joined.
     pub async fn start(
         js: &jetstream::Context,
         config: LeaseConfig,
         shutdown: &Shutdown,
+        joining: Joining,
     ) -> anyhow::Result<Arc<Self>> {
         // The bucket's backing stream is created directly (the conventions of a NATS KV bucket):
         // the client's `create_key_value` cannot read NATS 2.9's answer.
@@ -172,14 +184,19 @@ impl KvLeases {
             config,
             store,
             held: Mutex::default(),
+            releasing: Mutex::default(),
             joins_at,
         });
         let worker = leases.clone();
         let token = shutdown.token();
         shutdown.spawn(async move {
             let period = worker.config.ttl / 4;
+            let mut joining = joining;
             loop {
                 worker.round().await;
+                if Instant::now() >= worker.joins_at {
+                    joining.take();
+                }
                 tokio::select! {
                     () = token.cancelled() => break,
                     () = tokio::time::sleep(period) => {}
@@ -212,17 +229,20 @@ impl KvLeases {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The live members. Counted by name: the listing follows the bucket, so a key written again
+    /// while it is read can come twice (which once made an instance give up a shard it then took
+    /// straight back).
     async fn members(store: &kv::Store) -> usize {
         let Ok(mut keys) = store.keys().await else {
             return 0;
         };
-        let mut count = 0;
+        let mut members = BTreeSet::new();
         while let Some(Ok(key)) = keys.next().await {
             if key.starts_with("member.") {
-                count += 1;
+                members.insert(key);
             }
         }
-        count
+        members.len()
     }
 
     /// How long one bucket operation may take before the round moves on. A bucket whose stream
@@ -238,6 +258,21 @@ impl KvLeases {
             return;
         }
         let limit = self.op_timeout();
+        // Shards given up last round: no tick of ours has paired them since (a tick that read the
+        // old ownership and is still announcing is held off by the claims). The key goes now, so
+        // the new owner does not wait for it to expire. If the delete fails, it expires.
+        let releasing = std::mem::take(
+            &mut *self
+                .releasing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (shard, lease) in releasing {
+            let delete = self
+                .store
+                .delete_expect_revision(shard_key(shard), Some(lease.revision));
+            let _ = tokio::time::timeout(limit, delete).await;
+        }
         let member = format!("member.{}", self.config.instance);
         match tokio::time::timeout(limit, self.store.put(&member, "alive".into())).await {
             Ok(Ok(_)) => {}
@@ -313,11 +348,15 @@ impl KvLeases {
                 }
             }
         } else if owned > fair {
-            // Give one up by no longer renewing it: it expires a TTL after its last renewal, when
-            // no tick of ours can still be pairing it.
+            // Give one up: no longer paired from now, its key deleted next round.
             let surplus = self.held().keys().next_back().copied();
-            if let Some(shard) = surplus {
-                self.held().remove(&shard);
+            if let Some(shard) = surplus
+                && let Some(lease) = self.held().remove(&shard)
+            {
+                self.releasing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((shard, lease));
                 tracing::info!(shard, "releasing a matching shard to rebalance");
             }
         }
@@ -325,7 +364,13 @@ impl KvLeases {
     }
 
     async fn release_all(&self) {
-        let held: Vec<(u32, Held)> = std::mem::take(&mut *self.held()).into_iter().collect();
+        let mut held: Vec<(u32, Held)> = std::mem::take(&mut *self.held()).into_iter().collect();
+        held.append(
+            &mut *self
+                .releasing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         for (shard, lease) in held {
             let _ = self
                 .store

@@ -68,6 +68,9 @@ pub struct Deps {
     pub bus: SharedBus,
     pub backends: Backends,
     pub shutdown: Shutdown,
+    /// The process's readiness: a service that must warm up before it takes work holds it
+    /// back ([`crate::http::Health::warming`]).
+    pub health: crate::http::Health,
     /// The clients of the services this process knows so far, by type (for example
     /// `Arc<dyn TripApi>`): local when the service was started here, remote otherwise.
     clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
@@ -88,6 +91,7 @@ impl Deps {
         bus: SharedBus,
         backends: Backends,
         shutdown: Shutdown,
+        health: crate::http::Health,
     ) -> Self {
         Self {
             config,
@@ -95,6 +99,7 @@ impl Deps {
             bus,
             backends,
             shutdown,
+            health,
             clients: Mutex::default(),
         }
     }

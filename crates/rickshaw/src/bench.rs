@@ -9,12 +9,20 @@ use bench::{CityKind, IngestBench, MatchingBench};
 use clap::{Args, Subcommand, ValueEnum};
 use domain::matching::{Limits, Strategy};
 
+pub mod sockets;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Time a matching tick on synthetic cities and compare nearest, optimal and exact.
     Matching(MatchingArgs),
     /// Driver position updates per second into the matcher's index while ticks run.
     Ingest(IngestArgs),
+    /// Live `/v1/ws` sessions on one instance: memory per session, pushes a second and their
+    /// delivery time, a reconnect storm.
+    Sockets(sockets::SocketsArgs),
+    /// One client process of `bench sockets` (started by it).
+    #[command(hide = true)]
+    SocketsClient(sockets::ClientArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,7 +96,7 @@ pub struct IngestArgs {
 }
 
 /// `10k` → 10 000, `1.5k` → 1 500, `2m` → 2 000 000, `300` → 300.
-fn parse_count(raw: &str) -> Result<usize, String> {
+pub(crate) fn parse_count(raw: &str) -> Result<usize, String> {
     let raw = raw.trim();
     let (digits, scale) = match raw.chars().last() {
         Some('k' | 'K') => (&raw[..raw.len() - 1], 1e3),
@@ -145,6 +153,8 @@ impl BenchCommand {
         match self {
             Self::Matching(args) => check_matching(args),
             Self::Ingest(args) => check_ingest(args),
+            Self::Sockets(args) => args.check(),
+            Self::SocketsClient(_) => Ok(()),
         }
     }
 }
@@ -188,6 +198,32 @@ pub fn run(command: BenchCommand) -> ExitCode {
                 }
             });
             result
+        }
+        BenchCommand::Sockets(args) => {
+            let format = args.format;
+            match tokio::runtime::Handle::current().block_on(sockets::run(args, progress)) {
+                Ok(report) => match format {
+                    Format::Json => writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&report).unwrap_or_default()
+                    ),
+                    Format::Table => writeln!(out, "{}", sockets::table(&report)),
+                },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        BenchCommand::SocketsClient(args) => {
+            return match tokio::runtime::Handle::current().block_on(sockets::client(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("socket client: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         BenchCommand::Ingest(args) => {
             let bench = IngestBench {

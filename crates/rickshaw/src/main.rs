@@ -231,6 +231,7 @@ impl ProductArgs {
             riders: self.riders,
             drivers: self.drivers,
             duration,
+            end_booking: CancellationToken::new(),
             centre: self.centre,
             radius_m: self.radius_m,
             decline_probability: self.decline_prob,

@@ -176,8 +176,15 @@ impl System {
         })?;
         let local_addr = listener.local_addr().unwrap_or(config.listen);
         let shutdown = Shutdown::new();
-        let deps = Deps::new(config.clone(), local_addr, bus, backends, shutdown.clone());
         let health = Health::default();
+        let deps = Deps::new(
+            config.clone(),
+            local_addr,
+            bus,
+            backends,
+            shutdown.clone(),
+            health.clone(),
+        );
         let mut http = ops_router(health.clone(), telemetry::metrics_handle());
         let mut wraps = Vec::new();
         let (mut tasks, mut closers) = (Vec::new(), Vec::new());

@@ -302,6 +302,10 @@ async fn pump(
 ) {
     let tally = agent.ctx.tally.clone();
     let mut seen = SeenNotices::default();
+    // The driver's last position, sent again on a reopened socket: one sent just before the old
+    // one closed may never have been read (its instance was stopping), and the trip service
+    // checks it when the driver arrives.
+    let mut last_location: Option<String> = None;
     let mut ws = Some(ws);
     let mut backoff = Duration::from_millis(100);
     'sessions: loop {
@@ -314,9 +318,17 @@ async fn pump(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 match connect(&agent, Some(seen.highest)).await {
-                    Ok(reopened) => {
+                    Ok(mut reopened) => {
                         lock(&tally).progress.ws_reconnects += 1;
                         backoff = Duration::from_millis(100);
+                        if let Some(location) = &last_location
+                            && reopened
+                                .send(Message::text(location.clone()))
+                                .await
+                                .is_err()
+                        {
+                            continue 'sessions;
+                        }
                         reopened
                     }
                     Err(_) => continue 'sessions,
@@ -331,10 +343,11 @@ async fn pump(
                     break 'sessions;
                 }
                 out = outbox.recv(), if !outbox.is_closed() => {
-                    if let Some(text) = out
-                        && sink.send(Message::text(text)).await.is_err()
-                    {
-                        continue 'sessions;
+                    if let Some(text) = out {
+                        last_location = Some(text.clone());
+                        if sink.send(Message::text(text)).await.is_err() {
+                            continue 'sessions;
+                        }
                     }
                 }
                 message = stream.next() => {

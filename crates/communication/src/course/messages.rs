@@ -112,6 +112,7 @@ pub struct UnmatchedNotice {
 /// `message` as a notice under the name `event`: the socket.io event, and the `type` of the
 /// WebSocket frame.
 fn notice(
+    id: EventId,
     message: ServerMessage,
     event: &str,
     recipients: Vec<String>,
@@ -126,6 +127,7 @@ fn notice(
         object.remove("type");
     }
     Notice {
+        id,
         recipients,
         for_everyone,
         event: event.into(),
@@ -156,7 +158,7 @@ pub(crate) fn match_notice(event: &RideMatched, event_id: EventId, name: &str) -
         matched_at: event.matched_at,
     }));
     let recipients = vec![event.rider.to_string(), event.driver.to_string()];
-    notice(message, name, recipients, true)
+    notice(event_id, message, name, recipients, true)
 }
 
 pub(crate) fn unmatched_notice(event: &RideExpired, event_id: EventId) -> Notice {
@@ -167,7 +169,13 @@ pub(crate) fn unmatched_notice(event: &RideExpired, event_id: EventId) -> Notice
         reason: "no driver became free within the hold time".to_owned(),
     });
     // Only the rider it concerns: anonymous listeners asked for matches.
-    notice(message, "unmatched", vec![event.rider.to_string()], false)
+    notice(
+        event_id,
+        message,
+        "unmatched",
+        vec![event.rider.to_string()],
+        false,
+    )
 }
 
 /// Where a session's text frame goes wrong, in words for the close reason.

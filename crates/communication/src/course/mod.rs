@@ -9,10 +9,12 @@ mod messages;
 mod socketio;
 mod websocket;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::routing::get;
+use domain::EventId;
 use domain::events::{Event, RideExpired, RideMatched};
 use platform::Shutdown;
 use platform::bus::{self, BusError, Handled, SharedBus, SubscribeOptions, Subscription};
@@ -26,9 +28,19 @@ use crate::SocketLimits;
 /// Messages buffered per WebSocket session before it is told it lagged.
 const SESSION_BUFFER: usize = 4096;
 
+/// Notices each instance keeps, newest last, for WebSocket clients that reconnect with the
+/// `last_event_id` of the last one they got (every instance sees every event, so the instance a
+/// client reconnects to holds what it missed while its old instance stopped).
+const RECENT_NOTICES: usize = 4096;
+/// How many notices before a reconnecting client's last one are sent again: the two subjects'
+/// events may interleave differently on two instances. Clients drop the ids they have.
+const RESEND_BEFORE: usize = 64;
+
 /// One message for some recipients, serialized once for every session.
 #[derive(Debug)]
 pub(crate) struct Notice {
+    /// The event's id (a match emitted under several names has the same id in each).
+    pub id: EventId,
     /// Names it concerns; anonymous sessions see it only if `for_everyone`.
     pub recipients: Vec<String>,
     pub for_everyone: bool,
@@ -48,9 +60,37 @@ impl Notice {
     }
 }
 
+/// The last [`RECENT_NOTICES`] notices, in the order this instance got them.
+#[derive(Default)]
+pub(crate) struct Recent {
+    notices: Mutex<VecDeque<Arc<Notice>>>,
+}
+
+impl Recent {
+    fn push(&self, notice: Arc<Notice>) {
+        let mut notices = self.notices.lock().unwrap_or_else(PoisonError::into_inner);
+        if notices.len() == RECENT_NOTICES {
+            notices.pop_front();
+        }
+        notices.push_back(notice);
+    }
+
+    /// What a client whose last notice was `last` may have missed: from [`RESEND_BEFORE`] before
+    /// it on; everything held when `last` is no longer (or never was) among them.
+    pub fn after(&self, last: EventId) -> Vec<Arc<Notice>> {
+        let notices = self.notices.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = notices
+            .iter()
+            .rposition(|n| n.id == last)
+            .map_or(0, |at| at.saturating_sub(RESEND_BEFORE));
+        notices.range(from..).cloned().collect()
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct CourseHub {
     sessions: broadcast::Sender<Arc<Notice>>,
+    recent: Arc<Recent>,
     /// Every name a match is emitted under (`course.match_events`).
     match_events: Arc<[String]>,
     io: socketioxide::SocketIo,
@@ -94,6 +134,7 @@ impl CourseSockets {
         Ok(Self {
             hub: CourseHub {
                 sessions,
+                recent: Arc::default(),
                 match_events: match_events.into(),
                 io,
                 shutdown: shutdown.clone(),
@@ -164,6 +205,9 @@ impl CourseSockets {
 impl CourseHub {
     fn publish(&self, notice: Notice) {
         let notice = Arc::new(notice);
+        // Kept before it is sent: a session that subscribes and then reads the recent ones
+        // misses nothing in between (it drops the copies).
+        self.recent.push(notice.clone());
         // No WebSocket session listening is fine.
         let _ = self.sessions.send(notice.clone());
         socketio::broadcast(&self.io, notice);
@@ -174,9 +218,44 @@ impl CourseHub {
 mod tests {
     use super::*;
 
+    fn numbered(n: u128) -> Arc<Notice> {
+        Arc::new(Notice {
+            id: EventId::from(uuid::Uuid::from_u128(n)),
+            recipients: Vec::new(),
+            for_everyone: true,
+            event: Arc::from("match"),
+            payload: serde_json::Value::Null,
+            frame: Arc::from("{}"),
+        })
+    }
+
+    fn ids(notices: &[Arc<Notice>]) -> Vec<u128> {
+        notices.iter().map(|n| n.id.as_uuid().as_u128()).collect()
+    }
+
+    #[test]
+    fn a_reconnecting_client_gets_what_followed_its_last_notice() {
+        let recent = Recent::default();
+        for n in 1..=(RECENT_NOTICES as u128 + 100) {
+            recent.push(numbered(n));
+        }
+        let newest = RECENT_NOTICES as u128 + 100;
+        // From RESEND_BEFORE before the last one it had.
+        let last = newest - 10;
+        let missed = recent.after(EventId::from(uuid::Uuid::from_u128(last)));
+        let from = last - RESEND_BEFORE as u128;
+        assert_eq!(ids(&missed), (from..=newest).collect::<Vec<_>>());
+        // Its last one is older than anything kept (or unknown here): everything kept.
+        let all = recent.after(EventId::from(uuid::Uuid::from_u128(3)));
+        assert_eq!(all.len(), RECENT_NOTICES);
+        assert_eq!(ids(&all).first(), Some(&101));
+        assert_eq!(ids(&all).last(), Some(&newest));
+    }
+
     #[test]
     fn identified_sessions_see_only_their_own() {
         let notice = Notice {
+            id: EventId::from(uuid::Uuid::from_u128(1)),
             recipients: vec!["asha".into(), "karim".into()],
             for_everyone: true,
             event: Arc::from("match"),

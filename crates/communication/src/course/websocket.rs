@@ -1,12 +1,13 @@
 //! Plain WebSocket sessions at `GET /communication[?name=…]`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use domain::PersonName;
+use domain::{EventId, PersonName};
 use futures_util::{SinkExt, StreamExt};
 use platform::{ApiError, ErrorCode};
 use serde::Deserialize;
@@ -19,6 +20,9 @@ use crate::limits::{Beat, close};
 #[derive(Debug, Deserialize)]
 pub(crate) struct SessionQuery {
     name: Option<String>,
+    /// The `event_id` of the last match or unmatched notice the client got, when it reconnects:
+    /// what it missed is sent first (see [`super::Recent`]).
+    last_event_id: Option<String>,
 }
 
 pub(crate) async fn upgrade(
@@ -30,24 +34,41 @@ pub(crate) async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(refused) => return refused.into_response(),
     };
-    let name = match query {
-        Ok(Query(SessionQuery { name: Some(raw) })) => match PersonName::parse(&raw) {
-            Ok(name) => Some(name),
-            Err(e) => return ApiError::invalid_field("name", e.to_string()).into_response(),
-        },
-        Ok(_) => None,
+    let query = match query {
+        Ok(Query(query)) => query,
         Err(e) => return ApiError::new(ErrorCode::InvalidInput, e.body_text()).into_response(),
+    };
+    let name = match query.name.as_deref().map(PersonName::parse) {
+        None => None,
+        Some(Ok(name)) => Some(name),
+        Some(Err(e)) => return ApiError::invalid_field("name", e.to_string()).into_response(),
+    };
+    let last_event_id = match query.last_event_id.as_deref().map(str::parse::<EventId>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return ApiError::invalid_field(
+                "last_event_id",
+                "not an event id; send the event_id of the last match or unmatched message you received",
+            )
+            .into_response();
+        }
     };
     hub.limits
         .apply(upgrade, 64 * 1024)
-        .on_upgrade(move |socket| session(socket, hub, name))
+        .on_upgrade(move |socket| session(socket, hub, name, last_event_id))
 }
 
 fn text(message: &ServerMessage) -> Message {
     Message::Text(serde_json::to_string(message).unwrap_or_default().into())
 }
 
-async fn session(socket: WebSocket, hub: CourseHub, name: Option<PersonName>) {
+async fn session(
+    socket: WebSocket,
+    hub: CourseHub,
+    name: Option<PersonName>,
+    last_event_id: Option<EventId>,
+) {
     // Shutdown waits for this session to send its close frame.
     let _running = hub.shutdown.hold();
     let stop = hub.shutdown.token();
@@ -61,6 +82,20 @@ async fn session(socket: WebSocket, hub: CourseHub, name: Option<PersonName>) {
         let _ = sink
             .send(text(&ServerMessage::Identified { name: name.clone() }))
             .await;
+    }
+    // Subscribed above, so what arrives while the missed ones are sent comes next (its copies
+    // among them are skipped).
+    let mut replayed: HashSet<(EventId, Arc<str>)> = HashSet::new();
+    if let Some(last) = last_event_id {
+        for notice in hub.recent.after(last) {
+            if let Some(frame) = frame_for(&notice, identity.as_deref()) {
+                replayed.insert((notice.id, notice.event.clone()));
+                if sink.send(frame).await.is_err() {
+                    gauge.decrement(1.0);
+                    return;
+                }
+            }
+        }
     }
     loop {
         let outgoing = tokio::select! {
@@ -113,6 +148,8 @@ async fn session(socket: WebSocket, hub: CourseHub, name: Option<PersonName>) {
                 }
             },
             notice = notices.recv() => match notice {
+                Ok(notice) if !replayed.is_empty()
+                    && replayed.remove(&(notice.id, notice.event.clone())) => continue,
                 Ok(notice) => match frame_for(&notice, identity.as_deref()) {
                     Some(frame) => frame,
                     None => continue,

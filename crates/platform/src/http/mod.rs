@@ -86,10 +86,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Liveness and readiness. Readiness goes false first on shutdown so load balancers stop routing
-/// new requests while in-flight ones drain.
+/// new requests while in-flight ones drain; while a service warms up (a matching instance
+/// watching the pool before it takes shards) it stays false, so a rolling restart waits for it.
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    warming: Arc<std::sync::Mutex<Vec<(u64, &'static str)>>>,
+    next_warm_up: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Health {
@@ -98,7 +101,41 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.warming_up().is_empty()
+    }
+
+    /// Keeps the process not ready while the returned guard lives; `what` names it in `/readyz`.
+    pub fn warming(&self, what: &'static str) -> WarmUp {
+        let id = self.next_warm_up.fetch_add(1, Ordering::Relaxed);
+        self.lock().push((id, what));
+        WarmUp {
+            health: self.clone(),
+            id,
+        }
+    }
+
+    /// What is still warming up.
+    pub fn warming_up(&self) -> Vec<&'static str> {
+        self.lock().iter().map(|(_, what)| *what).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, &'static str)>> {
+        self.warming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// See [`Health::warming`]: dropping it ends that warm-up.
+#[derive(Debug)]
+pub struct WarmUp {
+    health: Health,
+    id: u64,
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        self.health.lock().retain(|(id, _)| *id != self.id);
     }
 }
 
@@ -123,7 +160,10 @@ pub fn ops_router(
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(serde_json::json!({"status": "not_ready"})),
+                        axum::Json(serde_json::json!({
+                            "status": "not_ready",
+                            "warming_up": health.warming_up(),
+                        })),
                     )
                 }
             }),
@@ -222,4 +262,30 @@ async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Health;
+
+    #[test]
+    fn a_warm_up_holds_readiness_back_until_it_ends() {
+        let health = Health::default();
+        assert!(!health.is_ready(), "not ready before it is set");
+        health.set_ready(true);
+        assert!(health.is_ready());
+        let joining = health.warming("matching: watching");
+        let other = health.warming("dispatch: watching");
+        assert!(!health.is_ready());
+        assert_eq!(
+            health.warming_up(),
+            ["matching: watching", "dispatch: watching"]
+        );
+        drop(joining);
+        assert!(!health.is_ready(), "one warm-up still runs");
+        drop(other);
+        assert!(health.is_ready());
+        health.set_ready(false);
+        assert!(!health.is_ready(), "draining");
+    }
 }

@@ -36,6 +36,7 @@ async fn the_embedded_module_serves_its_routes_and_sends_signed_webhooks() {
             data_dir: dir.path().to_owned(),
         },
         shutdown.clone(),
+        platform::http::Health::default(),
     );
     let module = provider::Module;
     assert_eq!(module.name(), "provider");

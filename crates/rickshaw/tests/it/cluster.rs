@@ -110,6 +110,18 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no {service} {instance} in {processes:?}"))
     }
 
+    /// With `RICKSHAW_KEEP_CLUSTER_LOGS=<dir>`, copies the processes' logs there (to read after a
+    /// failed drill: the state directory goes with the test).
+    fn keep_logs_if_asked(&self) {
+        if let Some(to) = std::env::var_os("RICKSHAW_KEEP_CLUSTER_LOGS") {
+            let _ = std::process::Command::new("cp")
+                .arg("-r")
+                .arg(self.dir.path().join("logs"))
+                .arg(to)
+                .status();
+        }
+    }
+
     async fn run(&self, args: &[&str]) {
         let status = Command::new(script())
             .args(args)
@@ -124,6 +136,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        self.keep_logs_if_asked();
         let _ = std::process::Command::new(script())
             .arg("stop")
             .env("RICKSHAW_CLUSTER_DIR", self.dir.path())
@@ -382,4 +395,134 @@ async fn product_dispatch_survives_a_killed_trip_instance() {
         receipts, completed,
         "one receipt per completed trip: {summary}"
     );
+}
+
+/// A rolling restart under load: two instances of every service, the course bot and the product
+/// bot through nginx, while `cluster.sh roll` restarts every instance of every service in turn
+/// (SIGTERM: readiness false, drain, exit; then start and ready). Nothing may be lost: no failed
+/// request, no notice that never reached its socket (replay after a reconnect fills any gap), no
+/// broken invariant.
+#[tokio::test]
+#[ignore = "run alone: scripts/test.sh runs it after the parallel suite"]
+async fn a_rolling_restart_drops_nothing() {
+    let cluster = Cluster::start(&[]).await;
+    testkit::until_shard_owners(
+        &cluster.env["RICKSHAW_NATS_URL"],
+        testkit::MATCHING_LEASES,
+        2,
+    )
+    .await;
+    testkit::until_shard_owners(
+        &cluster.env["RICKSHAW_NATS_URL"],
+        testkit::DISPATCH_LEASES,
+        2,
+    )
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    // The course bot in 20 s runs, back to back until the roll is over: each run drains (its last
+    // riders matched and fared) before it is summarised.
+    let course = tokio::spawn({
+        let (url, stop) = (cluster.url().to_owned(), stop.clone());
+        async move {
+            let mut summaries = Vec::new();
+            while !stop.is_cancelled() {
+                let config = bot::BotConfig {
+                    target: url.clone(),
+                    riders_per_sec: 4,
+                    drivers_per_sec: 5,
+                    duration: Some(Duration::from_secs(20)),
+                    progress_every: None,
+                    ..bot::BotConfig::default()
+                };
+                let summary = bot::run(config, tokio_util::sync::CancellationToken::new())
+                    .await
+                    .expect("the course bot runs");
+                summaries.push(summary);
+            }
+            summaries
+        }
+    });
+    // Twice as many drivers as riders: every trip finds a driver, so any trip not completed is
+    // the roll's doing.
+    let product = tokio::spawn(bot::run_product(
+        bot::ProductBotConfig {
+            target: cluster.url().to_owned(),
+            riders: 8,
+            drivers: 16,
+            duration: None,
+            end_booking: stop.clone(),
+            step_delay: Duration::from_millis(400),
+            progress_every: None,
+            ..bot::ProductBotConfig::default()
+        },
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    // Sign-ups and logins first, then a few trips before the roll begins.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let rolled = tokio::time::timeout(
+        Duration::from_secs(600),
+        Command::new(script())
+            .arg("roll")
+            .env("RICKSHAW_CLUSTER_DIR", cluster.dir.path())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the roll ends within 10 minutes")
+    .expect("cluster.sh runs");
+    let roll_log = String::from_utf8_lossy(&rolled.stdout).into_owned();
+    assert!(
+        rolled.status.success(),
+        "cluster.sh roll failed:\n{roll_log}\n{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    eprintln!("{roll_log}");
+    // Trips booked during the last restarts run to their end.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.cancel();
+    let course = course.await.expect("course bot task");
+    let product = tokio::time::timeout(Duration::from_secs(120), product)
+        .await
+        .expect("the product bot ends within 2 minutes")
+        .expect("product bot task")
+        .expect("the product bot runs");
+    for summary in &course {
+        eprintln!("{summary}");
+    }
+    eprintln!("{product}");
+
+    // Every service instance was restarted (two of each).
+    let restarted = roll_log
+        .lines()
+        .filter(|l| l.ends_with("restarted and ready"))
+        .count();
+    assert!(restarted >= 28, "{roll_log}");
+    // The course: every request answered, every rider matched and fared, every rating stored.
+    assert!(course.len() >= 3, "the roll outlasted three course runs");
+    for summary in &course {
+        let c = &summary.counts;
+        assert!(summary.invariants_hold(), "{summary}");
+        assert_eq!(summary.checks.request_errors, 0, "{summary}");
+        assert!(
+            c.riders_sent >= 60 && c.riders_accepted == c.riders_sent,
+            "{summary}"
+        );
+        assert!(summary.matched_pct >= 99.0, "{summary}");
+        assert!(
+            c.ratings_stored == c.ratings_sent && c.ratings_sent > 0,
+            "{summary}"
+        );
+    }
+    // The product: no failed request, no notice lost, every trip completed.
+    let p = &product.counts;
+    assert_eq!(
+        (product.riders_ready, product.drivers_ready),
+        (8, 16),
+        "{product}"
+    );
+    assert!(product.invariants_hold(), "{product}");
+    assert_eq!(product.server_errors, 0, "{product}");
+    assert_eq!(product.checks.missed_notices, 0, "{product}");
+    assert!(p.trips_completed >= 40, "{product}");
+    assert_eq!((p.abandoned, p.no_drivers_found), (0, 0), "{product}");
 }

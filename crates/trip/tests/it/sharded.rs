@@ -95,6 +95,7 @@ async fn dispatch_the_city(test: &str, instances: usize) -> Outcome {
                     warmup: Duration::ZERO,
                 },
                 &shutdown,
+                None,
             )
             .await
             .expect("leases"),
