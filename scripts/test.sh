@@ -45,5 +45,5 @@ cargo test --workspace --locked --exclude rickshaw
 # (docs/BENCHMARKS.md, issue 3), so they run one at a time.
 echo "==> the end-to-end tests, one at a time"
 cargo test -p rickshaw --locked -- --test-threads=1
-echo "==> the cluster drills, alone (course: 22 processes; product: 22)"
+echo "==> the cluster drills, alone (course: 22 processes; product: 22; a rolling restart of 32 under both bots)"
 cargo test -p rickshaw --test it --locked -- --ignored --test-threads=1
