@@ -303,6 +303,11 @@ mod tests {
         assert!(check("b ingest").is_ok());
         assert!(check("b ingest --drivers 0").is_err());
         assert!(check("b ingest --tick 0s").is_err());
+        assert!(check("b sockets").is_ok());
+        assert!(check("b sockets --clients 0").is_err());
+        assert!(check("b sockets --sessions 1k --reconnect 2k").is_err());
+        assert!(check("b sockets --fanout 0").is_err());
+        assert!(check("b sockets --duration 0s").is_err());
     }
 
     #[test]

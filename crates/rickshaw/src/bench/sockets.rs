@@ -146,12 +146,7 @@ struct Answer {
 }
 
 fn resident_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
+    bench::memory::rss_bytes().map_or(0.0, |bytes| bytes as f64 / 1_048_576.0)
 }
 
 struct Child {
