@@ -234,4 +234,26 @@ async fn garbage_on_the_socket_closes_it_with_a_reason_and_others_keep_receiving
         .next_of_type("match", Duration::from_secs(10))
         .await;
     assert_eq!(m["driver"], "Karim");
+
+    // A client that reconnects with the last event_id it got is sent what followed it (and a
+    // few before: it drops those it has), here the match itself again.
+    let event_id = m["event_id"].as_str().expect("a match names its event");
+    let mut back = app.ws(&format!("?last_event_id={event_id}")).await;
+    let again = back.next_of_type("match", Duration::from_secs(5)).await;
+    assert_eq!(again["event_id"], event_id);
+    // An id that is not an event id is refused at the upgrade, naming the field.
+    let url = format!(
+        "{}/communication?last_event_id=not-an-id",
+        app.base_url.replacen("http://", "ws://", 1)
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                    .expect("a JSON body");
+            assert_eq!(body["error"]["field"], "last_event_id", "{body}");
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
 }
