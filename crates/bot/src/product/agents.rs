@@ -172,7 +172,7 @@ async fn drive(ctx: &Ctx, driver: &mut Driver, trip_id: &str, trip: &Value) -> b
     ctx.step_pause().await;
     driver.position = pickup;
     driver.socket.send_location(pickup);
-    if !step(ctx, &driver.agent, trip_id, "arrive").await {
+    if !arrive(ctx, driver, trip_id, pickup).await {
         return false;
     }
     ctx.step_pause().await;
@@ -184,6 +184,29 @@ async fn drive(ctx: &Ctx, driver: &mut Driver, trip_id: &str, trip: &Value) -> b
     driver.position = dropoff;
     driver.socket.send_location(dropoff);
     step(ctx, &driver.agent, trip_id, "complete").await
+}
+
+/// Arrives at `pickup`. A driver app streams its position; the bot sends one a step. If that
+/// one is lost (written to a socket whose instance was stopping), the server refuses the arrival
+/// as too far from the pickup while the trip still waits for it: the position is sent again and
+/// the arrival tried again, as the app's next position would make it succeed.
+async fn arrive(ctx: &Ctx, driver: &Driver, trip_id: &str, pickup: LatLng) -> bool {
+    for _ in 0..3 {
+        if step(ctx, &driver.agent, trip_id, "arrive").await {
+            return true;
+        }
+        let path = format!("/v1/trips/{trip_id}");
+        let waiting = matches!(
+            driver.agent.call(Method::GET, &path, None).await,
+            Ok(trip) if trip["status"] == "driver_assigned"
+        );
+        if !waiting {
+            return false;
+        }
+        driver.socket.send_location(pickup);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    false
 }
 
 /// Rates the other side of a completed trip, 3 to 5 stars (best effort: a failure is counted as
