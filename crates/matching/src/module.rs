@@ -32,18 +32,13 @@ pub async fn shard_leases(
                 instance: uuid::Uuid::now_v7().simple().to_string(),
                 warmup,
             };
-            let joining = (!warmup.is_zero()).then(|| deps.health.warming(warm_up_label(name)));
+            let joining = (!warmup.is_zero()).then(|| {
+                deps.health
+                    .warming("watching for one hold time before taking shards")
+            });
             KvLeases::start(jetstream, config, &deps.shutdown, joining).await?
         }
     })
-}
-
-/// What `/readyz` names while the instance watches before taking shards.
-fn warm_up_label(name: &str) -> &'static str {
-    match name {
-        "matching" => "matching: watching the pool for one hold time before taking shards",
-        _ => "dispatch: watching for one hold time before taking shards",
-    }
 }
 
 pub struct Module;
