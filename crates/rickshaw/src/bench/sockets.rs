@@ -20,7 +20,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -127,7 +126,7 @@ enum Command {
     },
     /// Send the delivery times seen so far.
     Report,
-    /// Drop the first `count` sessions and reopen them with their last notice id.
+    /// Drop the first `count` sessions and reopen them with `last_event_id` (see [`open`]).
     Reconnect {
         count: usize,
     },
@@ -139,8 +138,6 @@ enum Command {
 struct Answer {
     open: u64,
     failed: u64,
-    secs: f64,
-    received: u64,
     /// Delivery time in whole milliseconds → pushes.
     latency_ms: BTreeMap<u64, u64>,
 }
@@ -375,13 +372,13 @@ pub async fn run(args: SocketsArgs, progress: impl Fn(&str)) -> anyhow::Result<S
     let mut histogram = BTreeMap::new();
     for _ in 0..50 {
         let answers = all(&mut children, |_| Command::Report).await?;
-        received = answers.iter().map(|a| a.received).sum::<u64>();
         histogram = BTreeMap::new();
         for answer in answers {
             for (ms, count) in answer.latency_ms {
                 *histogram.entry(ms).or_insert(0) += count;
             }
         }
+        received = histogram.values().sum::<u64>();
         if received >= report.pushes_expected {
             break;
         }
@@ -477,7 +474,6 @@ struct Session {
 /// Delivery times, milliseconds → count, shared by a client's sessions.
 #[derive(Default)]
 struct Latencies {
-    received: AtomicU64,
     buckets: std::sync::Mutex<BTreeMap<u64, u64>>,
 }
 
@@ -528,7 +524,6 @@ async fn open(
                         continue;
                     };
                     let ms = clock::now().millis_since(domain::Timestamp::from_millis(at));
-                    latencies.received.fetch_add(1, Ordering::Relaxed);
                     *latencies
                         .buckets
                         .lock()
@@ -598,7 +593,6 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
     while let Some(line) = lines.next_line().await? {
         let answer = match serde_json::from_str::<Command>(&line)? {
             Command::Open { tokens } => {
-                let started = Instant::now();
                 let fresh = tokens
                     .into_iter()
                     .map(|token| Session {
@@ -611,12 +605,10 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 Answer {
                     open,
                     failed,
-                    secs: started.elapsed().as_secs_f64(),
                     ..Answer::default()
                 }
             }
             Command::Report => Answer {
-                received: latencies.received.load(Ordering::Relaxed),
                 latency_ms: latencies
                     .buckets
                     .lock()
@@ -625,7 +617,6 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 ..Answer::default()
             },
             Command::Reconnect { count } => {
-                let started = Instant::now();
                 let count = count.min(sessions.len());
                 let mut dropped: Vec<Session> = sessions.drain(..count).collect();
                 for session in &mut dropped {
@@ -638,7 +629,6 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
                 Answer {
                     open,
                     failed,
-                    secs: started.elapsed().as_secs_f64(),
                     ..Answer::default()
                 }
             }
@@ -647,9 +637,6 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, &answer)?;
         out.write_all(b"\n")?;
         out.flush()?;
-    }
-    if sessions.is_empty() {
-        return Ok(());
     }
     for session in sessions {
         if let Some(reader) = session.reader {
