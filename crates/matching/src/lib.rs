@@ -195,6 +195,27 @@ impl Announcements {
     }
 }
 
+/// Runs a city-sized solve on a thread of its own at the lowest CPU priority (nice 19 on Linux):
+/// on a busy machine requests, reports and deliveries run first and the solve takes the CPU they
+/// leave, instead of a core of their own for hundreds of milliseconds a tick (docs/BENCHMARKS.md,
+/// "The edge under the course mix"). The solve takes longer when the machine is busy.
+async fn solve_behind_requests<T: Send + 'static>(
+    solve: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("matching-solve".into())
+        .spawn(move || {
+            if let Err(e) =
+                thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+            {
+                tracing::debug!(error = ?e, "the solve runs at normal priority");
+            }
+            let _ = done.send(solve());
+        })?;
+    Ok(result.await?)
+}
+
 async fn run_tick(
     announcements: &Announcements,
     pool: &Mutex<Pool>,
@@ -221,10 +242,8 @@ async fn run_tick(
     let (outcome, waiting, free) = match step {
         Step::Done(outcome, waiting, free) => (outcome, waiting, free),
         Step::Solve(snapshot) => {
-            let proposed = match tokio::task::spawn_blocking(move || {
-                snapshot.solve(strategy, limits)
-            })
-            .await
+            let proposed = match solve_behind_requests(move || snapshot.solve(strategy, limits))
+                .await
             {
                 Ok(proposed) => proposed,
                 Err(e) => {
@@ -283,13 +302,19 @@ async fn run_tick(
             "matched"
         );
         matched.push(event);
+        if matched.len().is_multiple_of(ANNOUNCE_SLICE) {
+            tokio::task::yield_now().await;
+        }
     }
     // Announced concurrently: a publish the bus holds up (a stream electing its leader) delays
-    // the tick once, not once per pair.
-    let announced = matched
-        .iter()
-        .map(|event| announcements.announce(event, now));
-    futures_util::future::join_all(announced).await;
+    // the tick once, not once per pair. In slices, giving way between them: a city's tick has
+    // thousands, and one task polling them all would hold a worker for tens of milliseconds
+    // while requests wait (docs/BENCHMARKS.md, "The edge under the course mix").
+    for slice in matched.chunks(ANNOUNCE_SLICE) {
+        let announced = slice.iter().map(|event| announcements.announce(event, now));
+        futures_util::future::join_all(announced).await;
+        tokio::task::yield_now().await;
+    }
     let expired: Vec<RideExpired> = outcome
         .expired
         .into_iter()
@@ -300,8 +325,14 @@ async fn run_tick(
             expired_at: now,
         })
         .collect();
-    futures_util::future::join_all(expired.iter().map(|e| announcements.announce(e, now))).await;
+    for slice in expired.chunks(ANNOUNCE_SLICE) {
+        futures_util::future::join_all(slice.iter().map(|e| announcements.announce(e, now))).await;
+        tokio::task::yield_now().await;
+    }
 }
+
+/// Announcements published together before the tick gives way to other tasks.
+const ANNOUNCE_SLICE: usize = 64;
 
 fn matched_event(tick: u64, pairing: Pairing, now: domain::Timestamp) -> RideMatched {
     let fare = course_fare(&pairing.request);

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use bench::{CityKind, IngestBench, MatchingBench};
 use clap::{Args, Subcommand, ValueEnum};
+use domain::matching::assign::SecondPass;
 use domain::matching::{Limits, Strategy};
 
+pub mod edge;
 pub mod sockets;
 
 #[derive(Subcommand)]
@@ -20,6 +22,9 @@ pub enum BenchCommand {
     /// Live `/v1/ws` sessions on one instance: memory per session, pushes a second and their
     /// delivery time, a reconnect storm.
     Sockets(sockets::SocketsArgs),
+    /// The course mix (`POST /rider` and `/driver`) at the edge: the saturating rate, then the
+    /// latency at a fraction of it while the matcher ticks.
+    Edge(edge::EdgeArgs),
     /// One client process of `bench sockets` (started by it).
     #[command(hide = true)]
     SocketsClient(sockets::ClientArgs),
@@ -62,6 +67,10 @@ pub struct MatchingArgs {
     /// Run the exact solver where riders and drivers are both at most this many.
     #[arg(long, default_value_t = 5_000)]
     exact_up_to: usize,
+    /// Run `optimal`'s second pass exactly (no slack, no budget): the most riders, then the least
+    /// pickup on the candidate graph — slow where supply is short; shows what the default costs.
+    #[arg(long)]
+    exact_second_pass: bool,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
 }
@@ -154,6 +163,7 @@ impl BenchCommand {
             Self::Matching(args) => check_matching(args),
             Self::Ingest(args) => check_ingest(args),
             Self::Sockets(args) => args.check(),
+            Self::Edge(args) => args.check(),
             Self::SocketsClient(_) => Ok(()),
         }
     }
@@ -180,6 +190,11 @@ pub fn run(command: BenchCommand) -> ExitCode {
                     pricing_rounds: args.pricing_rounds,
                 },
                 exact_up_to: args.exact_up_to,
+                second_pass: if args.exact_second_pass {
+                    SecondPass::EXACT
+                } else {
+                    SecondPass::DEFAULT
+                },
                 seed: args.seed,
             };
             if matches!(args.format, Format::Table) {
@@ -209,6 +224,23 @@ pub fn run(command: BenchCommand) -> ExitCode {
                         serde_json::to_string(&report).unwrap_or_default()
                     ),
                     Format::Table => writeln!(out, "{}", sockets::table(&report)),
+                },
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        BenchCommand::Edge(args) => {
+            let format = args.format;
+            match tokio::runtime::Handle::current().block_on(edge::run(args, progress)) {
+                Ok(report) => match format {
+                    Format::Json => writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&report).unwrap_or_default()
+                    ),
+                    Format::Table => writeln!(out, "{}", edge::table(&report)),
                 },
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -4,14 +4,16 @@
 //!
 //! - `Nearest` is the seed's rule and what most peers do: riders in arrival order each take the
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
-//! - `Optimal` minimises the batch's total pickup distance plus the maximum pickup for every rider
-//!   left unmatched (a rider is served when that lengthens the total by less than the radius)
+//! - `Optimal` serves as many riders as it can, then minimises the batch's total pickup distance,
 //!   over a sparse candidate graph — each rider's `candidates` nearest drivers and each driver's
 //!   `candidates` nearest riders, from the geo index — solved exactly by
-//!   [`sparse`](super::sparse). A rider the graph leaves unmatched gets its nearest *free* drivers
-//!   as candidates and is placed again; optional pricing rounds close the rest of the gap to the
-//!   exact optimum (column generation on the solver's duals). `nearest`'s own pairs are among the
-//!   candidates, so `Optimal` is never worse than `Nearest` on the objective.
+//!   [`sparse`](super::sparse) in two passes: first with leaving a rider out costing the radius
+//!   (fast: no search runs farther than that), then serving every rider the graph still can at
+//!   the least extra pickup. A rider the first pass leaves unmatched gets its nearest *free*
+//!   drivers as candidates and is placed again; optional pricing rounds close the rest of the gap
+//!   to the first pass's optimum over every pair (column generation on the solver's duals).
+//!   `nearest`'s own pairs are among the candidates, so `Optimal` never serves fewer riders than
+//!   `Nearest`, and serving as many it never has the longer total pickup.
 //! - `Exact` solves the same objective on the complete graph (dense Hungarian, O(n² (n + m))):
 //!   the yardstick for `Optimal`, usable for batches of a few thousand.
 
@@ -71,10 +73,13 @@ pub struct Limits {
     pub candidates: usize,
     /// No pair is made across more than this distance (infinite: no limit).
     pub max_pickup: f64,
-    /// `Optimal`: rounds of pricing after the first solve. Each finds, for every rider, the
-    /// drivers outside its candidates that would lower the total, adds them and solves again;
-    /// run to convergence this reaches the exact optimum over every pair within the radius, but
-    /// each round costs a range query per rider (docs/BENCHMARKS.md has the trade-off).
+    /// `Optimal`: rounds of pricing after the first pass. Each finds, for every rider, the
+    /// drivers outside its candidates that would lower the first pass's total (leaving a rider
+    /// out costing the radius), adds them and solves again; run to convergence this reaches that
+    /// pass's exact optimum over every pair within the radius, but each round costs a range query
+    /// per rider (docs/BENCHMARKS.md has the trade-off). The second pass then serves the riders
+    /// left out wherever the graph allows; a pair outside the graph that would serve one more is
+    /// not searched for.
     pub pricing_rounds: usize,
 }
 
@@ -89,17 +94,21 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// What leaving a rider unmatched costs in the objective: the farthest allowed pickup. A
-    /// rider is served whenever serving them lengthens the batch's total pickup by less than that
-    /// (a lone pair within the radius always qualifies); an unlimited radius means "as many pairs
-    /// as possible, then the shortest".
-    pub fn unmatched_cost(&self) -> f64 {
+    /// The longest pickup a pair can have: the radius, or with none the longest distance
+    /// between valid points (below 2√2 × the coordinate bound).
+    pub fn max_distance(&self) -> f64 {
         if self.max_pickup.is_finite() {
             self.max_pickup
         } else {
-            // Every distance between valid points is below 2√2 × the coordinate bound.
             8.0 * MAX_ABS_COORDINATE
         }
+    }
+
+    /// What leaving a rider unmatched costs in `Optimal`'s first pass: the farthest allowed
+    /// pickup, so no search there runs longer than one pickup. The second pass then serves the
+    /// riders this left out wherever the graph can.
+    pub fn unmatched_cost(&self) -> f64 {
+        self.max_distance()
     }
 }
 
@@ -162,18 +171,13 @@ pub fn assign_indexed<K: Hash + Eq + Clone>(
     }
     match strategy {
         Strategy::Nearest => nearest(riders, index, limits),
-        Strategy::Optimal => optimal(riders, index, limits),
+        Strategy::Optimal => optimal(riders, index, limits, SecondPass::DEFAULT),
         Strategy::Exact => exact(riders, index, limits),
     }
 }
 
 pub fn total_distance(pairs: &[Pair]) -> f64 {
     pairs.iter().map(|p| p.distance).sum()
-}
-
-/// The objective `Optimal` and `Exact` minimise: total pickup plus the unmatched riders' cost.
-pub fn objective(pairs: &[Pair], riders: usize, limits: Limits) -> f64 {
-    total_distance(pairs) + (riders - pairs.len()) as f64 * limits.unmatched_cost()
 }
 
 fn to_slot(n: usize) -> u32 {
@@ -208,10 +212,52 @@ fn nearest<K: Hash + Eq + Clone>(
     pairs
 }
 
+/// How `Optimal`'s second pass trades exactness for time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SecondPass {
+    /// A path may be this share of the first pass's mean pickup longer than the shortest: in a
+    /// crowded hotspot one search then serves the many riders whose free drivers lie at about
+    /// the same distance beyond the crowd, instead of one.
+    pub slack_share: f64,
+    /// How many columns its searches may settle in all, per rider and driver of the tick,
+    /// before the riders still waiting are served by the shortest paths in edges instead of the
+    /// cheapest; `None`: no limit. Where supply is short the exact rounds cross the crowd once
+    /// each, and a 100k tick would take 20 s (docs/BENCHMARKS.md).
+    pub budget_per_point: Option<usize>,
+}
+
+impl SecondPass {
+    /// What `Strategy::Optimal` uses.
+    pub const DEFAULT: Self = Self {
+        slack_share: 0.05,
+        budget_per_point: Some(4),
+    };
+    /// Exact on the candidate graph: the most riders, then the least pickup.
+    pub const EXACT: Self = Self {
+        slack_share: 0.0,
+        budget_per_point: None,
+    };
+}
+
+/// `Optimal` with its second pass set (`Pair::driver` is the driver's slot), for measuring what
+/// [`SecondPass::DEFAULT`] costs against [`SecondPass::EXACT`].
+pub fn optimal_with<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    limits: Limits,
+    second: SecondPass,
+) -> Vec<Pair> {
+    if riders.is_empty() || index.is_empty() {
+        return Vec::new();
+    }
+    optimal(riders, index, limits, second)
+}
+
 fn optimal<K: Hash + Eq + Clone>(
     riders: &[Point],
     index: &GeoIndex<K>,
     limits: Limits,
+    second: SecondPass,
 ) -> Vec<Pair> {
     let mut graph = candidate_graph(riders, index, limits);
     // The greedy answer's pairs are candidates too: the graph then holds a solution at least as
@@ -227,21 +273,31 @@ fn optimal<K: Hash + Eq + Clone>(
         assignment = solve(&graph, index.slot_bound(), limits);
     }
     place_leftovers(riders, index, limits, &mut graph, &mut assignment);
+    let slack = second.slack_share * mean_pickup(&assignment, riders.len());
+    let budget = second
+        .budget_per_point
+        .map_or(usize::MAX, |b| b * (riders.len() + index.slot_bound()));
+    assignment.serve_the_rest(&graph, slack, budget);
     (0..riders.len())
         .filter_map(|rider| {
-            let slot = assignment.column_of(rider)?;
-            let distance = graph
-                .row(rider)
-                .iter()
-                .find(|(c, _)| *c == slot)
-                .map(|(_, d)| *d)?;
             Some(Pair {
                 rider,
-                driver: slot as usize,
-                distance,
+                driver: assignment.column_of(rider)? as usize,
+                distance: assignment.cost_of(rider)?,
             })
         })
         .collect()
+}
+
+fn mean_pickup(assignment: &SparseAssignment, rows: usize) -> f64 {
+    let (count, total) = (0..rows)
+        .filter_map(|row| assignment.cost_of(row))
+        .fold((0_usize, 0.0), |(n, sum), cost| (n + 1, sum + cost));
+    if count == 0 {
+        0.0
+    } else {
+        total / count as f64
+    }
 }
 
 /// The graph's blind spot: every candidate of a rider went to others, yet free drivers remain
@@ -325,11 +381,14 @@ fn price_out<K>(
         let Some(dual) = assignment.row_dual(row) else {
             continue;
         };
-        let tolerance = 1e-9 * (1.0 + dual.abs());
+        // Float noise only: a dual can be as large as the penalty (8,000 km with no radius), and
+        // a looser bound would hide improvements of a few metres.
+        let tolerance = 1e-12 * (1.0 + dual.abs());
         improving.clear();
+        let known = graph.row(row);
         index.for_each_within(*at, dual.min(limits.max_pickup), |slot, distance| {
             let reduced = distance - assignment.price(slot);
-            if reduced < dual - tolerance {
+            if reduced < dual - tolerance && !known.iter().any(|(c, _)| *c == slot) {
                 improving.push((slot, distance, reduced));
             }
         });
@@ -403,7 +462,14 @@ pub fn candidate_graph<K: Hash + Eq + Clone>(
 fn exact<K: Hash + Eq + Clone>(riders: &[Point], index: &GeoIndex<K>, limits: Limits) -> Vec<Pair> {
     let drivers: Vec<(u32, Point)> = index.iter().map(|(slot, _, at)| (slot, at)).collect();
     let (n, m) = (riders.len(), drivers.len());
-    let unmatched = limits.unmatched_cost();
+    // Leaving a rider out costs more than any set of pairs can add: the most riders first, then
+    // the shortest total.
+    let longest = riders
+        .iter()
+        .flat_map(|r| drivers.iter().map(move |(_, d)| r.distance_to(d)))
+        .filter(|d| *d <= limits.max_pickup)
+        .fold(0.0_f64, f64::max);
+    let unmatched = (n.min(m) + 1) as f64 * (longest + 1.0);
     let forbidden = 2.0 * unmatched + 1.0;
     // Columns: the drivers, then one private "unmatched" column per rider.
     let cost = |r: usize, c: usize| {
@@ -435,6 +501,12 @@ mod tests {
     use proptest::prelude::{Strategy as Generator, prop, prop_assert, prop_assert_eq, proptest};
 
     use super::{Limits, Pair, Point, Strategy, assign, assign_within, total_distance};
+
+    /// What `Optimal` and `Exact` optimise, in order: riders served (more is better), then the
+    /// total pickup (less is better).
+    fn served_then_pickup(pairs: &[Pair]) -> (usize, f64) {
+        (pairs.len(), total_distance(pairs))
+    }
 
     fn pt(x: f64, y: f64) -> Point {
         Point::new(x, y).expect("valid point")
@@ -557,15 +629,19 @@ mod tests {
         }
 
         #[test]
-        fn optimal_is_never_worse_than_nearest_on_its_objective(
+        fn optimal_serves_at_least_as_many_as_nearest_and_no_longer(
             riders in points(40),
             drivers in points(40),
             radius in prop::sample::select(vec![15.0, 40.0, f64::INFINITY]),
+            pricing_rounds in 0usize..3,
         ) {
-            let limits = Limits { candidates: 2, max_pickup: radius, pricing_rounds: 0 };
-            let cost = |strategy| super::objective(&assign_within(&riders, &drivers, strategy, limits), riders.len(), limits);
-            let (optimal, greedy) = (cost(Strategy::Optimal), cost(Strategy::Nearest));
-            prop_assert!(optimal <= greedy + 1e-9 * greedy.max(1.0), "optimal {optimal} > nearest {greedy}");
+            let limits = Limits { candidates: 2, max_pickup: radius, pricing_rounds };
+            let outcome = |strategy| served_then_pickup(&assign_within(&riders, &drivers, strategy, limits));
+            let (optimal, greedy) = (outcome(Strategy::Optimal), outcome(Strategy::Nearest));
+            prop_assert!(optimal.0 >= greedy.0, "optimal served {} < nearest {}", optimal.0, greedy.0);
+            if optimal.0 == greedy.0 {
+                prop_assert!(optimal.1 <= greedy.1 + 1e-9 * greedy.1.max(1.0), "optimal {} km > nearest {}", optimal.1, greedy.1);
+            }
         }
 
         #[test]
@@ -591,12 +667,24 @@ mod tests {
             radius in prop::sample::select(vec![20.0, 60.0, f64::INFINITY]),
         ) {
             let limits = Limits { candidates: 25, max_pickup: radius, pricing_rounds: 0 };
-            let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
-            let cost = |pairs: &[Pair]| super::objective(pairs, riders.len(), limits);
-            prop_assert!((cost(&sparse) - cost(&dense)).abs() <= 1e-6 * cost(&dense).max(1.0),
-                "optimal {} vs exact {}", cost(&sparse), cost(&dense));
-            for p in sparse.iter().chain(&dense) {
+            let (dense_served, dense_km) = served_then_pickup(&dense);
+            // With an exact second pass, `Optimal` is exact on its graph, here complete.
+            let index = super::index_of(&drivers);
+            let exactly: Vec<Pair> = super::optimal(&riders, &index, limits, super::SecondPass::EXACT)
+                .into_iter()
+                .map(|p| Pair { driver: *index.key(p.driver as u32).expect("a live slot") as usize, ..p })
+                .collect();
+            let (sparse_served, sparse_km) = served_then_pickup(&exactly);
+            prop_assert_eq!(sparse_served, dense_served);
+            prop_assert!((sparse_km - dense_km).abs() <= 1e-6 * dense_km.max(1.0),
+                "optimal {} vs exact {}", sparse_km, dense_km);
+            // With the default second pass it serves as many, never with less pickup than exact.
+            let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
+            let (served, km) = served_then_pickup(&sparse);
+            prop_assert_eq!(served, dense_served);
+            prop_assert!(km >= dense_km - 1e-6 * dense_km.max(1.0));
+            for p in sparse.iter().chain(&exactly).chain(&dense) {
                 prop_assert!(p.distance <= radius);
             }
         }
@@ -605,15 +693,20 @@ mod tests {
         fn pricing_to_convergence_reaches_the_exact_optimum_from_few_candidates(
             riders in points(30),
             drivers in points(30),
-            radius in prop::sample::select(vec![30.0, 80.0, f64::INFINITY]),
             candidates in 1usize..4,
         ) {
-            let limits = Limits { candidates, max_pickup: radius, pricing_rounds: 1_000 };
+            // With no radius every rider the drivers can serve is served, so the first pass's
+            // optimum is the whole optimum and pricing converges to it. (With a radius, pricing
+            // completes the first pass only: a rider it leaves out is served through the graph,
+            // which may lack the pairs that would serve one more; see `Limits::pricing_rounds`.)
+            let limits = Limits { candidates, max_pickup: f64::INFINITY, pricing_rounds: 1_000 };
             let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
-            let cost = |pairs: &[Pair]| super::objective(pairs, riders.len(), limits);
-            prop_assert!((cost(&sparse) - cost(&dense)).abs() <= 1e-6 * cost(&dense).max(1.0),
-                "priced optimal {} vs exact {}", cost(&sparse), cost(&dense));
+            let (sparse_served, sparse_km) = served_then_pickup(&sparse);
+            let (dense_served, dense_km) = served_then_pickup(&dense);
+            prop_assert_eq!(sparse_served, dense_served);
+            prop_assert!((sparse_km - dense_km).abs() <= 1e-6 * dense_km.max(1.0),
+                "priced optimal {} vs exact {}", sparse_km, dense_km);
         }
     }
 }

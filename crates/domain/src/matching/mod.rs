@@ -8,8 +8,6 @@ pub mod index;
 pub mod shard;
 pub mod sparse;
 
-pub use assign::{
-    Limits, Pair, Strategy, assign, assign_indexed, assign_within, objective, total_distance,
-};
+pub use assign::{Limits, Pair, Strategy, assign, assign_indexed, assign_within, total_distance};
 pub use index::{GeoIndex, Neighbor};
 pub use shard::{shard_of, shard_of_place};

@@ -11,6 +11,10 @@
 //! free column, lowers the prices of the settled columns and flips the path. The result is exact
 //! for the graph it is given (the property tests check it against the dense solver); what the
 //! sparse graph leaves out is the only source of error, and [`super::assign`] measures it.
+//!
+//! A rider left waiting is worse than a longer pickup, so a second pass
+//! ([`SparseAssignment::serve_the_rest`]) then serves every rider the graph can still serve,
+//! at the least extra cost: the most riders first, then the shortest total.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -143,6 +147,11 @@ impl SparseAssignment {
         (c != NONE && (c as usize) < self.columns).then_some(c)
     }
 
+    /// What the real column `row` holds costs, if it holds one.
+    pub fn cost_of(&self, row: usize) -> Option<f64> {
+        self.column_of(row).map(|_| self.cost_of_row[row])
+    }
+
     /// The price of `column` (never positive: prices only fall).
     pub fn price(&self, column: u32) -> f64 {
         self.price[column as usize]
@@ -195,7 +204,8 @@ impl SparseAssignment {
         self.heap.push(Queued { distance, column });
     }
 
-    /// Places the free `row` by the cheapest augmenting path (which may move other rows).
+    /// Places the free `row` by the cheapest augmenting path (which may move other rows), or in
+    /// its own "unmatched" column when every path costs more.
     pub fn augment(&mut self, graph: &CandidateGraph, row: usize) {
         let free_row = to_u32(row);
         debug_assert_eq!(self.column_of_row[row], NONE, "row {row} is already placed");
@@ -203,10 +213,292 @@ impl SparseAssignment {
             let reduced = cost - self.price[column as usize];
             self.relax(column, reduced, free_row);
         }
-        let end = loop {
-            let Some(Queued { distance, column }) = self.heap.pop() else {
-                unreachable!("the row's own unmatched column is always reachable");
+        let end = self
+            .search(graph, true)
+            .expect("the row's own unmatched column is always reachable");
+        self.settle(graph, end);
+        self.clear_search();
+    }
+
+    /// The second pass: serves as many of the rows still unmatched as the graph allows, at the
+    /// least extra cost (within `slack` per row served; 0: exactly). "Unmatched" columns are no
+    /// longer offered, so no served row is ever left out again.
+    ///
+    /// Each round is one Dijkstra from all unmatched rows at once (a super source) that runs
+    /// `slack` past the first free column it reaches; the prices are lowered to that level, which
+    /// makes every shortest path tight, and then as many row-disjoint tight paths as a
+    /// depth-first search finds are flipped (Hopcroft–Karp's idea on the Hungarian method's
+    /// equality graph). It stops when a search reaches no free column: no augmenting path is
+    /// left, so no more rows can be served.
+    ///
+    /// Started from an exact solution of the penalised problem (every row placed by
+    /// [`augment`](Self::augment)), this is successive shortest paths from a super source: the
+    /// prices stay valid potentials (a served row's dual never exceeds an unserved row's). With
+    /// `slack` 0 the result serves the most rows this graph can and, of those ways, has the least
+    /// total cost. With `slack` > 0 it still serves the most rows, and a round flips many paths
+    /// where free columns lie at similar distances — the edge of a crowded hotspot — instead of
+    /// one; each path is then up to about `slack` longer than the shortest (a heuristic bound,
+    /// not a proven one: docs/BENCHMARKS.md measures the cost). Returns how many more rows it
+    /// served.
+    ///
+    /// The searches cross a crowd once per round, so where supply is short the rounds can be
+    /// many: after settling `budget` columns in all, the rows still waiting are served by
+    /// [`serve_any`](Self::serve_any) instead — as many, by the shortest paths in edges, whatever
+    /// they cost — so the tick stays bounded and still serves the most rows.
+    pub fn serve_the_rest(&mut self, graph: &CandidateGraph, slack: f64, budget: usize) -> usize {
+        let mut waiting: Vec<u32> = (0..graph.rows())
+            .filter(|&r| self.column_of(r).is_none() && !graph.row(r).is_empty())
+            .map(to_u32)
+            .collect();
+        let mut served = 0;
+        let mut stack: Vec<(u32, u32)> = Vec::new();
+        let mut free_reached: Vec<(u32, f64)> = Vec::new();
+        let mut work = 0;
+        while !waiting.is_empty() {
+            if work > budget {
+                return served + self.serve_any(graph, waiting);
+            }
+            for &row in &waiting {
+                for &(column, cost) in graph.row(row as usize) {
+                    let reduced = cost - self.price[column as usize];
+                    self.relax(column, reduced, row);
+                }
+            }
+            let Some(level) = self.search_band(graph, slack) else {
+                self.clear_search();
+                break;
             };
+            work += self.ready.len();
+            free_reached.clear();
+            for &column in &self.ready {
+                let c = column as usize;
+                if self.row_of_column[c] == NONE {
+                    free_reached.push((column, self.price[c]));
+                }
+                self.price[c] += self.distance[c] - level;
+            }
+            // Tight paths, row-disjoint: a column is visited once a round.
+            let mut kept = Vec::with_capacity(waiting.len());
+            for &row in &waiting {
+                match self.tight_path(graph, row, level, &mut stack) {
+                    Some(end) => {
+                        self.flip(graph, end);
+                        served += 1;
+                    }
+                    None => kept.push(row),
+                }
+            }
+            debug_assert!(
+                kept.len() < waiting.len(),
+                "a round serves at least one row"
+            );
+            waiting = kept;
+            // A free column reached but not taken gets its price back, so the slack's discount
+            // does not pile up over rounds (an edge into it may then be short of its row's dual
+            // by at most `slack`, which the next search can only notice late by as much).
+            for &(column, price) in &free_reached {
+                if self.row_of_column[column as usize] == NONE {
+                    self.price[column as usize] = price;
+                }
+            }
+            self.clear_search();
+        }
+        served
+    }
+
+    /// Serves as many of the `waiting` rows as the graph allows, by augmenting paths with the
+    /// fewest edges (Hopcroft–Karp: a breadth-first search in layers from all of them, then
+    /// row-disjoint paths along the layers), whatever they cost. Returns how many it served.
+    pub fn serve_any(&mut self, graph: &CandidateGraph, mut waiting: Vec<u32>) -> usize {
+        waiting
+            .retain(|&r| self.column_of(r as usize).is_none() && !graph.row(r as usize).is_empty());
+        let mut layer = vec![u32::MAX; graph.rows()];
+        let mut queue: Vec<u32> = Vec::new();
+        let mut stack: Vec<(u32, u32)> = Vec::new();
+        let mut served = 0;
+        while !waiting.is_empty() {
+            layer.fill(u32::MAX);
+            queue.clear();
+            for &row in &waiting {
+                layer[row as usize] = 0;
+                queue.push(row);
+            }
+            // The layer at which the nearest free column lies.
+            let mut free_at = u32::MAX;
+            let mut head = 0;
+            while head < queue.len() {
+                let row = queue[head];
+                head += 1;
+                let next = layer[row as usize] + 1;
+                if next > free_at {
+                    break;
+                }
+                for &(column, _) in graph.row(row as usize) {
+                    let holder = self.row_of_column[column as usize];
+                    if holder == NONE {
+                        free_at = next;
+                    } else if layer[holder as usize] == u32::MAX {
+                        layer[holder as usize] = next;
+                        queue.push(holder);
+                    }
+                }
+            }
+            if free_at == u32::MAX {
+                break;
+            }
+            let mut kept = Vec::with_capacity(waiting.len());
+            for &row in &waiting {
+                match self.layered_path(graph, row, &layer, free_at, &mut stack) {
+                    Some(end) => {
+                        self.flip(graph, end);
+                        served += 1;
+                    }
+                    None => kept.push(row),
+                }
+            }
+            waiting = kept;
+            self.clear_search();
+        }
+        served
+    }
+
+    /// A path from `start` along the layers to a free column at layer `free_at`, over columns
+    /// not yet visited this phase (`settled` marks a visit here); records it in `predecessor`.
+    fn layered_path(
+        &mut self,
+        graph: &CandidateGraph,
+        start: u32,
+        layer: &[u32],
+        free_at: u32,
+        stack: &mut Vec<(u32, u32)>,
+    ) -> Option<u32> {
+        stack.clear();
+        stack.push((start, 0));
+        while let Some(top) = stack.last_mut() {
+            let row = top.0;
+            let next = layer[row as usize] + 1;
+            let edges = graph.row(row as usize);
+            let mut next_row = None;
+            while (top.1 as usize) < edges.len() {
+                let column = edges[top.1 as usize].0;
+                top.1 += 1;
+                let c = column as usize;
+                if self.settled[c] {
+                    continue;
+                }
+                let holder = self.row_of_column[c];
+                let onward = if holder == NONE {
+                    next == free_at
+                } else {
+                    next < free_at && layer[holder as usize] == next
+                };
+                if !onward {
+                    continue;
+                }
+                self.settled[c] = true;
+                self.touched.push(column);
+                self.predecessor[c] = row;
+                if holder == NONE {
+                    return Some(column);
+                }
+                next_row = Some(holder);
+                break;
+            }
+            match next_row {
+                Some(holder) => stack.push((holder, 0)),
+                None => {
+                    stack.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// The second pass's Dijkstra: settles columns (free ones included, which lead nowhere)
+    /// until it pops one more than `slack` beyond the first free column. Returns that level
+    /// (every settled column is at most that far, every other one at least), or `None` when no
+    /// free column is reachable.
+    fn search_band(&mut self, graph: &CandidateGraph, slack: f64) -> Option<f64> {
+        let mut first_free: Option<f64> = None;
+        while let Some(Queued { distance, column }) = self.heap.pop() {
+            let c = column as usize;
+            if self.settled[c] || distance > self.distance[c] {
+                continue;
+            }
+            if first_free.is_some_and(|first| distance > first + slack) {
+                break;
+            }
+            self.settled[c] = true;
+            self.ready.push(column);
+            let holder = self.row_of_column[c];
+            if holder == NONE {
+                first_free.get_or_insert(distance);
+                continue;
+            }
+            let offset = distance - (self.cost_of_row[holder as usize] - self.price[c]);
+            for &(next, cost) in graph.row(holder as usize) {
+                let reduced = cost - self.price[next as usize] + offset;
+                self.relax(next, reduced, holder);
+            }
+        }
+        first_free.map(|first| first + slack)
+    }
+
+    /// A path of tight edges over settled, not yet visited columns from the unmatched `start`
+    /// (whose dual is `level`) to a free column, by an iterative depth-first search; marks what
+    /// it visits and records the path in `predecessor`. Returns the free column.
+    fn tight_path(
+        &mut self,
+        graph: &CandidateGraph,
+        start: u32,
+        level: f64,
+        stack: &mut Vec<(u32, u32)>,
+    ) -> Option<u32> {
+        stack.clear();
+        stack.push((start, 0));
+        while let Some(top) = stack.last_mut() {
+            let row = top.0;
+            let edges = graph.row(row as usize);
+            let dual = if row == start {
+                level
+            } else {
+                self.cost_of_row[row as usize]
+                    - self.price[self.column_of_row[row as usize] as usize]
+            };
+            let tolerance = 1e-9 * (1.0 + dual.abs());
+            let mut next_row = None;
+            while (top.1 as usize) < edges.len() {
+                let (column, cost) = edges[top.1 as usize];
+                top.1 += 1;
+                let c = column as usize;
+                // `settled` doubles as "not yet visited this round": a visit clears it.
+                if !self.settled[c] || cost - self.price[c] > dual + tolerance {
+                    continue;
+                }
+                self.settled[c] = false;
+                self.predecessor[c] = row;
+                let holder = self.row_of_column[c];
+                if holder == NONE {
+                    return Some(column);
+                }
+                next_row = Some(holder);
+                break;
+            }
+            match next_row {
+                Some(holder) => stack.push((holder, 0)),
+                None => {
+                    stack.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Dijkstra over reduced costs from the columns already relaxed, until it settles a free
+    /// column (returned) or runs out. A row reached through the column it holds offers its other
+    /// columns, and its "unmatched" column when `offer_unmatched`.
+    fn search(&mut self, graph: &CandidateGraph, offer_unmatched: bool) -> Option<u32> {
+        while let Some(Queued { distance, column }) = self.heap.pop() {
             let c = column as usize;
             if self.settled[c] || distance > self.distance[c] {
                 continue;
@@ -215,22 +507,35 @@ impl SparseAssignment {
             self.ready.push(column);
             let holder = self.row_of_column[c];
             if holder == NONE {
-                break column;
+                return Some(column);
             }
             // Reaching `holder` through its column costs `distance`; its other columns cost
             // their reduced cost on top, relative to the one it holds.
             let offset = distance - (self.cost_of_row[holder as usize] - self.price[c]);
-            for (next, cost) in self.edges(graph, holder) {
+            let unmatched =
+                offer_unmatched.then_some((to_u32(self.columns) + holder, self.unmatched_cost));
+            for (next, cost) in graph.row(holder as usize).iter().copied().chain(unmatched) {
                 let reduced = cost - self.price[next as usize] + offset;
                 self.relax(next, reduced, holder);
             }
-        };
+        }
+        None
+    }
+
+    /// After a search that settled the free column `end`: lowers the settled columns' prices and
+    /// flips the path to it.
+    fn settle(&mut self, graph: &CandidateGraph, end: u32) -> u32 {
         let shortest = self.distance[end as usize];
         for &column in &self.ready {
             let c = column as usize;
             self.price[c] += self.distance[c] - shortest;
         }
-        // Flip the path from the free column back to the free row.
+        self.flip(graph, end)
+    }
+
+    /// Flips the path recorded in `predecessor` from the free column `end` back to the row it
+    /// started from (returned). That row leaves its "unmatched" column if it held one.
+    fn flip(&mut self, graph: &CandidateGraph, end: u32) -> u32 {
         let mut column = end;
         loop {
             let row = self.predecessor[column as usize];
@@ -242,11 +547,17 @@ impl SparseAssignment {
             self.row_of_column[column as usize] = row;
             self.column_of_row[row as usize] = column;
             self.cost_of_row[row as usize] = cost;
-            if row == free_row {
-                break;
+            if previous == NONE || previous as usize >= self.columns {
+                if previous != NONE && previous != column {
+                    self.row_of_column[previous as usize] = NONE;
+                }
+                return row;
             }
             column = previous;
         }
+    }
+
+    fn clear_search(&mut self) {
         for &column in &self.touched {
             let c = column as usize;
             self.distance[c] = f64::INFINITY;
@@ -282,7 +593,7 @@ pub fn solve(graph: &CandidateGraph, columns: usize, unmatched_cost: f64) -> Vec
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::{Strategy, prop, prop_assert, proptest};
+    use proptest::prelude::{Strategy, prop, prop_assert, prop_assert_eq, proptest};
 
     use super::*;
     use crate::matching::hungarian;
@@ -347,7 +658,94 @@ mod tests {
         assert_eq!(solve(&graph_of(&costs), 2, 10.0), vec![Some(1), Some(0)]);
     }
 
+    /// The dense optimum of "serve as many rows as possible, then the least cost": an unmatched
+    /// row costs more than any set of pairs could save. Returns (rows served, their cost).
+    fn dense_most_served(costs: &[Vec<Option<f64>>], columns: usize) -> (usize, f64) {
+        let rows = costs.len();
+        let most = costs
+            .iter()
+            .flatten()
+            .flatten()
+            .fold(0.0_f64, |a, b| a.max(*b))
+            + 1.0;
+        let unmatched = (rows.min(columns) + 1) as f64 * most;
+        let cost = |r: usize, c: usize| {
+            if c < columns {
+                costs[r][c].unwrap_or(unmatched * 2.0 + 1.0)
+            } else if c - columns == r {
+                unmatched
+            } else {
+                unmatched * 2.0 + 1.0
+            }
+        };
+        let mut served = 0;
+        let mut total = 0.0;
+        for (r, c) in hungarian::solve(rows, columns + rows, cost)
+            .into_iter()
+            .enumerate()
+        {
+            if c < columns {
+                served += 1;
+                total += cost(r, c);
+            }
+        }
+        (served, total)
+    }
+
+    #[test]
+    fn the_second_pass_serves_a_rider_the_penalty_left_out() {
+        // Row 1's only driver is row 0's; row 0 can move to a driver 40 farther, more than the
+        // penalty of 10 (so the first pass leaves row 1 out), but a rider waiting is worse.
+        let costs = vec![vec![Some(1.0), Some(41.0)], vec![Some(2.0), None]];
+        let graph = graph_of(&costs);
+        let mut assignment = solve_in_order(&graph, 2, 10.0, 0..2);
+        assert_eq!(assignment.column_of(1), None);
+        assert_eq!(assignment.serve_the_rest(&graph, 0.0, usize::MAX), 1);
+        assert_eq!(
+            (assignment.column_of(0), assignment.column_of(1)),
+            (Some(1), Some(0))
+        );
+    }
+
     proptest! {
+        #[test]
+        fn the_second_pass_serves_the_most_and_without_slack_at_the_least_cost(
+            costs in (1usize..9, 1usize..9).prop_flat_map(|(rows, cols)| {
+                prop::collection::vec(
+                    prop::collection::vec(prop::option::weighted(0.4, 0.0..100.0_f64), cols),
+                    rows,
+                )
+            }),
+            penalty in prop::sample::select(vec![5.0, 40.0, 150.0]),
+            slack in prop::sample::select(vec![0.0, 0.0, 3.0, 20.0]),
+            budget in prop::sample::select(vec![usize::MAX, usize::MAX, 0, 5]),
+        ) {
+            let columns = costs[0].len();
+            let graph = graph_of(&costs);
+            let mut assignment = solve_in_order(&graph, columns, penalty, 0..costs.len());
+            let more = assignment.serve_the_rest(&graph, slack, budget);
+            let mut used = vec![false; columns];
+            let (mut served, mut total) = (0, 0.0);
+            for (r, row) in costs.iter().enumerate() {
+                if let Some(c) = assignment.column_of(r) {
+                    prop_assert!(!used[c as usize], "column {} used twice", c);
+                    used[c as usize] = true;
+                    served += 1;
+                    total += row[c as usize].expect("an edge");
+                }
+            }
+            let (best_served, best_total) = dense_most_served(&costs, columns);
+            prop_assert_eq!(served, best_served);
+            // Never below the optimum; exactly it without slack (with slack the pickup it adds
+            // is measured, not bounded: docs/BENCHMARKS.md).
+            let tolerance = 1e-6 * best_total.max(1.0);
+            prop_assert!(total >= best_total - tolerance, "second pass {} below the optimum {}", total, best_total);
+            if slack == 0.0 && budget == usize::MAX {
+                prop_assert!(total <= best_total + tolerance,
+                    "second pass {} vs dense {} ({} rows served by it)", total, best_total, more);
+            }
+        }
+
         #[test]
         fn equals_the_dense_optimum(
             costs in (1usize..9, 1usize..9).prop_flat_map(|(rows, cols)| {
