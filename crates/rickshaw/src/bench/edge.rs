@@ -5,7 +5,8 @@
 //! directory) unless `--target` names one; the load comes from this process, on loopback.
 //!
 //! 1. **Saturation**: every connection sends its next request as soon as the last is answered,
-//!    for `--saturate`: the most requests a second the instance answers.
+//!    for `--saturate`: the most requests a second the instance serves (2xx; a 503 refusal is
+//!    answered fast and is not counted as served).
 //! 2. **Open loop**: requests are due at `--load` × that rate (or `--rate`), evenly spaced, for
 //!    `--duration`. Each is timed from when it was due, not from when a connection was free to
 //!    send it, so a stall shows up in full in the percentiles (no coordinated omission).
@@ -90,6 +91,8 @@ pub struct Phase {
     pub offered_per_sec: Option<f64>,
     pub requests: u64,
     pub answered_per_sec: f64,
+    /// 2xx answers a second: the rate the instance serves (a 503 is a refusal, not service).
+    pub served_per_sec: f64,
     /// Answers that were not 2xx, by status, and requests that got no answer.
     pub not_2xx: u64,
     pub not_2xx_by_status: BTreeMap<u16, u64>,
@@ -232,6 +235,8 @@ impl Tally {
             offered_per_sec: offered,
             requests,
             answered_per_sec: self.micros.len() as f64 / seconds,
+            served_per_sec: (self.micros.len() as u64 - self.not_2xx.values().sum::<u64>()) as f64
+                / seconds,
             not_2xx: self.not_2xx.values().sum(),
             not_2xx_by_status: self.not_2xx,
             failed: self.failed,
@@ -409,10 +414,10 @@ pub async fn run(args: EdgeArgs, progress: impl Fn(&str)) -> anyhow::Result<Edge
                 humantime::format_duration(args.saturate)
             ));
             let phase = saturate(&args, &client, &url, &counter).await;
-            let rate = phase.answered_per_sec * args.load;
+            let rate = phase.served_per_sec * args.load;
             progress(&format!(
-                "saturated at {:.0} requests/s; open loop at {rate:.0}/s",
-                phase.answered_per_sec
+                "saturated at {:.0} requests/s served (2xx) of {:.0} answered; open loop at {rate:.0}/s",
+                phase.served_per_sec, phase.answered_per_sec
             ));
             report.saturation = Some(phase);
             // Let the pool's held requests expire so the open loop starts from a steady state.
@@ -438,11 +443,12 @@ pub async fn run(args: EdgeArgs, progress: impl Fn(&str)) -> anyhow::Result<Edge
 pub fn table(report: &EdgeReport) -> String {
     let row = |name: &str, p: &Phase| {
         format!(
-            "{name:<11} {:>10} {:>9} {:>9.0} {:>7} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7}",
+            "{name:<11} {:>10} {:>9} {:>9.0} {:>9.0} {:>7} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7}",
             p.offered_per_sec
                 .map_or_else(|| "max".to_owned(), |r| format!("{r:.0}")),
             p.requests,
             p.answered_per_sec,
+            p.served_per_sec,
             p.not_2xx,
             p.failed,
             p.p50_ms,
@@ -455,11 +461,12 @@ pub fn table(report: &EdgeReport) -> String {
         )
     };
     let mut out = format!(
-        "{:<11} {:>10} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}\n",
+        "{:<11} {:>10} {:>9} {:>9} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}\n",
         "phase",
         "offered/s",
         "requests",
         "answered/s",
+        "served/s",
         "not2xx",
         "failed",
         "p50_ms",
@@ -539,6 +546,7 @@ mod tests {
         let phase = tally.phase(2.0, Some(500.0));
         assert_eq!(phase.requests, 1_003);
         assert_eq!(phase.answered_per_sec, 500.0);
+        assert_eq!(phase.served_per_sec, 496.5);
         assert_eq!(
             (phase.p50_ms, phase.p99_ms, phase.max_ms),
             (500.0, 990.0, 1_000.0)
