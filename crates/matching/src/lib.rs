@@ -307,9 +307,9 @@ async fn run_tick(
         }
     }
     // Announced concurrently: a publish the bus holds up (a stream electing its leader) delays
-    // the tick once, not once per pair. In slices, giving way between them: a city's tick has
-    // thousands, and one task polling them all would hold a worker for tens of milliseconds
-    // while requests wait (docs/BENCHMARKS.md, "The edge under the course mix").
+    // the tick once per slice of 64, not once per pair. In slices, giving way between them: a
+    // city's tick has thousands, and one task polling them all would hold a worker for tens of
+    // milliseconds while requests wait (docs/BENCHMARKS.md, "The edge under the course mix").
     for slice in matched.chunks(ANNOUNCE_SLICE) {
         let announced = slice.iter().map(|event| announcements.announce(event, now));
         futures_util::future::join_all(announced).await;

@@ -372,32 +372,51 @@ impl SparseAssignment {
         free_at: u32,
         stack: &mut Vec<(u32, u32)>,
     ) -> Option<u32> {
+        self.path_from(graph, start, stack, |this, row, column, _| {
+            let c = column as usize;
+            if this.settled[c] {
+                return false;
+            }
+            let next = layer[row as usize] + 1;
+            let holder = this.row_of_column[c];
+            let onward = if holder == NONE {
+                next == free_at
+            } else {
+                next < free_at && layer[holder as usize] == next
+            };
+            if onward {
+                this.settled[c] = true;
+                this.touched.push(column);
+            }
+            onward
+        })
+    }
+
+    /// A depth-first search (iterative: paths can be thousands of rows long) from the unmatched
+    /// row `start` to a free column, stepping from a row to a column where `step(self, row,
+    /// column, cost)` allows it (the step also marks the column visited), then on to the column's
+    /// holder. Records the path in `predecessor`; returns the free column.
+    fn path_from(
+        &mut self,
+        graph: &CandidateGraph,
+        start: u32,
+        stack: &mut Vec<(u32, u32)>,
+        mut step: impl FnMut(&mut Self, u32, u32, f64) -> bool,
+    ) -> Option<u32> {
         stack.clear();
         stack.push((start, 0));
         while let Some(top) = stack.last_mut() {
             let row = top.0;
-            let next = layer[row as usize] + 1;
             let edges = graph.row(row as usize);
             let mut next_row = None;
             while (top.1 as usize) < edges.len() {
-                let column = edges[top.1 as usize].0;
+                let (column, cost) = edges[top.1 as usize];
                 top.1 += 1;
-                let c = column as usize;
-                if self.settled[c] {
+                if !step(self, row, column, cost) {
                     continue;
                 }
-                let holder = self.row_of_column[c];
-                let onward = if holder == NONE {
-                    next == free_at
-                } else {
-                    next < free_at && layer[holder as usize] == next
-                };
-                if !onward {
-                    continue;
-                }
-                self.settled[c] = true;
-                self.touched.push(column);
-                self.predecessor[c] = row;
+                self.predecessor[column as usize] = row;
+                let holder = self.row_of_column[column as usize];
                 if holder == NONE {
                     return Some(column);
                 }
@@ -445,8 +464,8 @@ impl SparseAssignment {
     }
 
     /// A path of tight edges over settled, not yet visited columns from the unmatched `start`
-    /// (whose dual is `level`) to a free column, by an iterative depth-first search; marks what
-    /// it visits and records the path in `predecessor`. Returns the free column.
+    /// (whose dual is `level`) to a free column; a visit clears `settled`. Records the path in
+    /// `predecessor`; returns the free column.
     fn tight_path(
         &mut self,
         graph: &CandidateGraph,
@@ -454,44 +473,20 @@ impl SparseAssignment {
         level: f64,
         stack: &mut Vec<(u32, u32)>,
     ) -> Option<u32> {
-        stack.clear();
-        stack.push((start, 0));
-        while let Some(top) = stack.last_mut() {
-            let row = top.0;
-            let edges = graph.row(row as usize);
+        self.path_from(graph, start, stack, |this, row, column, cost| {
+            let c = column as usize;
             let dual = if row == start {
                 level
             } else {
-                self.cost_of_row[row as usize]
-                    - self.price[self.column_of_row[row as usize] as usize]
+                this.cost_of_row[row as usize]
+                    - this.price[this.column_of_row[row as usize] as usize]
             };
-            let tolerance = 1e-9 * (1.0 + dual.abs());
-            let mut next_row = None;
-            while (top.1 as usize) < edges.len() {
-                let (column, cost) = edges[top.1 as usize];
-                top.1 += 1;
-                let c = column as usize;
-                // `settled` doubles as "not yet visited this round": a visit clears it.
-                if !self.settled[c] || cost - self.price[c] > dual + tolerance {
-                    continue;
-                }
-                self.settled[c] = false;
-                self.predecessor[c] = row;
-                let holder = self.row_of_column[c];
-                if holder == NONE {
-                    return Some(column);
-                }
-                next_row = Some(holder);
-                break;
+            let tight = this.settled[c] && cost - this.price[c] <= dual + 1e-9 * (1.0 + dual.abs());
+            if tight {
+                this.settled[c] = false;
             }
-            match next_row {
-                Some(holder) => stack.push((holder, 0)),
-                None => {
-                    stack.pop();
-                }
-            }
-        }
-        None
+            tight
+        })
     }
 
     /// Dijkstra over reduced costs from the columns already relaxed, until it settles a free
@@ -598,11 +593,14 @@ mod tests {
     use super::*;
     use crate::matching::hungarian;
 
-    /// The dense exact optimum of the same problem: unmatched columns per row, missing edges
-    /// dearer than being unmatched.
-    fn dense_optimum(costs: &[Vec<Option<f64>>], columns: usize, unmatched: f64) -> f64 {
-        let rows = costs.len();
-        let cost = |r: usize, c: usize| {
+    /// The costs as the dense solver takes them: the real columns, then one "unmatched" column
+    /// per row; a missing edge (or another row's unmatched column) dearer than being unmatched.
+    fn padded(
+        costs: &[Vec<Option<f64>>],
+        columns: usize,
+        unmatched: f64,
+    ) -> impl Fn(usize, usize) -> f64 + '_ {
+        move |r: usize, c: usize| {
             if c < columns {
                 costs[r][c].unwrap_or(unmatched * 2.0 + 1.0)
             } else if c - columns == r {
@@ -610,8 +608,15 @@ mod tests {
             } else {
                 unmatched * 2.0 + 1.0
             }
-        };
-        hungarian::solve(rows, columns + rows, cost)
+        }
+    }
+
+    /// The dense exact optimum of the same problem: unmatched columns per row, missing edges
+    /// dearer than being unmatched.
+    fn dense_optimum(costs: &[Vec<Option<f64>>], columns: usize, unmatched: f64) -> f64 {
+        let rows = costs.len();
+        let cost = padded(costs, columns, unmatched);
+        hungarian::solve(rows, columns + rows, &cost)
             .iter()
             .enumerate()
             .map(|(r, c)| cost(r, *c))
@@ -669,18 +674,10 @@ mod tests {
             .fold(0.0_f64, |a, b| a.max(*b))
             + 1.0;
         let unmatched = (rows.min(columns) + 1) as f64 * most;
-        let cost = |r: usize, c: usize| {
-            if c < columns {
-                costs[r][c].unwrap_or(unmatched * 2.0 + 1.0)
-            } else if c - columns == r {
-                unmatched
-            } else {
-                unmatched * 2.0 + 1.0
-            }
-        };
+        let cost = padded(costs, columns, unmatched);
         let mut served = 0;
         let mut total = 0.0;
-        for (r, c) in hungarian::solve(rows, columns + rows, cost)
+        for (r, c) in hungarian::solve(rows, columns + rows, &cost)
             .into_iter()
             .enumerate()
         {
@@ -707,15 +704,20 @@ mod tests {
         );
     }
 
+    /// 1–8 rows of 1–8 columns, each cell an edge with probability `density`.
+    fn cost_matrix(density: f64) -> impl Strategy<Value = Vec<Vec<Option<f64>>>> {
+        (1usize..9, 1usize..9).prop_flat_map(move |(rows, cols)| {
+            prop::collection::vec(
+                prop::collection::vec(prop::option::weighted(density, 0.0..100.0_f64), cols),
+                rows,
+            )
+        })
+    }
+
     proptest! {
         #[test]
         fn the_second_pass_serves_the_most_and_without_slack_at_the_least_cost(
-            costs in (1usize..9, 1usize..9).prop_flat_map(|(rows, cols)| {
-                prop::collection::vec(
-                    prop::collection::vec(prop::option::weighted(0.4, 0.0..100.0_f64), cols),
-                    rows,
-                )
-            }),
+            costs in cost_matrix(0.4),
             penalty in prop::sample::select(vec![5.0, 40.0, 150.0]),
             slack in prop::sample::select(vec![0.0, 0.0, 3.0, 20.0]),
             budget in prop::sample::select(vec![usize::MAX, usize::MAX, 0, 5]),
@@ -748,12 +750,7 @@ mod tests {
 
         #[test]
         fn equals_the_dense_optimum(
-            costs in (1usize..9, 1usize..9).prop_flat_map(|(rows, cols)| {
-                prop::collection::vec(
-                    prop::collection::vec(prop::option::weighted(0.6, 0.0..100.0_f64), cols),
-                    rows,
-                )
-            }),
+            costs in cost_matrix(0.6),
             unmatched in prop::sample::select(vec![5.0, 40.0, 1e6]),
         ) {
             let columns = costs[0].len();
