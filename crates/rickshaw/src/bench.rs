@@ -169,6 +169,31 @@ impl BenchCommand {
     }
 }
 
+/// Runs an async bench on the CLI's runtime; a failure is printed and becomes the exit code.
+fn run_async<R>(
+    bench: impl std::future::Future<Output = anyhow::Result<R>>,
+) -> Result<R, ExitCode> {
+    tokio::runtime::Handle::current()
+        .block_on(bench)
+        .map_err(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        })
+}
+
+/// One report on stdout, as a JSON line or as the bench's table.
+fn print_report<R: serde::Serialize>(
+    out: &mut impl Write,
+    format: Format,
+    report: &R,
+    table: fn(&R) -> String,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string(report).unwrap_or_default()),
+        Format::Table => writeln!(out, "{}", table(report)),
+    }
+}
+
 pub fn run(command: BenchCommand) -> ExitCode {
     if let Err(problem) = command.check() {
         eprintln!("error: {problem}");
@@ -216,36 +241,16 @@ pub fn run(command: BenchCommand) -> ExitCode {
         }
         BenchCommand::Sockets(args) => {
             let format = args.format;
-            match tokio::runtime::Handle::current().block_on(sockets::run(args, progress)) {
-                Ok(report) => match format {
-                    Format::Json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&report).unwrap_or_default()
-                    ),
-                    Format::Table => writeln!(out, "{}", sockets::table(&report)),
-                },
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+            match run_async(sockets::run(args, progress)) {
+                Ok(report) => print_report(&mut out, format, &report, sockets::table),
+                Err(code) => return code,
             }
         }
         BenchCommand::Edge(args) => {
             let format = args.format;
-            match tokio::runtime::Handle::current().block_on(edge::run(args, progress)) {
-                Ok(report) => match format {
-                    Format::Json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&report).unwrap_or_default()
-                    ),
-                    Format::Table => writeln!(out, "{}", edge::table(&report)),
-                },
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+            match run_async(edge::run(args, progress)) {
+                Ok(report) => print_report(&mut out, format, &report, edge::table),
+                Err(code) => return code,
             }
         }
         BenchCommand::SocketsClient(args) => {
