@@ -10,6 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use domain::matching::assign::SecondPass;
 use domain::matching::{Limits, Strategy};
 
+pub mod dispatch;
 pub mod edge;
 pub mod sockets;
 
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     /// The course mix (`POST /rider` and `/driver`) at the edge: the saturating rate, then the
     /// latency at a fraction of it while the matcher ticks.
     Edge(edge::EdgeArgs),
+    /// Product dispatch under a steady stream of bookings: bookings, offers and completed trips
+    /// a second, book → offer latency, on SQLite or PostgreSQL with several trip instances.
+    Dispatch(dispatch::DispatchArgs),
     /// One client process of `bench sockets` (started by it).
     #[command(hide = true)]
     SocketsClient(sockets::ClientArgs),
@@ -164,6 +168,7 @@ impl BenchCommand {
             Self::Ingest(args) => check_ingest(args),
             Self::Sockets(args) => args.check(),
             Self::Edge(args) => args.check(),
+            Self::Dispatch(args) => args.check(),
             Self::SocketsClient(_) => Ok(()),
         }
     }
@@ -250,6 +255,13 @@ pub fn run(command: BenchCommand) -> ExitCode {
             let format = args.format;
             match run_async(edge::run(args, progress)) {
                 Ok(report) => print_report(&mut out, format, &report, edge::table),
+                Err(code) => return code,
+            }
+        }
+        BenchCommand::Dispatch(args) => {
+            let format = args.format;
+            match run_async(dispatch::run(args, progress)) {
+                Ok(report) => print_report(&mut out, format, &report, dispatch::table),
                 Err(code) => return code,
             }
         }
@@ -345,6 +357,11 @@ mod tests {
         assert!(check("b sockets --sessions 1k --reconnect 2k").is_err());
         assert!(check("b sockets --fanout 0").is_err());
         assert!(check("b sockets --duration 0s").is_err());
+        assert!(check("b dispatch").is_ok());
+        assert!(check("b dispatch --rate 0").is_err());
+        assert!(check("b dispatch --instances 2").is_err());
+        assert!(check("b dispatch --instances 2 --postgres postgres://h").is_ok());
+        assert!(check("b dispatch --dispatch-every 5ms").is_err());
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct System {
     shutdown: Shutdown,
     tasks: Vec<Task>,
     closers: Vec<Closer>,
+    /// The services' clients, for an in-process driver of the system ([`System::client`]).
+    deps: Deps,
 }
 
 impl System {
@@ -220,7 +222,20 @@ impl System {
             shutdown,
             tasks,
             closers,
+            deps,
         })
+    }
+
+    /// The client of type `T` this process's services use (for example `Arc<dyn TripApi>`): a
+    /// bench drives the system through them in-process, as the gateway does, with callers it
+    /// vouches for.
+    pub fn client<T: Clone + Send + Sync + 'static>(&self) -> anyhow::Result<T> {
+        self.deps.get()
+    }
+
+    /// The bus this process's services publish and subscribe on.
+    pub fn bus(&self) -> SharedBus {
+        self.deps.bus.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -239,6 +254,7 @@ impl System {
             shutdown,
             tasks,
             closers,
+            deps: _,
         } = self;
         for task in tasks {
             task(&shutdown);

@@ -207,6 +207,7 @@ impl Dispatcher {
         // its driver is busy — one consistent picture, the same every instance solves (with the
         // reads the other way round, a trip could still look searching while its driver already
         // looked busy, and the instances would solve different problems).
+        let started = std::time::Instant::now();
         let mut busy: HashSet<AccountId> = store
             .busy_drivers()
             .await
@@ -218,6 +219,7 @@ impl Dispatcher {
             TripState::Offered { driver, .. } => Some(driver),
             _ => None,
         }));
+        let read = started.elapsed();
         for record in open {
             if !owns(&record) {
                 if record.trip.state == TripState::Searching
@@ -259,6 +261,7 @@ impl Dispatcher {
                 }
             }
         }
+        let expired = started.elapsed();
         round.searching = searching.iter().filter(|(ours, _)| *ours).count();
         let reach = Reach {
             max_pickup_m: self.config.max_pickup_m,
@@ -267,6 +270,16 @@ impl Dispatcher {
             busy: &busy,
         };
         let mut offers = Vec::new();
+        {
+            let fleet = lock(&self.fleet);
+            metrics::gauge!("trip_fleet_online").set(fleet.online() as f64);
+            metrics::gauge!("trip_fleet_located").set(
+                Package::ALL
+                    .iter()
+                    .map(|p| fleet.indexed(*p))
+                    .sum::<usize>() as f64,
+            );
+        }
         for package in Package::ALL {
             let trips: Vec<&(bool, TripRecord)> = searching
                 .iter()
@@ -295,9 +308,21 @@ impl Dispatcher {
                     .map(|(ask, driver)| (trips[ask].1.clone(), driver)),
             );
         }
+        let solved = started.elapsed();
         // The round's offers in a few transactions: one commit for many, not one per offer.
         let wanted = offers.len();
         let offered = usize::try_from(self.service.offer_all(offers, now).await?).unwrap_or(0);
+        // Where a round's time goes: reading the open trips and busy drivers, expiring lapsed
+        // offers and searches (a write each), solving, writing the offers.
+        for (phase, took) in [
+            ("read", read),
+            ("expire", expired - read),
+            ("solve", solved - expired),
+            ("write", started.elapsed() - solved),
+        ] {
+            metrics::histogram!("trip_dispatch_phase_duration_seconds", "phase" => phase)
+                .record(took.as_secs_f64());
+        }
         round.offers = offered;
         round.lost_claims = wanted.saturating_sub(offered);
         round.unserved = round.searching.saturating_sub(wanted);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::trip::{self, Command, Party, Trip, TripEvent, TripPolicy, TripState};
 use domain::{AccountId, Role, Timestamp, TripId};
+use futures_util::StreamExt;
 use payment::{Authorize, PaymentApi};
 use platform::bus::SharedBus;
 use platform::clock;
@@ -241,15 +242,33 @@ impl TripService {
         }
         let mut offered = 0;
         // A few dozen offers a transaction: one commit for many, while the other writers
-        // (accepts, bookings) still get the database between two chunks of a large round.
-        for chunk in changes.chunks(OFFERS_PER_COMMIT) {
-            let outcomes = self.store.update_many(chunk).await.map_err(store_error)?;
-            let mut rows = Vec::new();
-            for stored in outcomes.into_iter().flatten() {
-                offered += 1;
-                rows.extend(stored.into_iter().map(|s| s.outbox));
+        // (accepts, bookings) still get the database between two chunks of a large round. Where
+        // the database commits in parallel (PostgreSQL), several chunks are written at once.
+        let mut chunks = Vec::new();
+        let mut rest = changes;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(OFFERS_PER_COMMIT));
+            chunks.push(rest);
+            rest = tail;
+        }
+        let writes = chunks.into_iter().map(|chunk| {
+            let (store, outbox) = (self.store.clone(), self.outbox.clone());
+            async move {
+                let outcomes = store.update_many(&chunk).await.map_err(store_error)?;
+                let mut rows = Vec::new();
+                let mut offered = 0;
+                for stored in outcomes.into_iter().flatten() {
+                    offered += 1;
+                    rows.extend(stored.into_iter().map(|s| s.outbox));
+                }
+                outbox.publish_committed(rows).await;
+                Ok::<u64, TripError>(offered)
             }
-            self.outbox.publish_committed(rows).await;
+        });
+        let mut chunks = futures_util::stream::iter(writes)
+            .buffer_unordered(self.store.concurrent_writes().max(1));
+        while let Some(chunk) = chunks.next().await {
+            offered += chunk?;
         }
         metrics::counter!("trip_transitions_total", "command" => "offer").increment(offered);
         Ok(offered)

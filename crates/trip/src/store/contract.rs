@@ -506,6 +506,28 @@ pub async fn a_batch_of_changes_commits_each_one_that_holds(store: &dyn TripStor
     assert_eq!(store.get(third.id).await.expect("get"), Some(third));
     let log = store.notices_for(driver, 0, 100).await.expect("log");
     assert_eq!(log.len(), 1, "only the committed change's notice: {log:?}");
+
+    // A batch whose changes all hold commits every one, with its notices.
+    let (fourth, fifth) = (record(account()), record(account()));
+    let mut changes = Vec::new();
+    for trip in [&fourth, &fifth] {
+        store.create(trip, &[]).await.expect("created");
+        let driver = account();
+        let offered = after(trip, Command::Offer { driver });
+        changes.push(super::Change {
+            notices: vec![notice(&offered, "trip.offered", Some(driver))],
+            next: offered,
+            expected_version: trip.trip.version,
+        });
+    }
+    let outcomes = store.update_many(&changes).await.expect("the batch runs");
+    for (outcome, change) in outcomes.iter().zip(&changes) {
+        assert_eq!(outcome.as_ref().map(Vec::len).ok(), Some(1), "{outcome:?}");
+        assert_eq!(
+            store.get(change.next.id).await.expect("get").as_ref(),
+            Some(&change.next)
+        );
+    }
 }
 
 /// The keys of bookings and actions live in the trip database, on either backend.

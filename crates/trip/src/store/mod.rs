@@ -117,6 +117,9 @@ impl From<sqlx::Error> for StoreError {
 /// Which sqlx database a store runs on (for the shared SQL).
 trait Backend {
     type Db: sqlx::Database;
+    /// Write transactions worth running at once: PostgreSQL commits them in parallel; SQLite
+    /// has one writer, and a second only waits for the lock.
+    const CONCURRENT_WRITES: usize;
 }
 
 /// One change of [`TripStore::update_many`]: `next` replaces the trip if it is still at
@@ -162,6 +165,8 @@ pub trait TripStore: Send + Sync + 'static {
         &self,
         changes: &[Change],
     ) -> Result<Vec<Result<Vec<Stored>, StoreError>>, StoreError>;
+    /// How many `update_many`s are worth running at once (more only queue for the database).
+    fn concurrent_writes(&self) -> usize;
     /// The account's trips as rider or as current driver, newest first.
     async fn list_for(&self, account: AccountId, limit: u32)
     -> Result<Vec<TripRecord>, StoreError>;

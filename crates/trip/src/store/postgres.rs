@@ -69,6 +69,7 @@ impl PgTripStore {
 
 impl Backend for PgTripStore {
     type Db = sqlx::Postgres;
+    const CONCURRENT_WRITES: usize = 4;
 }
 
 impl_trip_store!(PgTripStore);

@@ -204,11 +204,45 @@ macro_rules! impl_trip_store {
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
                 use sqlx::Acquire;
+                // Optimistically all at once (a change refused is rare: another instance's
+                // claim, an accept racing the round): three statements a change, no savepoints.
+                {
+                    let mut tx = self.pool.begin().await?;
+                    let mut stored = Vec::with_capacity(changes.len());
+                    let mut refused = false;
+                    for change in changes {
+                        let applied = async {
+                            Self::compare_and_set(&mut tx, &change.next, change.expected_version)
+                                .await?;
+                            Self::insert_notices(&mut tx, change.next.id, &change.notices).await
+                        }
+                        .await;
+                        match applied {
+                            Ok(rows) => stored.push(Ok(rows)),
+                            Err(
+                                super::StoreError::Stale
+                                | super::StoreError::DriverBusy
+                                | super::StoreError::RiderBusy
+                                | super::StoreError::QuoteUsed,
+                            ) => {
+                                refused = true;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if !refused {
+                        tx.commit().await?;
+                        return Ok(stored);
+                    }
+                    tx.rollback().await?;
+                }
+                // One was refused: again, each change in a savepoint, so one that loses its
+                // compare-and-set or meets a unique index is rolled back alone and the others
+                // commit together.
                 let mut tx = self.pool.begin().await?;
                 let mut outcomes = Vec::with_capacity(changes.len());
                 for change in changes {
-                    // Each change in a savepoint: one that loses its compare-and-set or meets a
-                    // unique index is rolled back alone, the others commit together.
                     let mut savepoint = tx.begin().await?;
                     let applied = async {
                         Self::compare_and_set(&mut savepoint, &change.next, change.expected_version)
@@ -229,6 +263,10 @@ macro_rules! impl_trip_store {
                 }
                 tx.commit().await?;
                 Ok(outcomes)
+            }
+
+            fn concurrent_writes(&self) -> usize {
+                <Self as super::Backend>::CONCURRENT_WRITES
             }
 
             async fn list_for(

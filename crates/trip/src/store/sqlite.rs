@@ -55,6 +55,7 @@ impl SqliteTripStore {
 
 impl Backend for SqliteTripStore {
     type Db = sqlx::Sqlite;
+    const CONCURRENT_WRITES: usize = 1;
 }
 
 impl_trip_store!(SqliteTripStore);
