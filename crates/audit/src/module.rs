@@ -122,49 +122,33 @@ impl ServiceModule for Module {
 /// Records what `subscription` delivers until `shutdown`: whatever has come in, up to `batch`
 /// events, in one transaction; acked once committed, redelivered with backoff if not.
 async fn record(
-    mut subscription: Subscription,
+    subscription: Subscription,
     store: AuditStore,
     batch: usize,
     shutdown: CancellationToken,
     subject: String,
 ) {
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = subscription.next() => match next {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
-        let mut deliveries = vec![first];
-        while deliveries.len() < batch
-            && let Some(delivery) = subscription.try_next()
-        {
-            deliveries.push(delivery);
-        }
-        let records: Vec<Recorded> = deliveries
-            .iter()
-            .map(|d| Recorded::of(d.envelope.clone()))
-            .collect();
-        match store.record(&records).await {
-            Ok(new) => {
-                metrics::counter!("audit_events_recorded_total").increment(new);
-                for delivery in deliveries {
-                    if let Err(e) = delivery.ack().await {
-                        tracing::warn!(%subject, error = %e, "cannot ack a recorded event");
-                    }
+    bus::consume_batches(subscription, shutdown, "audit", batch, move |envelopes| {
+        let store = store.clone();
+        let subject = subject.clone();
+        async move {
+            let records: Vec<Recorded> = envelopes.into_iter().map(Recorded::of).collect();
+            match store.record(&records).await {
+                Ok(new) => {
+                    metrics::counter!("audit_events_recorded_total").increment(new);
+                    bus::Handled::Done
                 }
-            }
-            Err(e) => {
-                metrics::counter!("audit_record_failures_total").increment(1);
-                tracing::warn!(%subject, error = %e, events = deliveries.len(), "cannot record; will retry");
-                for delivery in deliveries {
-                    let delay = bus::backoff(delivery.attempt);
-                    let _ = delivery.nak(delay).await;
+                Err(e) => {
+                    metrics::counter!("audit_record_failures_total").increment(1);
+                    bus::Handled::Retry(format!(
+                        "cannot record {} events of {subject}: {e}",
+                        records.len()
+                    ))
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

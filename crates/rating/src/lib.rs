@@ -163,6 +163,9 @@ impl RatingApi for RatingService {
     }
 }
 
+/// Most driver reports written to the directory in one transaction.
+const DIRECTORY_BATCH: usize = 256;
+
 /// Reports already reflected in the store; beyond this many entries the cache starts afresh.
 const DIRECTORY_CACHE_LIMIT: usize = 100_000;
 
@@ -196,31 +199,42 @@ impl DriverDirectory {
             subscription,
         } = self;
         let cache: Arc<Mutex<DirectoryCache>> = Arc::default();
-        shutdown.spawn(bus::consume(
+        // Thousands of drivers reporting for the first time a second are one transaction per
+        // batch, not one each: the directory keeps up, and the bus never refuses their reports
+        // because it fell behind.
+        shutdown.spawn(bus::consume_batches(
             subscription,
             shutdown.token(),
             "rating.drivers",
-            move |event: DriverAvailable, _| {
+            DIRECTORY_BATCH,
+            move |envelopes| {
                 let store = store.clone();
                 let cache = cache.clone();
                 async move {
-                    let report = event.report;
-                    let current = cache
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .is_current(&report.driver, &report.car_number);
-                    if current {
+                    let new: Vec<(PersonName, CarNumber, domain::Timestamp)> = {
+                        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                        envelopes
+                            .iter()
+                            .filter_map(|envelope| match envelope.decode::<DriverAvailable>() {
+                                Ok(event) => Some(event.report),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "dropping an undecodable driver report");
+                                    None
+                                }
+                            })
+                            .filter(|report| !cache.is_current(&report.driver, &report.car_number))
+                            .map(|report| (report.driver, report.car_number, report.reported_at))
+                            .collect()
+                    };
+                    if new.is_empty() {
                         return Handled::Done;
                     }
-                    match store
-                        .remember_driver(&report.driver, &report.car_number, report.reported_at)
-                        .await
-                    {
+                    match store.remember_drivers(&new).await {
                         Ok(()) => {
-                            cache
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .record(report.driver, report.car_number);
+                            let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                            for (driver, car, _) in new {
+                                cache.record(driver, car);
+                            }
                             Handled::Done
                         }
                         Err(e) => Handled::Retry(e.to_string()),

@@ -336,6 +336,58 @@ pub async fn consume<E, F, Fut>(
     }
 }
 
+/// Runs a consumer that takes what has come in batches until `shutdown`: whatever is waiting, up
+/// to `max` deliveries, goes to `handler` at once (one transaction for many, say); all are acked
+/// on `Done`, all redelivered with backoff on `Retry`.
+pub async fn consume_batches<F, Fut>(
+    mut subscription: Subscription,
+    shutdown: CancellationToken,
+    consumer: &'static str,
+    max: usize,
+    mut handler: F,
+) where
+    F: FnMut(Vec<Envelope>) -> Fut + Send,
+    Fut: Future<Output = Handled> + Send,
+{
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = subscription.next() => match next {
+                Some(delivery) => delivery,
+                None => break,
+            },
+        };
+        let mut deliveries = vec![first];
+        while deliveries.len() < max.max(1)
+            && let Some(delivery) = subscription.try_next()
+        {
+            deliveries.push(delivery);
+        }
+        let lag =
+            deliveries.last().and_then(|d| d.pending).unwrap_or(0) + subscription.queued() as u64;
+        metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
+        let started = std::time::Instant::now();
+        let outcome = handler(deliveries.iter().map(|d| d.envelope.clone()).collect()).await;
+        metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
+            .record(started.elapsed().as_secs_f64());
+        for delivery in deliveries {
+            let settled = match &outcome {
+                Handled::Done => delivery.ack().await,
+                Handled::Retry(_) => {
+                    let delay = backoff(delivery.attempt);
+                    delivery.nak(delay).await
+                }
+            };
+            if let Err(e) = settled {
+                tracing::warn!(consumer, error = %e, "cannot settle delivery");
+            }
+        }
+        if let Handled::Retry(reason) = outcome {
+            tracing::warn!(consumer, reason, "batch handler failed; will retry");
+        }
+    }
+}
+
 /// 100 ms, 200 ms, 400 ms … capped at 10 s.
 pub fn backoff(attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(7);
@@ -366,6 +418,55 @@ mod tests {
         assert!(validate_subject("a..b", true).is_err());
         assert!(validate_subject("a b", true).is_err());
         assert!(validate_subject("", true).is_err());
+    }
+
+    /// What has come in goes to the handler together; a batch that fails comes back whole.
+    #[tokio::test]
+    async fn batches_take_what_has_come_and_a_failed_one_is_redelivered() {
+        let bus = InProcessBus::new();
+        let subscription = bus
+            .subscribe(SubscribeOptions::durable("batch.>", "batchers"))
+            .await
+            .expect("subscribes");
+        for n in 0..5 {
+            bus.publish(contract::envelope("batch.test", &n.to_string()))
+                .await
+                .expect("published");
+        }
+        let (seen, mut batches) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let consumer = tokio::spawn(consume_batches(
+            subscription,
+            shutdown.clone(),
+            "test",
+            3,
+            move |envelopes: Vec<Envelope>| {
+                let _ = seen.send(envelopes.len());
+                let fail = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    if fail {
+                        Handled::Retry("the first batch fails".into())
+                    } else {
+                        Handled::Done
+                    }
+                }
+            },
+        ));
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 5 + 3 {
+            let size = tokio::time::timeout(Duration::from_secs(5), batches.recv())
+                .await
+                .expect("a batch within 5 s")
+                .expect("the consumer runs");
+            sizes.push(size);
+        }
+        // At most 3 a batch; the failed first batch (3) comes again after the other 2.
+        assert_eq!(sizes[0], 3, "{sizes:?}");
+        assert!(sizes.iter().all(|s| (1..=3).contains(s)), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
+        shutdown.cancel();
+        consumer.await.expect("stops");
     }
 
     #[test]

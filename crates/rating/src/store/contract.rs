@@ -56,6 +56,37 @@ pub async fn a_known_driver_is_found_by_name_and_car(store: &dyn RatingStore) {
     assert_eq!(by_car.name, driver);
 }
 
+/// A batch of reports is the same as each in turn: the latest report wins, even within it.
+pub async fn a_batch_of_reports_is_remembered_in_order(store: &dyn RatingStore) {
+    let (first, second) = (name(&unique("Rahim")), name(&unique("Salma")));
+    let (old_plate, new_plate) = (car(&unique("OLD")), car(&unique("NEW")));
+    store
+        .remember_drivers(&[
+            (first.clone(), old_plate.clone(), Timestamp::from_millis(1)),
+            (first.clone(), new_plate.clone(), Timestamp::from_millis(2)),
+            (second.clone(), old_plate.clone(), Timestamp::from_millis(3)),
+        ])
+        .await
+        .expect("remembered");
+    let found = |driver: DriverRef| async move {
+        store
+            .find_driver(&driver)
+            .await
+            .expect("query")
+            .expect("known")
+    };
+    assert_eq!(
+        found(DriverRef::Name(first.clone())).await.car_number,
+        new_plate
+    );
+    assert_eq!(found(DriverRef::Car(new_plate)).await.name, first);
+    assert_eq!(found(DriverRef::Car(old_plate)).await.name, second);
+    store
+        .remember_drivers(&[])
+        .await
+        .expect("nothing to remember");
+}
+
 pub async fn a_car_belongs_to_its_latest_driver(store: &dyn RatingStore) {
     let plate = car(&unique("CAR"));
     let first = name(&unique("first"));
@@ -225,6 +256,7 @@ macro_rules! rating_store_contract {
         $crate::rating_store_contract!(@tests $make;
             a_known_driver_is_found_by_name_and_car,
             a_car_belongs_to_its_latest_driver,
+            a_batch_of_reports_is_remembered_in_order,
             ratings_accumulate_into_a_summary,
             a_rating_of_an_unknown_driver_is_refused,
             an_announcement_left_in_the_outbox_is_relayed_once,

@@ -66,6 +66,15 @@ pub trait RatingStore: Send + Sync + 'static {
         name: &PersonName,
         car_number: &CarNumber,
         seen_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.remember_drivers(&[(name.clone(), car_number.clone(), seen_at)])
+            .await
+    }
+
+    /// `remember_driver` for each report, in one transaction (one commit for many).
+    async fn remember_drivers(
+        &self,
+        reports: &[(PersonName, CarNumber, Timestamp)],
     ) -> Result<(), StoreError>;
 
     /// The driver a reference points at: by name, or the driver most recently reported with the car.

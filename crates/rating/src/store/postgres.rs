@@ -79,22 +79,24 @@ where
 
 #[async_trait]
 impl RatingStore for PgRatingStore {
-    async fn remember_driver(
+    async fn remember_drivers(
         &self,
-        name: &PersonName,
-        car_number: &CarNumber,
-        seen_at: Timestamp,
+        reports: &[(PersonName, CarNumber, Timestamp)],
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        for (name, car_number, seen_at) in reports {
+            sqlx::query(
             "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) VALUES ($1, $2, $3, $3)
              ON CONFLICT (name) DO UPDATE SET car_number = EXCLUDED.car_number, car_since_ms = EXCLUDED.car_since_ms
              WHERE EXCLUDED.car_since_ms >= drivers.car_since_ms",
-        )
-        .bind(name.as_str())
-        .bind(car_number.as_str())
-        .bind(seen_at.as_millis())
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(name.as_str())
+            .bind(car_number.as_str())
+            .bind(seen_at.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

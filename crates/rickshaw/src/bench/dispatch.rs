@@ -181,13 +181,15 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// One more failure of `key`, keeping the first `message` as its example.
+    fn failed(&mut self, key: String, message: impl FnOnce() -> String) {
+        self.errors.entry(key).or_insert_with(|| (0, message())).0 += 1;
+    }
+
     fn error(&mut self, call: &str, error: trip::TripError) {
         let api = ApiError::from(error);
-        let entry = self
-            .errors
-            .entry(format!("{call} {}", api.code.http_status().as_u16()))
-            .or_insert_with(|| (0, api.message.clone()));
-        entry.0 += 1;
+        let key = format!("{call} {}", api.code.http_status().as_u16());
+        self.failed(key, || api.message);
     }
 
     /// The trip ended (completed, cancelled, nobody found): its rider may book again.
@@ -239,11 +241,7 @@ impl Run {
             Ok(preview) => preview,
             Err(e) => {
                 let mut ledger = self.ledger();
-                let entry = ledger
-                    .errors
-                    .entry("preview".into())
-                    .or_insert_with(|| (0, e.to_string()));
-                entry.0 += 1;
+                ledger.failed("preview".into(), || e.to_string());
                 ledger.idle_riders.push(rider);
                 return;
             }
@@ -299,12 +297,7 @@ impl Run {
             if let Some(at) = move_to {
                 self.set_place(driver, at);
                 if let Err(e) = self.supply.locate(driver, at).await {
-                    let mut ledger = self.ledger();
-                    let entry = ledger
-                        .errors
-                        .entry("locate".into())
-                        .or_insert_with(|| (0, e.to_string()));
-                    entry.0 += 1;
+                    self.ledger().failed("locate".into(), || e.to_string());
                 }
             }
             if n > 0 {

@@ -98,6 +98,15 @@ macro_rules! impl_trip_store {
                 Ok(())
             }
 
+            /// One change of `update_many`: the trip's compare-and-set, then its notices.
+            async fn apply(
+                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                change: &super::Change,
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
+                Self::compare_and_set(tx, &change.next, change.expected_version).await?;
+                Self::insert_notices(tx, change.next.id, &change.notices).await
+            }
+
             /// The notices in the log, each with its outbox row (same transaction).
             async fn insert_notices(
                 tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
@@ -211,13 +220,7 @@ macro_rules! impl_trip_store {
                     let mut stored = Vec::with_capacity(changes.len());
                     let mut refused = false;
                     for change in changes {
-                        let applied = async {
-                            Self::compare_and_set(&mut tx, &change.next, change.expected_version)
-                                .await?;
-                            Self::insert_notices(&mut tx, change.next.id, &change.notices).await
-                        }
-                        .await;
-                        match applied {
+                        match Self::apply(&mut tx, change).await {
                             Ok(rows) => stored.push(Ok(rows)),
                             Err(
                                 super::StoreError::Stale
@@ -244,13 +247,7 @@ macro_rules! impl_trip_store {
                 let mut outcomes = Vec::with_capacity(changes.len());
                 for change in changes {
                     let mut savepoint = tx.begin().await?;
-                    let applied = async {
-                        Self::compare_and_set(&mut savepoint, &change.next, change.expected_version)
-                            .await?;
-                        Self::insert_notices(&mut savepoint, change.next.id, &change.notices).await
-                    }
-                    .await;
-                    match applied {
+                    match Self::apply(&mut savepoint, change).await {
                         Ok(stored) => {
                             savepoint.commit().await?;
                             outcomes.push(Ok(stored));
