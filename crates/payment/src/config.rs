@@ -23,6 +23,8 @@ pub struct PaymentConfig {
     pub default_method: String,
     /// How long a call to the provider may take.
     pub provider_timeout_ms: u64,
+    /// Calls to the provider in flight at once; more wait for one to end (within the timeout).
+    pub provider_max_in_flight: usize,
 }
 
 impl std::fmt::Debug for PaymentConfig {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for PaymentConfig {
             .field("commission_bps", &self.commission_bps)
             .field("default_method", &self.default_method)
             .field("provider_timeout_ms", &self.provider_timeout_ms)
+            .field("provider_max_in_flight", &self.provider_max_in_flight)
             .finish()
     }
 }
@@ -51,6 +54,7 @@ impl Default for PaymentConfig {
             commission_bps: 2_000,
             default_method: "pm_card_visa".to_owned(),
             provider_timeout_ms: 5_000,
+            provider_max_in_flight: 128,
         }
     }
 }
@@ -87,6 +91,12 @@ impl Section for PaymentConfig {
         }
         if self.provider_timeout_ms == 0 {
             return Err("payment.provider_timeout_ms must be positive".into());
+        }
+        if !(1..=10_000).contains(&self.provider_max_in_flight) {
+            return Err(format!(
+                "payment.provider_max_in_flight = {} must be 1 to 10000",
+                self.provider_max_in_flight
+            ));
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ impl ServiceModule for Module {
             &provider_url,
             &config.provider_key,
             Duration::from_millis(config.provider_timeout_ms),
+            config.provider_max_in_flight,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut started = Started::default();

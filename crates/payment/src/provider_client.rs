@@ -44,6 +44,11 @@ pub struct ProviderClient {
     /// `…/provider/v1`, no trailing slash.
     base: String,
     key: String,
+    /// Calls in flight at most (each holds a connection): past it a call waits for one to end,
+    /// within the timeout, instead of opening yet another connection.
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -62,15 +67,24 @@ struct ErrorObject {
 }
 
 impl ProviderClient {
-    pub fn new(base: &str, key: &str, timeout: Duration) -> Result<Self, ProviderError> {
+    pub fn new(
+        base: &str,
+        key: &str,
+        timeout: Duration,
+        max_in_flight: usize,
+    ) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let max_in_flight = max_in_flight.max(1);
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             key: key.to_owned(),
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            max_in_flight,
+            timeout,
         })
     }
 
@@ -143,29 +157,21 @@ impl ProviderClient {
         amount: u64,
         idempotency_key: &str,
     ) -> Result<ProviderRefund, ProviderError> {
-        let response = self
-            .http
-            .post(format!("{}/refunds", self.base))
-            .bearer_auth(&self.key)
-            .headers(trace_context())
-            .header("Idempotency-Key", idempotency_key)
-            .json(&json!({"payment_intent": intent, "amount": amount}))
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        read::<ProviderRefund>(response).await
+        self.call(
+            self.http
+                .post(format!("{}/refunds", self.base))
+                .header("Idempotency-Key", idempotency_key)
+                .json(&json!({"payment_intent": intent, "amount": amount})),
+        )
+        .await
     }
 
     pub async fn get(&self, intent: &str) -> Result<Intent, ProviderError> {
-        let response = self
-            .http
-            .get(format!("{}/payment_intents/{intent}", self.base))
-            .bearer_auth(&self.key)
-            .headers(trace_context())
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        read(response).await
+        self.call(
+            self.http
+                .get(format!("{}/payment_intents/{intent}", self.base)),
+        )
+        .await
     }
 
     async fn post(
@@ -174,13 +180,34 @@ impl ProviderClient {
         body: &Value,
         idempotency_key: &str,
     ) -> Result<Intent, ProviderError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+        self.call(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("Idempotency-Key", idempotency_key)
+                .json(body),
+        )
+        .await
+    }
+
+    /// Sends `request` with the key and the trace, once a call in flight is free (within the
+    /// timeout), and reads the answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let _turn = tokio::time::timeout(self.timeout, self.in_flight.acquire())
+            .await
+            .map_err(|_| {
+                ProviderError::Unavailable(format!(
+                    "{} calls to the provider have been in flight for {} ms; try again",
+                    self.max_in_flight,
+                    self.timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let response = request
             .bearer_auth(&self.key)
             .headers(trace_context())
-            .header("Idempotency-Key", idempotency_key)
-            .json(body)
             .send()
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
@@ -227,5 +254,60 @@ async fn read<T: serde::de::DeserializeOwned>(
             code: status.as_u16().to_string(),
             message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// However many calls are made at once, at most `max_in_flight` reach the provider together;
+    /// the others wait their turn and are answered.
+    #[tokio::test]
+    async fn calls_in_flight_are_bounded_and_the_rest_wait_their_turn() {
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (now_seen, most_seen) = (now.clone(), most.clone());
+        let app = axum::Router::new().route(
+            "/provider/v1/payment_intents/{id}",
+            axum::routing::get(move || {
+                let (now, most) = (now_seen.clone(), most_seen.clone());
+                async move {
+                    let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(at_once, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    axum::Json(
+                        json!({"id": "pi_1", "status": "requires_capture", "amount": 100,
+                        "amount_capturable": 100, "amount_received": 0}),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let base = format!(
+            "http://{}/provider/v1",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client =
+            ProviderClient::new(&base, "sk_test", Duration::from_secs(10), 2).expect("a client");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let client = client.clone();
+            calls.spawn(async move { client.get("pi_1").await });
+        }
+        while let Some(answer) = calls.join_next().await {
+            assert!(answer.expect("the call ran").is_ok());
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "at most 2 at once, and 2 reached"
+        );
     }
 }
