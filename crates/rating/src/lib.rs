@@ -219,6 +219,8 @@ impl DriverDirectory {
                                 Ok(event) => Some(event.report),
                                 Err(e) => {
                                     tracing::error!(error = %e, "dropping an undecodable driver report");
+                                    metrics::counter!("bus_poison_messages_total", "consumer" => "rating.drivers")
+                                        .increment(1);
                                     None
                                 }
                             })

@@ -276,14 +276,7 @@ pub async fn consume<E, F, Fut>(
     F: FnMut(E, Envelope) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
 {
-    loop {
-        let delivery = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = subscription.next() => match next {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
+    while let Some(delivery) = next_or_stop(&mut subscription, &shutdown).await {
         let event = match delivery.envelope.decode::<E>() {
             Ok(event) => event,
             Err(e) => {
@@ -349,14 +342,7 @@ pub async fn consume_batches<F, Fut>(
     F: FnMut(Vec<Envelope>) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
 {
-    loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = subscription.next() => match next {
-                Some(delivery) => delivery,
-                None => break,
-            },
-        };
+    while let Some(first) = next_or_stop(&mut subscription, &shutdown).await {
         let mut deliveries = vec![first];
         while deliveries.len() < max.max(1)
             && let Some(delivery) = subscription.try_next()
@@ -385,6 +371,17 @@ pub async fn consume_batches<F, Fut>(
         if let Handled::Retry(reason) = outcome {
             tracing::warn!(consumer, reason, "batch handler failed; will retry");
         }
+    }
+}
+
+/// The next delivery, or `None` once `shutdown` is triggered or the subscription has ended.
+async fn next_or_stop(
+    subscription: &mut Subscription,
+    shutdown: &CancellationToken,
+) -> Option<Delivery> {
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        next = subscription.next() => next,
     }
 }
 
