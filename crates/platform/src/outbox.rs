@@ -30,14 +30,8 @@ use crate::Shutdown;
 use crate::bus::{Bus, Envelope, SharedBus};
 use crate::clock;
 
-/// The statement that writes a row, with `$1` id, `$2` subject, `$3` occurred_at, `$4` headers
-/// (JSON), `$5` payload; it returns the row's `seq`. Run it in the state change's transaction
-/// (the text is the same on SQLite and PostgreSQL), binding [`row`]'s values.
-pub const INSERT: &str = "INSERT INTO outbox (id, subject, occurred_at, headers, payload) \
-                          VALUES ($1, $2, $3, $4, $5) RETURNING seq";
-
-/// The values [`INSERT`] binds for `envelope`, in order.
-pub fn row(envelope: &Envelope) -> (String, String, i64, String, Vec<u8>) {
+/// The values a row holds for `envelope`, in the order of [`write_many`]'s columns.
+fn row(envelope: &Envelope) -> (String, String, i64, String, Vec<u8>) {
     (
         envelope.id.to_string(),
         envelope.subject.clone(),
@@ -52,25 +46,68 @@ pub async fn write<'e, E, DB>(executor: E, envelope: &Envelope) -> Result<Pendin
 where
     E: sqlx::Executor<'e, Database = DB>,
     DB: sqlx::Database,
-    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB> + Default,
     String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
     Vec<u8>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     (i64,): for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row>,
 {
-    let (id, subject, occurred_at, headers, payload) = row(envelope);
-    let (seq,): (i64,) = sqlx::query_as(INSERT)
-        .bind(id)
-        .bind(subject)
-        .bind(occurred_at)
-        .bind(headers)
-        .bind(payload)
-        .fetch_one(executor)
-        .await?;
-    Ok(Pending {
-        seq,
-        envelope: envelope.clone(),
-    })
+    let mut written = write_many(executor, std::slice::from_ref(envelope)).await?;
+    written
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("the outbox row was not returned".into()))
+}
+
+/// Writes `envelopes` as outbox rows in one statement with `executor` (the changes'
+/// transaction), returned in the same order. One statement whatever the count: a batch of
+/// changes (a dispatch round's offers) costs one round trip to the database, not one a row.
+pub async fn write_many<'e, E, DB>(
+    executor: E,
+    envelopes: &[Envelope],
+) -> Result<Vec<Pending>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = DB>,
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB> + Default,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    Vec<u8>: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row>,
+{
+    if envelopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query =
+        QueryBuilder::<DB>::new("INSERT INTO outbox (id, subject, occurred_at, headers, payload) ");
+    query.push_values(envelopes, |mut values, envelope| {
+        let (id, subject, occurred_at, headers, payload) = row(envelope);
+        values
+            .push_bind(id)
+            .push_bind(subject)
+            .push_bind(occurred_at)
+            .push_bind(headers)
+            .push_bind(payload);
+    });
+    query.push(" RETURNING seq");
+    let mut seqs: Vec<i64> = query.build_query_scalar().fetch_all(executor).await?;
+    // One statement numbers its rows in the order of its VALUES (SQLite's AUTOINCREMENT and
+    // PostgreSQL's sequence alike), but RETURNING need not list them in that order.
+    seqs.sort_unstable();
+    if seqs.len() != envelopes.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "the outbox returned {} rows for {} events",
+            seqs.len(),
+            envelopes.len()
+        )));
+    }
+    Ok(seqs
+        .into_iter()
+        .zip(envelopes)
+        .map(|(seq, envelope)| Pending {
+            seq,
+            envelope: envelope.clone(),
+        })
+        .collect())
 }
 
 /// An event written with its change and not yet known to be published.

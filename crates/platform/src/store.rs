@@ -40,6 +40,20 @@ pub async fn open_sqlite(path: &Path) -> Result<SqlitePool, sqlx::Error> {
         .await
 }
 
+/// The one connection that writes to the database `pool` reads from (the same pool where it
+/// has only one connection: an in-memory database). SQLite has one writer at a time; writers on
+/// several connections meet a locked database and sleep in SQLite's busy handler while it is
+/// free, where one connection's writers queue in order.
+pub async fn sqlite_writer(pool: &SqlitePool) -> Result<SqlitePool, sqlx::Error> {
+    if pool.options().get_max_connections() <= 1 {
+        return Ok(pool.clone());
+    }
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+}
+
 /// An in-memory SQLite database (one connection, so every query sees the same data).
 pub async fn open_sqlite_in_memory() -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
@@ -176,5 +190,132 @@ fn ignore_duplicate(e: sqlx::Error) -> Result<sqlx::postgres::PgQueryResult, sql
         Ok(Default::default())
     } else {
         Err(e)
+    }
+}
+
+/// A thread of its own, running a single-threaded runtime, for a database's transactions.
+///
+/// SQLite has one writer: a write transaction holds the database's lock from its first write to
+/// its commit, and every statement of it is a hop to sqlx's worker thread and back. Run on the
+/// shared runtime, each hop back waits its turn behind every ready task of the process — under
+/// load a millisecond or more a statement, all of it with the lock held, so the database's
+/// throughput falls as the load rises. On a lane the hops are between two otherwise idle
+/// threads, and the caller pays one hop for the whole transaction.
+///
+/// The thread ends when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Lane {
+    handle: tokio::runtime::Handle,
+    _stop: std::sync::Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Lane {
+    /// Starts the lane's thread, named `name`.
+    pub fn start(name: &str) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                // Returns when every clone of the lane is gone (the sender is dropped).
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(Self {
+            handle,
+            _stop: std::sync::Arc::new(stop),
+        })
+    }
+
+    /// Runs `work` on the lane and waits for its output (a panic in it is the caller's).
+    pub async fn run<F>(&self, work: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.handle.spawn(work).await {
+            Ok(output) => output,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the database lane stopped while running a transaction: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lane_runs_work_on_its_own_thread_and_ends_with_its_last_clone() {
+        let lane = Lane::start("test-lane").expect("a lane");
+        let caller = std::thread::current().id();
+        let (ran_on, name) = lane
+            .clone()
+            .run(async {
+                let me = std::thread::current();
+                (me.id(), me.name().map(str::to_owned))
+            })
+            .await;
+        assert_ne!(ran_on, caller);
+        assert_eq!(name.as_deref(), Some("test-lane"));
+
+        // Work that outlives the caller's await keeps running until the lane is dropped.
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = lane.handle.clone();
+        let waiting = handle.spawn(async move { rx.await.is_err() });
+        drop(lane);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .expect("the lane stopped")
+                .is_err(),
+            "the task was dropped with the lane's runtime"
+        );
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_lane_is_the_callers() {
+        let lane = Lane::start("test-lane").expect("a lane");
+        let caught = tokio::spawn(async move {
+            lane.run(async { panic!("in the transaction") }).await;
+        })
+        .await
+        .expect_err("the caller panics");
+        assert!(caught.is_panic());
+    }
+
+    #[tokio::test]
+    async fn a_file_database_gets_a_writer_of_its_own_and_memory_keeps_its_one() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let pool = open_sqlite(&dir.path().join("x.db")).await.expect("sqlite");
+        let writer = sqlite_writer(&pool).await.expect("a writer");
+        assert_eq!(writer.options().get_max_connections(), 1);
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&writer)
+            .await
+            .expect("written");
+        sqlx::query("INSERT INTO t VALUES (7)")
+            .execute(&writer)
+            .await
+            .expect("written");
+        let x: i64 = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_one(&pool)
+            .await
+            .expect("the pool reads the writer's rows");
+        assert_eq!(x, 7);
+
+        let memory = open_sqlite_in_memory().await.expect("sqlite");
+        let writer = sqlite_writer(&memory).await.expect("a writer");
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&writer)
+            .await
+            .expect("written");
+        sqlx::query("SELECT count(*) FROM t")
+            .execute(&memory)
+            .await
+            .expect("one database: the same connection");
     }
 }

@@ -507,27 +507,61 @@ pub async fn a_batch_of_changes_commits_each_one_that_holds(store: &dyn TripStor
     let log = store.notices_for(driver, 0, 100).await.expect("log");
     assert_eq!(log.len(), 1, "only the committed change's notice: {log:?}");
 
-    // A batch whose changes all hold commits every one, with its notices.
-    let (fourth, fifth) = (record(account()), record(account()));
+    // A batch whose changes all hold commits every one, each with its own notices (two, none,
+    // one), in the log in order and each in the outbox as itself.
+    let trips = [record(account()), record(account()), record(account())];
     let mut changes = Vec::new();
-    for trip in [&fourth, &fifth] {
+    for (trip, notices) in trips.iter().zip([2, 0, 1]) {
         store.create(trip, &[]).await.expect("created");
         let driver = account();
         let offered = after(trip, Command::Offer { driver });
         changes.push(super::Change {
-            notices: vec![notice(&offered, "trip.offered", Some(driver))],
+            notices: (0..notices)
+                .map(|_| notice(&offered, "trip.offered", Some(driver)))
+                .collect(),
             next: offered,
             expected_version: trip.trip.version,
         });
     }
     let outcomes = store.update_many(&changes).await.expect("the batch runs");
+    let mut last_id = 0;
     for (outcome, change) in outcomes.iter().zip(&changes) {
-        assert_eq!(outcome.as_ref().map(Vec::len).ok(), Some(1), "{outcome:?}");
+        let stored = outcome.as_ref().expect("every change holds");
+        assert_eq!(stored.len(), change.notices.len(), "{outcome:?}");
+        for (stored, new) in stored.iter().zip(&change.notices) {
+            assert_eq!(
+                stored.notice.trip.id, change.next.id,
+                "its own trip's notice"
+            );
+            assert_eq!(stored.notice.kind, new.kind);
+            assert!(stored.notice.id > last_id, "the log's order is the batch's");
+            last_id = stored.notice.id;
+            let relayed: crate::TripNotice =
+                serde_json::from_slice(&stored.outbox.envelope.payload).expect("a notice");
+            assert_eq!(relayed, stored.notice, "the outbox row carries its notice");
+        }
         assert_eq!(
             store.get(change.next.id).await.expect("get").as_ref(),
             Some(&change.next)
         );
     }
+    let seqs: Vec<i64> = outcomes
+        .iter()
+        .flat_map(|o| o.as_ref().expect("held").iter().map(|s| s.outbox.seq))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let rider = changes[0].next.trip.rider;
+    let log = store.notices_for(rider, 0, 100).await.expect("log");
+    assert_eq!(
+        log.iter().map(|n| n.id).collect::<Vec<_>>(),
+        outcomes[0]
+            .as_ref()
+            .expect("held")
+            .iter()
+            .map(|s| s.notice.id)
+            .collect::<Vec<_>>(),
+        "the rider's log holds the first change's two notices"
+    );
 }
 
 /// The keys of bookings and actions live in the trip database, on either backend.

@@ -70,6 +70,12 @@ impl PgTripStore {
 impl Backend for PgTripStore {
     type Db = sqlx::Postgres;
     const CONCURRENT_WRITES: usize = 4;
+    fn lane(&self) -> Option<&platform::store::Lane> {
+        None
+    }
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 impl_trip_store!(PgTripStore);

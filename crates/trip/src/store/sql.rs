@@ -98,7 +98,8 @@ macro_rules! impl_trip_store {
                 Ok(())
             }
 
-            /// One change of `update_many`: the trip's compare-and-set, then its notices.
+            /// One change of `update_many`'s careful path: the trip's compare-and-set, then its
+            /// notices.
             async fn apply(
                 tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
                 change: &super::Change,
@@ -107,49 +108,152 @@ macro_rules! impl_trip_store {
                 Self::insert_notices(tx, change.next.id, &change.notices).await
             }
 
-            /// The notices in the log, each with its outbox row (same transaction).
+            /// All of `changes` in one statement each for the trips, the notices and the outbox
+            /// (a dispatch round's chunk costs three round trips to the database, not three an
+            /// offer). `Stale` if any trip is no longer at its expected version, the store's
+            /// refusal if one meets a unique index: the caller rolls back and takes the careful
+            /// path.
+            async fn apply_all(
+                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                changes: &[super::Change],
+            ) -> Result<Vec<Vec<super::Stored>>, super::StoreError> {
+                let mut rows = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let next = &change.next;
+                    rows.push((
+                        sql::id_text(&next.id),
+                        sql::version(change.expected_version)?,
+                        next.trip.state.driver().map(|d| sql::id_text(&d)),
+                        next.active_driver().map(|d| sql::id_text(&d)),
+                        next.open_rider().map(|r| sql::id_text(&r)),
+                        next.trip.state.name(),
+                        sql::version(next.trip.version)?,
+                        next.updated_at.as_millis(),
+                        sql::encode(next)?,
+                    ));
+                }
+                let mut update = sqlx::QueryBuilder::<<Self as super::Backend>::Db>::new(
+                    "UPDATE trips SET driver_id = v.column3, active_driver = v.column4, \
+                     open_rider = v.column5, status = v.column6, version = v.column7, \
+                     updated_at = v.column8, body = v.column9 FROM (",
+                );
+                update.push_values(rows, |mut values, row| {
+                    values
+                        .push_bind(row.0)
+                        .push_bind(row.1)
+                        .push_bind(row.2)
+                        .push_bind(row.3)
+                        .push_bind(row.4)
+                        .push_bind(row.5)
+                        .push_bind(row.6)
+                        .push_bind(row.7)
+                        .push_bind(row.8);
+                });
+                update.push(
+                    ") AS v WHERE trips.id = v.column1 AND trips.version = v.column2 \
+                     RETURNING trips.id",
+                );
+                let changed: Vec<String> =
+                    update.build_query_scalar().fetch_all(&mut **tx).await?;
+                if changed.len() != changes.len() {
+                    return Err(super::StoreError::Stale);
+                }
+                let notices: Vec<(domain::TripId, &super::NewNotice)> = changes
+                    .iter()
+                    .flat_map(|c| c.notices.iter().map(move |n| (c.next.id, n)))
+                    .collect();
+                let mut stored = Self::insert_all_notices(tx, &notices).await?.into_iter();
+                Ok(changes
+                    .iter()
+                    .map(|c| stored.by_ref().take(c.notices.len()).collect())
+                    .collect())
+            }
+
+            /// The notices of one trip in the log, each with its outbox row (same transaction).
             async fn insert_notices(
                 tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
                 trip: domain::TripId,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut stored = Vec::with_capacity(notices.len());
-                for notice in notices {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO trip_notices (trip_id, rider_id, driver_id, kind, at, body) \
-                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                    )
-                    .bind(sql::id_text(&trip))
-                    .bind(notice.rider.map(|r| sql::id_text(&r)))
-                    .bind(notice.driver.map(|d| sql::id_text(&d)))
-                    .bind(notice.kind.as_str())
-                    .bind(notice.at.as_millis())
-                    .bind(sql::notice_body(notice)?)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    let notice = sql::notice_from_new(id, notice);
-                    // Stamped with the wall clock of the write: the relay's grace counts from it.
-                    let envelope = platform::bus::Envelope::from_event(
-                        &notice,
-                        platform::clock::new_id(),
-                        platform::clock::now(),
-                    )
-                    .map_err(|e| super::StoreError::Backend(e.to_string()))?;
-                    let outbox = platform::outbox::write(&mut **tx, &envelope).await?;
-                    stored.push(super::Stored { notice, outbox });
-                }
-                Ok(stored)
+                let notices: Vec<_> = notices.iter().map(|n| (trip, n)).collect();
+                Self::insert_all_notices(tx, &notices).await
             }
-        }
 
-        #[async_trait::async_trait]
-        impl super::TripStore for $store {
-            async fn create(
+            /// `notices` (each with its trip) in the log, then their outbox rows: one statement
+            /// each, returned in order.
+            async fn insert_all_notices(
+                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                notices: &[(domain::TripId, &super::NewNotice)],
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
+                if notices.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut rows = Vec::with_capacity(notices.len());
+                for (trip, notice) in notices {
+                    rows.push((
+                        sql::id_text(trip),
+                        notice.rider.map(|r| sql::id_text(&r)),
+                        notice.driver.map(|d| sql::id_text(&d)),
+                        notice.kind.as_str(),
+                        notice.at.as_millis(),
+                        sql::notice_body(notice)?,
+                    ));
+                }
+                let mut insert = sqlx::QueryBuilder::<<Self as super::Backend>::Db>::new(
+                    "INSERT INTO trip_notices (trip_id, rider_id, driver_id, kind, at, body) ",
+                );
+                insert.push_values(rows, |mut values, row| {
+                    values
+                        .push_bind(row.0)
+                        .push_bind(row.1)
+                        .push_bind(row.2)
+                        .push_bind(row.3)
+                        .push_bind(row.4)
+                        .push_bind(row.5);
+                });
+                insert.push(" RETURNING id");
+                let mut ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut **tx).await?;
+                // One statement numbers its rows in the order of its VALUES; RETURNING need not
+                // list them in that order.
+                ids.sort_unstable();
+                if ids.len() != notices.len() {
+                    return Err(super::StoreError::Backend(format!(
+                        "the log returned {} ids for {} notices",
+                        ids.len(),
+                        notices.len()
+                    )));
+                }
+                let notices: Vec<super::TripNotice> = ids
+                    .into_iter()
+                    .zip(notices)
+                    .map(|(id, (_, notice))| sql::notice_from_new(id, notice))
+                    .collect();
+                // Stamped with the wall clock of the write: the relay's grace counts from it.
+                let now = platform::clock::now();
+                let envelopes = notices
+                    .iter()
+                    .map(|notice| {
+                        platform::bus::Envelope::from_event(notice, platform::clock::new_id(), now)
+                            .map_err(|e| super::StoreError::Backend(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let outbox = platform::outbox::write_many(&mut **tx, &envelopes).await?;
+                Ok(notices
+                    .into_iter()
+                    .zip(outbox)
+                    .map(|(notice, outbox)| super::Stored { notice, outbox })
+                    .collect())
+            }
+
+            // The writes, as they run on the store's lane (`TripStore`'s methods send them
+            // there): on the writer connection, whose queue is the order they commit in.
+
+            async fn create_here(
                 &self,
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
                 sqlx::query(
                     "INSERT INTO trips (id, quote_id, rider_id, driver_id, active_driver, \
                      open_rider, status, version, requested_at, updated_at, body) \
@@ -173,6 +277,130 @@ macro_rules! impl_trip_store {
                 Ok(stored)
             }
 
+            async fn update_here(
+                &self,
+                next: &super::TripRecord,
+                expected_version: u64,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
+                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                Self::compare_and_set(&mut tx, next, expected_version).await?;
+                let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn update_many_here(
+                &self,
+                changes: &[super::Change],
+            ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
+                use sqlx::Acquire;
+                if changes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Optimistically all at once (a change refused is rare: another instance's
+                // claim, an accept racing the round): three statements in all, no savepoints.
+                {
+                    let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                    match Self::apply_all(&mut tx, changes).await {
+                        Ok(stored) => {
+                            tx.commit().await?;
+                            return Ok(stored.into_iter().map(Ok).collect());
+                        }
+                        Err(
+                            super::StoreError::Stale
+                            | super::StoreError::DriverBusy
+                            | super::StoreError::RiderBusy
+                            | super::StoreError::QuoteUsed,
+                        ) => tx.rollback().await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // One was refused: again, each change in a savepoint, so one that loses its
+                // compare-and-set or meets a unique index is rolled back alone and the others
+                // commit together.
+                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                let mut outcomes = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let mut savepoint = tx.begin().await?;
+                    match Self::apply(&mut savepoint, change).await {
+                        Ok(stored) => {
+                            savepoint.commit().await?;
+                            outcomes.push(Ok(stored));
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            outcomes.push(Err(e));
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+
+            async fn set_driver_status_here(
+                &self,
+                driver: domain::AccountId,
+                package: Option<domain::Package>,
+                at: domain::Timestamp,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "INSERT INTO driver_status (driver_id, package, online, at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (driver_id) DO UPDATE SET \
+                     package = excluded.package, online = excluded.online, at = excluded.at \
+                     WHERE driver_status.at <= excluded.at",
+                )
+                .bind(sql::id_text(&driver))
+                .bind(package.map(domain::Package::name))
+                .bind(package.is_some())
+                .bind(at.as_millis())
+                .execute(<Self as super::Backend>::writer(self))
+                .await?;
+                Ok(())
+            }
+
+            /// Runs `work` on the store's lane, if it has one (SQLite), else here.
+            async fn on_lane<T: Send + 'static>(
+                &self,
+                work: impl std::future::Future<Output = T> + Send + 'static,
+            ) -> T {
+                match <Self as super::Backend>::lane(self) {
+                    Some(lane) => lane.run(work).await,
+                    None => work.await,
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl super::TripStore for $store {
+            async fn create(
+                &self,
+                record: &super::TripRecord,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
+                let (this, record, notices) = (self.clone(), record.clone(), notices.to_vec());
+                self.on_lane(async move { this.create_here(&record, &notices).await }).await
+            }
+
+            async fn update(
+                &self,
+                next: &super::TripRecord,
+                expected_version: u64,
+                notices: &[super::NewNotice],
+            ) -> Result<Vec<super::Stored>, super::StoreError> {
+                let (this, next, notices) = (self.clone(), next.clone(), notices.to_vec());
+                self.on_lane(async move { this.update_here(&next, expected_version, &notices).await })
+                    .await
+            }
+
+            async fn update_many(
+                &self,
+                changes: &[super::Change],
+            ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
+                let (this, changes) = (self.clone(), changes.to_vec());
+                self.on_lane(async move { this.update_many_here(&changes).await }).await
+            }
+
             async fn get(
                 &self,
                 id: domain::TripId,
@@ -193,73 +421,6 @@ macro_rules! impl_trip_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 body.map(|b| sql::decode(&b)).transpose()
-            }
-
-            async fn update(
-                &self,
-                next: &super::TripRecord,
-                expected_version: u64,
-                notices: &[super::NewNotice],
-            ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                Self::compare_and_set(&mut tx, next, expected_version).await?;
-                let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
-                tx.commit().await?;
-                Ok(stored)
-            }
-
-            async fn update_many(
-                &self,
-                changes: &[super::Change],
-            ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
-                use sqlx::Acquire;
-                // Optimistically all at once (a change refused is rare: another instance's
-                // claim, an accept racing the round): three statements a change, no savepoints.
-                {
-                    let mut tx = self.pool.begin().await?;
-                    let mut stored = Vec::with_capacity(changes.len());
-                    let mut refused = false;
-                    for change in changes {
-                        match Self::apply(&mut tx, change).await {
-                            Ok(rows) => stored.push(Ok(rows)),
-                            Err(
-                                super::StoreError::Stale
-                                | super::StoreError::DriverBusy
-                                | super::StoreError::RiderBusy
-                                | super::StoreError::QuoteUsed,
-                            ) => {
-                                refused = true;
-                                break;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if !refused {
-                        tx.commit().await?;
-                        return Ok(stored);
-                    }
-                    tx.rollback().await?;
-                }
-                // One was refused: again, each change in a savepoint, so one that loses its
-                // compare-and-set or meets a unique index is rolled back alone and the others
-                // commit together.
-                let mut tx = self.pool.begin().await?;
-                let mut outcomes = Vec::with_capacity(changes.len());
-                for change in changes {
-                    let mut savepoint = tx.begin().await?;
-                    match Self::apply(&mut savepoint, change).await {
-                        Ok(stored) => {
-                            savepoint.commit().await?;
-                            outcomes.push(Ok(stored));
-                        }
-                        Err(e) => {
-                            savepoint.rollback().await?;
-                            outcomes.push(Err(e));
-                        }
-                    }
-                }
-                tx.commit().await?;
-                Ok(outcomes)
             }
 
             fn concurrent_writes(&self) -> usize {
@@ -352,19 +513,9 @@ macro_rules! impl_trip_store {
                 package: Option<domain::Package>,
                 at: domain::Timestamp,
             ) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "INSERT INTO driver_status (driver_id, package, online, at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (driver_id) DO UPDATE SET \
-                     package = excluded.package, online = excluded.online, at = excluded.at \
-                     WHERE driver_status.at <= excluded.at",
-                )
-                .bind(sql::id_text(&driver))
-                .bind(package.map(domain::Package::name))
-                .bind(package.is_some())
-                .bind(at.as_millis())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let this = self.clone();
+                self.on_lane(async move { this.set_driver_status_here(driver, package, at).await })
+                    .await
             }
 
             async fn online_drivers(

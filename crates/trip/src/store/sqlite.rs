@@ -33,6 +33,8 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteTripStore {
     pool: SqlitePool,
+    writer: SqlitePool,
+    lane: platform::store::Lane,
 }
 
 impl SqliteTripStore {
@@ -41,21 +43,32 @@ impl SqliteTripStore {
         migrate_sqlite(&pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the trip database: {e}")))?;
-        Ok(Self { pool })
+        let lane = platform::store::Lane::start("trip-db")
+            .map_err(|e| StoreError::Backend(format!("starting the trip database's lane: {e}")))?;
+        let writer = platform::store::sqlite_writer(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("opening the trip database's writer: {e}")))?;
+        Ok(Self { pool, writer, lane })
     }
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
-        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
+        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.writer.clone()))
     }
 
     fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
-        platform::idempotency::IdempotencyKeys::Sqlite(self.pool.clone())
+        platform::idempotency::IdempotencyKeys::Sqlite(self.writer.clone())
     }
 }
 
 impl Backend for SqliteTripStore {
     type Db = sqlx::Sqlite;
     const CONCURRENT_WRITES: usize = 1;
+    fn lane(&self) -> Option<&platform::store::Lane> {
+        Some(&self.lane)
+    }
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
 
 impl_trip_store!(SqliteTripStore);

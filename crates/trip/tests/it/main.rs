@@ -70,6 +70,18 @@ mod sqlite {
     });
 }
 
+/// The same on a file, as `rickshaw up` opens it: reads on the pool, writes on one connection of
+/// their own, on the store's lane.
+mod sqlite_file {
+    trip::trip_store_contract!(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pool = platform::store::open_sqlite(&dir.keep().join("trip.db"))
+            .await
+            .expect("sqlite");
+        trip::SqliteTripStore::new(pool).await.expect("migrates")
+    });
+}
+
 mod postgres {
     /// `RICKSHAW_TEST_DATABASE_URL`, or the server on this machine (trust auth).
     pub fn database_url() -> String {
