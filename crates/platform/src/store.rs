@@ -54,6 +54,61 @@ pub async fn sqlite_writer(pool: &SqlitePool) -> Result<SqlitePool, sqlx::Error>
         .await
 }
 
+/// Where a store's write transactions run. On SQLite: one writer connection of their own
+/// ([`sqlite_writer`]) on a [`Lane`]; on PostgreSQL: the pool, in the caller's task (its
+/// connections commit in parallel, and a statement waits on the network, not on a lock).
+#[derive(Debug)]
+pub struct Writes<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    lane: Option<Lane>,
+}
+
+impl<DB: sqlx::Database> Clone for Writes<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            lane: self.lane.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> Writes<DB> {
+    /// Writes with `pool`, in the caller's task.
+    pub fn direct(pool: sqlx::Pool<DB>) -> Self {
+        Self { pool, lane: None }
+    }
+
+    /// The pool the writes use.
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+
+    /// Runs the write `work` makes of the writer pool where writes run, and waits for it.
+    pub async fn run<W, F>(&self, work: W) -> F::Output
+    where
+        W: FnOnce(sqlx::Pool<DB>) -> F,
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let work = work(self.pool.clone());
+        match &self.lane {
+            Some(lane) => lane.run(work).await,
+            None => work.await,
+        }
+    }
+}
+
+impl Writes<sqlx::Sqlite> {
+    /// The writes of the SQLite database `pool` reads from: its writer connection, on a lane
+    /// named `name`.
+    pub async fn sqlite(pool: &SqlitePool, name: &str) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            pool: sqlite_writer(pool).await?,
+            lane: Some(Lane::start(name).map_err(sqlx::Error::Io)?),
+        })
+    }
+}
+
 /// An in-memory SQLite database (one connection, so every query sees the same data).
 pub async fn open_sqlite_in_memory() -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);

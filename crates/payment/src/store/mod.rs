@@ -297,7 +297,29 @@ macro_rules! impl_payment_store {
                 events: &[Envelope],
                 refund: Option<(&str, u64)>,
             ) -> Result<RefundWrite, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (this, r, ledger, events) =
+                    (self.clone(), r.clone(), ledger.to_vec(), events.to_vec());
+                let refund = refund.map(|(id, amount)| (id.to_owned(), amount));
+                self.writes
+                    .run(move |_| async move {
+                        let refund = refund.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+                        this.change_here(&r, expected_version, &ledger, &events, refund)
+                            .await
+                    })
+                    .await
+            }
+
+            /// [`Self::change`], where the store's writes run (`Writes`: SQLite's writer
+            /// connection on its lane; PostgreSQL's pool here).
+            async fn change_here(
+                &self,
+                r: &PaymentRecord,
+                expected_version: u64,
+                ledger: &[Transaction],
+                events: &[Envelope],
+                refund: Option<(&str, u64)>,
+            ) -> Result<RefundWrite, StoreError> {
+                let mut tx = self.writes.pool().begin().await?;
                 if let Some((refund_id, amount)) = refund {
                     let new = sqlx::query(
                         "INSERT INTO payment_refunds (refund_id, trip_id, amount, at) \
@@ -384,28 +406,33 @@ macro_rules! impl_payment_store {
             }
 
             async fn insert(&self, r: &PaymentRecord) -> Result<bool, StoreError> {
-                let done = sqlx::query(concat!(
-                    "INSERT INTO payments (",
-                    columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (trip_id) DO NOTHING"
-                ))
-                .bind(id_text(&r.trip))
-                .bind(id_text(&r.rider))
-                .bind(r.driver.as_ref().map(id_text))
-                .bind(r.intent.clone())
-                .bind(r.payment_method.clone())
-                .bind(r.status.as_str())
-                .bind(signed(r.held))
-                .bind(signed(r.captured))
-                .bind(signed(r.refunded))
-                .bind(r.charge_kind.map(|k| k.as_str()))
-                .bind(signed(r.version))
-                .bind(r.created_at.as_millis())
-                .bind(r.updated_at.as_millis())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let r = r.clone();
+                self.writes
+                    .run(move |pool| async move {
+                        let done = sqlx::query(concat!(
+                            "INSERT INTO payments (",
+                            columns!(),
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                             ON CONFLICT (trip_id) DO NOTHING"
+                        ))
+                        .bind(id_text(&r.trip))
+                        .bind(id_text(&r.rider))
+                        .bind(r.driver.as_ref().map(id_text))
+                        .bind(r.intent.clone())
+                        .bind(r.payment_method.clone())
+                        .bind(r.status.as_str())
+                        .bind(signed(r.held))
+                        .bind(signed(r.captured))
+                        .bind(signed(r.refunded))
+                        .bind(r.charge_kind.map(|k| k.as_str()))
+                        .bind(signed(r.version))
+                        .bind(r.created_at.as_millis())
+                        .bind(r.updated_at.as_millis())
+                        .execute(&pool)
+                        .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                    .await
             }
 
             async fn update(
@@ -503,16 +530,21 @@ macro_rules! impl_payment_store {
                 kind: &str,
                 at: Timestamp,
             ) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "INSERT INTO webhook_events (event_id, type, received_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (event_id) DO NOTHING",
-                )
-                .bind(event)
-                .bind(kind)
-                .bind(at.as_millis())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let (event, kind) = (event.to_owned(), kind.to_owned());
+                self.writes
+                    .run(move |pool| async move {
+                        let done = sqlx::query(
+                            "INSERT INTO webhook_events (event_id, type, received_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (event_id) DO NOTHING",
+                        )
+                        .bind(&event)
+                        .bind(&kind)
+                        .bind(at.as_millis())
+                        .execute(&pool)
+                        .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                    .await
             }
 
             async fn seen(&self, event: &str) -> Result<bool, StoreError> {
@@ -531,6 +563,7 @@ macro_rules! impl_payment_store {
 #[derive(Clone, Debug)]
 pub struct SqlitePaymentStore {
     pool: SqlitePool,
+    writes: platform::store::Writes<sqlx::Sqlite>,
 }
 
 impl SqlitePaymentStore {
@@ -539,15 +572,18 @@ impl SqlitePaymentStore {
         migrate_sqlite(&pool, SQLITE_MIGRATIONS)
             .await
             .map_err(|e| StoreError(format!("migrating the payment database: {e}")))?;
-        Ok(Self { pool })
+        let writes = platform::store::Writes::sqlite(&pool, "payment-db")
+            .await
+            .map_err(|e| StoreError(format!("opening the payment database's writer: {e}")))?;
+        Ok(Self { pool, writes })
     }
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
-        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.pool.clone()))
+        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.writes.pool().clone()))
     }
 
     fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
-        platform::idempotency::IdempotencyKeys::Sqlite(self.pool.clone())
+        platform::idempotency::IdempotencyKeys::Sqlite(self.writes.pool().clone())
     }
 }
 
@@ -555,6 +591,7 @@ impl SqlitePaymentStore {
 #[derive(Clone, Debug)]
 pub struct PgPaymentStore {
     pool: PgPool,
+    writes: platform::store::Writes<sqlx::Postgres>,
 }
 
 impl PgPaymentStore {
@@ -563,7 +600,10 @@ impl PgPaymentStore {
         let pool = platform::store::open_postgres(url, SCHEMA, max_connections)
             .await
             .map_err(|e| StoreError(format!("connecting to PostgreSQL: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            writes: platform::store::Writes::direct(pool.clone()),
+            pool,
+        })
     }
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).

@@ -1,8 +1,22 @@
-//! The payment store contract on SQLite and on a real PostgreSQL server.
+//! The payment store contract on SQLite (in memory and on a file) and on a real PostgreSQL server.
 
 mod sqlite {
     payment::payment_store_contract!(async {
         let pool = platform::store::open_sqlite_in_memory()
+            .await
+            .expect("sqlite");
+        payment::SqlitePaymentStore::new(pool)
+            .await
+            .expect("migrates")
+    });
+}
+
+/// The same on a file, as `rickshaw up` opens it: writes on the store's writer connection and
+/// lane, reads on the pool.
+mod sqlite_file {
+    payment::payment_store_contract!(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pool = platform::store::open_sqlite(&dir.keep().join("payment.db"))
             .await
             .expect("sqlite");
         payment::SqlitePaymentStore::new(pool)

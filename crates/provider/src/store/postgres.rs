@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[(
 #[derive(Clone, Debug)]
 pub struct PgProviderStore {
     pool: PgPool,
+    writes: platform::store::Writes<sqlx::Postgres>,
 }
 
 impl PgProviderStore {
@@ -27,7 +28,10 @@ impl PgProviderStore {
         let pool = platform::store::open_postgres(url, SCHEMA, max_connections)
             .await
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            writes: platform::store::Writes::direct(pool.clone()),
+            pool,
+        })
     }
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).

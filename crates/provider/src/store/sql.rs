@@ -89,16 +89,17 @@ macro_rules! impl_provider_store {
                 }
                 Ok(version)
             }
-        }
 
-        #[async_trait::async_trait]
-        impl super::ProviderStore for $store {
-            async fn insert_intent(
+            // The writes, as they run where the store's writes run (`Writes`: SQLite's writer
+            // connection on its lane; PostgreSQL's pool here). `ProviderStore`'s methods send
+            // them there.
+
+            async fn insert_intent_here(
                 &self,
                 intent: &crate::model::PaymentIntent,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writes.pool().begin().await?;
                 sqlx::query(
                     "INSERT INTO payment_intents (id, status, version, created, expires_at, body) \
                      VALUES ($1, $2, 1, $3, $4, $5)",
@@ -113,6 +114,288 @@ macro_rules! impl_provider_store {
                 Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn update_intent_here(
+                &self,
+                next: &crate::model::PaymentIntent,
+                expected_version: u64,
+                events: &[crate::model::Event],
+            ) -> Result<u64, super::StoreError> {
+                let mut tx = self.writes.pool().begin().await?;
+                let version = Self::compare_and_set(&mut tx, next, expected_version).await?;
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn insert_refund_here(
+                &self,
+                refund: &crate::model::Refund,
+                intent: &crate::model::PaymentIntent,
+                expected_version: u64,
+                events: &[crate::model::Event],
+            ) -> Result<(), super::StoreError> {
+                let mut tx = self.writes.pool().begin().await?;
+                Self::compare_and_set(&mut tx, intent, expected_version).await?;
+                sqlx::query(
+                    "INSERT INTO refunds (id, payment_intent, created, body) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&refund.id)
+                .bind(&refund.payment_intent)
+                .bind(refund.created)
+                .bind(sql::encode(refund)?)
+                .execute(&mut *tx)
+                .await?;
+                Self::insert_events(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn begin_request_here(
+                &self,
+                request: &super::KeyedRequest,
+                times: super::KeyTimes,
+            ) -> Result<super::Begun, super::StoreError> {
+                // A few rounds: a row deleted or taken over between our statements is looked at
+                // again.
+                for _ in 0..4 {
+                    let owner = uuid::Uuid::now_v7().simple().to_string();
+                    let inserted = sqlx::query(
+                        "INSERT INTO idempotency_keys \
+                         (scope, idem_key, fingerprint, owner, created_ms, locked_until_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, idem_key) DO NOTHING",
+                    )
+                    .bind(&request.scope)
+                    .bind(&request.key)
+                    .bind(&request.fingerprint)
+                    .bind(&owner)
+                    .bind(times.now_ms)
+                    .bind(times.lease_until_ms)
+                    .execute(self.writes.pool())
+                    .await?
+                    .rows_affected();
+                    if inserted == 1 {
+                        return Ok(super::Begun::Started { owner });
+                    }
+                    let row: Option<(String, String, i64, i64, Option<i64>, Option<String>)> =
+                        sqlx::query_as(
+                            "SELECT fingerprint, owner, created_ms, locked_until_ms, status, body \
+                             FROM idempotency_keys WHERE scope = $1 AND idem_key = $2",
+                        )
+                        .bind(&request.scope)
+                        .bind(&request.key)
+                        .fetch_optional(self.writes.pool())
+                        .await?;
+                    let Some((fingerprint, held_by, created_ms, locked_until_ms, status, body)) =
+                        row
+                    else {
+                        continue;
+                    };
+                    let expired = created_ms < times.expired_before_ms;
+                    let abandoned = status.is_none() && locked_until_ms <= times.now_ms;
+                    if expired || abandoned {
+                        let taken = sqlx::query(
+                            "UPDATE idempotency_keys SET fingerprint = $1, owner = $2, \
+                             created_ms = $3, locked_until_ms = $4, status = NULL, body = NULL \
+                             WHERE scope = $5 AND idem_key = $6 AND owner = $7",
+                        )
+                        .bind(&request.fingerprint)
+                        .bind(&owner)
+                        .bind(times.now_ms)
+                        .bind(times.lease_until_ms)
+                        .bind(&request.scope)
+                        .bind(&request.key)
+                        .bind(&held_by)
+                        .execute(self.writes.pool())
+                        .await?
+                        .rows_affected();
+                        if taken == 1 {
+                            return Ok(super::Begun::Started { owner });
+                        }
+                        continue;
+                    }
+                    if fingerprint != request.fingerprint {
+                        return Ok(super::Begun::Mismatch);
+                    }
+                    return Ok(match (status, body) {
+                        (Some(status), Some(body)) => super::Begun::Replay {
+                            status: u16::try_from(status).map_err(|_| {
+                                super::StoreError::Backend(format!("stored status {status}"))
+                            })?,
+                            body,
+                        },
+                        _ => super::Begun::InFlight,
+                    });
+                }
+                // Changing under us every time: as if the first request were still running.
+                Ok(super::Begun::InFlight)
+            }
+
+            async fn finish_request_here(
+                &self,
+                request: &super::KeyedRequest,
+                owner: &str,
+                status: u16,
+                body: &str,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status = $1, body = $2 \
+                     WHERE scope = $3 AND idem_key = $4 AND owner = $5",
+                )
+                .bind(i64::from(status))
+                .bind(body)
+                .bind(&request.scope)
+                .bind(&request.key)
+                .bind(owner)
+                .execute(self.writes.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn release_request_here(
+                &self,
+                request: &super::KeyedRequest,
+                owner: &str,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "DELETE FROM idempotency_keys \
+                     WHERE scope = $1 AND idem_key = $2 AND owner = $3 AND status IS NULL",
+                )
+                .bind(&request.scope)
+                .bind(&request.key)
+                .bind(owner)
+                .execute(self.writes.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn forget_requests_here(&self, before_ms: i64) -> Result<u64, super::StoreError> {
+                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_ms < $1")
+                    .bind(before_ms)
+                    .execute(self.writes.pool())
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn claim_deliveries_here(
+                &self,
+                now_ms: i64,
+                limit: u32,
+                claim_until_ms: i64,
+            ) -> Result<Vec<super::Delivery>, super::StoreError> {
+                let due: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT id, next_attempt_ms FROM webhook_deliveries \
+                     WHERE state = 'pending' AND next_attempt_ms <= $1 \
+                     ORDER BY next_attempt_ms, id LIMIT $2",
+                )
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(self.writes.pool())
+                .await?;
+                let mut claimed = Vec::with_capacity(due.len());
+                for (id, seen_next_attempt) in due {
+                    // A compare-and-set on the due time: of two instances that saw the row due,
+                    // one moves it to `claim_until_ms` and the other then matches nothing.
+                    let row: Option<(String, String, i64)> = sqlx::query_as(
+                        "UPDATE webhook_deliveries \
+                         SET attempts = attempts + 1, next_attempt_ms = $1 \
+                         WHERE id = $2 AND state = 'pending' AND next_attempt_ms = $3 \
+                         RETURNING event_id, body, attempts",
+                    )
+                    .bind(claim_until_ms)
+                    .bind(id)
+                    .bind(seen_next_attempt)
+                    .fetch_optional(self.writes.pool())
+                    .await?;
+                    if let Some((event_id, body, attempts)) = row {
+                        claimed.push(super::Delivery {
+                            id,
+                            event_id,
+                            body,
+                            attempts: sql::count(attempts),
+                        });
+                    }
+                }
+                Ok(claimed)
+            }
+
+            async fn delivery_succeeded_here(
+                &self,
+                id: i64,
+                at_ms: i64,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET state = $1, finished_ms = $2, last_error = NULL \
+                     WHERE id = $3",
+                )
+                .bind(super::DeliveryState::Delivered.as_str())
+                .bind(at_ms)
+                .bind(id)
+                .execute(self.writes.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn delivery_failed_here(
+                &self,
+                id: i64,
+                error: &str,
+                retry_at_ms: Option<i64>,
+                at_ms: i64,
+            ) -> Result<(), super::StoreError> {
+                match retry_at_ms {
+                    Some(retry_at) => {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET next_attempt_ms = $1, last_error = $2 \
+                             WHERE id = $3 AND state = 'pending'",
+                        )
+                        .bind(retry_at)
+                        .bind(error)
+                        .bind(id)
+                        .execute(self.writes.pool())
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(
+                            "UPDATE webhook_deliveries SET state = $1, finished_ms = $2, \
+                             last_error = $3 WHERE id = $4 AND state = 'pending'",
+                        )
+                        .bind(super::DeliveryState::Failed.as_str())
+                        .bind(at_ms)
+                        .bind(error)
+                        .bind(id)
+                        .execute(self.writes.pool())
+                        .await?
+                    }
+                };
+                Ok(())
+            }
+
+            async fn forget_deliveries_here(&self, before_ms: i64) -> Result<u64, super::StoreError> {
+                Ok(sqlx::query(
+                    "DELETE FROM webhook_deliveries \
+                     WHERE state IN ('delivered', 'failed') AND finished_ms < $1",
+                )
+                .bind(before_ms)
+                .execute(self.writes.pool())
+                .await?
+                .rows_affected())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl super::ProviderStore for $store {
+            async fn insert_intent(
+                &self,
+                intent: &crate::model::PaymentIntent,
+                events: &[crate::model::Event],
+            ) -> Result<(), super::StoreError> {
+                let (intent, events) = (intent.clone(), events.to_vec());
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.insert_intent_here(&intent, &events).await })
+                    .await
             }
 
             async fn intent(
@@ -139,11 +422,11 @@ macro_rules! impl_provider_store {
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<u64, super::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let version = Self::compare_and_set(&mut tx, next, expected_version).await?;
-                Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
-                Ok(version)
+                let (next, events) = (next.clone(), events.to_vec());
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.update_intent_here(&next, expected_version, &events).await })
+                    .await
             }
 
             async fn insert_refund(
@@ -153,20 +436,11 @@ macro_rules! impl_provider_store {
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let mut tx = self.pool.begin().await?;
-                Self::compare_and_set(&mut tx, intent, expected_version).await?;
-                sqlx::query(
-                    "INSERT INTO refunds (id, payment_intent, created, body) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&refund.id)
-                .bind(&refund.payment_intent)
-                .bind(refund.created)
-                .bind(sql::encode(refund)?)
-                .execute(&mut *tx)
-                .await?;
-                Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
-                Ok(())
+                let (refund, intent, events) = (refund.clone(), intent.clone(), events.to_vec());
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.insert_refund_here(&refund, &intent, expected_version, &events).await })
+                    .await
             }
 
             async fn refund(
@@ -210,79 +484,11 @@ macro_rules! impl_provider_store {
                 request: &super::KeyedRequest,
                 times: super::KeyTimes,
             ) -> Result<super::Begun, super::StoreError> {
-                // A few rounds: a row deleted or taken over between our statements is looked at
-                // again.
-                for _ in 0..4 {
-                    let owner = uuid::Uuid::now_v7().simple().to_string();
-                    let inserted = sqlx::query(
-                        "INSERT INTO idempotency_keys \
-                         (scope, idem_key, fingerprint, owner, created_ms, locked_until_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, idem_key) DO NOTHING",
-                    )
-                    .bind(&request.scope)
-                    .bind(&request.key)
-                    .bind(&request.fingerprint)
-                    .bind(&owner)
-                    .bind(times.now_ms)
-                    .bind(times.lease_until_ms)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    if inserted == 1 {
-                        return Ok(super::Begun::Started { owner });
-                    }
-                    let row: Option<(String, String, i64, i64, Option<i64>, Option<String>)> =
-                        sqlx::query_as(
-                            "SELECT fingerprint, owner, created_ms, locked_until_ms, status, body \
-                             FROM idempotency_keys WHERE scope = $1 AND idem_key = $2",
-                        )
-                        .bind(&request.scope)
-                        .bind(&request.key)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let Some((fingerprint, held_by, created_ms, locked_until_ms, status, body)) =
-                        row
-                    else {
-                        continue;
-                    };
-                    let expired = created_ms < times.expired_before_ms;
-                    let abandoned = status.is_none() && locked_until_ms <= times.now_ms;
-                    if expired || abandoned {
-                        let taken = sqlx::query(
-                            "UPDATE idempotency_keys SET fingerprint = $1, owner = $2, \
-                             created_ms = $3, locked_until_ms = $4, status = NULL, body = NULL \
-                             WHERE scope = $5 AND idem_key = $6 AND owner = $7",
-                        )
-                        .bind(&request.fingerprint)
-                        .bind(&owner)
-                        .bind(times.now_ms)
-                        .bind(times.lease_until_ms)
-                        .bind(&request.scope)
-                        .bind(&request.key)
-                        .bind(&held_by)
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected();
-                        if taken == 1 {
-                            return Ok(super::Begun::Started { owner });
-                        }
-                        continue;
-                    }
-                    if fingerprint != request.fingerprint {
-                        return Ok(super::Begun::Mismatch);
-                    }
-                    return Ok(match (status, body) {
-                        (Some(status), Some(body)) => super::Begun::Replay {
-                            status: u16::try_from(status).map_err(|_| {
-                                super::StoreError::Backend(format!("stored status {status}"))
-                            })?,
-                            body,
-                        },
-                        _ => super::Begun::InFlight,
-                    });
-                }
-                // Changing under us every time: as if the first request were still running.
-                Ok(super::Begun::InFlight)
+                let request = request.clone();
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.begin_request_here(&request, times).await })
+                    .await
             }
 
             async fn finish_request(
@@ -292,18 +498,11 @@ macro_rules! impl_provider_store {
                 status: u16,
                 body: &str,
             ) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "UPDATE idempotency_keys SET status = $1, body = $2 \
-                     WHERE scope = $3 AND idem_key = $4 AND owner = $5",
-                )
-                .bind(i64::from(status))
-                .bind(body)
-                .bind(&request.scope)
-                .bind(&request.key)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let (request, owner, body) = (request.clone(), owner.to_owned(), body.to_owned());
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.finish_request_here(&request, &owner, status, &body).await })
+                    .await
             }
 
             async fn release_request(
@@ -311,24 +510,18 @@ macro_rules! impl_provider_store {
                 request: &super::KeyedRequest,
                 owner: &str,
             ) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "DELETE FROM idempotency_keys \
-                     WHERE scope = $1 AND idem_key = $2 AND owner = $3 AND status IS NULL",
-                )
-                .bind(&request.scope)
-                .bind(&request.key)
-                .bind(owner)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let (request, owner) = (request.clone(), owner.to_owned());
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.release_request_here(&request, &owner).await })
+                    .await
             }
 
             async fn forget_requests(&self, before_ms: i64) -> Result<u64, super::StoreError> {
-                Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_ms < $1")
-                    .bind(before_ms)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected())
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.forget_requests_here(before_ms).await })
+                    .await
             }
 
             async fn claim_deliveries(
@@ -337,40 +530,10 @@ macro_rules! impl_provider_store {
                 limit: u32,
                 claim_until_ms: i64,
             ) -> Result<Vec<super::Delivery>, super::StoreError> {
-                let due: Vec<(i64, i64)> = sqlx::query_as(
-                    "SELECT id, next_attempt_ms FROM webhook_deliveries \
-                     WHERE state = 'pending' AND next_attempt_ms <= $1 \
-                     ORDER BY next_attempt_ms, id LIMIT $2",
-                )
-                .bind(now_ms)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-                let mut claimed = Vec::with_capacity(due.len());
-                for (id, seen_next_attempt) in due {
-                    // A compare-and-set on the due time: of two instances that saw the row due,
-                    // one moves it to `claim_until_ms` and the other then matches nothing.
-                    let row: Option<(String, String, i64)> = sqlx::query_as(
-                        "UPDATE webhook_deliveries \
-                         SET attempts = attempts + 1, next_attempt_ms = $1 \
-                         WHERE id = $2 AND state = 'pending' AND next_attempt_ms = $3 \
-                         RETURNING event_id, body, attempts",
-                    )
-                    .bind(claim_until_ms)
-                    .bind(id)
-                    .bind(seen_next_attempt)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some((event_id, body, attempts)) = row {
-                        claimed.push(super::Delivery {
-                            id,
-                            event_id,
-                            body,
-                            attempts: sql::count(attempts),
-                        });
-                    }
-                }
-                Ok(claimed)
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.claim_deliveries_here(now_ms, limit, claim_until_ms).await })
+                    .await
             }
 
             async fn delivery_succeeded(
@@ -378,16 +541,10 @@ macro_rules! impl_provider_store {
                 id: i64,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET state = $1, finished_ms = $2, last_error = NULL \
-                     WHERE id = $3",
-                )
-                .bind(super::DeliveryState::Delivered.as_str())
-                .bind(at_ms)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.delivery_succeeded_here(id, at_ms).await })
+                    .await
             }
 
             async fn delivery_failed(
@@ -397,32 +554,11 @@ macro_rules! impl_provider_store {
                 retry_at_ms: Option<i64>,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
-                match retry_at_ms {
-                    Some(retry_at) => {
-                        sqlx::query(
-                            "UPDATE webhook_deliveries SET next_attempt_ms = $1, last_error = $2 \
-                             WHERE id = $3 AND state = 'pending'",
-                        )
-                        .bind(retry_at)
-                        .bind(error)
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?
-                    }
-                    None => {
-                        sqlx::query(
-                            "UPDATE webhook_deliveries SET state = $1, finished_ms = $2, \
-                             last_error = $3 WHERE id = $4 AND state = 'pending'",
-                        )
-                        .bind(super::DeliveryState::Failed.as_str())
-                        .bind(at_ms)
-                        .bind(error)
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?
-                    }
-                };
-                Ok(())
+                let error = error.to_owned();
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.delivery_failed_here(id, &error, retry_at_ms, at_ms).await })
+                    .await
             }
 
             async fn delivery(
@@ -449,14 +585,10 @@ macro_rules! impl_provider_store {
             }
 
             async fn forget_deliveries(&self, before_ms: i64) -> Result<u64, super::StoreError> {
-                Ok(sqlx::query(
-                    "DELETE FROM webhook_deliveries \
-                     WHERE state IN ('delivered', 'failed') AND finished_ms < $1",
-                )
-                .bind(before_ms)
-                .execute(&self.pool)
-                .await?
-                .rows_affected())
+                let this = self.clone();
+                self.writes
+                    .run(move |_| async move { this.forget_deliveries_here(before_ms).await })
+                    .await
             }
         }
     };

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[(
 #[derive(Clone, Debug)]
 pub struct SqliteProviderStore {
     pool: SqlitePool,
+    writes: platform::store::Writes<sqlx::Sqlite>,
 }
 
 impl SqliteProviderStore {
@@ -24,7 +25,12 @@ impl SqliteProviderStore {
         migrate_sqlite(&pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the provider database: {e}")))?;
-        Ok(Self { pool })
+        let writes = platform::store::Writes::sqlite(&pool, "provider-db")
+            .await
+            .map_err(|e| {
+                StoreError::Backend(format!("opening the provider database's writer: {e}"))
+            })?;
+        Ok(Self { pool, writes })
     }
 }
 

@@ -18,6 +18,20 @@ mod sqlite {
     });
 }
 
+/// The same on a file, as `rickshaw up` opens it: writes on the store's writer connection and
+/// lane, reads on the pool.
+mod sqlite_file {
+    provider::provider_store_contract!(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let pool = platform::store::open_sqlite(&dir.keep().join("provider.db"))
+            .await
+            .expect("sqlite");
+        provider::SqliteProviderStore::new(pool)
+            .await
+            .expect("migrates")
+    });
+}
+
 mod postgres {
     /// `RICKSHAW_TEST_DATABASE_URL`, or the server on this machine (trust auth).
     pub fn database_url() -> String {

@@ -120,10 +120,6 @@ trait Backend {
     /// Write transactions worth running at once: PostgreSQL commits them in parallel; SQLite
     /// has one writer, and a second only waits for the lock.
     const CONCURRENT_WRITES: usize;
-    /// Where the writes run: a lane of their own (SQLite), or the caller's task (`None`).
-    fn lane(&self) -> Option<&platform::store::Lane>;
-    /// The pool the writes use: SQLite's one writer connection, or the pool.
-    fn writer(&self) -> &sqlx::Pool<Self::Db>;
 }
 
 /// One change of [`TripStore::update_many`]: `next` replaces the trip if it is still at

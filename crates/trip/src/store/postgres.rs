@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Clone, Debug)]
 pub struct PgTripStore {
     pool: PgPool,
+    writes: platform::store::Writes<sqlx::Postgres>,
 }
 
 impl PgTripStore {
@@ -44,7 +45,10 @@ impl PgTripStore {
         let pool = platform::store::open_postgres(url, SCHEMA, max_connections)
             .await
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            writes: platform::store::Writes::direct(pool.clone()),
+            pool,
+        })
     }
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).
@@ -70,12 +74,6 @@ impl PgTripStore {
 impl Backend for PgTripStore {
     type Db = sqlx::Postgres;
     const CONCURRENT_WRITES: usize = 4;
-    fn lane(&self) -> Option<&platform::store::Lane> {
-        None
-    }
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 impl_trip_store!(PgTripStore);

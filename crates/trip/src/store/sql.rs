@@ -253,7 +253,7 @@ macro_rules! impl_trip_store {
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                let mut tx = self.writes.pool().begin().await?;
                 sqlx::query(
                     "INSERT INTO trips (id, quote_id, rider_id, driver_id, active_driver, \
                      open_rider, status, version, requested_at, updated_at, body) \
@@ -283,7 +283,7 @@ macro_rules! impl_trip_store {
                 expected_version: u64,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                let mut tx = self.writes.pool().begin().await?;
                 Self::compare_and_set(&mut tx, next, expected_version).await?;
                 let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
                 tx.commit().await?;
@@ -301,7 +301,7 @@ macro_rules! impl_trip_store {
                 // Optimistically all at once (a change refused is rare: another instance's
                 // claim, an accept racing the round): three statements in all, no savepoints.
                 {
-                    let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                    let mut tx = self.writes.pool().begin().await?;
                     match Self::apply_all(&mut tx, changes).await {
                         Ok(stored) => {
                             tx.commit().await?;
@@ -319,7 +319,7 @@ macro_rules! impl_trip_store {
                 // One was refused: again, each change in a savepoint, so one that loses its
                 // compare-and-set or meets a unique index is rolled back alone and the others
                 // commit together.
-                let mut tx = <Self as super::Backend>::writer(self).begin().await?;
+                let mut tx = self.writes.pool().begin().await?;
                 let mut outcomes = Vec::with_capacity(changes.len());
                 for change in changes {
                     let mut savepoint = tx.begin().await?;
@@ -354,20 +354,9 @@ macro_rules! impl_trip_store {
                 .bind(package.map(domain::Package::name))
                 .bind(package.is_some())
                 .bind(at.as_millis())
-                .execute(<Self as super::Backend>::writer(self))
+                .execute(self.writes.pool())
                 .await?;
                 Ok(())
-            }
-
-            /// Runs `work` on the store's lane, if it has one (SQLite), else here.
-            async fn on_lane<T: Send + 'static>(
-                &self,
-                work: impl std::future::Future<Output = T> + Send + 'static,
-            ) -> T {
-                match <Self as super::Backend>::lane(self) {
-                    Some(lane) => lane.run(work).await,
-                    None => work.await,
-                }
             }
         }
 
@@ -379,7 +368,7 @@ macro_rules! impl_trip_store {
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let (this, record, notices) = (self.clone(), record.clone(), notices.to_vec());
-                self.on_lane(async move { this.create_here(&record, &notices).await }).await
+                self.writes.run(move |_| async move { this.create_here(&record, &notices).await }).await
             }
 
             async fn update(
@@ -389,7 +378,7 @@ macro_rules! impl_trip_store {
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let (this, next, notices) = (self.clone(), next.clone(), notices.to_vec());
-                self.on_lane(async move { this.update_here(&next, expected_version, &notices).await })
+                self.writes.run(move |_| async move { this.update_here(&next, expected_version, &notices).await })
                     .await
             }
 
@@ -398,7 +387,7 @@ macro_rules! impl_trip_store {
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
                 let (this, changes) = (self.clone(), changes.to_vec());
-                self.on_lane(async move { this.update_many_here(&changes).await }).await
+                self.writes.run(move |_| async move { this.update_many_here(&changes).await }).await
             }
 
             async fn get(
@@ -514,7 +503,7 @@ macro_rules! impl_trip_store {
                 at: domain::Timestamp,
             ) -> Result<(), super::StoreError> {
                 let this = self.clone();
-                self.on_lane(async move { this.set_driver_status_here(driver, package, at).await })
+                self.writes.run(move |_| async move { this.set_driver_status_here(driver, package, at).await })
                     .await
             }
 

@@ -33,8 +33,7 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteTripStore {
     pool: SqlitePool,
-    writer: SqlitePool,
-    lane: platform::store::Lane,
+    writes: platform::store::Writes<sqlx::Sqlite>,
 }
 
 impl SqliteTripStore {
@@ -43,32 +42,24 @@ impl SqliteTripStore {
         migrate_sqlite(&pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the trip database: {e}")))?;
-        let lane = platform::store::Lane::start("trip-db")
-            .map_err(|e| StoreError::Backend(format!("starting the trip database's lane: {e}")))?;
-        let writer = platform::store::sqlite_writer(&pool)
+        let writes = platform::store::Writes::sqlite(&pool, "trip-db")
             .await
             .map_err(|e| StoreError::Backend(format!("opening the trip database's writer: {e}")))?;
-        Ok(Self { pool, writer, lane })
+        Ok(Self { pool, writes })
     }
 
     fn outbox_table(&self) -> std::sync::Arc<dyn platform::outbox::OutboxTable> {
-        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.writer.clone()))
+        std::sync::Arc::new(platform::outbox::SqliteOutbox(self.writes.pool().clone()))
     }
 
     fn idempotency_keys(&self) -> platform::idempotency::IdempotencyKeys {
-        platform::idempotency::IdempotencyKeys::Sqlite(self.writer.clone())
+        platform::idempotency::IdempotencyKeys::Sqlite(self.writes.pool().clone())
     }
 }
 
 impl Backend for SqliteTripStore {
     type Db = sqlx::Sqlite;
     const CONCURRENT_WRITES: usize = 1;
-    fn lane(&self) -> Option<&platform::store::Lane> {
-        Some(&self.lane)
-    }
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
 }
 
 impl_trip_store!(SqliteTripStore);
