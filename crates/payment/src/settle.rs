@@ -63,11 +63,17 @@ pub(crate) async fn subscribe(bus: &SharedBus) -> Result<Subscription, BusError>
     bus.subscribe(options).await
 }
 
+/// Trips settled at once. A settlement waits on the provider (a capture, a release); the other
+/// notices, most of them, are skipped at once, and must not queue behind it: on the in-process
+/// bus a full queue here would refuse the trip service's next notices (its offers) to everyone.
+const SETTLING_AT_ONCE: usize = 32;
+
 pub(crate) fn run(service: PaymentService, notices: Subscription, shutdown: &Shutdown) {
-    shutdown.spawn(bus::consume(
+    shutdown.spawn(bus::consume_concurrently(
         notices,
         shutdown.token(),
         "payment.settle",
+        SETTLING_AT_ONCE,
         move |notice: TripNotice, _| {
             let service = service.clone();
             async move {

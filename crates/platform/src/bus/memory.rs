@@ -87,6 +87,20 @@ impl Inner {
         )
     }
 
+    /// Who a group is, for an operator: its durable name, or the subjects an ephemeral group
+    /// (one process's fan-out subscription) takes.
+    fn group_name(&self, group_id: u64) -> String {
+        let state = self.lock();
+        match state.groups.iter().find(|g| g.id == group_id) {
+            Some(Group {
+                durable: Some(name),
+                ..
+            }) => name.clone(),
+            Some(group) => format!("ephemeral {}", group.filter),
+            None => "gone".to_owned(),
+        }
+    }
+
     /// The live members of a group, starting with the next in round-robin order.
     fn members_in_turn(&self, group_id: u64) -> Vec<mpsc::Sender<Delivery>> {
         let mut state = self.lock();
@@ -193,8 +207,11 @@ async fn publish_inner(inner: &Arc<Inner>, envelope: Envelope) -> Result<(), Bus
             Reservation::Full => {
                 // Not delivered anywhere: the same event may be published again.
                 inner.forget(envelope.id);
+                let consumer = inner.group_name(group_id);
+                metrics::counter!("bus_publish_refused_total", "consumer" => consumer.clone())
+                    .increment(1);
                 return Err(BusError::Overloaded(format!(
-                    "a consumer of {} has {CHANNEL_CAPACITY} messages waiting",
+                    "the consumer {consumer} of {} has {CHANNEL_CAPACITY} messages waiting",
                     envelope.subject
                 )));
             }
@@ -350,6 +367,10 @@ mod tests {
             .await
             .expect_err("the stalled queue is full");
         assert!(matches!(err, BusError::Overloaded(_)), "{err}");
+        assert!(
+            err.to_string().contains("the consumer stalled of load.x"),
+            "names the consumer that is behind: {err}"
+        );
         crate::bus::contract::assert_quiet(&mut healthy).await;
         drop(_stalled);
         bus.publish(overflow)

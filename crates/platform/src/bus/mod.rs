@@ -267,48 +267,109 @@ pub enum Handled {
 /// naks with exponential backoff on `Retry`. A payload that cannot be decoded is logged and acked
 /// (redelivering it cannot help); the bus's dead-letter subject catches handlers that keep failing.
 pub async fn consume<E, F, Fut>(
+    subscription: Subscription,
+    shutdown: CancellationToken,
+    consumer: &'static str,
+    handler: F,
+) where
+    E: Event,
+    F: FnMut(E, Envelope) -> Fut + Send,
+    Fut: Future<Output = Handled> + Send,
+{
+    consume_concurrently(subscription, shutdown, consumer, 1, handler).await;
+}
+
+/// [`consume`] with up to `limit` events handled at once, for a handler that waits on something
+/// slow (another service, a payment provider) for some events only: while one waits, the next
+/// are taken, so the consumer's queue does not fill behind it (on the in-process bus a full
+/// queue refuses every publish of the subject, to every consumer). Order is kept only within
+/// `limit = 1`; each event is acked or redelivered on its own. Stopping, it waits for the events
+/// in hand.
+pub async fn consume_concurrently<E, F, Fut>(
     mut subscription: Subscription,
     shutdown: CancellationToken,
     consumer: &'static str,
+    limit: usize,
     mut handler: F,
 ) where
     E: Event,
     F: FnMut(E, Envelope) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
 {
-    while let Some(delivery) = next_or_stop(&mut subscription, &shutdown).await {
-        let event = match delivery.envelope.decode::<E>() {
-            Ok(event) => event,
+    use futures_util::StreamExt;
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        if running.len() >= limit.max(1) {
+            running.next().await;
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            Some(()) = running.next(), if !running.is_empty() => {}
+            next = subscription.next() => match next {
+                Some(delivery) => {
+                    // The consumer's lag: what waits here for the handler, and what the broker
+                    // still holds.
+                    let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
+                    metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
+                    running.push(handle_one(delivery, consumer, &mut handler));
+                }
+                None => break,
+            },
+        }
+    }
+    while running.next().await.is_some() {}
+}
+
+/// One delivery of [`consume_concurrently`]: decoded and given to `handler` now, then (the
+/// returned future) handled and acked, or redelivered with backoff.
+fn handle_one<E, F, Fut>(
+    delivery: Delivery,
+    consumer: &'static str,
+    handler: &mut F,
+) -> impl Future<Output = ()> + Send + use<E, F, Fut>
+where
+    E: Event,
+    F: FnMut(E, Envelope) -> Fut + Send,
+    Fut: Future<Output = Handled> + Send,
+{
+    let started = std::time::Instant::now();
+    let work = match delivery.envelope.decode::<E>() {
+        Ok(event) => {
+            let span = if crate::telemetry::traces_on() {
+                tracing::info_span!(
+                    "bus.handle",
+                    otel.name = %format!("{consumer} {}", delivery.envelope.subject),
+                    otel.kind = "consumer",
+                    consumer,
+                    subject = %delivery.envelope.subject,
+                    trace_id = tracing::field::Empty,
+                )
+            } else {
+                tracing::Span::none()
+            };
+            crate::telemetry::extract_map(&span, &delivery.envelope.headers);
+            crate::telemetry::record_trace_id(&span);
+            Ok(tracing::Instrument::instrument(
+                handler(event, delivery.envelope.clone()),
+                span,
+            ))
+        }
+        Err(e) => Err(e),
+    };
+    async move {
+        let outcome = match work {
+            Ok(handled) => handled.await,
             Err(e) => {
                 tracing::error!(consumer, error = %e, "dropping undecodable event");
                 metrics::counter!("bus_poison_messages_total", "consumer" => consumer).increment(1);
                 let _ = delivery.ack().await;
-                continue;
+                return;
             }
         };
-        let attempt = delivery.attempt;
-        // The consumer's lag: what waits here for the handler, and what the broker still holds.
-        let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
-        metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
-        let started = std::time::Instant::now();
-        let span = if crate::telemetry::traces_on() {
-            tracing::info_span!(
-                "bus.handle",
-                otel.name = %format!("{consumer} {}", delivery.envelope.subject),
-                otel.kind = "consumer",
-                consumer,
-                subject = %delivery.envelope.subject,
-                trace_id = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        crate::telemetry::extract_map(&span, &delivery.envelope.headers);
-        crate::telemetry::record_trace_id(&span);
-        let outcome =
-            tracing::Instrument::instrument(handler(event, delivery.envelope.clone()), span).await;
         metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
             .record(started.elapsed().as_secs_f64());
+        let attempt = delivery.attempt;
         let settled = match outcome {
             Handled::Done => delivery.ack().await,
             Handled::Retry(reason) => {
@@ -462,6 +523,100 @@ mod tests {
         assert_eq!(sizes[0], 3, "{sizes:?}");
         assert!(sizes.iter().all(|s| (1..=3).contains(s)), "{sizes:?}");
         assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
+        shutdown.cancel();
+        consumer.await.expect("stops");
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Numbered {
+        n: u32,
+    }
+
+    impl Event for Numbered {
+        const SUBJECT: &'static str = "numbered.test";
+    }
+
+    /// Publishes `count` numbered events to a durable group, and runs `limit` handlers at once
+    /// over them, the first waiting until released; returns what the handlers report (the
+    /// numbers handled, in order), the release, and the shutdown.
+    async fn with_the_first_stuck(
+        count: u32,
+        limit: usize,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<u32>,
+        tokio::sync::watch::Sender<bool>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let bus = InProcessBus::new();
+        let subscription = bus
+            .subscribe(SubscribeOptions::durable(Numbered::SUBJECT, "numbered"))
+            .await
+            .expect("subscribes");
+        for n in 0..count {
+            let envelope = Envelope::from_event(&Numbered { n }, clock::new_id(), clock::now())
+                .expect("encodes");
+            bus.publish(envelope).await.expect("published");
+        }
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (handled, report) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let consumer = tokio::spawn(consume_concurrently(
+            subscription,
+            shutdown.clone(),
+            "test",
+            limit,
+            move |event: Numbered, _| {
+                let (mut released, handled) = (released.clone(), handled.clone());
+                async move {
+                    if event.n == 0 {
+                        let _ = released.wait_for(|go| *go).await;
+                    }
+                    let _ = handled.send(event.n);
+                    Handled::Done
+                }
+            },
+        ));
+        (report, release, shutdown, consumer)
+    }
+
+    async fn next_handled(report: &mut tokio::sync::mpsc::UnboundedReceiver<u32>) -> u32 {
+        tokio::time::timeout(Duration::from_secs(5), report.recv())
+            .await
+            .expect("handled within 5 s")
+            .expect("the consumer runs")
+    }
+
+    /// A slow event holds one of the `limit` places: the next events are handled meanwhile.
+    #[tokio::test]
+    async fn a_slow_event_does_not_hold_up_the_next_ones_within_the_limit() {
+        let (mut report, release, shutdown, consumer) = with_the_first_stuck(8, 4).await;
+        let mut handled = Vec::new();
+        for _ in 1..8 {
+            handled.push(next_handled(&mut report).await);
+        }
+        handled.sort_unstable();
+        assert_eq!(handled, (1..8).collect::<Vec<_>>(), "all but the stuck one");
+        release.send(true).expect("released");
+        assert_eq!(next_handled(&mut report).await, 0);
+        shutdown.cancel();
+        consumer.await.expect("stops");
+    }
+
+    /// One at a time (`consume`): in order, and nothing passes the event being handled.
+    #[tokio::test]
+    async fn one_at_a_time_keeps_the_order() {
+        let (mut report, release, shutdown, consumer) = with_the_first_stuck(3, 1).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), report.recv())
+                .await
+                .is_err(),
+            "nothing is handled while the first waits"
+        );
+        release.send(true).expect("released");
+        for n in 0..3 {
+            assert_eq!(next_handled(&mut report).await, n);
+        }
         shutdown.cancel();
         consumer.await.expect("stops");
     }

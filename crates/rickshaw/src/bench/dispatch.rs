@@ -152,6 +152,12 @@ pub struct DispatchReport {
     pub round_phase_mean_ms: BTreeMap<String, f64>,
     /// Offers refused at the commit (another instance took the driver first).
     pub lost_claims: u64,
+    /// Trip notices the bus refused after their commit (a consumer's queue was full): the
+    /// outbox's relay published them after its grace, so their drivers heard of them seconds
+    /// late.
+    pub notices_relayed: u64,
+    /// Publishes the in-process bus refused during the run, by the consumer that was behind.
+    pub refused_by: BTreeMap<String, u64>,
     /// Failed calls, by `call status` (with one message of each).
     pub errors: BTreeMap<String, (u64, String)>,
 }
@@ -479,11 +485,32 @@ struct RoundFigures {
     rounds: f64,
     seconds: f64,
     lost_claims: f64,
+    notices_relayed: f64,
     /// Seconds spent in each phase: read, expire, solve, write.
     phases: [f64; 4],
 }
 
 const PHASES: [&str; 4] = ["read", "expire", "solve", "write"];
+
+/// `bus_publish_refused_total` by consumer, in the process's metrics.
+fn refused_by_consumer() -> BTreeMap<String, u64> {
+    let name = "bus_publish_refused_total{";
+    let mut refused = BTreeMap::new();
+    for line in platform::telemetry::metrics_handle().render().lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let consumer = rest
+            .split("consumer=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        if let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) {
+            *refused.entry(consumer.to_owned()).or_default() += count as u64;
+        }
+    }
+    refused
+}
 
 impl RoundFigures {
     fn now() -> Self {
@@ -491,6 +518,7 @@ impl RoundFigures {
             rounds: metric("trip_dispatch_round_duration_seconds_count", ""),
             seconds: metric("trip_dispatch_round_duration_seconds_sum", ""),
             lost_claims: metric("trip_lost_claims_total", ""),
+            notices_relayed: metric("outbox_publish_failures_total", "outbox=\"trip\""),
             phases: PHASES.map(|phase| {
                 metric(
                     "trip_dispatch_phase_duration_seconds_sum",
@@ -509,6 +537,7 @@ impl RoundFigures {
             rounds: self.rounds - before.rounds,
             seconds: self.seconds - before.seconds,
             lost_claims: self.lost_claims - before.lost_claims,
+            notices_relayed: self.notices_relayed - before.notices_relayed,
             phases,
         }
     }
@@ -827,6 +856,8 @@ async fn measure(
             .map(|(phase, seconds)| ((*phase).to_owned(), rounds.mean_ms(seconds)))
             .collect(),
         lost_claims: rounds.lost_claims as u64,
+        notices_relayed: rounds.notices_relayed as u64,
+        refused_by: refused_by_consumer(),
         errors: ledger.errors,
     })
 }
@@ -870,6 +901,17 @@ pub fn table(report: &DispatchReport) -> String {
             .join(", "),
         report.lost_claims,
     );
+    if report.notices_relayed > 0 || !report.refused_by.is_empty() {
+        out.push_str(&format!(
+            "\nnotices refused by the bus after their commit, published late by the relay: {}",
+            report.notices_relayed
+        ));
+        for (consumer, count) in &report.refused_by {
+            out.push_str(&format!(
+                "\n  refused {count} publishes: {consumer} was behind"
+            ));
+        }
+    }
     for (call, (count, example)) in &report.errors {
         out.push_str(&format!("\nerrors {call}: {count} (e.g. {example})"));
     }
