@@ -213,17 +213,9 @@ impl DriverDirectory {
                 async move {
                     let new: Vec<(PersonName, CarNumber, domain::Timestamp)> = {
                         let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                        envelopes
-                            .iter()
-                            .filter_map(|envelope| match envelope.decode::<DriverAvailable>() {
-                                Ok(event) => Some(event.report),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "dropping an undecodable driver report");
-                                    metrics::counter!("bus_poison_messages_total", "consumer" => "rating.drivers")
-                                        .increment(1);
-                                    None
-                                }
-                            })
+                        bus::decode_all::<DriverAvailable>(&envelopes, "rating.drivers")
+                            .into_iter()
+                            .map(|event| event.report)
                             .filter(|report| !cache.is_current(&report.driver, &report.car_number))
                             .map(|report| (report.driver, report.car_number, report.reported_at))
                             .collect()

@@ -34,6 +34,9 @@ use crate::store::TripRecord;
 /// The most open trips one round looks at.
 const ROUND_TRIPS: u32 = 20_000;
 
+/// The most driver statuses recorded in one write.
+const STATUS_BATCH: usize = 256;
+
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Round {
@@ -111,23 +114,33 @@ impl Dispatcher {
         if let Some(statuses) = self.statuses.take() {
             let fleet = self.fleet.clone();
             let store = self.service.store().clone();
-            shutdown.spawn(bus::consume(
+            shutdown.spawn(bus::consume_batches(
                 statuses,
                 shutdown.token(),
                 "trip.fleet.status",
-                move |event: DriverStatusChanged, _| {
-                    lock(&fleet).status(&event);
-                    // Every instance records it (idempotent, newest wins), so whichever starts
-                    // next knows who is online.
+                STATUS_BATCH,
+                move |envelopes| {
+                    let events: Vec<DriverStatusChanged> =
+                        bus::decode_all(&envelopes, "trip.fleet.status");
+                    {
+                        let mut fleet = lock(&fleet);
+                        for event in &events {
+                            fleet.status(event);
+                        }
+                    }
+                    // Every instance records them (idempotent, newest wins), so whichever starts
+                    // next knows who is online; many in one write (a shift change brings
+                    // thousands at once).
+                    let statuses: Vec<_> = events
+                        .iter()
+                        .map(|event| (event.driver, event.package, event.at))
+                        .collect();
                     let store = store.clone();
                     async move {
-                        match store
-                            .set_driver_status(event.driver, event.package, event.at)
-                            .await
-                        {
+                        match store.set_driver_statuses(&statuses).await {
                             Ok(()) => Handled::Done,
                             Err(e) => {
-                                Handled::Retry(format!("cannot record a driver's status: {e}"))
+                                Handled::Retry(format!("cannot record drivers' statuses: {e}"))
                             }
                         }
                     }

@@ -390,6 +390,23 @@ where
     }
 }
 
+/// The events of a batch ([`consume_batches`]) that decode as `E`; one that does not is logged,
+/// counted in `bus_poison_messages_total` and left out (acked with the batch: redelivering it
+/// cannot help).
+pub fn decode_all<E: Event>(envelopes: &[Envelope], consumer: &'static str) -> Vec<E> {
+    envelopes
+        .iter()
+        .filter_map(|envelope| match envelope.decode::<E>() {
+            Ok(event) => Some(event),
+            Err(e) => {
+                tracing::error!(consumer, error = %e, "dropping undecodable event");
+                metrics::counter!("bus_poison_messages_total", "consumer" => consumer).increment(1);
+                None
+            }
+        })
+        .collect()
+}
+
 /// Runs a consumer that takes what has come in batches until `shutdown`: whatever is waiting, up
 /// to `max` deliveries, goes to `handler` at once (one transaction for many, say); all are acked
 /// on `Done`, all redelivered with backoff on `Retry`.

@@ -351,6 +351,32 @@ pub async fn a_driver_status_is_kept_unless_an_older_one_arrives(store: &dyn Tri
         .expect("offline");
     let online = store.online_drivers().await.expect("online drivers");
     assert!(!online.iter().any(|(d, _)| *d == driver));
+
+    // Many at once: a driver named twice is recorded at its newest, whatever the order; an
+    // older status than the stored one changes nothing.
+    let (third, fourth) = (account(), account());
+    store
+        .set_driver_statuses(&[
+            (third, Some(Package::Car), at(50)),
+            (driver, Some(Package::Bike), at(25)),
+            (third, None, at(40)),
+            (fourth, Some(Package::Bike), at(50)),
+            (other, Some(Package::Car), at(60)),
+        ])
+        .await
+        .expect("a batch");
+    let online = store.online_drivers().await.expect("online drivers");
+    assert!(
+        online.contains(&(third, Package::Car)),
+        "its newest: {online:?}"
+    );
+    assert!(online.contains(&(fourth, Package::Bike)));
+    assert!(online.contains(&(other, Package::Car)));
+    assert!(
+        !online.iter().any(|(d, _)| *d == driver),
+        "older than its stored offline: {online:?}"
+    );
+    store.set_driver_statuses(&[]).await.expect("nothing to do");
 }
 
 fn ids(envelopes: &[platform::bus::Envelope]) -> Vec<domain::EventId> {

@@ -189,6 +189,14 @@ pub trait TripStore: Send + Sync + 'static {
         driver: AccountId,
         package: Option<Package>,
         at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.set_driver_statuses(&[(driver, package, at)]).await
+    }
+    /// [`TripStore::set_driver_status`] for many, in one statement: a driver named twice is
+    /// recorded at its newest.
+    async fn set_driver_statuses(
+        &self,
+        statuses: &[(AccountId, Option<Package>, Timestamp)],
     ) -> Result<(), StoreError>;
     /// Drivers whose last recorded status is online, with their package.
     async fn online_drivers(&self) -> Result<Vec<(AccountId, Package)>, StoreError>;

@@ -338,24 +338,40 @@ macro_rules! impl_trip_store {
                 Ok(outcomes)
             }
 
-            async fn set_driver_status_here(
+            async fn set_driver_statuses_here(
                 &self,
-                driver: domain::AccountId,
-                package: Option<domain::Package>,
-                at: domain::Timestamp,
+                statuses: Vec<(domain::AccountId, Option<domain::Package>, domain::Timestamp)>,
             ) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "INSERT INTO driver_status (driver_id, package, online, at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (driver_id) DO UPDATE SET \
+                // One row a driver (PostgreSQL refuses a statement that updates a row twice):
+                // the newest status of each.
+                type Status = (Option<domain::Package>, domain::Timestamp);
+                let mut newest: std::collections::HashMap<domain::AccountId, Status> =
+                    std::collections::HashMap::with_capacity(statuses.len());
+                for (driver, package, at) in statuses {
+                    let entry = newest.entry(driver).or_insert((package, at));
+                    if at >= entry.1 {
+                        *entry = (package, at);
+                    }
+                }
+                if newest.is_empty() {
+                    return Ok(());
+                }
+                let mut upsert = sqlx::QueryBuilder::<<Self as super::Backend>::Db>::new(
+                    "INSERT INTO driver_status (driver_id, package, online, at) ",
+                );
+                upsert.push_values(newest, |mut values, (driver, (package, at))| {
+                    values
+                        .push_bind(sql::id_text(&driver))
+                        .push_bind(package.map(domain::Package::name))
+                        .push_bind(package.is_some())
+                        .push_bind(at.as_millis());
+                });
+                upsert.push(
+                    " ON CONFLICT (driver_id) DO UPDATE SET \
                      package = excluded.package, online = excluded.online, at = excluded.at \
                      WHERE driver_status.at <= excluded.at",
-                )
-                .bind(sql::id_text(&driver))
-                .bind(package.map(domain::Package::name))
-                .bind(package.is_some())
-                .bind(at.as_millis())
-                .execute(self.writes.pool())
-                .await?;
+                );
+                upsert.build().execute(self.writes.pool()).await?;
                 Ok(())
             }
         }
@@ -496,14 +512,13 @@ macro_rules! impl_trip_store {
                     .collect()
             }
 
-            async fn set_driver_status(
+            async fn set_driver_statuses(
                 &self,
-                driver: domain::AccountId,
-                package: Option<domain::Package>,
-                at: domain::Timestamp,
+                statuses: &[(domain::AccountId, Option<domain::Package>, domain::Timestamp)],
             ) -> Result<(), super::StoreError> {
-                let this = self.clone();
-                self.writes.run(move |_| async move { this.set_driver_status_here(driver, package, at).await })
+                let (this, statuses) = (self.clone(), statuses.to_vec());
+                self.writes
+                    .run(move |_| async move { this.set_driver_statuses_here(statuses).await })
                     .await
             }
 
