@@ -425,7 +425,9 @@ macro_rules! impl_provider_store {
                 let (next, events) = (next.clone(), events.to_vec());
                 let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.update_intent_here(&next, expected_version, &events).await })
+                    .run(move |_| async move {
+                        this.update_intent_here(&next, expected_version, &events).await
+                    })
                     .await
             }
 
@@ -439,7 +441,9 @@ macro_rules! impl_provider_store {
                 let (refund, intent, events) = (refund.clone(), intent.clone(), events.to_vec());
                 let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.insert_refund_here(&refund, &intent, expected_version, &events).await })
+                    .run(move |_| async move {
+                        this.insert_refund_here(&refund, &intent, expected_version, &events).await
+                    })
                     .await
             }
 
@@ -501,7 +505,9 @@ macro_rules! impl_provider_store {
                 let (request, owner, body) = (request.clone(), owner.to_owned(), body.to_owned());
                 let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.finish_request_here(&request, &owner, status, &body).await })
+                    .run(move |_| async move {
+                        this.finish_request_here(&request, &owner, status, &body).await
+                    })
                     .await
             }
 
@@ -532,7 +538,9 @@ macro_rules! impl_provider_store {
             ) -> Result<Vec<super::Delivery>, super::StoreError> {
                 let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.claim_deliveries_here(now_ms, limit, claim_until_ms).await })
+                    .run(move |_| async move {
+                        this.claim_deliveries_here(now_ms, limit, claim_until_ms).await
+                    })
                     .await
             }
 
@@ -557,7 +565,9 @@ macro_rules! impl_provider_store {
                 let error = error.to_owned();
                 let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.delivery_failed_here(id, &error, retry_at_ms, at_ms).await })
+                    .run(move |_| async move {
+                        this.delivery_failed_here(id, &error, retry_at_ms, at_ms).await
+                    })
                     .await
             }
 

@@ -384,7 +384,9 @@ macro_rules! impl_trip_store {
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let (this, record, notices) = (self.clone(), record.clone(), notices.to_vec());
-                self.writes.run(move |_| async move { this.create_here(&record, &notices).await }).await
+                self.writes
+                    .run(move |_| async move { this.create_here(&record, &notices).await })
+                    .await
             }
 
             async fn update(
@@ -394,7 +396,10 @@ macro_rules! impl_trip_store {
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 let (this, next, notices) = (self.clone(), next.clone(), notices.to_vec());
-                self.writes.run(move |_| async move { this.update_here(&next, expected_version, &notices).await })
+                self.writes
+                    .run(move |_| async move {
+                        this.update_here(&next, expected_version, &notices).await
+                    })
                     .await
             }
 
@@ -403,7 +408,9 @@ macro_rules! impl_trip_store {
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
                 let (this, changes) = (self.clone(), changes.to_vec());
-                self.writes.run(move |_| async move { this.update_many_here(&changes).await }).await
+                self.writes
+                    .run(move |_| async move { this.update_many_here(&changes).await })
+                    .await
             }
 
             async fn get(
