@@ -83,7 +83,8 @@ impl<DB: sqlx::Database> Writes<DB> {
         &self.pool
     }
 
-    /// Runs the write `work` makes of the writer pool where writes run, and waits for it.
+    /// Builds the write with `work` from the writer pool, runs it where the writes run (the
+    /// lane, or here), and waits for it.
     pub async fn run<W, F>(&self, work: W) -> F::Output
     where
         W: FnOnce(sqlx::Pool<DB>) -> F,

@@ -19,8 +19,9 @@
 //!   drop-off on the way.
 //!
 //! Reported: bookings, offers and completed trips a second; book → offer (from the booking call
-//! to the offer's notice) p50 / p90 / p99 / max; the dispatch rounds' count and mean; errors by
-//! call and status.
+//! to the offer's notice) p50 / p90 / p99 / max; the dispatch rounds' count and mean; the trip
+//! notices the bus refused after their commit (published late by the outbox's relay) and the
+//! consumers that were behind; errors by call and status.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
