@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use domain::Point;
-use domain::matching::assign::{SecondPass, optimal_with};
+use domain::matching::assign::{Effort, optimal_with};
 use domain::matching::{GeoIndex, Limits, Pair, Strategy, assign_indexed};
 use serde::Serialize;
 
@@ -32,8 +32,8 @@ pub struct MatchingBench {
     pub limits: Limits,
     /// The exact solver runs where riders and drivers are both at most this many.
     pub exact_up_to: usize,
-    /// How `optimal`'s second pass runs (`SecondPass::EXACT` to measure what the default costs).
-    pub second_pass: SecondPass,
+    /// How hard `optimal` works (`Effort::EXACT` to measure what the default costs).
+    pub effort: Effort,
     pub seed: u64,
 }
 
@@ -51,7 +51,7 @@ impl Default for MatchingBench {
                 pricing_rounds: 0,
             },
             exact_up_to: 5_000,
-            second_pass: SecondPass::DEFAULT,
+            effort: Effort::DEFAULT,
             seed: 2026,
         }
     }
@@ -215,7 +215,7 @@ impl MatchingBench {
         for _ in 0..self.ticks.max(1) {
             let started = Instant::now();
             pairs = match strategy {
-                Strategy::Optimal => optimal_with(riders, index, self.limits, self.second_pass),
+                Strategy::Optimal => optimal_with(riders, index, self.limits, self.effort),
                 _ => assign_indexed(riders, index, strategy, self.limits),
             };
             let took = started.elapsed();

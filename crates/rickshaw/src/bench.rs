@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bench::{CityKind, IngestBench, MatchingBench};
 use clap::{Args, Subcommand, ValueEnum};
-use domain::matching::assign::SecondPass;
+use domain::matching::assign::Effort;
 use domain::matching::{Limits, Strategy};
 
 pub mod dispatch;
@@ -71,10 +71,15 @@ pub struct MatchingArgs {
     /// Run the exact solver where riders and drivers are both at most this many.
     #[arg(long, default_value_t = 5_000)]
     exact_up_to: usize,
-    /// Run `optimal`'s second pass exactly (no slack, no budget): the most riders, then the least
-    /// pickup on the candidate graph — slow where supply is short; shows what the default costs.
+    /// Run both of `optimal`'s passes exactly (shortest paths instead of the auction; the second
+    /// with no slack and no budget): the most riders, then the least pickup on the candidate
+    /// graph — slow in crowded cities; shows what the default costs.
     #[arg(long)]
-    exact_second_pass: bool,
+    exact_passes: bool,
+    /// The auction's last ε, as a share of the riders' mean distance to their nearest candidate
+    /// (0: solve the first pass exactly instead).
+    #[arg(long, default_value_t = Effort::DEFAULT.auction_epsilon_share.unwrap_or(0.0))]
+    epsilon_share: f64,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
 }
@@ -143,6 +148,9 @@ fn check_matching(args: &MatchingArgs) -> Result<(), String> {
     }
     if args.candidates == 0 || args.candidates > 64 || args.ticks == 0 {
         return Err("--candidates must be 1 to 64 and --ticks at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&args.epsilon_share) {
+        return Err("--epsilon-share must be from 0 (exact) to 1".into());
     }
     Ok(())
 }
@@ -220,10 +228,14 @@ pub fn run(command: BenchCommand) -> ExitCode {
                     pricing_rounds: args.pricing_rounds,
                 },
                 exact_up_to: args.exact_up_to,
-                second_pass: if args.exact_second_pass {
-                    SecondPass::EXACT
+                effort: if args.exact_passes {
+                    Effort::EXACT
                 } else {
-                    SecondPass::DEFAULT
+                    Effort {
+                        auction_epsilon_share: (args.epsilon_share > 0.0)
+                            .then_some(args.epsilon_share),
+                        ..Effort::DEFAULT
+                    }
                 },
                 seed: args.seed,
             };

@@ -6,14 +6,15 @@
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
 //! - `Optimal` serves as many riders as it can, then minimises the batch's total pickup distance,
 //!   over a sparse candidate graph — each rider's `candidates` nearest drivers and each driver's
-//!   `candidates` nearest riders, from the geo index — solved exactly by
-//!   [`sparse`](super::sparse) in two passes: first with leaving a rider out costing the radius
-//!   (fast: no search runs farther than that), then serving every rider the graph still can at
-//!   the least extra pickup. A rider the first pass leaves unmatched gets its nearest *free*
-//!   drivers as candidates and is placed again; optional pricing rounds close the rest of the gap
-//!   to the first pass's optimum over every pair (column generation on the solver's duals).
-//!   `nearest`'s own pairs are among the candidates, so `Optimal` never serves fewer riders than
-//!   `Nearest`, and serving as many it never has the longer total pickup.
+//!   `candidates` nearest riders, from the geo index — in two passes: first with leaving a rider
+//!   out costing the radius, solved to within a small ε a rider by the [`auction`](super::auction)
+//!   (or exactly by [`sparse`](super::sparse), see [`Effort`]), then serving every rider the
+//!   graph still can at the least extra pickup. A rider the first pass leaves unmatched gets its
+//!   nearest *free* drivers as candidates and is placed again; optional pricing rounds close the
+//!   rest of the gap to the first pass's optimum over every pair (column generation on the
+//!   solver's duals). `nearest`'s own pairs are among the candidates, so `Optimal` never serves
+//!   fewer riders than `Nearest`, and serving as many it never has the longer total pickup (were
+//!   the ε to make it longer, `nearest`'s pairs are returned).
 //! - `Exact` solves the same objective on the complete graph (dense Hungarian, O(n² (n + m))):
 //!   the yardstick for `Optimal`, usable for batches of a few thousand.
 
@@ -23,9 +24,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::hungarian;
 use super::index::{GeoIndex, Neighbor};
 use super::sparse::{self, CandidateGraph, SparseAssignment};
+use super::{auction, hungarian};
 use crate::geo::{MAX_ABS_COORDINATE, Point};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,11 +170,27 @@ pub fn assign_indexed<K: Hash + Eq + Clone>(
     if riders.is_empty() || index.is_empty() {
         return Vec::new();
     }
-    match strategy {
+    let pairs = match strategy {
         Strategy::Nearest => nearest(riders, index, limits),
-        Strategy::Optimal => optimal(riders, index, limits, SecondPass::DEFAULT),
+        Strategy::Optimal => optimal(riders, index, limits, Effort::DEFAULT),
         Strategy::Exact => exact(riders, index, limits),
+    };
+    reported(riders, index, pairs)
+}
+
+/// The pairs with their distances as [`Point::distance_to`] computes them, to the last bit (the
+/// course fare is twice it, and clients check it): the index's are within an ulp of it.
+fn reported<K: Hash + Eq + Clone>(
+    riders: &[Point],
+    index: &GeoIndex<K>,
+    mut pairs: Vec<Pair>,
+) -> Vec<Pair> {
+    for pair in &mut pairs {
+        if let Some(at) = index.position(to_slot(pair.driver)) {
+            pair.distance = riders[pair.rider].distance_to(&at);
+        }
     }
+    pairs
 }
 
 pub fn total_distance(pairs: &[Pair]) -> f64 {
@@ -212,9 +229,14 @@ fn nearest<K: Hash + Eq + Clone>(
     pairs
 }
 
-/// How `Optimal`'s second pass trades exactness for time.
+/// How `Optimal` trades exactness for time, in its two passes.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SecondPass {
+pub struct Effort {
+    /// The first pass by [`auction`](super::auction) to within ε a rider, ε being this share of
+    /// the riders' mean distance to their nearest candidate; `None`: exactly, by successive
+    /// shortest paths (slow in crowded hotspots: each rider the crowd cannot serve searches
+    /// across it). With pricing rounds (`Limits::pricing_rounds`) every solve is exact.
+    pub auction_epsilon_share: Option<f64>,
     /// A path may be this share of the first pass's mean pickup longer than the shortest: in a
     /// crowded hotspot one search then serves the many riders whose free drivers lie at about
     /// the same distance beyond the crowd, instead of one.
@@ -226,46 +248,58 @@ pub struct SecondPass {
     pub budget_per_point: Option<usize>,
 }
 
-impl SecondPass {
+impl Effort {
     /// What `Strategy::Optimal` uses.
     pub const DEFAULT: Self = Self {
+        auction_epsilon_share: Some(0.001),
         slack_share: 0.05,
         budget_per_point: Some(4),
     };
     /// Exact on the candidate graph: the most riders, then the least pickup.
     pub const EXACT: Self = Self {
+        auction_epsilon_share: None,
         slack_share: 0.0,
         budget_per_point: None,
     };
 }
 
-/// `Optimal` with its second pass set (`Pair::driver` is the driver's slot), for measuring what
-/// [`SecondPass::DEFAULT`] costs against [`SecondPass::EXACT`].
+/// `Optimal` with its effort set (`Pair::driver` is the driver's slot), for measuring what
+/// [`Effort::DEFAULT`] costs against [`Effort::EXACT`].
 pub fn optimal_with<K: Hash + Eq + Clone>(
     riders: &[Point],
     index: &GeoIndex<K>,
     limits: Limits,
-    second: SecondPass,
+    effort: Effort,
 ) -> Vec<Pair> {
     if riders.is_empty() || index.is_empty() {
         return Vec::new();
     }
-    optimal(riders, index, limits, second)
+    reported(riders, index, optimal(riders, index, limits, effort))
 }
 
 fn optimal<K: Hash + Eq + Clone>(
     riders: &[Point],
     index: &GeoIndex<K>,
     limits: Limits,
-    second: SecondPass,
+    effort: Effort,
 ) -> Vec<Pair> {
     let mut graph = candidate_graph(riders, index, limits);
     // The greedy answer's pairs are candidates too: the graph then holds a solution at least as
     // good as `nearest`, and the long pickups a crowded hotspot needs.
-    for pair in nearest(riders, index, limits) {
+    let greedy = nearest(riders, index, limits);
+    for pair in &greedy {
         graph.extend_row(pair.rider, [(to_slot(pair.driver), pair.distance)]);
     }
-    let mut assignment = solve(&graph, index.slot_bound(), limits);
+    let mut assignment = match effort.auction_epsilon_share {
+        // Pricing reads exact duals: with pricing rounds every solve is exact.
+        Some(share) if limits.pricing_rounds == 0 => auction::solve(
+            &graph,
+            index.slot_bound(),
+            limits.unmatched_cost(),
+            share * mean_nearest_candidate(&graph),
+        ),
+        _ => solve(&graph, index.slot_bound(), limits),
+    };
     for _ in 0..limits.pricing_rounds {
         if !price_out(riders, index, limits, &mut graph, &assignment) {
             break;
@@ -273,12 +307,12 @@ fn optimal<K: Hash + Eq + Clone>(
         assignment = solve(&graph, index.slot_bound(), limits);
     }
     place_leftovers(riders, index, limits, &mut graph, &mut assignment);
-    let slack = second.slack_share * mean_pickup(&assignment, riders.len());
-    let budget = second
+    let slack = effort.slack_share * mean_pickup(&assignment, riders.len());
+    let budget = effort
         .budget_per_point
         .map_or(usize::MAX, |b| b * (riders.len() + index.slot_bound()));
     assignment.serve_the_rest(&graph, slack, budget);
-    (0..riders.len())
+    let pairs: Vec<Pair> = (0..riders.len())
         .filter_map(|rider| {
             Some(Pair {
                 rider,
@@ -286,7 +320,29 @@ fn optimal<K: Hash + Eq + Clone>(
                 distance: assignment.cost_of(rider)?,
             })
         })
-        .collect()
+        .collect();
+    // The first pass within ε of the graph's optimum could, at equal riders served, come out a
+    // few metres longer than the greedy pairs it holds; then the greedy pairs are the answer.
+    if greedy.len() > pairs.len()
+        || (greedy.len() == pairs.len() && total_distance(&greedy) < total_distance(&pairs))
+    {
+        greedy
+    } else {
+        pairs
+    }
+}
+
+/// The mean over riders with candidates of the distance to their nearest: the scale of a pickup
+/// here, which the auction's ε is a share of.
+fn mean_nearest_candidate(graph: &CandidateGraph) -> f64 {
+    let (count, total) = (0..graph.rows())
+        .filter_map(|r| graph.row(r).iter().map(|e| e.1).reduce(f64::min))
+        .fold((0_usize, 0.0), |(n, sum), d| (n + 1, sum + d));
+    if count == 0 {
+        0.0
+    } else {
+        total / count as f64
+    }
 }
 
 fn mean_pickup(assignment: &SparseAssignment, rows: usize) -> f64 {
@@ -669,9 +725,9 @@ mod tests {
             let limits = Limits { candidates: 25, max_pickup: radius, pricing_rounds: 0 };
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
             let (dense_served, dense_km) = served_then_pickup(&dense);
-            // With an exact second pass, `Optimal` is exact on its graph, here complete.
+            // With exact passes, `Optimal` is exact on its graph, here complete.
             let index = super::index_of(&drivers);
-            let exactly: Vec<Pair> = super::optimal(&riders, &index, limits, super::SecondPass::EXACT)
+            let exactly: Vec<Pair> = super::optimal(&riders, &index, limits, super::Effort::EXACT)
                 .into_iter()
                 .map(|p| Pair { driver: *index.key(p.driver as u32).expect("a live slot") as usize, ..p })
                 .collect();

@@ -1,8 +1,9 @@
 //! Pairing waiting riders with free drivers: where the drivers are (`index`), how a batch is
-//! paired (`assign`, over the exact solvers `sparse` and `hungarian`), and which shard a point
-//! belongs to (`shard`).
+//! paired (`assign`, over the ε-optimal `auction` and the exact solvers `sparse` and
+//! `hungarian`), and which shard a point belongs to (`shard`).
 
 pub mod assign;
+pub mod auction;
 mod hungarian;
 pub mod index;
 pub mod shard;

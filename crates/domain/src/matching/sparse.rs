@@ -141,6 +141,26 @@ impl SparseAssignment {
         }
     }
 
+    /// An assignment another solver built: `prices` of the real columns (never positive), and
+    /// for each row the real column it holds and that edge's cost, or `None` for its own
+    /// "unmatched" column.
+    pub(super) fn from_places(
+        unmatched_cost: f64,
+        prices: Vec<f64>,
+        places: Vec<Option<(u32, f64)>>,
+    ) -> Self {
+        let (columns, rows) = (prices.len(), places.len());
+        let mut assignment = Self::new(rows, columns, unmatched_cost);
+        assignment.price[..columns].copy_from_slice(&prices);
+        for (row, place) in places.into_iter().enumerate() {
+            let (column, cost) = place.unwrap_or((to_u32(columns + row), unmatched_cost));
+            assignment.row_of_column[column as usize] = to_u32(row);
+            assignment.column_of_row[row] = column;
+            assignment.cost_of_row[row] = cost;
+        }
+        assignment
+    }
+
     /// The column `row` holds: `Some(real column)`, or `None` when unmatched or not yet placed.
     pub fn column_of(&self, row: usize) -> Option<u32> {
         let c = self.column_of_row[row];
@@ -523,7 +543,9 @@ impl SparseAssignment {
         let shortest = self.distance[end as usize];
         for &column in &self.ready {
             let c = column as usize;
-            self.price[c] += self.distance[c] - shortest;
+            // Never above 0: a no-op from exact prices (every settled column is at most
+            // `shortest` away), a bound from the auction's ε-exact ones.
+            self.price[c] = (self.price[c] + self.distance[c] - shortest).min(0.0);
         }
         self.flip(graph, end)
     }
