@@ -254,38 +254,7 @@ mod tests {
     use proptest::prelude::{Strategy, prop, prop_assert, proptest};
 
     use super::*;
-    use crate::matching::hungarian;
-
-    fn graph_of(costs: &[Vec<Option<f64>>]) -> CandidateGraph {
-        let mut graph = CandidateGraph::default();
-        for row in costs {
-            graph.push_row(
-                row.iter()
-                    .enumerate()
-                    .filter_map(|(c, cost)| cost.map(|cost| (c as u32, cost))),
-            );
-        }
-        graph
-    }
-
-    /// The dense exact optimum: one "unmatched" column per row, missing edges dearer than it.
-    fn dense_optimum(costs: &[Vec<Option<f64>>], columns: usize, unmatched: f64) -> f64 {
-        let rows = costs.len();
-        let cost = |r: usize, c: usize| {
-            if c < columns {
-                costs[r][c].unwrap_or(unmatched * 2.0 + 1.0)
-            } else if c - columns == r {
-                unmatched
-            } else {
-                unmatched * 2.0 + 1.0
-            }
-        };
-        hungarian::solve(rows, columns + rows, cost)
-            .iter()
-            .enumerate()
-            .map(|(r, c)| cost(r, *c))
-            .sum()
-    }
+    use crate::matching::sparse::tests::{dense_optimum, graph_of};
 
     #[test]
     fn a_crowd_outbids_itself_until_the_far_driver_is_worth_reaching() {

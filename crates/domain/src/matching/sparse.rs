@@ -609,7 +609,7 @@ pub fn solve(graph: &CandidateGraph, columns: usize, unmatched_cost: f64) -> Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::{Strategy, prop, prop_assert, prop_assert_eq, proptest};
 
     use super::*;
@@ -635,7 +635,7 @@ mod tests {
 
     /// The dense exact optimum of the same problem: unmatched columns per row, missing edges
     /// dearer than being unmatched.
-    fn dense_optimum(costs: &[Vec<Option<f64>>], columns: usize, unmatched: f64) -> f64 {
+    pub(crate) fn dense_optimum(costs: &[Vec<Option<f64>>], columns: usize, unmatched: f64) -> f64 {
         let rows = costs.len();
         let cost = padded(costs, columns, unmatched);
         hungarian::solve(rows, columns + rows, &cost)
@@ -653,7 +653,7 @@ mod tests {
             .sum()
     }
 
-    fn graph_of(costs: &[Vec<Option<f64>>]) -> CandidateGraph {
+    pub(crate) fn graph_of(costs: &[Vec<Option<f64>>]) -> CandidateGraph {
         let mut graph = CandidateGraph::default();
         for row in costs {
             graph.push_row(
