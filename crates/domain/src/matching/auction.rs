@@ -72,9 +72,9 @@ struct Auction<'g> {
     /// the reverse step).
     price: Vec<f64>,
     owner: Vec<u32>,
-    /// The real column a row holds, `NONE` when it holds its own "unmatched" column or nothing.
+    /// The real column a row holds, `NONE` when it holds its own "unmatched" column (or, while
+    /// it waits to bid, nothing: every row is placed once `bid_until_placed` returns).
     held: Vec<u32>,
-    placed: Vec<bool>,
     /// The edge cost of what the row holds (`unmatched_cost` for its own column).
     cost: Vec<f64>,
     /// Every column's rows and costs (built for the first reverse step).
@@ -90,7 +90,6 @@ impl<'g> Auction<'g> {
             price: vec![0.0; columns],
             owner: vec![NONE; columns],
             held: vec![NONE; rows],
-            placed: vec![false; rows],
             cost: vec![unmatched_cost; rows],
             by_column: None,
         }
@@ -121,7 +120,6 @@ impl<'g> Auction<'g> {
                     second_value = value;
                 }
             }
-            self.placed[r] = true;
             self.cost[r] = best_cost;
             self.held[r] = best;
             if best == NONE {
@@ -133,7 +131,6 @@ impl<'g> Auction<'g> {
             let displaced = std::mem::replace(&mut self.owner[c], row);
             if displaced != NONE {
                 self.held[displaced as usize] = NONE;
-                self.placed[displaced as usize] = false;
                 waiting.push(displaced);
             }
         }
@@ -223,7 +220,6 @@ impl<'g> Auction<'g> {
                 .map(|&(column, cost)| cost + self.price[column as usize])
                 .fold(self.unmatched_cost, f64::min);
             if level > best + eps {
-                self.placed[r] = false;
                 let left = std::mem::replace(&mut self.held[r], NONE);
                 if left != NONE {
                     self.owner[left as usize] = NONE;
@@ -238,11 +234,7 @@ impl<'g> Auction<'g> {
             .held
             .iter()
             .zip(&self.cost)
-            .zip(&self.placed)
-            .map(|((&column, &cost), placed)| {
-                debug_assert!(placed, "every row is placed when the auction ends");
-                (column != NONE).then_some((column, cost))
-            })
+            .map(|(&column, &cost)| (column != NONE).then_some((column, cost)))
             .collect();
         let prices = self.price.iter().map(|p| -p).collect();
         SparseAssignment::from_places(self.unmatched_cost, prices, held)
