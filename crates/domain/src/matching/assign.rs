@@ -24,6 +24,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::grid::FrozenGrid;
 use super::index::{GeoIndex, Neighbor};
 use super::sparse::{self, CandidateGraph, SparseAssignment};
 use super::{auction, hungarian};
@@ -171,7 +172,7 @@ pub fn assign_indexed<K: Hash + Eq + Clone>(
         return Vec::new();
     }
     let pairs = match strategy {
-        Strategy::Nearest => nearest(riders, index, limits),
+        Strategy::Nearest => nearest(riders, frozen(index), limits),
         Strategy::Optimal => optimal(riders, index, limits, Effort::DEFAULT),
         Strategy::Exact => exact(riders, index, limits),
     };
@@ -201,22 +202,26 @@ fn to_slot(n: usize) -> u32 {
     u32::try_from(n).expect("slots fit in u32")
 }
 
-fn nearest<K: Hash + Eq + Clone>(
-    riders: &[Point],
-    index: &GeoIndex<K>,
-    limits: Limits,
-) -> Vec<Pair> {
-    // Taken drivers leave a private copy of the index, so late riders do not wade through them.
-    let mut free = index.clone();
+/// The tick's snapshot of the index's drivers, for its many queries (ids are the slots).
+fn frozen<K: Hash + Eq + Clone>(index: &GeoIndex<K>) -> FrozenGrid {
+    FrozenGrid::new(
+        index.iter().map(|(slot, _, at)| (slot, at)),
+        index.slot_bound(),
+        index.cell_size(),
+    )
+}
+
+/// Each rider in turn takes the nearest driver still free (`free` loses the drivers taken, so
+/// late riders do not wade through them).
+fn nearest(riders: &[Point], mut free: FrozenGrid, limits: Limits) -> Vec<Pair> {
     let mut found = Vec::with_capacity(1);
-    let mut pairs = Vec::with_capacity(riders.len().min(index.len()));
+    let mut pairs = Vec::with_capacity(riders.len().min(free.len()));
     for (rider, at) in riders.iter().enumerate() {
-        free.nearest(*at, 1, limits.max_pickup, |_| true, &mut found);
+        free.nearest(*at, 1, limits.max_pickup, &mut found);
         let Some(&Neighbor { slot, distance }) = found.first() else {
             continue;
         };
-        let key = free.key(slot).expect("a live slot").clone();
-        free.remove(&key);
+        free.remove(slot);
         pairs.push(Pair {
             rider,
             driver: slot as usize,
@@ -283,13 +288,11 @@ fn optimal<K: Hash + Eq + Clone>(
     limits: Limits,
     effort: Effort,
 ) -> Vec<Pair> {
-    let mut graph = candidate_graph(riders, index, limits);
+    let drivers = frozen(index);
+    let greedy = nearest(riders, drivers.clone(), limits);
     // The greedy answer's pairs are candidates too: the graph then holds a solution at least as
     // good as `nearest`, and the long pickups a crowded hotspot needs.
-    let greedy = nearest(riders, index, limits);
-    for pair in &greedy {
-        graph.extend_row(pair.rider, [(to_slot(pair.driver), pair.distance)]);
-    }
+    let mut graph = graph_of(riders, &drivers, index.cell_size(), limits, &greedy);
     let mut assignment = match effort.auction_epsilon_share {
         // Pricing reads exact duals: with pricing rounds every solve is exact.
         Some(share) if limits.pricing_rounds == 0 => auction::solve(
@@ -306,7 +309,7 @@ fn optimal<K: Hash + Eq + Clone>(
         }
         assignment = solve(&graph, index.slot_bound(), limits);
     }
-    place_leftovers(riders, index, limits, &mut graph, &mut assignment);
+    place_leftovers(riders, &drivers, limits, &mut graph, &mut assignment);
     let slack = effort.slack_share * mean_pickup(&assignment, riders.len());
     let budget = effort
         .budget_per_point
@@ -360,20 +363,32 @@ fn mean_pickup(assignment: &SparseAssignment, rows: usize) -> f64 {
 /// within reach. Such riders get their nearest free drivers as candidates and are placed again
 /// (their "unmatched" column is private and unpriced, so releasing them keeps the solution exact
 /// for the graph).
-fn place_leftovers<K: Hash + Eq + Clone>(
+fn place_leftovers(
     riders: &[Point],
-    index: &GeoIndex<K>,
+    drivers: &FrozenGrid,
     limits: Limits,
     graph: &mut CandidateGraph,
     assignment: &mut SparseAssignment,
 ) {
     let k = limits.candidates.max(1);
     let mut found = Vec::with_capacity(k);
+    // The drivers free after the first pass: a crowd's taken drivers are not waded through by
+    // every leftover's query (placing leftovers takes a few more, which the query skips).
+    let mut free: Option<FrozenGrid> = None;
     for (row, at) in riders.iter().enumerate() {
         if assignment.column_of(row).is_some() {
             continue;
         }
-        index.nearest(
+        let free = free.get_or_insert_with(|| {
+            let mut free = drivers.clone();
+            for (slot, _) in drivers.iter() {
+                if assignment.is_column_taken(slot) {
+                    free.remove(slot);
+                }
+            }
+            free
+        });
+        free.nearest_where(
             *at,
             k,
             limits.max_pickup,
@@ -469,24 +484,40 @@ pub fn candidate_graph<K: Hash + Eq + Clone>(
     index: &GeoIndex<K>,
     limits: Limits,
 ) -> CandidateGraph {
+    graph_of(riders, &frozen(index), index.cell_size(), limits, &[])
+}
+
+/// [`candidate_graph`] over the tick's snapshot of the drivers, with `extra` pairs added to their
+/// riders' rows (after the rider's own nearest).
+fn graph_of(
+    riders: &[Point],
+    drivers: &FrozenGrid,
+    cell_size: f64,
+    limits: Limits,
+    extra: &[Pair],
+) -> CandidateGraph {
     let k = limits.candidates.max(1);
-    let mut edges: Vec<(u32, u32, f64)> = Vec::with_capacity(riders.len() * k * 2);
-    let mut found = Vec::with_capacity(k);
-    for (rider, at) in riders.iter().enumerate() {
-        index.nearest(*at, k, limits.max_pickup, |_| true, &mut found);
-        edges.extend(found.iter().map(|n| (to_slot(rider), n.slot, n.distance)));
-    }
-    let mut rider_index = GeoIndex::new(index.cell_size());
-    for (rider, at) in riders.iter().enumerate() {
-        rider_index.upsert(to_slot(rider), *at);
-    }
-    for (slot, _, at) in index.iter() {
-        rider_index.nearest(at, k, limits.max_pickup, |_| true, &mut found);
-        edges.extend(found.iter().map(|n| {
-            let rider = *rider_index.key(n.slot).expect("a live slot");
-            (rider, slot, n.distance)
-        }));
-    }
+    let mut edges: Vec<(u32, u32, f64)> =
+        Vec::with_capacity((riders.len() * k + drivers.len() * k) + extra.len());
+    let rider_grid = FrozenGrid::new(
+        riders
+            .iter()
+            .enumerate()
+            .map(|(rider, at)| (to_slot(rider), *at)),
+        riders.len(),
+        cell_size,
+    );
+    drivers.nearest_each(rider_grid.iter(), k, limits.max_pickup, |rider, found| {
+        edges.extend(found.iter().map(|n| (rider, n.slot, n.distance)));
+    });
+    rider_grid.nearest_each(drivers.iter(), k, limits.max_pickup, |slot, found| {
+        edges.extend(found.iter().map(|n| (n.slot, slot, n.distance)));
+    });
+    edges.extend(
+        extra
+            .iter()
+            .map(|p| (to_slot(p.rider), to_slot(p.driver), p.distance)),
+    );
     // Bucket by rider (counting sort), dropping the pairs found from both sides.
     let mut starts = vec![0_usize; riders.len() + 1];
     for &(rider, _, _) in &edges {

@@ -7,9 +7,11 @@
 //! free driver beyond it, so the work grows with the crowd times its shortfall. In an auction a
 //! rider without a driver instead *bids* for its cheapest one (cost plus price), raising that
 //! driver's price to what the rider's second choice costs plus ε and displacing its holder, who
-//! bids in turn; the crowd's prices rise together until its edge is worth reaching. With ε
-//! scaled down in phases (each starting from the previous phase's prices) a rider moves a few
-//! times a phase, whatever the crowd's size.
+//! bids in turn; the crowd's prices rise together until its edge is worth reaching. Bidding
+//! starts at the finest ε, which settles a city where drivers are plenty in a few bids a rider;
+//! where a crowd's price war outlasts a budget of bids, ε grows until the war ends, then is
+//! scaled down in phases (each starting from the previous phase's prices), so a rider moves a
+//! few times a phase, whatever the crowd's size.
 //!
 //! The result satisfies ε-complementary slackness: every rider's pair costs at most ε more than
 //! its best alternative at the final prices, and every driver left free has price 0 (a reverse
@@ -23,6 +25,8 @@ use super::sparse::{CandidateGraph, SparseAssignment};
 const NONE: u32 = u32::MAX;
 /// ε falls by this factor from one phase to the next.
 const SCALING: f64 = 5.0;
+/// Bids a row at the finest ε before ε is made coarser (a price war in a crowd).
+const BIDS_PER_ROW: usize = 3;
 
 /// Solves the graph with leaving a row unmatched costing `unmatched_cost`, to within `epsilon`
 /// a row (a positive distance; the last phase's ε). Rows with no edge are left unmatched.
@@ -42,18 +46,30 @@ pub fn solve(
     } else {
         1e-9 * (1.0 + largest)
     };
-    // The first phase prices coarsely (a fifth of the longest edge), each next one five times
-    // finer, down to `epsilon`.
-    let mut eps = (largest / SCALING).max(epsilon);
+    // Bidding starts at the finest ε: where drivers are plenty and spread out, the few
+    // conflicts settle in a few bids each. Where a crowd bids for too few drivers, prices
+    // climb by about ε a bid; once the bids exceed a budget, ε grows (the prices reached are
+    // kept: ε-slackness at a finer ε holds at a coarser one) until the crowd settles. Then ε
+    // falls five-fold a phase back to `epsilon`.
+    let mut eps = epsilon;
+    let coarsest = (largest / SCALING).max(epsilon);
+    let budget = BIDS_PER_ROW * graph.rows() + 64;
     let mut waiting: Vec<u32> = (0..graph.rows()).rev().map(to_u32).collect();
+    while !auction.bid_until_placed(&mut waiting, eps, budget) {
+        eps = (eps * SCALING * SCALING).min(coarsest);
+        if eps >= coarsest {
+            auction.bid_until_placed(&mut waiting, eps, usize::MAX);
+            break;
+        }
+    }
     loop {
-        auction.bid_until_placed(&mut waiting, eps);
         auction.lower_unwanted_prices(eps);
         if eps <= epsilon {
             break;
         }
         eps = (eps / SCALING).max(epsilon);
         auction.release_unsatisfied(eps, &mut waiting);
+        auction.bid_until_placed(&mut waiting, eps, usize::MAX);
     }
     auction.into_assignment()
 }
@@ -103,9 +119,15 @@ impl<'g> Auction<'g> {
         }
     }
 
-    /// Forward bids (Gauss–Seidel: one waiting row at a time) until every row is placed.
-    fn bid_until_placed(&mut self, waiting: &mut Vec<u32>, eps: f64) {
+    /// Forward bids (Gauss–Seidel: one waiting row at a time) until every row is placed
+    /// (returns true) or `budget` bids are spent (false; the rest still wait).
+    fn bid_until_placed(&mut self, waiting: &mut Vec<u32>, eps: f64, mut budget: usize) -> bool {
         while let Some(row) = waiting.pop() {
+            if budget == 0 {
+                waiting.push(row);
+                return false;
+            }
+            budget -= 1;
             let r = row as usize;
             // The best and second-best place, the row's own unmatched column among them.
             let (mut best, mut best_cost, mut best_value) =
@@ -134,6 +156,7 @@ impl<'g> Auction<'g> {
                 waiting.push(displaced);
             }
         }
+        true
     }
 
     /// The reverse step: while a free column is priced above 0, either no row would pay for it
@@ -266,6 +289,33 @@ mod tests {
             cheap.column_of(0),
             None,
             "sitting out (10) is cheaper than 50"
+        );
+    }
+
+    #[test]
+    fn a_price_war_at_a_fine_epsilon_coarsens_and_still_lands_within_the_bound() {
+        // Forty riders want four drivers at nearly the same cost: at ε = 1e-7 prices would climb
+        // 1e-7 a bid towards the unmatched cost of 100 (about 10⁹ bids) unless ε grows.
+        let costs: Vec<Vec<Option<f64>>> = (0..40)
+            .map(|r| {
+                (0..4)
+                    .map(|c| Some(10.0 + 1e-9 * f64::from(r * 4 + c)))
+                    .collect()
+            })
+            .collect();
+        let epsilon = 1e-7;
+        let assignment = solve(&graph_of(&costs), 4, 100.0, epsilon);
+        let served: Vec<usize> = (0..40)
+            .filter(|&r| assignment.column_of(r).is_some())
+            .collect();
+        assert_eq!(served.len(), 4, "every driver is taken");
+        let total: f64 = (0..40)
+            .map(|r| assignment.cost_of(r).unwrap_or(100.0))
+            .sum();
+        let best = dense_optimum(&costs, 4, 100.0);
+        assert!(
+            total >= best - 1e-9 && total <= best + 40.0 * epsilon,
+            "{total} vs {best}"
         );
     }
 

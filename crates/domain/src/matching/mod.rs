@@ -1,9 +1,11 @@
-//! Pairing waiting riders with free drivers: where the drivers are (`index`), how a batch is
+//! Pairing waiting riders with free drivers: where the drivers are (`index`, and `grid`, its
+//! snapshot for a tick's queries), how a batch is
 //! paired (`assign`, over the ε-optimal `auction` and the exact solvers `sparse` and
 //! `hungarian`), and which shard a point belongs to (`shard`).
 
 pub mod assign;
 pub mod auction;
+pub mod grid;
 mod hungarian;
 pub mod index;
 pub mod shard;
