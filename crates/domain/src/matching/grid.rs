@@ -115,7 +115,8 @@ pub struct FrozenGrid {
 }
 
 impl FrozenGrid {
-    /// A grid of `points` (`(id, position)`, ids below `id_bound` and distinct) with cells of about
+    /// A grid of `points` (`(id, position)`, ids distinct, usually below `id_bound`: the table of
+    /// where each id is grows past it if one is not) with cells of about
     /// `cell_size` (larger where the points are few for their bounding box).
     pub fn new(
         points: impl IntoIterator<Item = (u32, Point)>,
@@ -158,7 +159,15 @@ impl FrozenGrid {
             xs: vec![0.0; points.len()],
             ys: vec![0.0; points.len()],
             ids: vec![NONE; points.len()],
-            place: vec![NONE; id_bound],
+            place: vec![
+                NONE;
+                points
+                    .iter()
+                    .map(|(id, _)| *id as usize + 1)
+                    .max()
+                    .unwrap_or(0)
+                    .max(id_bound)
+            ],
             live: points.len(),
         };
         let cells: Vec<u32> = points
@@ -501,6 +510,15 @@ mod tests {
                 prop_assert_eq!(&found, &truth);
             }
         }
+    }
+
+    #[test]
+    fn an_id_past_the_bound_still_finds_its_place() {
+        let mut grid = FrozenGrid::new([(7, pt(1.0, 1.0)), (2, pt(2.0, 2.0))], 3, 1.0);
+        assert!(grid.remove(7));
+        let mut out = Vec::new();
+        grid.nearest(pt(1.0, 1.0), 2, f64::INFINITY, &mut out);
+        assert_eq!(out.iter().map(|n| n.slot).collect::<Vec<_>>(), [2]);
     }
 
     #[test]
