@@ -285,9 +285,10 @@ impl FrozenGrid {
             starts[c + 1] += starts[c];
         }
         let mut next = starts.clone();
-        let mut by_cell = vec![(0_u32, 0.0_f64, 0.0_f64); inside.len()];
-        for &(c, id, at) in &inside {
-            by_cell[next[c as usize] as usize] = (id, at.x(), at.y());
+        // Positions in `inside`, cell by cell.
+        let mut by_cell = vec![0_u32; inside.len()];
+        for (i, &(c, _, _)) in inside.iter().enumerate() {
+            by_cell[next[c as usize] as usize] = u32::try_from(i).expect("fewer than 2^32 queries");
             next[c as usize] += 1;
         }
         let max_squared = max_distance * max_distance;
@@ -328,7 +329,8 @@ impl FrozenGrid {
                 edge(y1 == cy + 1, oy + (y1 + 1) as f64 * cs, f64::INFINITY),
             );
             distance.resize(bx.len(), 0.0);
-            for &(id, x, y) in queries {
+            for &(_, id, at) in queries.iter().map(|&i| &inside[i as usize]) {
+                let (x, y) = (at.x(), at.y());
                 let margin = (x - left).min(right - x).min(y - bottom).min(top - y);
                 for ((d, px), py) in distance.iter_mut().zip(&bx).zip(&by) {
                     let (dx, dy) = (px - x, py - y);
@@ -344,12 +346,7 @@ impl FrozenGrid {
                     max_squared
                 };
                 if reach >= margin * margin {
-                    self.nearest(
-                        Point::new(x, y).expect("a query's own coordinates"),
-                        k,
-                        max_distance,
-                        &mut found,
-                    );
+                    self.nearest(at, k, max_distance, &mut found);
                 } else {
                     best.write_to(&mut found);
                 }
