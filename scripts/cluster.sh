@@ -207,6 +207,10 @@ signing_key = "$signing_key"
 [http]
 client_address_header = "x-real-ip"
 max_connections_per_address = 0
+# A stopping gateway answers on nginx's kept-alive connections for 2 s more, each response closing
+# its connection, and nginx closes one idle for 1 s (keepalive_timeout below): nginx never sends a
+# request on a connection as the gateway closes it (a POST it would not retry: a 502).
+drain_ms = 2000
 
 [log]
 format = "json"
@@ -246,7 +250,7 @@ TOML
     echo "  access_log off;"
     for t in client_body proxy fastcgi uwsgi scgi; do echo "  ${t}_temp_path $STATE/nginx/tmp/$t;"; done
     echo "  map \$http_upgrade \$connection_upgrade { default upgrade; '' close; }"
-    echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; }"
+    echo "  upstream gateways { $(for port in "${gateway_ports[@]}"; do printf 'server 127.0.0.1:%s max_fails=1 fail_timeout=2s; ' "$port"; done) keepalive 32; keepalive_timeout 1s; }"
     # WebSocket upstreams keep no failure count (max_fails=0): nginx takes a failed server back
     # with one trial connection per fail_timeout, and a trial that upgrades lives for as long as
     # its socket, so the count would never clear and a restarted instance would take one new

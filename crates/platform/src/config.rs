@@ -198,6 +198,13 @@ pub struct HttpConfig {
     /// Open connections from one client address (0: no limit). Behind a proxy every connection
     /// comes from the proxy: turn it off there and let the proxy limit its clients.
     pub max_connections_per_address: usize,
+    /// Once shutdown begins: how long connections already open are still served, each response
+    /// closing its connection (`Connection: close`), before idle ones are closed. Behind a proxy
+    /// that keeps connections alive, set it above the proxy's idle timeout for them (nginx's
+    /// `keepalive_timeout` in the upstream block): the proxy then never sends a request on a
+    /// connection just as this process closes it, a request it would not retry if it is a POST.
+    /// 0: idle connections close at once. It ends early once every connection has closed.
+    pub drain_ms: u64,
     /// A header the proxy in front sets to the client's address (`x-real-ip`); unset: the peer
     /// address of the connection is the client's. Only set it behind a proxy that overwrites it.
     pub client_address_header: Option<String>,
@@ -244,6 +251,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
             max_connections_per_address: 4_096,
+            drain_ms: 0,
             client_address_header: None,
         }
     }
@@ -405,6 +413,12 @@ impl Config {
         {
             return invalid(format!(
                 "http.client_address_header = {header:?} is not a header name"
+            ));
+        }
+        if h.drain_ms >= self.shutdown.grace_ms {
+            return invalid(format!(
+                "http.drain_ms = {} must be below shutdown.grace_ms = {}: the drain is part of the grace",
+                h.drain_ms, self.shutdown.grace_ms
             ));
         }
         if self.nats.stream_max_age_s < 120 || self.nats.stream_max_bytes < 1 << 20 {

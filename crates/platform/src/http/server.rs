@@ -37,6 +37,9 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// 0: no limit.
     pub max_connections_per_address: usize,
+    /// After shutdown begins, how long open connections are still served (each response closing
+    /// its connection) before idle ones are closed.
+    pub drain: Duration,
 }
 
 impl From<&HttpConfig> for ServerLimits {
@@ -46,6 +49,7 @@ impl From<&HttpConfig> for ServerLimits {
             max_header_bytes: config.max_header_bytes,
             max_connections: config.max_connections,
             max_connections_per_address: config.max_connections_per_address,
+            drain: Duration::from_millis(config.drain_ms),
         }
     }
 }
@@ -166,9 +170,12 @@ pub fn bind(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// How long a new connection waits for the slot of the connection it evicted.
 const EVICTION_WAIT: Duration = Duration::from_millis(200);
 
-/// Serves `router` until `shutdown` is cancelled, then stops accepting, asks every connection to
-/// finish its request in flight and close, and returns once all have (WebSocket sessions watch
-/// the same token and close themselves).
+/// Serves `router` until `shutdown` is cancelled, then stops accepting (a new connection is
+/// refused, so a proxy tries another instance), and drains: for `limits.drain` the connections
+/// already open are still served, every response carrying `Connection: close`, so a proxy's
+/// keep-alive connection closes after its next response and never as the proxy sends on it.
+/// Then every connection finishes its request in flight and closes (idle ones at once), and this
+/// returns once all have (WebSocket sessions watch the same token and close themselves).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -233,13 +240,25 @@ pub async fn serve(
         });
         waiting.wait(&place);
         let (table, here) = (waiting.clone(), place.clone());
+        let draining = shutdown.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             table.work(&here);
             let (table, here) = (table.clone(), here.clone());
+            let draining = draining.clone();
             let answer = router.clone().oneshot(request);
             async move {
-                let response = answer.await;
+                let mut response = answer.await;
+                if draining.is_cancelled()
+                    && let Ok(response) = response.as_mut()
+                    && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    // Hyper closes the connection once this response is written.
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
                 // An upgraded connection (a WebSocket) works for as long as it lives.
                 if response
                     .as_ref()
@@ -256,6 +275,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         let gauge = open_gauge.clone();
         let table = waiting.clone();
+        let drain = limits.drain;
         tracker.spawn(async move {
             let _held = (permit, slot);
             gauge.increment(1.0);
@@ -265,8 +285,15 @@ pub async fn serve(
                 // Made room for a newer connection: closed (it had no request in progress).
                 () = place.evict.cancelled() => Ok(()),
                 () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
+                    // The drain: served on (each response closing the connection) until the
+                    // client closes it or the drain is over.
+                    tokio::select! {
+                        served = connection.as_mut() => served,
+                        () = tokio::time::sleep(drain) => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    }
                 }
             };
             table.work(&place);

@@ -53,6 +53,7 @@ fn limits() -> ServerLimits {
         max_header_bytes: 16 * 1024,
         max_connections: 100,
         max_connections_per_address: 0,
+        drain: Duration::ZERO,
     }
 }
 
@@ -132,6 +133,109 @@ async fn a_client_trickling_its_head_or_idling_is_cut_off() {
         get_healthz(server.addr, [127, 0, 0, 1])
             .await
             .starts_with("HTTP/1.1 200")
+    );
+    server.stop().await;
+}
+
+/// Reads one response with a `Content-Length` body from a kept-alive `stream`.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    let complete = |r: &[u8]| {
+        let text = String::from_utf8_lossy(r);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        head.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .is_some_and(|n| body.len() >= n)
+    };
+    while !complete(&response) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert!(n > 0, "closed before a whole response: {response:?}");
+        response.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Shutdown with a drain, as behind nginx: new connections are refused at once, a kept-alive
+/// connection is still answered (with `Connection: close`, then closed), and an idle one is not
+/// closed under a proxy that might be sending on it until the drain is over.
+#[tokio::test]
+async fn shutdown_refuses_new_connections_and_drains_kept_alive_ones() {
+    let drain = Duration::from_secs(3);
+    let server = Server::start(ServerLimits {
+        header_read_timeout: Duration::from_secs(30),
+        drain,
+        ..limits()
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut kept = connect(server.addr, [127, 0, 0, 1]).await;
+    kept.write_all(request).await.expect("write");
+    let first = read_response(&mut kept).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    let mut idle = connect(server.addr, [127, 0, 0, 1]).await;
+    // Served: the connection is past its accept (and its place is counted).
+    idle.write_all(request).await.expect("write");
+    read_response(&mut idle).await;
+
+    let began = tokio::time::Instant::now();
+    server.stop.cancel();
+    // The listener goes at once: a new connection is refused (a proxy's cue to try another).
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(server.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "a new connection was still accepted 1 s into shutdown"
+    );
+
+    // A kept-alive connection is answered, and told the connection closes.
+    kept.write_all(request)
+        .await
+        .expect("write during the drain");
+    let during = read_response(&mut kept).await;
+    assert!(during.starts_with("HTTP/1.1 200"), "{during}");
+    assert!(
+        during.to_ascii_lowercase().contains("connection: close"),
+        "{during}"
+    );
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(2)).await,
+        "the connection stayed open after its Connection: close response"
+    );
+
+    // The idle one stays open for the drain, then closes.
+    assert!(
+        !closed_within(&mut idle, drain.saturating_sub(began.elapsed()) / 2).await,
+        "an idle connection closed before the drain was over"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)).await,
+        "an idle connection outlived the drain"
+    );
+    assert!(
+        began.elapsed() >= drain,
+        "closed after {:?}",
+        began.elapsed()
     );
     server.stop().await;
 }
