@@ -122,6 +122,35 @@ impl Cluster {
         }
     }
 
+    /// After a failed drill (the test is panicking): the processes' warnings and errors on stderr,
+    /// so a failure in CI, whose state directory is gone, says what the services saw. nginx's
+    /// refused connects are left out: a stopped instance refuses by design.
+    fn print_trouble_if_failed(&self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) else {
+            return;
+        };
+        let mut shown = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            for line in text.lines() {
+                let trouble = line.contains(r#""level":"ERROR""#)
+                    || line.contains(r#""level":"WARN""#)
+                    || ((line.contains("[error]") || line.contains("[crit]"))
+                        && !line.contains("connect() failed (111"));
+                if trouble && shown < 300 {
+                    eprintln!("{name}: {line}");
+                    shown += 1;
+                }
+            }
+        }
+    }
+
     async fn run(&self, args: &[&str]) {
         let status = Command::new(script())
             .args(args)
@@ -137,6 +166,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.keep_logs_if_asked();
+        self.print_trouble_if_failed();
         let _ = std::process::Command::new(script())
             .arg("stop")
             .env("RICKSHAW_CLUSTER_DIR", self.dir.path())
