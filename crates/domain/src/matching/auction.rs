@@ -27,6 +27,9 @@ const NONE: u32 = u32::MAX;
 const SCALING: f64 = 5.0;
 /// Bids a row at the finest ε before ε is made coarser (a price war in a crowd).
 const BIDS_PER_ROW: usize = 3;
+/// Bids a row at a fifth of the longest edge before ε jumps to a fifth of the unmatched cost
+/// (a war over who goes unserved).
+const WAR_BIDS_PER_ROW: usize = 64;
 
 /// Solves the graph with leaving a row unmatched costing `unmatched_cost`, to within `epsilon`
 /// a row (a positive distance; the last phase's ε). Rows with no edge are left unmatched.
@@ -36,6 +39,16 @@ pub fn solve(
     unmatched_cost: f64,
     epsilon: f64,
 ) -> SparseAssignment {
+    solve_counting_bids(graph, columns, unmatched_cost, epsilon).0
+}
+
+/// [`solve`], and the forward bids it took.
+fn solve_counting_bids(
+    graph: &CandidateGraph,
+    columns: usize,
+    unmatched_cost: f64,
+    epsilon: f64,
+) -> (SparseAssignment, usize) {
     let mut auction = Auction::new(graph, columns, unmatched_cost);
     let largest = (0..graph.rows())
         .flat_map(|r| graph.row(r).iter().map(|e| e.1))
@@ -51,16 +64,33 @@ pub fn solve(
     // climb by about ε a bid; once the bids exceed a budget, ε grows (the prices reached are
     // kept: ε-slackness at a finer ε holds at a coarser one) until the crowd settles. Then ε
     // falls five-fold a phase back to `epsilon`.
+    //
+    // ε grows to a fifth of the longest edge: a war over which rider takes the farther driver
+    // settles there. A war that goes on past a longer budget is over which riders go unserved
+    // (more riders than drivers in reach, the unmatched cost far above every edge: no radius):
+    // prices must climb to the unmatched cost, which at the edges' scale took ~10⁷ bids in a
+    // 2,000 × 1,500 tick, so ε jumps to a fifth of the unmatched cost.
     let mut eps = epsilon;
-    let coarsest = (largest / SCALING).max(epsilon);
-    let budget = BIDS_PER_ROW * graph.rows() + 64;
-    let mut waiting: Vec<u32> = (0..graph.rows()).rev().map(to_u32).collect();
-    while !auction.bid_until_placed(&mut waiting, eps, budget) {
-        eps = (eps * SCALING * SCALING).min(coarsest);
-        if eps >= coarsest {
-            auction.bid_until_placed(&mut waiting, eps, usize::MAX);
+    let edge_scale = (largest / SCALING).max(epsilon);
+    let coarsest = (unmatched_cost / SCALING).max(edge_scale);
+    let rows = graph.rows();
+    let mut waiting: Vec<u32> = (0..rows).rev().map(to_u32).collect();
+    loop {
+        let budget = if eps >= coarsest {
+            usize::MAX
+        } else if eps >= edge_scale {
+            WAR_BIDS_PER_ROW * rows + 64
+        } else {
+            BIDS_PER_ROW * rows + 64
+        };
+        if auction.bid_until_placed(&mut waiting, eps, budget) {
             break;
         }
+        eps = if eps >= edge_scale {
+            coarsest
+        } else {
+            (eps * SCALING * SCALING).min(edge_scale)
+        };
     }
     loop {
         auction.lower_unwanted_prices(eps);
@@ -71,7 +101,8 @@ pub fn solve(
         auction.release_unsatisfied(eps, &mut waiting);
         auction.bid_until_placed(&mut waiting, eps, usize::MAX);
     }
-    auction.into_assignment()
+    let bids = auction.bids;
+    (auction.into_assignment(), bids)
 }
 
 fn to_u32(n: usize) -> u32 {
@@ -95,6 +126,8 @@ struct Auction<'g> {
     cost: Vec<f64>,
     /// Every column's rows and costs (built for the first reverse step).
     by_column: Option<Transpose>,
+    /// Forward bids so far.
+    bids: usize,
 }
 
 impl<'g> Auction<'g> {
@@ -108,6 +141,7 @@ impl<'g> Auction<'g> {
             held: vec![NONE; rows],
             cost: vec![unmatched_cost; rows],
             by_column: None,
+            bids: 0,
         }
     }
 
@@ -128,6 +162,7 @@ impl<'g> Auction<'g> {
                 return false;
             }
             budget -= 1;
+            self.bids += 1;
             let r = row as usize;
             // The best and second-best place, the row's own unmatched column among them.
             let (mut best, mut best_cost, mut best_value) =
@@ -315,6 +350,35 @@ mod tests {
         let best = dense_optimum(&costs, 4, 100.0);
         assert!(
             total >= best - 1e-9 && total <= best + 40.0 * epsilon,
+            "{total} vs {best}"
+        );
+    }
+
+    #[test]
+    fn more_riders_than_drivers_with_no_radius_settle_in_few_bids() {
+        // 300 riders want the same 100 drivers, edges of 1 to 10 m, and leaving a rider out
+        // costs 8,000 km (no radius). Prices must climb to about the unmatched cost before 200
+        // riders give up: at a fifth of the longest edge that was ~10⁷ bids.
+        let costs: Vec<Vec<Option<f64>>> = (0..300)
+            .map(|r| {
+                (0..100)
+                    .map(|c| Some(1.0 + f64::from((r * 7 + c * 13) % 90) / 10.0))
+                    .collect()
+            })
+            .collect();
+        let (epsilon, unmatched) = (1e-3, 8e6);
+        let (assignment, bids) = solve_counting_bids(&graph_of(&costs), 100, unmatched, epsilon);
+        assert!(bids < 300 * 200, "{bids} bids");
+        let served = (0..300)
+            .filter(|&r| assignment.column_of(r).is_some())
+            .count();
+        assert_eq!(served, 100, "every driver is taken");
+        let total: f64 = (0..300)
+            .map(|r| assignment.cost_of(r).unwrap_or(unmatched))
+            .sum();
+        let best = dense_optimum(&costs, 100, unmatched);
+        assert!(
+            total >= best - 1e-6 * best && total <= best + 300.0 * epsilon + 1e-9 * best,
             "{total} vs {best}"
         );
     }
