@@ -8,7 +8,7 @@ mod bench;
 
 /// mimalloc instead of glibc's malloc: under the edge bench's load a fifth of the server's CPU
 /// was glibc's allocator (`_int_malloc`, `_int_free`, `malloc_consolidate`), as tasks allocate
-/// on one worker thread and free on another (docs/BENCHMARKS.md, "The edge under the course mix").
+/// on one worker thread and free on another (docs/BENCHMARKS.md, "A stuck matcher, then mimalloc").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
