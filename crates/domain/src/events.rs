@@ -14,8 +14,9 @@ use crate::pricing::Package;
 use crate::rating::Stars;
 use crate::time::Timestamp;
 
-/// A payload that travels on the bus under a fixed subject.
-pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+/// A payload that travels on the bus under a fixed subject. `Clone`: the consumers of one event
+/// in a process share its decoding.
+pub trait Event: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     const SUBJECT: &'static str;
 }
 

@@ -81,9 +81,17 @@ impl Live {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
+            // Nobody watching on this instance: a viewer who comes is sent the whole picture
+            // first (taken after it subscribes), so the changes meanwhile can go unsent and the
+            // frames unbuilt (the cells alone are an H3 lookup per trip and free driver).
+            let watched = self.frames.receiver_count() > 0;
             let frame = tokio::select! {
                 () = stop.cancelled() => return,
                 _ = push.tick() => {
+                    if !watched {
+                        self.lock().forget_changes();
+                        continue;
+                    }
                     let changes = self.lock().take_changes();
                     if changes.is_empty() {
                         continue;
@@ -94,6 +102,9 @@ impl Live {
                     let now = clock::now();
                     let mut view = self.lock();
                     view.sweep(now);
+                    if !watched {
+                        continue;
+                    }
                     json!({
                         "type": "figures",
                         "figures": view.figures(now),
@@ -102,7 +113,7 @@ impl Live {
                     })
                 }
             };
-            // No viewer: nothing to do.
+            // A viewer who left meanwhile: nothing to do.
             let _ = self.frames.send(Arc::from(frame.to_string()));
         }
     }

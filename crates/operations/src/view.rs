@@ -592,6 +592,15 @@ impl CityView {
         }
     }
 
+    /// Drops what changed since the last `take_changes`, unbuilt (nobody is watching).
+    pub fn forget_changes(&mut self) {
+        self.changed_drivers.clear();
+        self.changed_trips.clear();
+        self.gone_drivers.clear();
+        self.gone_trips.clear();
+        self.new_matches.clear();
+    }
+
     pub fn figures(&self, now: Timestamp) -> Figures {
         let count = |state| self.drivers.values().filter(|d| d.state() == state).count();
         let mut waits: Vec<u64> = self.waits.iter().map(|(_, w)| *w).collect();
@@ -760,6 +769,20 @@ mod tests {
 
     fn state(view: &CityView) -> Option<DriverState> {
         view.drivers.get(&driver()).map(Driver::state)
+    }
+
+    /// With nobody watching the changes are dropped unbuilt; the picture keeps them.
+    #[test]
+    fn forgotten_changes_stay_in_the_picture() {
+        let mut view = CityView::new(ViewLimits::default());
+        online(&mut view, 500);
+        view.trip_notice(&notice("trip.requested", "searching", 1, None, 1_000));
+        view.forget_changes();
+        assert!(view.take_changes().is_empty(), "nothing left to send");
+        let snapshot = view.snapshot(at(2_000));
+        assert_eq!((snapshot.drivers.len(), snapshot.trips.len()), (1, 1));
+        view.trip_notice(&notice("trip.offered", "offered", 2, Some(DRIVER), 1_200));
+        assert_eq!(view.take_changes().trips.len(), 1, "later changes are sent");
     }
 
     #[test]

@@ -123,16 +123,15 @@ fn pending_of(row: Row) -> Result<Pending, String> {
     let (seq, id, subject, occurred_at, headers, payload) = row;
     Ok(Pending {
         seq,
-        envelope: Envelope {
-            id: id
-                .parse()
+        envelope: Envelope::new(
+            id.parse()
                 .map_err(|e| format!("outbox row {seq}: event id {id:?}: {e}"))?,
             subject,
-            occurred_at: Timestamp::from_millis(occurred_at),
-            headers: serde_json::from_str(&headers)
+            Timestamp::from_millis(occurred_at),
+            serde_json::from_str(&headers)
                 .map_err(|e| format!("outbox row {seq}: headers: {e}"))?,
             payload,
-        },
+        ),
     })
 }
 

@@ -79,13 +79,13 @@ pub async fn a_change_and_its_entries_commit_together_or_not_at_all(store: &dyn 
             .expect("entries")
             .is_empty()
     );
-    let event = platform::bus::Envelope {
-        id: platform::clock::new_id(),
-        subject: "payment.captured.v1".into(),
-        occurred_at: Timestamp::from_millis(20),
-        headers: Default::default(),
-        payload: b"{}".to_vec(),
-    };
+    let event = platform::bus::Envelope::new(
+        platform::clock::new_id(),
+        "payment.captured.v1".into(),
+        Timestamp::from_millis(20),
+        Default::default(),
+        b"{}".to_vec(),
+    );
     let written = store
         .update(&captured, 1, &entries, std::slice::from_ref(&event))
         .await

@@ -16,13 +16,13 @@ pub fn prefix() -> String {
 }
 
 pub fn envelope(subject: &str, body: &str) -> Envelope {
-    Envelope {
-        id: clock::new_id(),
-        subject: subject.to_owned(),
-        occurred_at: clock::now(),
-        headers: Default::default(),
-        payload: body.as_bytes().to_vec(),
-    }
+    Envelope::new(
+        clock::new_id(),
+        subject.to_owned(),
+        clock::now(),
+        Default::default(),
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// Every envelope `sub` delivers until it is quiet for `quiet` (each acked).

@@ -2,7 +2,7 @@
 //! fan-out, at-least-once with redelivery and dead letters, dedup by event id) inside one process.
 //! Nothing is persisted: a durable group with no live member drops what is published meanwhile.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use crate::clock;
 
 const CHANNEL_CAPACITY: usize = 1024;
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+/// Subjects whose routes are remembered (the services publish a few dozen).
+const MAX_ROUTES: usize = 1024;
 
 #[derive(Clone, Debug, Default)]
 pub struct InProcessBus {
@@ -35,6 +37,9 @@ struct State {
     next_group_id: u64,
     recent: HashSet<EventId>,
     recent_order: VecDeque<(Instant, EventId)>,
+    /// The groups (id, max deliver) each subject published so far goes to; forgotten whenever
+    /// a group comes or goes.
+    routes: HashMap<String, Arc<[(u64, u32)]>>,
 }
 
 #[derive(Debug)]
@@ -63,7 +68,7 @@ impl Inner {
     }
 
     /// Returns the groups `subject` goes to, or `None` if it is a duplicate.
-    fn route(&self, envelope: &Envelope) -> Option<Vec<(u64, u32)>> {
+    fn route(&self, envelope: &Envelope) -> Option<Arc<[(u64, u32)]>> {
         let mut state = self.lock();
         let now = Instant::now();
         while let Some((at, id)) = state.recent_order.front().copied() {
@@ -77,14 +82,22 @@ impl Inner {
             return None;
         }
         state.recent_order.push_back((now, envelope.id));
-        Some(
-            state
-                .groups
-                .iter()
-                .filter(|g| subject_matches(&g.filter, &envelope.subject))
-                .map(|g| (g.id, g.max_deliver))
-                .collect(),
-        )
+        if let Some(groups) = state.routes.get(&envelope.subject) {
+            return Some(groups.clone());
+        }
+        let groups: Arc<[(u64, u32)]> = state
+            .groups
+            .iter()
+            .filter(|g| subject_matches(&g.filter, &envelope.subject))
+            .map(|g| (g.id, g.max_deliver))
+            .collect();
+        if state.routes.len() >= MAX_ROUTES {
+            state.routes.clear();
+        }
+        state
+            .routes
+            .insert(envelope.subject.clone(), groups.clone());
+        Some(groups)
     }
 
     /// Who a group is, for an operator: its durable name, or the subjects an ephemeral group
@@ -112,6 +125,7 @@ impl Inner {
         if group.members.is_empty() {
             if group.durable.is_none() {
                 state.groups.remove(index);
+                state.routes.clear();
             }
             return Vec::new();
         }
@@ -200,7 +214,7 @@ async fn publish_inner(inner: &Arc<Inner>, envelope: Envelope) -> Result<(), Bus
         return Ok(());
     };
     let mut slots = Vec::with_capacity(groups.len());
-    for (group_id, max_deliver) in groups {
+    for &(group_id, max_deliver) in groups.iter() {
         match try_reserve(inner, group_id, max_deliver) {
             Reservation::Reserved(slot) => slots.push(slot),
             Reservation::NoMember => {}
@@ -325,6 +339,7 @@ impl Bus for InProcessBus {
         }
         let id = state.next_group_id;
         state.next_group_id += 1;
+        state.routes.clear();
         state.groups.push(Group {
             id,
             filter: options.filter,

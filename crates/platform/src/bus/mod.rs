@@ -66,9 +66,69 @@ pub struct Envelope {
     /// Transport metadata (trace context, …), never business data.
     pub headers: BTreeMap<String, String>,
     pub payload: Vec<u8>,
+    /// What the payload decoded to, shared by the envelope's clones: on the in-process bus every
+    /// consumer of an event gets a clone of one envelope, and only the first decodes it.
+    #[serde(skip)]
+    decoded: Decoded,
+}
+
+/// The events an envelope's payload has been decoded to (one a type: two services may read the
+/// same subject as types of their own).
+#[derive(Clone, Default)]
+struct Decoded(Arc<std::sync::Mutex<Vec<Arc<dyn std::any::Any + Send + Sync>>>>);
+
+impl Decoded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn std::any::Any + Send + Sync>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get<E: Event>(&self) -> Option<E> {
+        self.lock()
+            .iter()
+            .find_map(|event| event.downcast_ref::<E>().cloned())
+    }
+
+    /// Keeps `event` for the envelope's other clones, if it has any.
+    fn keep<E: Event>(&self, event: &E) {
+        if Arc::strong_count(&self.0) > 1 {
+            self.lock().push(Arc::new(event.clone()));
+        }
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoded")
+    }
+}
+
+/// A cache: envelopes are equal whatever their clones have decoded.
+impl PartialEq for Decoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Envelope {
+    pub fn new(
+        id: EventId,
+        subject: String,
+        occurred_at: Timestamp,
+        headers: BTreeMap<String, String>,
+        payload: Vec<u8>,
+    ) -> Self {
+        Self {
+            id,
+            subject,
+            occurred_at,
+            headers,
+            payload,
+            decoded: Decoded::default(),
+        }
+    }
+
     pub fn from_event<E: Event>(
         event: &E,
         id: EventId,
@@ -77,21 +137,27 @@ impl Envelope {
         // The trace it happens in goes with it (through the outbox and JetStream too).
         let mut headers = BTreeMap::new();
         crate::telemetry::inject_map(&mut headers);
-        Ok(Self {
+        Ok(Self::new(
             id,
-            subject: E::SUBJECT.to_owned(),
+            E::SUBJECT.to_owned(),
             occurred_at,
             headers,
-            payload: serde_json::to_vec(event).map_err(|e| BusError::Encode(e.to_string()))?,
-        })
+            serde_json::to_vec(event).map_err(|e| BusError::Encode(e.to_string()))?,
+        ))
     }
 
+    /// The payload as `E`: decoded here, or cloned from what a clone of this envelope decoded.
     pub fn decode<E: Event>(&self) -> Result<E, BusError> {
-        serde_json::from_slice(&self.payload).map_err(|e| BusError::Decode {
+        if let Some(event) = self.decoded.get::<E>() {
+            return Ok(event);
+        }
+        let event: E = serde_json::from_slice(&self.payload).map_err(|e| BusError::Decode {
             subject: self.subject.clone(),
             id: self.id,
             reason: e.to_string(),
-        })
+        })?;
+        self.decoded.keep(&event);
+        Ok(event)
     }
 }
 
@@ -298,6 +364,10 @@ pub async fn consume_concurrently<E, F, Fut>(
 {
     use futures_util::StreamExt;
     let mut running = futures_util::stream::FuturesUnordered::new();
+    // Registered once: a lookup by name and label for every event costs more than the handling
+    // of some.
+    let lag_gauge = metrics::gauge!("bus_consumer_lag", "consumer" => consumer);
+    let duration = metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer);
     loop {
         if running.len() >= limit.max(1) {
             running.next().await;
@@ -311,8 +381,8 @@ pub async fn consume_concurrently<E, F, Fut>(
                     // The consumer's lag: what waits here for the handler, and what the broker
                     // still holds.
                     let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
-                    metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
-                    running.push(handle_one(delivery, consumer, &mut handler));
+                    lag_gauge.set(lag as f64);
+                    running.push(handle_one(delivery, consumer, duration.clone(), &mut handler));
                 }
                 None => break,
             },
@@ -326,6 +396,7 @@ pub async fn consume_concurrently<E, F, Fut>(
 fn handle_one<E, F, Fut>(
     delivery: Delivery,
     consumer: &'static str,
+    duration: metrics::Histogram,
     handler: &mut F,
 ) -> impl Future<Output = ()> + Send + use<E, F, Fut>
 where
@@ -367,8 +438,7 @@ where
                 return;
             }
         };
-        metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
-            .record(started.elapsed().as_secs_f64());
+        duration.record(started.elapsed().as_secs_f64());
         let attempt = delivery.attempt;
         let settled = match outcome {
             Handled::Done => delivery.ack().await,
@@ -420,6 +490,8 @@ pub async fn consume_batches<F, Fut>(
     F: FnMut(Vec<Envelope>) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
 {
+    let lag_gauge = metrics::gauge!("bus_consumer_lag", "consumer" => consumer);
+    let duration = metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer);
     while let Some(first) = next_or_stop(&mut subscription, &shutdown).await {
         let mut deliveries = vec![first];
         while deliveries.len() < max.max(1)
@@ -429,11 +501,10 @@ pub async fn consume_batches<F, Fut>(
         }
         let lag =
             deliveries.last().and_then(|d| d.pending).unwrap_or(0) + subscription.queued() as u64;
-        metrics::gauge!("bus_consumer_lag", "consumer" => consumer).set(lag as f64);
+        lag_gauge.set(lag as f64);
         let started = std::time::Instant::now();
         let outcome = handler(deliveries.iter().map(|d| d.envelope.clone()).collect()).await;
-        metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer)
-            .record(started.elapsed().as_secs_f64());
+        duration.record(started.elapsed().as_secs_f64());
         for delivery in deliveries {
             let settled = match &outcome {
                 Handled::Done => delivery.ack().await,
@@ -544,7 +615,7 @@ mod tests {
         consumer.await.expect("stops");
     }
 
-    #[derive(Serialize, Deserialize)]
+    #[derive(Clone, Serialize, Deserialize)]
     struct Numbered {
         n: u32,
     }
@@ -636,6 +707,67 @@ mod tests {
         }
         shutdown.cancel();
         consumer.await.expect("stops");
+    }
+
+    static COUNTED_DECODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// An event that counts how often it is decoded.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    struct Counted {
+        n: u32,
+    }
+
+    impl<'de> Deserialize<'de> for Counted {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            COUNTED_DECODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Numbered { n } = Numbered::deserialize(deserializer)?;
+            Ok(Self { n })
+        }
+    }
+
+    impl Event for Counted {
+        const SUBJECT: &'static str = "counted.test";
+    }
+
+    /// Three consumers of one event in a process decode it once; a consumer reading it as a type
+    /// of its own decodes it for itself.
+    #[tokio::test]
+    async fn the_consumers_of_an_event_in_a_process_decode_it_once() {
+        let bus = InProcessBus::new();
+        let mut subscriptions = Vec::new();
+        for _ in 0..3 {
+            subscriptions.push(
+                bus.subscribe(SubscribeOptions::ephemeral(Counted::SUBJECT))
+                    .await
+                    .expect("subscribes"),
+            );
+        }
+        let envelope = Envelope::from_event(&Counted { n: 7 }, clock::new_id(), clock::now())
+            .expect("encodes");
+        bus.publish(envelope).await.expect("published");
+        let mut deliveries = Vec::new();
+        for subscription in &mut subscriptions {
+            deliveries.push(subscription.next().await.expect("delivered"));
+        }
+        for delivery in &deliveries {
+            assert_eq!(delivery.envelope.decode::<Counted>().expect("decodes").n, 7);
+        }
+        assert_eq!(
+            COUNTED_DECODES.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        let other: Numbered = deliveries[0].envelope.decode().expect("decodes");
+        assert_eq!(other.n, 7, "another type decodes the same payload");
+        // An envelope with no other clone (a NATS delivery) keeps nothing.
+        let alone = Envelope::new(
+            clock::new_id(),
+            Counted::SUBJECT.into(),
+            clock::now(),
+            BTreeMap::new(),
+            br#"{"n":8}"#.to_vec(),
+        );
+        assert_eq!(alone.decode::<Counted>().expect("decodes").n, 8);
+        assert!(alone.decoded.lock().is_empty());
     }
 
     #[test]

@@ -382,13 +382,13 @@ fn envelope_of(message: &async_nats::Message) -> Envelope {
         })
         .filter_map(|(k, values)| Some((k.to_string(), values.first()?.as_str().to_owned())))
         .collect();
-    Envelope {
+    Envelope::new(
         id,
-        subject: message.subject.to_string(),
+        message.subject.to_string(),
         occurred_at,
-        headers: extra,
-        payload: message.payload.to_vec(),
-    }
+        extra,
+        message.payload.to_vec(),
+    )
 }
 
 struct NatsAcker {

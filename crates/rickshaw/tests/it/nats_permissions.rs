@@ -37,13 +37,13 @@ async fn bus(server: &NatsServer, user: &str, passwords: &[(String, String)]) ->
 }
 
 fn event(subject: &str) -> Envelope {
-    Envelope {
-        id: platform::clock::new_id(),
-        subject: subject.to_owned(),
-        occurred_at: platform::clock::now(),
-        headers: Default::default(),
-        payload: b"{}".to_vec(),
-    }
+    Envelope::new(
+        platform::clock::new_id(),
+        subject.to_owned(),
+        platform::clock::now(),
+        Default::default(),
+        b"{}".to_vec(),
+    )
 }
 
 #[tokio::test]
