@@ -118,22 +118,7 @@ fn notice(
     recipients: Vec<String>,
     for_everyone: bool,
 ) -> Notice {
-    let mut payload = serde_json::to_value(&message).unwrap_or(serde_json::Value::Null);
-    if let Some(object) = payload.as_object_mut() {
-        object.insert("type".to_owned(), serde_json::Value::from(event));
-    }
-    let frame = payload.to_string();
-    if let Some(object) = payload.as_object_mut() {
-        object.remove("type");
-    }
-    Notice {
-        id,
-        recipients,
-        for_everyone,
-        event: event.into(),
-        payload,
-        frame: frame.into(),
-    }
+    Notice::new(id, message, event, recipients, for_everyone)
 }
 
 /// The match, emitted as `name` (one of `course.match_events`).

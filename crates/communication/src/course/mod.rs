@@ -10,7 +10,8 @@ mod socketio;
 mod websocket;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::Router;
 use axum::routing::get;
@@ -36,7 +37,8 @@ const RECENT_NOTICES: usize = 4096;
 /// events may interleave differently on two instances. Clients drop the ids they have.
 const RESEND_BEFORE: usize = 64;
 
-/// One message for some recipients, serialized once for every session.
+/// One message for some recipients, serialized once for every session, when first sent (never,
+/// if nobody is connected and nobody reconnects for it).
 #[derive(Debug)]
 pub(crate) struct Notice {
     /// The event's id (a match emitted under several names has the same id in each).
@@ -44,14 +46,55 @@ pub(crate) struct Notice {
     /// Names it concerns; anonymous sessions see it only if `for_everyone`.
     pub recipients: Vec<String>,
     pub for_everyone: bool,
-    /// The socket.io event name (the frame's `type`) and payload.
+    /// The socket.io event name (the frame's `type`).
     pub event: Arc<str>,
-    pub payload: serde_json::Value,
-    /// The WebSocket text frame (the payload with its `type`).
-    pub frame: Arc<str>,
+    message: ServerMessage,
+    payload: OnceLock<serde_json::Value>,
+    frame: OnceLock<Arc<str>>,
 }
 
 impl Notice {
+    pub fn new(
+        id: EventId,
+        message: ServerMessage,
+        event: &str,
+        recipients: Vec<String>,
+        for_everyone: bool,
+    ) -> Self {
+        Self {
+            id,
+            recipients,
+            for_everyone,
+            event: event.into(),
+            message,
+            payload: OnceLock::new(),
+            frame: OnceLock::new(),
+        }
+    }
+
+    /// The socket.io event's payload.
+    pub fn payload(&self) -> &serde_json::Value {
+        self.payload.get_or_init(|| {
+            serde_json::to_value(&self.message).map_or(serde_json::Value::Null, |mut payload| {
+                if let Some(object) = payload.as_object_mut() {
+                    object.remove("type");
+                }
+                payload
+            })
+        })
+    }
+
+    /// The WebSocket text frame: the payload with the event's name as its `type`.
+    pub fn frame(&self) -> &Arc<str> {
+        self.frame.get_or_init(|| {
+            let mut frame = self.payload().clone();
+            if let Some(object) = frame.as_object_mut() {
+                object.insert("type".to_owned(), serde_json::Value::from(&*self.event));
+            }
+            frame.to_string().into()
+        })
+    }
+
     pub fn concerns(&self, identity: Option<&str>) -> bool {
         match identity {
             None => self.for_everyone,
@@ -94,6 +137,8 @@ pub(crate) struct CourseHub {
     /// Every name a match is emitted under (`course.match_events`).
     match_events: Arc<[String]>,
     io: socketioxide::SocketIo,
+    /// socket.io sessions open on this instance: none, and nothing is emitted there.
+    socketio_sessions: Arc<AtomicUsize>,
     shutdown: Shutdown,
     limits: SocketLimits,
 }
@@ -129,7 +174,8 @@ impl CourseSockets {
             .ping_interval(limits.ping_interval)
             .ping_timeout(limits.idle_timeout.saturating_sub(limits.ping_interval))
             .build_layer();
-        socketio::register(&io);
+        let socketio_sessions = Arc::new(AtomicUsize::new(0));
+        socketio::register(&io, &socketio_sessions);
         let (sessions, _) = broadcast::channel(SESSION_BUFFER);
         Ok(Self {
             hub: CourseHub {
@@ -137,6 +183,7 @@ impl CourseSockets {
                 recent: Arc::default(),
                 match_events: match_events.into(),
                 io,
+                socketio_sessions,
                 shutdown: shutdown.clone(),
                 limits,
             },
@@ -210,7 +257,13 @@ impl CourseHub {
         self.recent.push(notice.clone());
         // No WebSocket session listening is fine.
         let _ = self.sessions.send(notice.clone());
-        socketio::broadcast(&self.io, notice);
+        if self
+            .socketio_sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            socketio::broadcast(&self.io, notice);
+        }
     }
 }
 
@@ -219,14 +272,13 @@ mod tests {
     use super::*;
 
     fn numbered(n: u128) -> Arc<Notice> {
-        Arc::new(Notice {
-            id: EventId::from(uuid::Uuid::from_u128(n)),
-            recipients: Vec::new(),
-            for_everyone: true,
-            event: Arc::from("match"),
-            payload: serde_json::Value::Null,
-            frame: Arc::from("{}"),
-        })
+        Arc::new(Notice::new(
+            EventId::from(uuid::Uuid::from_u128(n)),
+            ServerMessage::Pong,
+            "match",
+            Vec::new(),
+            true,
+        ))
     }
 
     fn ids(notices: &[Arc<Notice>]) -> Vec<u128> {
@@ -254,14 +306,13 @@ mod tests {
 
     #[test]
     fn identified_sessions_see_only_their_own() {
-        let notice = Notice {
-            id: EventId::from(uuid::Uuid::from_u128(1)),
-            recipients: vec!["asha".into(), "karim".into()],
-            for_everyone: true,
-            event: Arc::from("match"),
-            payload: serde_json::Value::Null,
-            frame: Arc::from("{}"),
-        };
+        let notice = Notice::new(
+            EventId::from(uuid::Uuid::from_u128(1)),
+            ServerMessage::Pong,
+            "match",
+            vec!["asha".into(), "karim".into()],
+            true,
+        );
         assert!(notice.concerns(None));
         assert!(notice.concerns(Some("karim")));
         assert!(!notice.concerns(Some("someone else")));

@@ -6,6 +6,7 @@
 //! clients are in the room `everyone`. Server events: `identified`, `match`, `unmatched`, `error`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use domain::PersonName;
 use serde_json::{Value, json};
@@ -43,13 +44,21 @@ fn identify(socket: &SocketRef, name: &PersonName) {
     let _ = socket.emit("identified", &json!({ "name": name.as_str() }));
 }
 
-pub(crate) fn register(io: &SocketIo) {
+/// Serves the namespaces, counting the sessions open in `sessions`.
+pub(crate) fn register(io: &SocketIo, sessions: &Arc<AtomicUsize>) {
     for namespace in NAMESPACES {
-        io.ns(namespace, on_connect);
+        let sessions = sessions.clone();
+        io.ns(
+            namespace,
+            async move |socket: SocketRef, auth: TryData<Value>| {
+                on_connect(socket, auth, sessions);
+            },
+        );
     }
 }
 
-async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>) {
+fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, sessions: Arc<AtomicUsize>) {
+    sessions.fetch_add(1, Ordering::Relaxed);
     let gauge = metrics::gauge!("communication_connected_clients", "transport" => "socketio");
     gauge.increment(1.0);
     match auth.ok().filter(|v| !v.is_null()).map(|v| name_from(&v)) {
@@ -78,9 +87,9 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>) {
             }
         },
     );
-    socket.on_disconnect(async || {
-        metrics::gauge!("communication_connected_clients", "transport" => "socketio")
-            .decrement(1.0);
+    socket.on_disconnect(async move || {
+        sessions.fetch_sub(1, Ordering::Relaxed);
+        gauge.decrement(1.0);
     });
 }
 
@@ -94,7 +103,7 @@ pub(crate) fn broadcast(io: &SocketIo, notice: Arc<Notice>) {
         tokio::spawn(async move {
             if let Err(e) = namespace
                 .to(rooms)
-                .emit(&*notice.event, &notice.payload)
+                .emit(&*notice.event, notice.payload())
                 .await
             {
                 tracing::debug!(error = %e, "socket.io broadcast failed");

@@ -168,5 +168,5 @@ async fn session(
 fn frame_for(notice: &Arc<Notice>, identity: Option<&str>) -> Option<Message> {
     notice
         .concerns(identity)
-        .then(|| Message::Text(Utf8Bytes::from(notice.frame.as_ref())))
+        .then(|| Message::Text(Utf8Bytes::from(notice.frame().as_ref())))
 }
