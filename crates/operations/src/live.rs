@@ -81,14 +81,15 @@ impl Live {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
-            // Nobody watching on this instance: a viewer who comes is sent the whole picture
-            // first (taken after it subscribes), so the changes meanwhile can go unsent and the
-            // frames unbuilt (the cells alone are an H3 lookup per trip and free driver).
-            let watched = self.frames.receiver_count() > 0;
+            // Nobody watching on this instance (asked when the tick comes): a viewer who comes
+            // later subscribes, then takes the whole picture, which holds the changes dropped
+            // before; so they can go unsent and the frames unbuilt (the cells alone are an H3
+            // lookup per open trip and free driver).
+            let watched = || self.frames.receiver_count() > 0;
             let frame = tokio::select! {
                 () = stop.cancelled() => return,
                 _ = push.tick() => {
-                    if !watched {
+                    if !watched() {
                         self.lock().forget_changes();
                         continue;
                     }
@@ -102,7 +103,7 @@ impl Live {
                     let now = clock::now();
                     let mut view = self.lock();
                     view.sweep(now);
-                    if !watched {
+                    if !watched() {
                         continue;
                     }
                     json!({
