@@ -3,6 +3,7 @@
 //! geo index while ticks run. Measurement only: nothing here is used by the services.
 
 pub mod city;
+pub mod cpu;
 pub mod ingest;
 pub mod matching;
 pub mod memory;

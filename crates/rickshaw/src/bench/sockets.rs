@@ -114,6 +114,13 @@ pub struct SocketsReport {
     pub delivery_p50_ms: Option<u64>,
     pub delivery_p99_ms: Option<u64>,
     pub delivery_max_ms: Option<u64>,
+    /// CPU time used during the pushes, a push received: by this process (the server, and the
+    /// publisher standing in for the trip service), and by the client processes.
+    pub server_cpu_us_per_push: Option<f64>,
+    pub clients_cpu_us_per_push: Option<f64>,
+    /// The pushes a second the machine's cores could carry at those costs, server and clients on
+    /// the same cores as here.
+    pub push_ceiling_per_sec: Option<f64>,
     pub reconnect_asked: usize,
     pub reconnected: u64,
     pub reconnect_failures: u64,
@@ -144,6 +151,17 @@ struct Answer {
     failed: u64,
     /// Delivery time in whole milliseconds → pushes.
     latency_ms: BTreeMap<u64, u64>,
+}
+
+/// CPU seconds used so far by this process and by the clients together; `None` where the system
+/// does not say.
+fn cpu_now(children: &[Child]) -> Option<(f64, f64)> {
+    let server = bench::cpu::cpu_secs(None)?;
+    let mut clients = 0.0;
+    for child in children {
+        clients += bench::cpu::cpu_secs(Some(child.process.id()?))?;
+    }
+    Some((server, clients))
 }
 
 fn resident_mib() -> f64 {
@@ -340,6 +358,7 @@ pub async fn run(args: SocketsArgs, progress: impl Fn(&str)) -> anyhow::Result<S
     ));
 
     // Pushes: every 10 ms, a slice of the second's notices, each for `fanout` accounts in turn.
+    let cpu_before = cpu_now(&children);
     let notices_per_sec = (args.rate / args.fanout).max(1);
     let slices = 100_u32;
     let started = Instant::now();
@@ -394,6 +413,21 @@ pub async fn run(args: SocketsArgs, progress: impl Fn(&str)) -> anyhow::Result<S
     report.delivery_p50_ms = percentile(&histogram, 50.0);
     report.delivery_p99_ms = percentile(&histogram, 99.0);
     report.delivery_max_ms = histogram.keys().last().copied();
+    if let (Some((server_before, clients_before)), Some((server, clients))) =
+        (cpu_before, cpu_now(&children))
+        && received > 0
+    {
+        let per_push = |secs: f64| secs * 1e6 / received as f64;
+        let (server, clients) = (
+            per_push(server - server_before),
+            per_push(clients - clients_before),
+        );
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        report.server_cpu_us_per_push = Some(server);
+        report.clients_cpu_us_per_push = Some(clients);
+        report.push_ceiling_per_sec =
+            (server + clients > 0.0).then(|| cores * 1e6 / (server + clients));
+    }
     progress(&format!(
         "{} of {} pushes in {:.1} s, p99 {:?} ms; {} sessions reconnecting at once…",
         report.pushes_received,
@@ -440,11 +474,13 @@ impl Drop for RemoveOnDrop {
 
 pub fn table(report: &SocketsReport) -> String {
     let ms = |v: Option<u64>| v.map_or("–".to_owned(), |v| format!("{v} ms"));
+    let us = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1} µs"));
     format!(
         "sessions     {} of {} open in {:.1} s ({} failed)\n\
          memory       {:.0} MiB → {:.0} MiB: {:.1} KiB a session\n\
          pushes       {} of {} received in {:.1} s: {:.0}/s (offered {}/s; {} publishes refused and retried)\n\
          delivery     p50 {}, p99 {}, max {}\n\
+         cpu a push   server {}, clients {}: at most {} pushes/s on this machine's cores\n\
          reconnect    {} of {} sessions back with their replay in {:.2} s ({} failed)",
         report.sessions_open,
         report.sessions_asked,
@@ -462,6 +498,11 @@ pub fn table(report: &SocketsReport) -> String {
         ms(report.delivery_p50_ms),
         ms(report.delivery_p99_ms),
         ms(report.delivery_max_ms),
+        us(report.server_cpu_us_per_push),
+        us(report.clients_cpu_us_per_push),
+        report
+            .push_ceiling_per_sec
+            .map_or("–".to_owned(), |v| format!("{v:.0}")),
         report.reconnected,
         report.reconnect_asked,
         report.reconnect_secs,
