@@ -81,19 +81,22 @@ impl Live {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
-            // Nobody watching on this instance (asked when the tick comes): a viewer who comes
-            // later subscribes, then takes the whole picture, which holds the changes dropped
-            // before; so they can go unsent and the frames unbuilt (the cells alone are an H3
-            // lookup per open trip and free driver).
+            // Nobody watching on this instance (asked with the view locked): a viewer subscribes
+            // before it locks the view for its whole picture, so one who comes later gets the
+            // changes dropped now in that picture; they can go unsent and the frames unbuilt (the
+            // cells alone are an H3 lookup per open trip and free driver).
             let watched = || self.frames.receiver_count() > 0;
             let frame = tokio::select! {
                 () = stop.cancelled() => return,
                 _ = push.tick() => {
-                    if !watched() {
-                        self.lock().forget_changes();
-                        continue;
-                    }
-                    let changes = self.lock().take_changes();
+                    let changes = {
+                        let mut view = self.lock();
+                        if !watched() {
+                            view.forget_changes();
+                            continue;
+                        }
+                        view.take_changes()
+                    };
                     if changes.is_empty() {
                         continue;
                     }

@@ -58,6 +58,10 @@ pub(crate) fn register(io: &SocketIo, sessions: &Arc<AtomicUsize>) {
 }
 
 fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, sessions: Arc<AtomicUsize>) {
+    // Gone before this ran: its disconnect handler would never run to count it out.
+    if !socket.connected() {
+        return;
+    }
     sessions.fetch_add(1, Ordering::Relaxed);
     let gauge = metrics::gauge!("communication_connected_clients", "transport" => "socketio");
     gauge.increment(1.0);
