@@ -74,7 +74,9 @@ launch() {
   local service=$1 instance=$2; shift 2
   local name="$service-$instance"
   printf '%q ' "$@" > "$STATE/cmd/$name"
-  nohup "$@" > "$STATE/logs/$name.log" 2>&1 < /dev/null &
+  # Appended: a restarted instance's log keeps what its predecessor said (a drill's failure is
+  # often explained by the instance that was stopped).
+  nohup "$@" >> "$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$STATE/pids/$name"
 }
 
