@@ -109,18 +109,6 @@ pub struct UnmatchedNotice {
     pub reason: String,
 }
 
-/// `message` as a notice under the name `event`: the socket.io event, and the `type` of the
-/// WebSocket frame.
-fn notice(
-    id: EventId,
-    message: ServerMessage,
-    event: &str,
-    recipients: Vec<String>,
-    for_everyone: bool,
-) -> Notice {
-    Notice::new(id, message, event, recipients, for_everyone)
-}
-
 /// The match, emitted as `name` (one of `course.match_events`).
 pub(crate) fn match_notice(event: &RideMatched, event_id: EventId, name: &str) -> Notice {
     let message = ServerMessage::Match(Box::new(MatchNotice {
@@ -143,7 +131,7 @@ pub(crate) fn match_notice(event: &RideMatched, event_id: EventId, name: &str) -
         matched_at: event.matched_at,
     }));
     let recipients = vec![event.rider.to_string(), event.driver.to_string()];
-    notice(event_id, message, name, recipients, true)
+    Notice::new(event_id, message, name, recipients, true)
 }
 
 pub(crate) fn unmatched_notice(event: &RideExpired, event_id: EventId) -> Notice {
@@ -154,7 +142,7 @@ pub(crate) fn unmatched_notice(event: &RideExpired, event_id: EventId) -> Notice
         reason: "no driver became free within the hold time".to_owned(),
     });
     // Only the rider it concerns: anonymous listeners asked for matches.
-    notice(
+    Notice::new(
         event_id,
         message,
         "unmatched",

@@ -359,6 +359,30 @@ mod tests {
 
     crate::bus_contract_suite!(async { super::InProcessBus::new() });
 
+    /// The routes a subject has been published on are remembered; a group that comes later
+    /// gets the next publish all the same.
+    #[tokio::test]
+    async fn a_group_that_subscribes_after_a_publish_gets_the_next_one() {
+        let bus = InProcessBus::new();
+        let mut first = bus
+            .subscribe(SubscribeOptions::ephemeral("route.x"))
+            .await
+            .expect("subscribe");
+        bus.publish(envelope("route.x", "one"))
+            .await
+            .expect("published");
+        next(&mut first).await.ack().await.expect("ack");
+        let mut later = bus
+            .subscribe(SubscribeOptions::durable("route.>", "later"))
+            .await
+            .expect("subscribe");
+        bus.publish(envelope("route.x", "two"))
+            .await
+            .expect("published");
+        assert_eq!(next(&mut later).await.envelope.payload, b"two");
+        assert_eq!(next(&mut first).await.envelope.payload, b"two");
+    }
+
     #[tokio::test]
     async fn a_full_consumer_fails_the_publish_for_everyone_instead_of_blocking_it() {
         let bus = InProcessBus::new();
