@@ -12,23 +12,50 @@
 //!   never reading a message; an error that is not the service's (no instance answered, an
 //!   undecodable reply) is rebuilt from its `ApiError` (`From<ApiError>`).
 //!
-//! Delivery is at most once: a caller that times out does not know whether the call took effect,
-//! so every method exposed must be safe to retry (ride requests replace the waiting one, bookings
-//! are idempotent by quote, a repeated accept answers the trip).
+//! - **A request the cluster drops is sent again.** On a NATS cluster, a node learns that an
+//!   instance left its queue group a moment after the instance's own node does, and a request it
+//!   routes there in between is dropped (`rickshaw/tests/it/rpc.rs` loses one in every two drains
+//!   without this). So a caller that hears nothing for [`RESEND_AFTER`] sends the request again,
+//!   within its deadline; and an instance whose handler runs longer than [`PROGRESS_AFTER`] says
+//!   it has the call (an empty message with the [`PROGRESS`] header), so a slow call is waited
+//!   for, not sent twice. Replies arrive on one subscription a client (`<inbox>.*`), each call on
+//!   its own token, as async-nats's `request` does it — but a call may hear two messages.
+//!
+//! Delivery is at least once in that narrow case (an instance too starved to say it has the call
+//! within a second gets it twice) and at most once otherwise: a caller that times out does not
+//! know whether the call took effect. So every method exposed must be safe to retry (ride
+//! requests replace the waiting one, bookings are idempotent by quote, a repeated accept answers
+//! the trip).
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{OnceCell, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::Shutdown;
 use crate::error::{ApiError, ErrorCode};
 
 /// The request header carrying the caller's access token.
 pub const AUTHORIZATION: &str = "authorization";
+
+/// A request carrying this header wants to hear that an instance has it, if the handler is slow;
+/// a message carrying it is that word (empty), not the reply.
+pub const PROGRESS: &str = "rickshaw-rpc-progress";
+
+/// How long a caller waits without hearing from any instance before it sends the request again.
+pub const RESEND_AFTER: Duration = Duration::from_millis(1_000);
+
+/// How long a handler runs before its instance tells the caller it has the call: well below
+/// [`RESEND_AFTER`], so only an instance stalled for most of a second is sent the call twice.
+pub const PROGRESS_AFTER: Duration = Duration::from_millis(200);
 
 /// What a service answers: the value, or its error as the `ApiError` it converts into plus the
 /// error itself (`kind`, the service's error type serialised) for a client of the same service.
@@ -85,6 +112,110 @@ pub struct Call<Req> {
 pub struct RpcClient {
     client: async_nats::Client,
     timeout: Duration,
+    /// Subscribed on the first call.
+    replies: Arc<OnceCell<Arc<Replies>>>,
+}
+
+/// The replies to one client's calls: one subscription on `<inbox>.*`, and each call waiting on
+/// its own token.
+struct Replies {
+    /// `<inbox>.`
+    prefix: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, mpsc::Sender<async_nats::Message>>>,
+    /// Ends the task reading the subscription when the last clone of the client is gone.
+    _stop: DropGuard,
+}
+
+/// One call's place among the replies; leaving it forgets the token (a late reply is dropped).
+struct Waiting {
+    replies: Arc<Replies>,
+    token: u64,
+    messages: mpsc::Receiver<async_nats::Message>,
+}
+
+impl Replies {
+    async fn subscribe(client: &async_nats::Client) -> Result<Arc<Self>, ApiError> {
+        let inbox = client.new_inbox();
+        let mut subscriber = client
+            .subscribe(format!("{inbox}.*"))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("cannot subscribe to replies: {e}")))?;
+        let stop = CancellationToken::new();
+        let replies = Arc::new(Self {
+            prefix: format!("{inbox}."),
+            next: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            _stop: stop.clone().drop_guard(),
+        });
+        let weak: Weak<Self> = Arc::downgrade(&replies);
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => break,
+                    next = subscriber.next() => match next {
+                        Some(message) => message,
+                        None => break,
+                    },
+                };
+                let Some(replies) = weak.upgrade() else {
+                    break;
+                };
+                replies.deliver(message);
+            }
+            // The connection is gone: the calls waiting hear so at once.
+            if let Some(replies) = weak.upgrade() {
+                replies.lock().clear();
+            }
+        });
+        Ok(replies)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<async_nats::Message>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deliver(&self, message: async_nats::Message) {
+        let token = message
+            .subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|token| token.parse::<u64>().ok());
+        let sender = token.and_then(|token| self.lock().get(&token).cloned());
+        if let Some(sender) = sender {
+            // Full only with duplicates (a reply to a call sent twice): the first one counts.
+            let _ = sender.try_send(message);
+        }
+    }
+
+    fn wait(self: &Arc<Self>) -> Waiting {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let (sender, messages) = mpsc::channel(4);
+        self.lock().insert(token, sender);
+        Waiting {
+            replies: self.clone(),
+            token,
+            messages,
+        }
+    }
+}
+
+impl Waiting {
+    fn inbox(&self) -> String {
+        format!("{}{}", self.replies.prefix, self.token)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.replies.lock().remove(&self.token);
+    }
+}
+
+fn is_progress(message: &async_nats::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .is_some_and(|headers| headers.get(PROGRESS).is_some())
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -97,7 +228,11 @@ impl std::fmt::Debug for RpcClient {
 
 impl RpcClient {
     pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
-        Self { client, timeout }
+        Self {
+            client,
+            timeout,
+            replies: Arc::new(OnceCell::new()),
+        }
     }
 
     /// Sends `request` (with the caller's `bearer` token, if any) to one instance of the service
@@ -146,32 +281,76 @@ impl RpcClient {
         } else {
             tracing::Span::none()
         };
+        headers.insert(PROGRESS, "1");
         span.in_scope(|| crate::telemetry::inject_nats(&mut headers));
-        let reply = tokio::time::timeout(
-            self.timeout,
-            tracing::Instrument::instrument(
-                self.client
-                    .request_with_headers(subject.to_owned(), headers, payload.into()),
-                span,
-            ),
+        let replies = self
+            .replies
+            .get_or_try_init(|| Replies::subscribe(&self.client))
+            .await?;
+        let mut waiting = replies.wait();
+        let inbox = waiting.inbox();
+        let payload = bytes::Bytes::from(payload);
+        let deadline = Instant::now() + self.timeout;
+        let mut heard = false;
+        let mut sends = 0u32;
+        let message = tracing::Instrument::instrument(
+            async {
+                loop {
+                    if !heard {
+                        if sends > 0 {
+                            metrics::counter!("rpc_resends_total", "subject" => subject.to_owned())
+                                .increment(1);
+                            tracing::debug!(
+                                subject,
+                                sends,
+                                "no word of the call: sending it again"
+                            );
+                        }
+                        sends += 1;
+                        self.client
+                            .publish_with_reply_and_headers(
+                                subject.to_owned(),
+                                inbox.clone(),
+                                headers.clone(),
+                                payload.clone(),
+                            )
+                            .await
+                            .map_err(|e| ApiError::unavailable(format!("{subject}: {e}")))?;
+                    }
+                    // Heard of: the reply is awaited until the deadline; not yet: until the next
+                    // resend.
+                    let until = if heard {
+                        deadline
+                    } else {
+                        deadline.min(Instant::now() + RESEND_AFTER)
+                    };
+                    match tokio::time::timeout_at(until, waiting.messages.recv()).await {
+                        Ok(Some(message)) if is_progress(&message) => heard = true,
+                        Ok(Some(message)) => return Ok(message),
+                        Ok(None) => {
+                            return Err(ApiError::unavailable(format!(
+                                "{subject}: the connection to NATS is closed"
+                            )));
+                        }
+                        Err(_) if Instant::now() >= deadline => {
+                            return Err(ApiError::unavailable(format!(
+                                "{subject}: no reply within {} ms",
+                                self.timeout.as_millis()
+                            )));
+                        }
+                        Err(_) => {}
+                    }
+                }
+            },
+            span,
         )
-        .await
-        .map_err(|_| {
-            ApiError::unavailable(format!(
-                "{subject}: no reply within {} ms",
-                self.timeout.as_millis()
-            ))
-        })?
-        .map_err(|e| {
-            use async_nats::RequestErrorKind;
-            match e.kind() {
-                RequestErrorKind::NoResponders => ApiError::unavailable(format!(
-                    "{subject}: no instance of the service is running"
-                )),
-                _ => ApiError::unavailable(format!("{subject}: {e}")),
-            }
-        })?;
-        serde_json::from_slice::<Reply<Resp>>(&reply.payload)
+        .await?;
+        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(ApiError::unavailable(format!(
+                "{subject}: no instance of the service is running"
+            )));
+        }
+        serde_json::from_slice::<Reply<Resp>>(&message.payload)
             .map_err(|e| ApiError::internal(format!("{subject}: undecodable reply: {e}")))
     }
 }
@@ -247,16 +426,21 @@ where
                 crate::telemetry::extract_nats(&span, message.headers.as_ref());
                 crate::telemetry::record_trace_id(&span);
                 let reply = match serde_json::from_slice::<Req>(&message.payload) {
-                    Ok(request) => Reply::of(
-                        tracing::Instrument::instrument(
+                    Ok(request) => {
+                        let work = tracing::Instrument::instrument(
                             handler(Call {
                                 request,
                                 bearer: bearer_of(&message),
                             }),
                             span,
-                        )
-                        .await,
-                    ),
+                        );
+                        let result = if is_progress(&message) {
+                            answer_with_progress(&client, &reply_to, work).await
+                        } else {
+                            work.await
+                        };
+                        Reply::of(result)
+                    }
                     Err(e) => Reply::Err {
                         error: ApiError::new(
                             ErrorCode::InvalidInput,
@@ -281,6 +465,30 @@ where
         let _ = sync_with_server(&client).await;
     });
     Ok(())
+}
+
+/// Runs `work`, telling the caller (on `reply_to`) that this instance has the call if it takes
+/// longer than [`PROGRESS_AFTER`], so the caller does not send it again.
+async fn answer_with_progress<T>(
+    client: &async_nats::Client,
+    reply_to: &async_nats::Subject,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        () = tokio::time::sleep(PROGRESS_AFTER) => {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(PROGRESS, "working");
+            if let Err(e) = client
+                .publish_with_headers(reply_to.clone(), headers, bytes::Bytes::new())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot tell a caller its call is being worked on");
+            }
+            work.await
+        }
+    }
 }
 
 /// Returns once the server has processed everything this client sent before the call. `flush`

@@ -525,6 +525,42 @@ impl NatsServer {
     /// environment.
     pub async fn start_with(config: Option<&Path>, env: &[(String, String)]) -> Self {
         let store = tempfile::tempdir().expect("temporary directory");
+        let mut args = vec!["-js".to_owned(), "-sd".to_owned()];
+        args.push(store.path().display().to_string());
+        Self::spawn(config, env, &args, store).await
+    }
+
+    /// A cluster of `nodes` servers routed to each other, without JetStream: for tests of how
+    /// core NATS behaves across routes.
+    pub async fn start_cluster(nodes: usize) -> Vec<Self> {
+        let routes: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::with_capacity(nodes);
+        for route in &routes {
+            let store = tempfile::tempdir().expect("temporary directory");
+            let args = [
+                "--cluster_name".to_owned(),
+                "testkit".to_owned(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{route}"),
+                "--routes".to_owned(),
+                all.clone(),
+            ];
+            servers.push(Self::spawn(None, &[], &args, store).await);
+        }
+        servers
+    }
+
+    async fn spawn(
+        config: Option<&Path>,
+        env: &[(String, String)],
+        args: &[String],
+        store: tempfile::TempDir,
+    ) -> Self {
         let port = free_port();
         let binary = [
             "/usr/sbin/nats-server",
@@ -540,8 +576,8 @@ impl NatsServer {
         }
         let mut child = command
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

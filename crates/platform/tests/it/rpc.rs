@@ -121,3 +121,34 @@ async fn a_call_carries_its_token_and_its_error_comes_back_typed() {
     }
     assert!(shutdown.complete(Duration::from_secs(5)).await, "drains");
 }
+
+/// A call slower than the resend interval is waited for, not sent twice: its instance says it has
+/// it. A request that no instance answers or acknowledges in that interval is sent again.
+#[tokio::test]
+async fn a_slow_call_is_waited_for_and_run_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let (server, shutdown) = (client().await, Shutdown::new());
+    let slow = subject("slow");
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    rpc::serve(server, slow, "slow", &shutdown, move |call: Call<u64>| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(call.request)).await;
+            Ok::<_, ApiError>(call.request)
+        }
+    })
+    .await
+    .expect("serves");
+    let rpc = RpcClient::new(client().await, Duration::from_secs(10));
+    let slower = (rpc::RESEND_AFTER * 2).as_millis() as u64;
+    assert_eq!(
+        rpc.call::<_, u64, ApiError>(slow, &slower, None).await,
+        Ok(slower)
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "run once");
+    assert!(shutdown.complete(Duration::from_secs(5)).await, "drains");
+}

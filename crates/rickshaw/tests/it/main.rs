@@ -17,6 +17,7 @@ mod payments;
 mod persistence;
 mod product_flow;
 mod ratings;
+mod rpc;
 mod socketio_interop;
 mod traces;
 mod web_apps;
