@@ -155,7 +155,7 @@ async fn start_instance(progress: &impl Fn(&str)) -> anyhow::Result<(Instance, S
         .kill_on_drop(true)
         .spawn()
         .context("starting `rickshaw up`")?;
-    let instance = Instance { child, dir };
+    let mut instance = Instance { child, dir };
     let url = format!("http://127.0.0.1:{port}");
     progress(&format!("started `rickshaw up` on {url}"));
     let client = reqwest::Client::new();
@@ -166,13 +166,27 @@ async fn start_instance(progress: &impl Fn(&str)) -> anyhow::Result<(Instance, S
         {
             return Ok((instance, url));
         }
+        // The directory (and its log) goes with the instance: what it said is in the error.
+        if let Some(status) = instance.child.try_wait()? {
+            anyhow::bail!(
+                "`rickshaw up` exited ({status}) before it was ready; its log ends:\n{}",
+                log_tail(&instance.dir)
+            );
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the instance was not ready within 60 s (its log: {})",
-            instance.dir.join("instance.log").display()
+            "the instance was not ready within 60 s; its log ends:\n{}",
+            log_tail(&instance.dir)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The last lines of the instance's log.
+fn log_tail(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("instance.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// The `n`-th request of the mix: even numbers post a rider, odd ones a driver.
