@@ -28,8 +28,11 @@ const SCALING: f64 = 5.0;
 /// Bids a row at the finest ε before ε is made coarser (a price war in a crowd).
 const BIDS_PER_ROW: usize = 3;
 /// Bids a row at a fifth of the longest edge before ε jumps to a fifth of the unmatched cost
-/// (a war over who goes unserved).
-const WAR_BIDS_PER_ROW: usize = 64;
+/// (a war over who goes unserved). Where riders outnumber drivers with no radius every bid of
+/// this budget is wasted; where drivers are to spare a war over the farther driver may need a
+/// few dozen. 20 measured 1.4–1.9× faster than 64 in the first case (7k and 10k riders, 0.7
+/// drivers each) and the same in the second; 8 lost a third in the second (docs/BENCHMARKS.md).
+const WAR_BIDS_PER_ROW: usize = 20;
 
 /// Solves the graph with leaving a row unmatched costing `unmatched_cost`, to within `epsilon`
 /// a row (a positive distance; the last phase's ε). Rows with no edge are left unmatched.
