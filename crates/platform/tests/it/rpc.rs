@@ -123,7 +123,8 @@ async fn a_call_carries_its_token_and_its_error_comes_back_typed() {
 }
 
 /// A call slower than the resend interval is waited for, not sent twice: its instance says it has
-/// it. A request that no instance answers or acknowledges in that interval is sent again.
+/// it. (That a request nobody acknowledges is sent again is rickshaw's `tests/it/rpc.rs`, on a
+/// NATS cluster, where requests are lost.)
 #[tokio::test]
 async fn a_slow_call_is_waited_for_and_run_once() {
     use std::sync::Arc;
