@@ -74,6 +74,9 @@ pub struct Deps {
     /// The clients of the services this process knows so far, by type (for example
     /// `Arc<dyn TripApi>`): local when the service was started here, remote otherwise.
     clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    /// The process's one client for calls to other processes (distributed mode): its clones
+    /// share one subscription for their replies.
+    rpc: Option<crate::rpc::RpcClient>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -93,6 +96,13 @@ impl Deps {
         shutdown: Shutdown,
         health: crate::http::Health,
     ) -> Self {
+        let rpc = match &backends {
+            Backends::Distributed { nats, .. } => Some(crate::rpc::RpcClient::new(
+                nats.clone(),
+                std::time::Duration::from_millis(config.nats.request_timeout_ms),
+            )),
+            Backends::Embedded { .. } => None,
+        };
         Self {
             config,
             local_addr,
@@ -101,6 +111,7 @@ impl Deps {
             shutdown,
             health,
             clients: Mutex::default(),
+            rpc,
         }
     }
 
@@ -136,15 +147,11 @@ impl Deps {
         }
     }
 
-    /// A client for calls to services in other processes (distributed mode), with the
-    /// configured deadline (`nats.request_timeout_ms`).
+    /// The client for calls to services in other processes (distributed mode), with the
+    /// configured deadline (`nats.request_timeout_ms`); every service of the process gets a
+    /// clone of the same one, so their replies come to one subscription.
     pub fn rpc(&self) -> Option<crate::rpc::RpcClient> {
-        self.nats().map(|nats| {
-            crate::rpc::RpcClient::new(
-                nats.clone(),
-                std::time::Duration::from_millis(self.config.nats.request_timeout_ms),
-            )
-        })
+        self.rpc.clone()
     }
 
     pub fn is_embedded(&self) -> bool {
