@@ -5,7 +5,9 @@
 
 use domain::{AccountId, EventId, Timestamp, TripId};
 use platform::clock;
-use platform::store::{EmbeddedMigration, PgPool, SqlitePool, migrate_postgres, migrate_sqlite};
+use platform::store::{
+    EmbeddedMigration, PgPool, SqlitePool, Writes, migrate_postgres, migrate_sqlite,
+};
 use sqlx::Row;
 
 use crate::record::{Actor, ActorKind, Recorded};
@@ -36,16 +38,18 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The log's database: SQLite's pool to read with and its writes (group-committed, so the
+/// audited subjects' consumers share a commit), or PostgreSQL's pool.
 #[derive(Clone, Debug)]
 pub enum AuditStore {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Writes<sqlx::Sqlite>),
     Postgres(PgPool),
 }
 
 macro_rules! on_pool {
     ($self:expr, $pool:ident => $body:expr) => {
         match $self {
-            AuditStore::Sqlite($pool) => $body,
+            AuditStore::Sqlite($pool, _) => $body,
             AuditStore::Postgres($pool) => $body,
         }
     };
@@ -70,10 +74,10 @@ const QUERY: &str = "SELECT seq, event_id, subject, kind, occurred_at, actor_kin
      AND (e.occurred_at > $7 OR (e.occurred_at = $7 AND e.seq > $8)) \
      ORDER BY e.occurred_at, e.seq LIMIT $9";
 
-/// The batch insert, on either pool: each event once; the rows of those already there skipped.
+/// The batch insert, on either database's connection (in a transaction): each event once; the
+/// rows of those already there skipped.
 macro_rules! record_in {
-    ($pool:expr, $batch:expr) => {{
-        let mut tx = $pool.begin().await?;
+    ($tx:expr, $batch:expr) => {{
         let mut inserted = 0_u64;
         let now = clock::now().as_millis();
         for r in $batch {
@@ -91,7 +95,7 @@ macro_rules! record_in {
                 .bind(accounts)
                 .bind(data)
                 .bind(now)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *$tx)
                 .await?;
             let Some((seq,)) = seq else { continue };
             inserted += 1;
@@ -100,11 +104,10 @@ macro_rules! record_in {
                     .bind(account.to_string())
                     .bind(r.envelope.occurred_at.as_millis())
                     .bind(seq)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
             }
         }
-        tx.commit().await?;
         inserted
     }};
 }
@@ -115,7 +118,10 @@ impl AuditStore {
         migrate_sqlite(&pool, SQLITE_MIGRATIONS)
             .await
             .map_err(|e| StoreError(format!("migrating the audit database: {e}")))?;
-        Ok(Self::Sqlite(pool))
+        let writes = Writes::sqlite(&pool, "audit-db")
+            .await
+            .map_err(|e| StoreError(format!("opening the audit database's writer: {e}")))?;
+        Ok(Self::Sqlite(pool, writes))
     }
 
     /// Connects with `search_path = audit` (the schema is created if missing); not migrated.
@@ -129,7 +135,7 @@ impl AuditStore {
     /// Applies pending migrations (PostgreSQL; SQLite migrates when opened).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(_) => Ok(()),
+            Self::Sqlite(..) => Ok(()),
             Self::Postgres(pool) => migrate_postgres(pool, POSTGRES_MIGRATIONS)
                 .await
                 .map_err(|e| StoreError(format!("migrating the audit schema: {e}"))),
@@ -138,7 +144,20 @@ impl AuditStore {
 
     /// Records `batch` in one transaction; how many were new.
     pub async fn record(&self, batch: &[Recorded]) -> Result<u64, StoreError> {
-        Ok(on_pool!(self, pool => record_in!(pool, batch)))
+        match self {
+            Self::Sqlite(_, writes) => {
+                let batch = batch.to_vec();
+                writes
+                    .transaction(move |conn| Box::pin(async move { Ok(record_in!(conn, &batch)) }))
+                    .await
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let inserted = record_in!(tx, batch);
+                tx.commit().await?;
+                Ok(inserted)
+            }
+        }
     }
 
     /// Up to `limit` entries matching `query`, oldest first, each with its cursor.
@@ -171,7 +190,13 @@ impl AuditStore {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await);
+        match self {
+            Self::Sqlite(pool, writes) => {
+                writes.pool().close().await;
+                pool.close().await;
+            }
+            Self::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

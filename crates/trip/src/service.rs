@@ -242,8 +242,9 @@ impl TripService {
         }
         let mut offered = 0;
         // A few dozen offers a transaction: one commit for many, while the other writers
-        // (accepts, bookings) still get the database between two chunks of a large round. Where
-        // the database commits in parallel (PostgreSQL), several chunks are written at once.
+        // (accepts, bookings) still get the database between two chunks of a large round.
+        // Several chunks are written at once: PostgreSQL commits them in parallel, SQLite in one
+        // group commit.
         let mut chunks = Vec::new();
         let mut rest = changes;
         while !rest.is_empty() {

@@ -297,29 +297,34 @@ macro_rules! impl_payment_store {
                 events: &[Envelope],
                 refund: Option<(&str, u64)>,
             ) -> Result<RefundWrite, StoreError> {
-                let (this, r, ledger, events) =
-                    (self.clone(), r.clone(), ledger.to_vec(), events.to_vec());
+                let (r, ledger, events) = (r.clone(), ledger.to_vec(), events.to_vec());
                 let refund = refund.map(|(id, amount)| (id.to_owned(), amount));
                 self.writes
-                    .run(move |_| async move {
-                        let refund = refund.as_ref().map(|(id, amount)| (id.as_str(), *amount));
-                        this.change_here(&r, expected_version, &ledger, &events, refund)
-                            .await
+                    .transaction(move |conn| {
+                        Box::pin(async move {
+                            let refund =
+                                refund.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+                            Self::change_in(conn, &r, expected_version, &ledger, &events, refund)
+                                .await
+                        })
                     })
                     .await
             }
 
-            /// [`Self::change`], where the store's writes run (`Writes`: SQLite's writer
-            /// connection on its lane; PostgreSQL's pool here).
-            async fn change_here(
-                &self,
+            /// [`Self::change`]'s transaction body, run where the store's writes run (`Writes`:
+            /// a savepoint of SQLite's group commit on its lane; PostgreSQL's pool here).
+            async fn change_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
                 r: &PaymentRecord,
                 expected_version: u64,
                 ledger: &[Transaction],
                 events: &[Envelope],
                 refund: Option<(&str, u64)>,
             ) -> Result<RefundWrite, StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
+                use sqlx::Connection;
+                // A savepoint of its own: a refund already recorded, or a payment changed
+                // meanwhile, is an answer that leaves nothing written.
+                let mut tx = conn.begin().await?;
                 if let Some((refund_id, amount)) = refund {
                     let new = sqlx::query(
                         "INSERT INTO payment_refunds (refund_id, trip_id, amount, at) \
@@ -408,7 +413,7 @@ macro_rules! impl_payment_store {
             async fn insert(&self, r: &PaymentRecord) -> Result<bool, StoreError> {
                 let r = r.clone();
                 self.writes
-                    .run(move |pool| async move {
+                    .transaction(move |conn| Box::pin(async move {
                         let done = sqlx::query(concat!(
                             "INSERT INTO payments (",
                             columns!(),
@@ -428,10 +433,10 @@ macro_rules! impl_payment_store {
                         .bind(signed(r.version))
                         .bind(r.created_at.as_millis())
                         .bind(r.updated_at.as_millis())
-                        .execute(&pool)
+                        .execute(&mut *conn)
                         .await?;
                         Ok(done.rows_affected() == 1)
-                    })
+                    }))
                     .await
             }
 
@@ -532,7 +537,7 @@ macro_rules! impl_payment_store {
             ) -> Result<bool, StoreError> {
                 let (event, kind) = (event.to_owned(), kind.to_owned());
                 self.writes
-                    .run(move |pool| async move {
+                    .transaction(move |conn| Box::pin(async move {
                         let done = sqlx::query(
                             "INSERT INTO webhook_events (event_id, type, received_at) VALUES ($1, $2, $3) \
                              ON CONFLICT (event_id) DO NOTHING",
@@ -540,10 +545,10 @@ macro_rules! impl_payment_store {
                         .bind(&event)
                         .bind(&kind)
                         .bind(at.as_millis())
-                        .execute(&pool)
+                        .execute(&mut *conn)
                         .await?;
                         Ok(done.rows_affected() == 1)
-                    })
+                    }))
                     .await
             }
 

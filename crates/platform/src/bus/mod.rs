@@ -348,9 +348,10 @@ pub async fn consume<E, F, Fut>(
 /// [`consume`] with up to `limit` events handled at once, for a handler that waits on something
 /// slow (another service, a payment provider) for some events only: while one waits, the next
 /// are taken, so the consumer's queue does not fill behind it (on the in-process bus a full
-/// queue refuses every publish of the subject, to every consumer). Order is kept only within
-/// `limit = 1`; each event is acked or redelivered on its own. Stopping, it waits for the events
-/// in hand.
+/// queue refuses every publish of the subject, to every consumer). An event whose handling
+/// finishes without waiting takes no place, so even `limit` slow ones do not hold up those the
+/// handler skips. Order is kept only within `limit = 1`; each event is acked or redelivered on
+/// its own. Stopping, it waits for the events in hand.
 pub async fn consume_concurrently<E, F, Fut>(
     mut subscription: Subscription,
     shutdown: CancellationToken,
@@ -362,14 +363,27 @@ pub async fn consume_concurrently<E, F, Fut>(
     F: FnMut(E, Envelope) -> Fut + Send,
     Fut: Future<Output = Handled> + Send,
 {
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
+    let limit = limit.max(1);
     let mut running = futures_util::stream::FuturesUnordered::new();
+    // An event taken while every place was busy, whose handling did not finish at once: it waits
+    // for a place, and nothing more is taken meanwhile.
+    let mut parked = None;
     // Registered once: a lookup by name and label for every event costs more than the handling
     // of some.
     let lag_gauge = metrics::gauge!("bus_consumer_lag", "consumer" => consumer);
     let duration = metrics::histogram!("bus_handle_duration_seconds", "consumer" => consumer);
     loop {
-        if running.len() >= limit.max(1) {
+        if running.len() < limit
+            && let Some(handling) = parked.take()
+        {
+            running.push(handling);
+        }
+        // One at a time keeps the order: nothing is taken while an event is in hand. Several
+        // at a time, an event is taken even when every place is busy, in case it is handled
+        // at once (most of a subject's events, for a handler that skips them).
+        let busy = running.len() >= limit && (limit == 1 || parked.is_some());
+        if busy {
             running.next().await;
             continue;
         }
@@ -382,12 +396,22 @@ pub async fn consume_concurrently<E, F, Fut>(
                     // still holds.
                     let lag = delivery.pending.unwrap_or(0) + subscription.queued() as u64;
                     lag_gauge.set(lag as f64);
-                    running.push(handle_one(delivery, consumer, duration.clone(), &mut handler));
+                    let mut handling =
+                        Box::pin(handle_one(delivery, consumer, duration.clone(), &mut handler));
+                    // Handled at once (or started): a place is taken only by what must wait.
+                    if (&mut handling).now_or_never().is_none() {
+                        if running.len() < limit {
+                            running.push(handling);
+                        } else {
+                            parked = Some(handling);
+                        }
+                    }
                 }
                 None => break,
             },
         }
     }
+    running.extend(parked);
     while running.next().await.is_some() {}
 }
 
@@ -625,10 +649,11 @@ mod tests {
     }
 
     /// Publishes `count` numbered events to a durable group, and runs `limit` handlers at once
-    /// over them, the first waiting until released; returns what the handlers report (the
-    /// numbers handled, in order), the release, and the shutdown.
+    /// over them, the first `stuck` waiting until released; returns what the handlers report
+    /// (the numbers handled, in order), the release, and the shutdown.
     async fn with_the_first_stuck(
         count: u32,
+        stuck: u32,
         limit: usize,
     ) -> (
         tokio::sync::mpsc::UnboundedReceiver<u32>,
@@ -657,7 +682,7 @@ mod tests {
             move |event: Numbered, _| {
                 let (mut released, handled) = (released.clone(), handled.clone());
                 async move {
-                    if event.n == 0 {
+                    if event.n < stuck {
                         let _ = released.wait_for(|go| *go).await;
                     }
                     let _ = handled.send(event.n);
@@ -678,7 +703,7 @@ mod tests {
     /// A slow event holds one of the `limit` places: the next events are handled meanwhile.
     #[tokio::test]
     async fn a_slow_event_does_not_hold_up_the_next_ones_within_the_limit() {
-        let (mut report, release, shutdown, consumer) = with_the_first_stuck(8, 4).await;
+        let (mut report, release, shutdown, consumer) = with_the_first_stuck(8, 1, 4).await;
         let mut handled = Vec::new();
         for _ in 1..8 {
             handled.push(next_handled(&mut report).await);
@@ -691,10 +716,29 @@ mod tests {
         consumer.await.expect("stops");
     }
 
+    /// Every place taken by a slow event: the next events that are handled at once (those a
+    /// handler skips) are still taken and handled, so the queue does not fill behind the slow.
+    #[tokio::test]
+    async fn events_handled_at_once_pass_a_full_set_of_slow_ones() {
+        let (mut report, release, shutdown, consumer) = with_the_first_stuck(10, 2, 2).await;
+        for n in 2..10 {
+            assert_eq!(next_handled(&mut report).await, n);
+        }
+        release.send(true).expect("released");
+        let mut slow = [
+            next_handled(&mut report).await,
+            next_handled(&mut report).await,
+        ];
+        slow.sort_unstable();
+        assert_eq!(slow, [0, 1]);
+        shutdown.cancel();
+        consumer.await.expect("stops");
+    }
+
     /// One at a time (`consume`): in order, and nothing passes the event being handled.
     #[tokio::test]
     async fn one_at_a_time_keeps_the_order() {
-        let (mut report, release, shutdown, consumer) = with_the_first_stuck(3, 1).await;
+        let (mut report, release, shutdown, consumer) = with_the_first_stuck(3, 1, 1).await;
         assert!(
             tokio::time::timeout(Duration::from_millis(300), report.recv())
                 .await

@@ -44,7 +44,7 @@ macro_rules! impl_provider_store {
         impl $store {
             /// Each event as a pending delivery, due at once (same transaction as the change).
             async fn insert_events(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
                 let now = platform::clock::now().as_millis();
@@ -59,7 +59,7 @@ macro_rules! impl_provider_store {
                     .bind(kind)
                     .bind(body)
                     .bind(now)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
                 }
                 Ok(())
@@ -67,7 +67,7 @@ macro_rules! impl_provider_store {
 
             /// Replaces the intent if it is still at `expected_version`; the new version.
             async fn compare_and_set(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 next: &crate::model::PaymentIntent,
                 expected_version: u64,
             ) -> Result<u64, super::StoreError> {
@@ -81,7 +81,7 @@ macro_rules! impl_provider_store {
                 .bind(sql::encode(next)?)
                 .bind(&next.id)
                 .bind(sql::version(expected_version)?)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if changed != 1 {
@@ -90,16 +90,15 @@ macro_rules! impl_provider_store {
                 Ok(version)
             }
 
-            // The writes, as they run where the store's writes run (`Writes`: SQLite's writer
-            // connection on its lane; PostgreSQL's pool here). `ProviderStore`'s methods send
-            // them there.
+            // The writes: transaction bodies, run where the store's writes run (`Writes`: a
+            // savepoint of SQLite's group commit on its lane; a transaction of PostgreSQL's pool
+            // here), which commits or rolls back each. `ProviderStore`'s methods send them there.
 
-            async fn insert_intent_here(
-                &self,
+            async fn insert_intent_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 intent: &crate::model::PaymentIntent,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
                 sqlx::query(
                     "INSERT INTO payment_intents (id, status, version, created, expires_at, body) \
                      VALUES ($1, $2, 1, $3, $4, $5)",
@@ -109,35 +108,31 @@ macro_rules! impl_provider_store {
                 .bind(intent.created)
                 .bind(intent.authorization_expires_at)
                 .bind(sql::encode(intent)?)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-                Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
+                Self::insert_events(conn, events).await?;
                 Ok(())
             }
 
-            async fn update_intent_here(
-                &self,
+            async fn update_intent_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 next: &crate::model::PaymentIntent,
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<u64, super::StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
-                let version = Self::compare_and_set(&mut tx, next, expected_version).await?;
-                Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
+                let version = Self::compare_and_set(conn, next, expected_version).await?;
+                Self::insert_events(conn, events).await?;
                 Ok(version)
             }
 
-            async fn insert_refund_here(
-                &self,
+            async fn insert_refund_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 refund: &crate::model::Refund,
                 intent: &crate::model::PaymentIntent,
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
-                Self::compare_and_set(&mut tx, intent, expected_version).await?;
+                Self::compare_and_set(conn, intent, expected_version).await?;
                 sqlx::query(
                     "INSERT INTO refunds (id, payment_intent, created, body) VALUES ($1, $2, $3, $4)",
                 )
@@ -145,15 +140,14 @@ macro_rules! impl_provider_store {
                 .bind(&refund.payment_intent)
                 .bind(refund.created)
                 .bind(sql::encode(refund)?)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-                Self::insert_events(&mut tx, events).await?;
-                tx.commit().await?;
+                Self::insert_events(conn, events).await?;
                 Ok(())
             }
 
-            async fn begin_request_here(
-                &self,
+            async fn begin_request_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 request: &super::KeyedRequest,
                 times: super::KeyTimes,
             ) -> Result<super::Begun, super::StoreError> {
@@ -172,7 +166,7 @@ macro_rules! impl_provider_store {
                     .bind(&owner)
                     .bind(times.now_ms)
                     .bind(times.lease_until_ms)
-                    .execute(self.writes.pool())
+                    .execute(&mut *conn)
                     .await?
                     .rows_affected();
                     if inserted == 1 {
@@ -185,7 +179,7 @@ macro_rules! impl_provider_store {
                         )
                         .bind(&request.scope)
                         .bind(&request.key)
-                        .fetch_optional(self.writes.pool())
+                        .fetch_optional(&mut *conn)
                         .await?;
                     let Some((fingerprint, held_by, created_ms, locked_until_ms, status, body)) =
                         row
@@ -207,7 +201,7 @@ macro_rules! impl_provider_store {
                         .bind(&request.scope)
                         .bind(&request.key)
                         .bind(&held_by)
-                        .execute(self.writes.pool())
+                        .execute(&mut *conn)
                         .await?
                         .rows_affected();
                         if taken == 1 {
@@ -232,8 +226,8 @@ macro_rules! impl_provider_store {
                 Ok(super::Begun::InFlight)
             }
 
-            async fn finish_request_here(
-                &self,
+            async fn finish_request_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 request: &super::KeyedRequest,
                 owner: &str,
                 status: u16,
@@ -248,13 +242,13 @@ macro_rules! impl_provider_store {
                 .bind(&request.scope)
                 .bind(&request.key)
                 .bind(owner)
-                .execute(self.writes.pool())
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
             }
 
-            async fn release_request_here(
-                &self,
+            async fn release_request_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 request: &super::KeyedRequest,
                 owner: &str,
             ) -> Result<(), super::StoreError> {
@@ -265,21 +259,24 @@ macro_rules! impl_provider_store {
                 .bind(&request.scope)
                 .bind(&request.key)
                 .bind(owner)
-                .execute(self.writes.pool())
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
             }
 
-            async fn forget_requests_here(&self, before_ms: i64) -> Result<u64, super::StoreError> {
+            async fn forget_requests_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                before_ms: i64,
+            ) -> Result<u64, super::StoreError> {
                 Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_ms < $1")
                     .bind(before_ms)
-                    .execute(self.writes.pool())
+                    .execute(&mut *conn)
                     .await?
                     .rows_affected())
             }
 
-            async fn claim_deliveries_here(
-                &self,
+            async fn claim_deliveries_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 now_ms: i64,
                 limit: u32,
                 claim_until_ms: i64,
@@ -291,7 +288,7 @@ macro_rules! impl_provider_store {
                 )
                 .bind(now_ms)
                 .bind(i64::from(limit))
-                .fetch_all(self.writes.pool())
+                .fetch_all(&mut *conn)
                 .await?;
                 let mut claimed = Vec::with_capacity(due.len());
                 for (id, seen_next_attempt) in due {
@@ -306,7 +303,7 @@ macro_rules! impl_provider_store {
                     .bind(claim_until_ms)
                     .bind(id)
                     .bind(seen_next_attempt)
-                    .fetch_optional(self.writes.pool())
+                    .fetch_optional(&mut *conn)
                     .await?;
                     if let Some((event_id, body, attempts)) = row {
                         claimed.push(super::Delivery {
@@ -320,8 +317,8 @@ macro_rules! impl_provider_store {
                 Ok(claimed)
             }
 
-            async fn delivery_succeeded_here(
-                &self,
+            async fn delivery_succeeded_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 id: i64,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
@@ -332,13 +329,13 @@ macro_rules! impl_provider_store {
                 .bind(super::DeliveryState::Delivered.as_str())
                 .bind(at_ms)
                 .bind(id)
-                .execute(self.writes.pool())
+                .execute(&mut *conn)
                 .await?;
                 Ok(())
             }
 
-            async fn delivery_failed_here(
-                &self,
+            async fn delivery_failed_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 id: i64,
                 error: &str,
                 retry_at_ms: Option<i64>,
@@ -353,7 +350,7 @@ macro_rules! impl_provider_store {
                         .bind(retry_at)
                         .bind(error)
                         .bind(id)
-                        .execute(self.writes.pool())
+                        .execute(&mut *conn)
                         .await?
                     }
                     None => {
@@ -365,20 +362,23 @@ macro_rules! impl_provider_store {
                         .bind(at_ms)
                         .bind(error)
                         .bind(id)
-                        .execute(self.writes.pool())
+                        .execute(&mut *conn)
                         .await?
                     }
                 };
                 Ok(())
             }
 
-            async fn forget_deliveries_here(&self, before_ms: i64) -> Result<u64, super::StoreError> {
+            async fn forget_deliveries_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                before_ms: i64,
+            ) -> Result<u64, super::StoreError> {
                 Ok(sqlx::query(
                     "DELETE FROM webhook_deliveries \
                      WHERE state IN ('delivered', 'failed') AND finished_ms < $1",
                 )
                 .bind(before_ms)
-                .execute(self.writes.pool())
+                .execute(&mut *conn)
                 .await?
                 .rows_affected())
             }
@@ -392,9 +392,8 @@ macro_rules! impl_provider_store {
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
                 let (intent, events) = (intent.clone(), events.to_vec());
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.insert_intent_here(&intent, &events).await })
+                    .transaction(move |conn| Box::pin(async move { Self::insert_intent_in(conn, &intent, &events).await }))
                     .await
             }
 
@@ -423,11 +422,10 @@ macro_rules! impl_provider_store {
                 events: &[crate::model::Event],
             ) -> Result<u64, super::StoreError> {
                 let (next, events) = (next.clone(), events.to_vec());
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move {
-                        this.update_intent_here(&next, expected_version, &events).await
-                    })
+                    .transaction(move |conn| Box::pin(async move {
+                        Self::update_intent_in(conn, &next, expected_version, &events).await
+                    }))
                     .await
             }
 
@@ -439,11 +437,10 @@ macro_rules! impl_provider_store {
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
                 let (refund, intent, events) = (refund.clone(), intent.clone(), events.to_vec());
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move {
-                        this.insert_refund_here(&refund, &intent, expected_version, &events).await
-                    })
+                    .transaction(move |conn| Box::pin(async move {
+                        Self::insert_refund_in(conn, &refund, &intent, expected_version, &events).await
+                    }))
                     .await
             }
 
@@ -489,9 +486,8 @@ macro_rules! impl_provider_store {
                 times: super::KeyTimes,
             ) -> Result<super::Begun, super::StoreError> {
                 let request = request.clone();
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.begin_request_here(&request, times).await })
+                    .transaction(move |conn| Box::pin(async move { Self::begin_request_in(conn, &request, times).await }))
                     .await
             }
 
@@ -503,11 +499,10 @@ macro_rules! impl_provider_store {
                 body: &str,
             ) -> Result<(), super::StoreError> {
                 let (request, owner, body) = (request.clone(), owner.to_owned(), body.to_owned());
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move {
-                        this.finish_request_here(&request, &owner, status, &body).await
-                    })
+                    .transaction(move |conn| Box::pin(async move {
+                        Self::finish_request_in(conn, &request, &owner, status, &body).await
+                    }))
                     .await
             }
 
@@ -517,16 +512,14 @@ macro_rules! impl_provider_store {
                 owner: &str,
             ) -> Result<(), super::StoreError> {
                 let (request, owner) = (request.clone(), owner.to_owned());
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.release_request_here(&request, &owner).await })
+                    .transaction(move |conn| Box::pin(async move { Self::release_request_in(conn, &request, &owner).await }))
                     .await
             }
 
             async fn forget_requests(&self, before_ms: i64) -> Result<u64, super::StoreError> {
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.forget_requests_here(before_ms).await })
+                    .transaction(move |conn| Box::pin(async move { Self::forget_requests_in(conn, before_ms).await }))
                     .await
             }
 
@@ -536,11 +529,10 @@ macro_rules! impl_provider_store {
                 limit: u32,
                 claim_until_ms: i64,
             ) -> Result<Vec<super::Delivery>, super::StoreError> {
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move {
-                        this.claim_deliveries_here(now_ms, limit, claim_until_ms).await
-                    })
+                    .transaction(move |conn| Box::pin(async move {
+                        Self::claim_deliveries_in(conn, now_ms, limit, claim_until_ms).await
+                    }))
                     .await
             }
 
@@ -549,9 +541,8 @@ macro_rules! impl_provider_store {
                 id: i64,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.delivery_succeeded_here(id, at_ms).await })
+                    .transaction(move |conn| Box::pin(async move { Self::delivery_succeeded_in(conn, id, at_ms).await }))
                     .await
             }
 
@@ -563,11 +554,10 @@ macro_rules! impl_provider_store {
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
                 let error = error.to_owned();
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move {
-                        this.delivery_failed_here(id, &error, retry_at_ms, at_ms).await
-                    })
+                    .transaction(move |conn| Box::pin(async move {
+                        Self::delivery_failed_in(conn, id, &error, retry_at_ms, at_ms).await
+                    }))
                     .await
             }
 
@@ -595,9 +585,8 @@ macro_rules! impl_provider_store {
             }
 
             async fn forget_deliveries(&self, before_ms: i64) -> Result<u64, super::StoreError> {
-                let this = self.clone();
                 self.writes
-                    .run(move |_| async move { this.forget_deliveries_here(before_ms).await })
+                    .transaction(move |conn| Box::pin(async move { Self::forget_deliveries_in(conn, before_ms).await }))
                     .await
             }
         }

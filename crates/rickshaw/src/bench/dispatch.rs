@@ -159,8 +159,47 @@ pub struct DispatchReport {
     pub notices_relayed: u64,
     /// Publishes the in-process bus refused during the run, by the consumer that was behind.
     pub refused_by: BTreeMap<String, u64>,
+    /// SQLite's group commits during the run, by database: how many commits, and how many
+    /// transactions they carried (`store_group_commit_size`).
+    pub group_commits: BTreeMap<String, GroupCommits>,
     /// Failed calls, by `call status` (with one message of each).
     pub errors: BTreeMap<String, (u64, String)>,
+}
+
+/// The group commits of one database during a run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct GroupCommits {
+    pub commits: u64,
+    pub transactions: u64,
+}
+
+/// `store_group_commit_size`'s count and sum by database, in the process's metrics.
+fn group_commits() -> BTreeMap<String, GroupCommits> {
+    let mut by_database = BTreeMap::<String, GroupCommits>::new();
+    for line in platform::telemetry::metrics_handle().render().lines() {
+        let (field, rest) = if let Some(rest) = line.strip_prefix("store_group_commit_size_count{")
+        {
+            (0, rest)
+        } else if let Some(rest) = line.strip_prefix("store_group_commit_size_sum{") {
+            (1, rest)
+        } else {
+            continue;
+        };
+        let database = rest
+            .split("database=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        if let Some(value) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) {
+            let entry = by_database.entry(database.to_owned()).or_default();
+            if field == 0 {
+                entry.commits = value as u64;
+            } else {
+                entry.transactions = value as u64;
+            }
+        }
+    }
+    by_database
 }
 
 /// One trip's times.
@@ -747,6 +786,7 @@ async fn measure(
     ));
 
     let before = RoundFigures::now();
+    let commits_before = group_commits();
     progress(&format!(
         "booking {} cars a second for {:?}…",
         args.rate, args.duration
@@ -807,6 +847,12 @@ async fn measure(
     ));
     tokio::time::sleep(drain).await;
     let rounds = RoundFigures::now().since(before);
+    let mut commits = group_commits();
+    for (database, during) in &mut commits {
+        let before = commits_before.get(database).copied().unwrap_or_default();
+        during.commits -= before.commits;
+        during.transactions -= before.transactions;
+    }
     stop.cancel();
     for system in serving {
         let _ = system.await;
@@ -859,6 +905,7 @@ async fn measure(
         lost_claims: rounds.lost_claims as u64,
         notices_relayed: rounds.notices_relayed as u64,
         refused_by: refused_by_consumer(),
+        group_commits: commits,
         errors: ledger.errors,
     })
 }
@@ -912,6 +959,21 @@ pub fn table(report: &DispatchReport) -> String {
                 "\n  refused {count} publishes: {consumer} was behind"
             ));
         }
+    }
+    if !report.group_commits.is_empty() {
+        let each = report
+            .group_commits
+            .iter()
+            .map(|(database, c)| {
+                format!(
+                    "{database} {} ({:.1} transactions each)",
+                    c.commits,
+                    c.transactions as f64 / c.commits.max(1) as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!("\ncommits     {each}"));
     }
     for (call, (count, example)) in &report.errors {
         out.push_str(&format!("\nerrors {call}: {count} (e.g. {example})"));

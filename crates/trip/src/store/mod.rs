@@ -118,7 +118,8 @@ impl From<sqlx::Error> for StoreError {
 trait Backend {
     type Db: sqlx::Database;
     /// Write transactions worth running at once: PostgreSQL commits them in parallel; SQLite
-    /// has one writer, and a second only waits for the lock.
+    /// runs them one after another, but those queued together share one commit (the group
+    /// commit of `platform::store::Writes`), so a round's chunks are queued a few at a time.
     const CONCURRENT_WRITES: usize;
 }
 

@@ -71,7 +71,7 @@ macro_rules! impl_trip_store {
         impl $store {
             /// Replaces the trip if it is still at `expected_version` (`Stale` otherwise).
             async fn compare_and_set(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 next: &super::TripRecord,
                 expected_version: u64,
             ) -> Result<(), super::StoreError> {
@@ -89,7 +89,7 @@ macro_rules! impl_trip_store {
                 .bind(sql::encode(next)?)
                 .bind(sql::id_text(&next.id))
                 .bind(sql::version(expected_version)?)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if changed != 1 {
@@ -101,7 +101,7 @@ macro_rules! impl_trip_store {
             /// One change of `update_many`'s careful path: the trip's compare-and-set, then its
             /// notices.
             async fn apply(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 change: &super::Change,
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 Self::compare_and_set(tx, &change.next, change.expected_version).await?;
@@ -114,7 +114,7 @@ macro_rules! impl_trip_store {
             /// refusal if one meets a unique index: the caller rolls back and takes the careful
             /// path.
             async fn apply_all(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 changes: &[super::Change],
             ) -> Result<Vec<Vec<super::Stored>>, super::StoreError> {
                 let mut rows = Vec::with_capacity(changes.len());
@@ -154,7 +154,7 @@ macro_rules! impl_trip_store {
                      RETURNING trips.id",
                 );
                 let changed: Vec<String> =
-                    update.build_query_scalar().fetch_all(&mut **tx).await?;
+                    update.build_query_scalar().fetch_all(&mut *tx).await?;
                 if changed.len() != changes.len() {
                     return Err(super::StoreError::Stale);
                 }
@@ -171,7 +171,7 @@ macro_rules! impl_trip_store {
 
             /// The notices of one trip in the log, each with its outbox row (same transaction).
             async fn insert_notices(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 trip: domain::TripId,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
@@ -182,7 +182,7 @@ macro_rules! impl_trip_store {
             /// `notices` (each with its trip) in the log, then their outbox rows: one statement
             /// each, returned in order.
             async fn insert_all_notices(
-                tx: &mut sqlx::Transaction<'_, <Self as super::Backend>::Db>,
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 notices: &[(domain::TripId, &super::NewNotice)],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 if notices.is_empty() {
@@ -212,7 +212,7 @@ macro_rules! impl_trip_store {
                         .push_bind(row.5);
                 });
                 insert.push(" RETURNING id");
-                let mut ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut **tx).await?;
+                let mut ids: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
                 // One statement numbers its rows in the order of its VALUES; RETURNING need not
                 // list them in that order.
                 ids.sort_unstable();
@@ -237,7 +237,7 @@ macro_rules! impl_trip_store {
                             .map_err(|e| super::StoreError::Backend(e.to_string()))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let outbox = platform::outbox::write_many(&mut **tx, &envelopes).await?;
+                let outbox = platform::outbox::write_many(&mut *tx, &envelopes).await?;
                 Ok(notices
                     .into_iter()
                     .zip(outbox)
@@ -245,15 +245,15 @@ macro_rules! impl_trip_store {
                     .collect())
             }
 
-            // The writes, as they run on the store's lane (`TripStore`'s methods send them
-            // there): on the writer connection, whose queue is the order they commit in.
+            // The writes: transaction bodies, run where the store's writes run (`Writes`: a
+            // savepoint of SQLite's group commit on its lane; a transaction of PostgreSQL's pool
+            // here), which commits or rolls back each. `TripStore`'s methods send them there.
 
-            async fn create_here(
-                &self,
+            async fn create_in(
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
                 sqlx::query(
                     "INSERT INTO trips (id, quote_id, rider_id, driver_id, active_driver, \
                      open_rider, status, version, requested_at, updated_at, body) \
@@ -272,37 +272,33 @@ macro_rules! impl_trip_store {
                 .bind(sql::encode(record)?)
                 .execute(&mut *tx)
                 .await?;
-                let stored = Self::insert_notices(&mut tx, record.id, notices).await?;
-                tx.commit().await?;
-                Ok(stored)
+                Self::insert_notices(tx, record.id, notices).await
             }
 
-            async fn update_here(
-                &self,
+            async fn update_in(
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 next: &super::TripRecord,
                 expected_version: u64,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let mut tx = self.writes.pool().begin().await?;
-                Self::compare_and_set(&mut tx, next, expected_version).await?;
-                let stored = Self::insert_notices(&mut tx, next.id, notices).await?;
-                tx.commit().await?;
-                Ok(stored)
+                Self::compare_and_set(tx, next, expected_version).await?;
+                Self::insert_notices(tx, next.id, notices).await
             }
 
-            async fn update_many_here(
-                &self,
+            async fn update_many_in(
+                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
-                use sqlx::Acquire;
+                use sqlx::Connection;
                 if changes.is_empty() {
                     return Ok(Vec::new());
                 }
                 // Optimistically all at once (a change refused is rare: another instance's
-                // claim, an accept racing the round): three statements in all, no savepoints.
+                // claim, an accept racing the round): three statements in all, in a savepoint of
+                // their own, none a change.
                 {
-                    let mut tx = self.writes.pool().begin().await?;
-                    match Self::apply_all(&mut tx, changes).await {
+                    let mut tx = conn.begin().await?;
+                    match Self::apply_all(&mut *tx, changes).await {
                         Ok(stored) => {
                             tx.commit().await?;
                             return Ok(stored.into_iter().map(Ok).collect());
@@ -319,11 +315,10 @@ macro_rules! impl_trip_store {
                 // One was refused: again, each change in a savepoint, so one that loses its
                 // compare-and-set or meets a unique index is rolled back alone and the others
                 // commit together.
-                let mut tx = self.writes.pool().begin().await?;
                 let mut outcomes = Vec::with_capacity(changes.len());
                 for change in changes {
-                    let mut savepoint = tx.begin().await?;
-                    match Self::apply(&mut savepoint, change).await {
+                    let mut savepoint = conn.begin().await?;
+                    match Self::apply(&mut *savepoint, change).await {
                         Ok(stored) => {
                             savepoint.commit().await?;
                             outcomes.push(Ok(stored));
@@ -334,12 +329,11 @@ macro_rules! impl_trip_store {
                         }
                     }
                 }
-                tx.commit().await?;
                 Ok(outcomes)
             }
 
-            async fn set_driver_statuses_here(
-                &self,
+            async fn set_driver_statuses_in(
+                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
                 statuses: Vec<(domain::AccountId, Option<domain::Package>, domain::Timestamp)>,
             ) -> Result<(), super::StoreError> {
                 // One row a driver (PostgreSQL refuses a statement that updates a row twice):
@@ -371,7 +365,7 @@ macro_rules! impl_trip_store {
                      package = excluded.package, online = excluded.online, at = excluded.at \
                      WHERE driver_status.at <= excluded.at",
                 );
-                upsert.build().execute(self.writes.pool()).await?;
+                upsert.build().execute(&mut *tx).await?;
                 Ok(())
             }
         }
@@ -383,9 +377,11 @@ macro_rules! impl_trip_store {
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let (this, record, notices) = (self.clone(), record.clone(), notices.to_vec());
+                let (record, notices) = (record.clone(), notices.to_vec());
                 self.writes
-                    .run(move |_| async move { this.create_here(&record, &notices).await })
+                    .transaction(move |tx| {
+                        Box::pin(async move { Self::create_in(tx, &record, &notices).await })
+                    })
                     .await
             }
 
@@ -395,10 +391,12 @@ macro_rules! impl_trip_store {
                 expected_version: u64,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let (this, next, notices) = (self.clone(), next.clone(), notices.to_vec());
+                let (next, notices) = (next.clone(), notices.to_vec());
                 self.writes
-                    .run(move |_| async move {
-                        this.update_here(&next, expected_version, &notices).await
+                    .transaction(move |tx| {
+                        Box::pin(async move {
+                            Self::update_in(tx, &next, expected_version, &notices).await
+                        })
                     })
                     .await
             }
@@ -407,9 +405,11 @@ macro_rules! impl_trip_store {
                 &self,
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
-                let (this, changes) = (self.clone(), changes.to_vec());
+                let changes = changes.to_vec();
                 self.writes
-                    .run(move |_| async move { this.update_many_here(&changes).await })
+                    .transaction(move |tx| {
+                        Box::pin(async move { Self::update_many_in(tx, &changes).await })
+                    })
                     .await
             }
 
@@ -523,9 +523,11 @@ macro_rules! impl_trip_store {
                 &self,
                 statuses: &[(domain::AccountId, Option<domain::Package>, domain::Timestamp)],
             ) -> Result<(), super::StoreError> {
-                let (this, statuses) = (self.clone(), statuses.to_vec());
+                let statuses = statuses.to_vec();
                 self.writes
-                    .run(move |_| async move { this.set_driver_statuses_here(statuses).await })
+                    .transaction(move |tx| {
+                        Box::pin(async move { Self::set_driver_statuses_in(tx, statuses).await })
+                    })
                     .await
             }
 

@@ -59,7 +59,7 @@ impl SqliteTripStore {
 
 impl Backend for SqliteTripStore {
     type Db = sqlx::Sqlite;
-    const CONCURRENT_WRITES: usize = 1;
+    const CONCURRENT_WRITES: usize = 8;
 }
 
 impl_trip_store!(SqliteTripStore);
