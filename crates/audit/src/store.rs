@@ -146,9 +146,10 @@ impl AuditStore {
     pub async fn record(&self, batch: &[Recorded]) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(_, writes) => {
-                let batch = batch.to_vec();
                 writes
-                    .transaction(move |conn| Box::pin(async move { Ok(record_in!(conn, &batch)) }))
+                    .transaction(batch.to_vec(), |conn, batch| {
+                        Box::pin(async move { Ok(record_in!(conn, batch)) })
+                    })
                     .await
             }
             Self::Postgres(pool) => {

@@ -61,13 +61,17 @@ pub async fn sqlite_writer(pool: &SqlitePool) -> Result<SqlitePool, sqlx::Error>
 ///   write-ahead log (`synchronous = FULL`): a few milliseconds on an ordinary disk, so one
 ///   transaction a commit caps a database at a few hundred writes a second however fast its
 ///   statements are. The lane's committer takes every transaction waiting when it is free (up to
-///   [`GROUP_MAX`]), runs each in a savepoint of one transaction, and commits them together: one
-///   fsync for the group. A body that fails is rolled back to its savepoint alone; the others
-///   commit. Nobody is told of a success before the group's commit: a caller that hears `Ok` has
-///   its writes on disk, as before. Alone in the queue, a transaction is committed on its own at
-///   once: no waiting to fill a group.
+///   [`GROUP_MAX`]), runs their bodies one after another in one transaction, and commits them
+///   together: one fsync for the group. If a body fails (or panics), the group is rolled back, that
+///   caller is given its error, and the others' bodies run again, without it, in a new group: a
+///   body must be safe to run more than once (a body is only statements on its connection, so a
+///   rolled-back run leaves nothing behind). Savepoints would spare the second run, but cost two
+///   more round trips to sqlx's SQLite worker for every body, and most bodies are one to three
+///   statements that do not fail. Nobody is told of a success before the group's commit: a caller
+///   that hears `Ok` has its writes on disk, as before. Alone in the queue, a transaction is
+///   committed on its own at once: no waiting to fill a group.
 /// - On PostgreSQL: the pool, in the caller's task (its connections commit in parallel, and a
-///   statement waits on the network, not on a lock).
+///   statement waits on the network, not on a lock); each body runs once, in its own transaction.
 #[derive(Debug)]
 pub struct Writes<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
@@ -83,22 +87,25 @@ impl<DB: sqlx::Database> Clone for Writes<DB> {
     }
 }
 
-/// The most transactions one group commit takes: its savepoints run one after another with the
+/// The most transactions one group commit takes: their bodies run one after another with the
 /// database's lock held, so a bound keeps the first caller's wait short.
 pub const GROUP_MAX: usize = 128;
 
-/// A transaction's body, as the caller wrote it: its statements on the connection it is given.
-/// It runs in a transaction (or a savepoint of one) that the [`Writes`] opens and ends: `Ok` keeps
-/// its writes, `Err` rolls them back.
-pub trait Body<DB: sqlx::Database, T, E>:
-    for<'c> FnOnce(&'c mut DB::Connection) -> BoxFuture<'c, Result<T, E>> + Send + 'static
+/// A transaction's body, as the caller wrote it: its statements on the connection it is given,
+/// with the data it was handed. It runs in a transaction that the [`Writes`] opens and ends: `Ok`
+/// keeps its writes, `Err` rolls them back. It may run more than once (see [`Writes`]).
+pub trait Body<DB: sqlx::Database, D, T, E>:
+    for<'c> Fn(&'c mut DB::Connection, &'c D) -> BoxFuture<'c, Result<T, E>> + Send + Sync + 'static
 {
 }
 
-impl<DB, T, E, F> Body<DB, T, E> for F
+impl<DB, D, T, E, F> Body<DB, D, T, E> for F
 where
     DB: sqlx::Database,
-    F: for<'c> FnOnce(&'c mut DB::Connection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    F: for<'c> Fn(&'c mut DB::Connection, &'c D) -> BoxFuture<'c, Result<T, E>>
+        + Send
+        + Sync
+        + 'static,
 {
 }
 
@@ -113,18 +120,19 @@ impl<DB: sqlx::Database> Writes<DB> {
         &self.pool
     }
 
-    /// Runs `body` in a transaction and returns its output once that is committed (its error
-    /// once it is rolled back). On SQLite the transaction is a savepoint of a group commit.
-    pub async fn transaction<T, E>(&self, body: impl Body<DB, T, E>) -> Result<T, E>
+    /// Runs `body` over `data` in a transaction and returns its output once that is committed
+    /// (its error once it is rolled back). On SQLite the transaction is shared by a group.
+    pub async fn transaction<D, T, E>(&self, data: D, body: impl Body<DB, D, T, E>) -> Result<T, E>
     where
+        D: Send + Sync + 'static,
         T: Send + 'static,
         E: From<sqlx::Error> + Send + 'static,
     {
         if let Some(group) = &self.group {
-            return group.run(body).await;
+            return group.run(data, body).await;
         }
         let mut tx = self.pool.begin().await?;
-        match body(&mut tx).await {
+        match body(&mut tx, &data).await {
             Ok(output) => {
                 tx.commit().await?;
                 Ok(output)
@@ -150,16 +158,56 @@ impl Writes<sqlx::Sqlite> {
     }
 }
 
-/// What a queued transaction tells the committer once its body has run: whether to keep its
-/// writes, and how to answer its caller once the group's commit is known.
-struct Ran {
-    keep: bool,
-    answer: Box<dyn FnOnce(Result<(), &sqlx::Error>) + Send>,
+/// A transaction queued for the committer: its body and data, the output of its last run, and
+/// its caller.
+trait Queued<DB: sqlx::Database>: Send {
+    /// Runs the body on `conn`; `false` if it failed (or panicked): its writes must go.
+    fn run<'c>(&'c mut self, conn: &'c mut DB::Connection) -> BoxFuture<'c, bool>;
+    /// Tells the caller: the last run's output if `committed`, the commit's error if not.
+    fn answer(self: Box<Self>, committed: Result<(), &sqlx::Error>);
 }
 
-type Job<DB> = Box<
-    dyn for<'c> FnOnce(&'c mut <DB as sqlx::Database>::Connection) -> BoxFuture<'c, Ran> + Send,
->;
+type Answer<T, E> = std::thread::Result<Result<T, E>>;
+
+struct Waiting<D, B, T, E> {
+    data: D,
+    body: B,
+    output: Option<Answer<T, E>>,
+    caller: tokio::sync::oneshot::Sender<Answer<T, E>>,
+}
+
+impl<DB, D, B, T, E> Queued<DB> for Waiting<D, B, T, E>
+where
+    DB: sqlx::Database,
+    D: Send + Sync + 'static,
+    B: Body<DB, D, T, E>,
+    T: Send + 'static,
+    E: From<sqlx::Error> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut DB::Connection) -> BoxFuture<'c, bool> {
+        use futures_util::FutureExt;
+        Box::pin(async move {
+            let ran = std::panic::AssertUnwindSafe((self.body)(conn, &self.data))
+                .catch_unwind()
+                .await;
+            let kept = matches!(ran, Ok(Ok(_)));
+            self.output = Some(ran);
+            kept
+        })
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &sqlx::Error>) {
+        let answer = match (self.output, committed) {
+            (Some(Ok(Ok(_))), Err(e)) => Ok(Err(E::from(group_failed(e)))),
+            (Some(output), _) => output,
+            (None, Err(e)) => Ok(Err(E::from(group_failed(e)))),
+            (None, Ok(())) => Ok(Err(E::from(committer_gone()))),
+        };
+        let _ = self.caller.send(answer);
+    }
+}
+
+type Job<DB> = Box<dyn Queued<DB>>;
 
 /// The group committer's queue, on its lane.
 struct Group<DB: sqlx::Database> {
@@ -186,43 +234,26 @@ impl<DB: sqlx::Database> Group<DB> {
     /// Starts the committer on `lane`, writing with `pool` to the database `name`.
     fn start(pool: sqlx::Pool<DB>, lane: Lane, name: &str) -> Self {
         let (jobs, queue) = tokio::sync::mpsc::channel(GROUP_MAX * 8);
-        let sizes = metrics::histogram!("store_group_commit_size", "database" => name.to_owned());
-        lane.handle.spawn(commit_groups(pool, queue, sizes));
+        let figures = GroupFigures {
+            sizes: metrics::histogram!("store_group_commit_size", "database" => name.to_owned()),
+            reruns: metrics::counter!("store_group_reruns_total", "database" => name.to_owned()),
+        };
+        lane.handle.spawn(commit_groups(pool, queue, figures));
         Self { jobs, _lane: lane }
     }
 
-    async fn run<T, E>(&self, body: impl Body<DB, T, E>) -> Result<T, E>
+    async fn run<D, T, E>(&self, data: D, body: impl Body<DB, D, T, E>) -> Result<T, E>
     where
+        D: Send + Sync + 'static,
         T: Send + 'static,
         E: From<sqlx::Error> + Send + 'static,
     {
-        use futures_util::FutureExt;
-        type Answer<T, E> = std::thread::Result<Result<T, E>>;
-        let (answer, answered) = tokio::sync::oneshot::channel::<Answer<T, E>>();
-        let job: Job<DB> = Box::new(move |conn| {
-            Box::pin(async move {
-                match std::panic::AssertUnwindSafe(body(conn))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(Ok(output)) => Ran {
-                        keep: true,
-                        answer: Box::new(move |committed| {
-                            let _ = answer.send(Ok(match committed {
-                                Ok(()) => Ok(output),
-                                Err(e) => Err(E::from(group_failed(e))),
-                            }));
-                        }),
-                    },
-                    failed => {
-                        let _ = answer.send(failed);
-                        Ran {
-                            keep: false,
-                            answer: Box::new(|_| {}),
-                        }
-                    }
-                }
-            })
+        let (caller, answered) = tokio::sync::oneshot::channel::<Answer<T, E>>();
+        let job: Job<DB> = Box::new(Waiting {
+            data,
+            body,
+            output: None,
+            caller,
         });
         if self.jobs.send(job).await.is_err() {
             return Err(E::from(committer_gone()));
@@ -230,7 +261,6 @@ impl<DB: sqlx::Database> Group<DB> {
         match answered.await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            // The committer dropped the job unrun: its group failed before reaching it.
             Err(_) => Err(E::from(committer_gone())),
         }
     }
@@ -248,55 +278,59 @@ fn committer_gone() -> sqlx::Error {
     ))
 }
 
+/// What the committer records: the transactions each commit carried, and the groups run again
+/// without a body that failed.
+struct GroupFigures {
+    sizes: metrics::Histogram,
+    reruns: metrics::Counter,
+}
+
 /// The committer: takes what is queued, commits it as one group, and again.
 async fn commit_groups<DB: sqlx::Database>(
     pool: sqlx::Pool<DB>,
     mut queue: tokio::sync::mpsc::Receiver<Job<DB>>,
-    sizes: metrics::Histogram,
+    figures: GroupFigures,
 ) {
     let mut jobs = Vec::with_capacity(GROUP_MAX);
     while queue.recv_many(&mut jobs, GROUP_MAX).await > 0 {
-        sizes.record(jobs.len() as f64);
-        let mut answers = Vec::with_capacity(jobs.len());
-        let committed = commit_group(&pool, &mut jobs, &mut answers).await;
-        // Jobs left unrun (the group failed first) are dropped: their callers hear so.
-        jobs.clear();
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()));
+        figures.sizes.record(jobs.len() as f64);
+        let committed = commit_group(&pool, &mut jobs, &figures).await;
+        for job in jobs.drain(..) {
+            job.answer(committed.as_ref().map(|_| ()));
         }
     }
 }
 
-/// Runs `jobs` in one transaction, each in a savepoint unless it is alone, and commits it.
+/// Runs `jobs`' bodies in one transaction and commits it. A body that fails is answered and
+/// taken out, the transaction rolled back, and the rest run again. Returns the commit's outcome
+/// for the jobs left.
 async fn commit_group<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
     jobs: &mut Vec<Job<DB>>,
-    answers: &mut Vec<Box<dyn FnOnce(Result<(), &sqlx::Error>) + Send>>,
+    figures: &GroupFigures,
 ) -> Result<(), sqlx::Error> {
     use sqlx::Acquire;
     let mut conn = pool.acquire().await?;
-    let mut group = conn.begin().await?;
-    if jobs.len() == 1 {
-        let job = jobs.remove(0);
-        let ran = job(&mut group).await;
-        answers.push(ran.answer);
-        return if ran.keep {
-            group.commit().await
-        } else {
-            group.rollback().await
+    while !jobs.is_empty() {
+        let mut group = conn.begin().await?;
+        let mut failed = None;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            if !job.run(&mut group).await {
+                failed = Some(i);
+                break;
+            }
+        }
+        let Some(i) = failed else {
+            return group.commit().await;
         };
-    }
-    for job in jobs.drain(..) {
-        let mut savepoint = (&mut group).begin().await?;
-        let ran = job(&mut savepoint).await;
-        answers.push(ran.answer);
-        if ran.keep {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+        group.rollback().await?;
+        // Its answer is its own error: nothing of it was written, whatever the others do.
+        jobs.remove(i).answer(Ok(()));
+        if !jobs.is_empty() {
+            figures.reruns.increment(1);
         }
     }
-    group.commit().await
+    Ok(())
 }
 
 /// An in-memory SQLite database (one connection, so every query sees the same data).
@@ -523,15 +557,15 @@ mod tests {
     }
 
     /// The transactions queued while the committer is busy commit as one group: each body sees
-    /// none of the others' rows from another connection until the group's commit, a body that
-    /// fails or panics is rolled back alone, and the rest are kept.
+    /// none of the others' rows from another connection until the group's commit; a body that
+    /// fails or panics leaves nothing written, and the rest are kept.
     #[tokio::test]
     async fn queued_transactions_commit_as_one_group_and_a_failure_is_rolled_back_alone() {
         let dir = tempfile::tempdir().expect("a directory");
         let pool = open_sqlite(&dir.path().join("g.db")).await.expect("sqlite");
         let writes = Writes::sqlite(&pool, "test-group").await.expect("writes");
         writes
-            .transaction(|conn| {
+            .transaction((), |conn, ()| {
                 Box::pin(async move {
                     sqlx::query("CREATE TABLE t (x INTEGER)")
                         .execute(&mut *conn)
@@ -543,26 +577,26 @@ mod tests {
             .expect("created");
 
         // The first holds the committer until it is told to go on.
-        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
-        let (go, told) = tokio::sync::oneshot::channel::<()>();
+        let started = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (go, told) = tokio::sync::watch::channel(false);
         let first = tokio::spawn({
-            let writes = writes.clone();
+            let (writes, started) = (writes.clone(), started.clone());
             async move {
                 writes
-                    .transaction(move |conn| {
+                    .transaction((started, told), |conn, (started, told)| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t VALUES (0)")
                                 .execute(&mut *conn)
                                 .await?;
-                            let _ = started.send(());
-                            let _ = told.await;
+                            started.notify_one();
+                            let _ = told.clone().wait_for(|go| *go).await;
                             Ok::<_, sqlx::Error>(())
                         })
                     })
                     .await
             }
         });
-        has_started.await.expect("the first is running");
+        started.notified().await;
 
         const QUEUED: i64 = 20;
         let mut queued = Vec::new();
@@ -570,10 +604,10 @@ mod tests {
             let (writes, reader) = (writes.clone(), pool.clone());
             queued.push(tokio::spawn(async move {
                 writes
-                    .transaction(move |conn| {
+                    .transaction((x, reader), |conn, (x, reader)| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t VALUES ($1)")
-                                .bind(x)
+                                .bind(*x)
                                 .execute(&mut *conn)
                                 .await?;
                             match x {
@@ -583,7 +617,7 @@ mod tests {
                             }
                             // What another connection sees: only what is committed.
                             sqlx::query_scalar::<_, i64>("SELECT count(*) FROM t")
-                                .fetch_one(&reader)
+                                .fetch_one(reader)
                                 .await
                         })
                     })
@@ -598,7 +632,7 @@ mod tests {
         })
         .await
         .expect("the transactions queue while the committer is busy");
-        go.send(()).expect("the first waits");
+        go.send(true).expect("the first waits");
         first.await.expect("no panic").expect("committed");
 
         for (x, task) in (1..=QUEUED).zip(queued) {

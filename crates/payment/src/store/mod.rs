@@ -297,22 +297,18 @@ macro_rules! impl_payment_store {
                 events: &[Envelope],
                 refund: Option<(&str, u64)>,
             ) -> Result<RefundWrite, StoreError> {
-                let (r, ledger, events) = (r.clone(), ledger.to_vec(), events.to_vec());
                 let refund = refund.map(|(id, amount)| (id.to_owned(), amount));
+                let data = (r.clone(), expected_version, ledger.to_vec(), events.to_vec(), refund);
                 self.writes
-                    .transaction(move |conn| {
-                        Box::pin(async move {
-                            let refund =
-                                refund.as_ref().map(|(id, amount)| (id.as_str(), *amount));
-                            Self::change_in(conn, &r, expected_version, &ledger, &events, refund)
-                                .await
-                        })
+                    .transaction(data, |conn, (r, expected_version, ledger, events, refund)| {
+                        let refund = refund.as_ref().map(|(id, amount)| (id.as_str(), *amount));
+                        Box::pin(Self::change_in(conn, r, *expected_version, ledger, events, refund))
                     })
                     .await
             }
 
             /// [`Self::change`]'s transaction body, run where the store's writes run (`Writes`:
-            /// a savepoint of SQLite's group commit on its lane; PostgreSQL's pool here).
+            /// SQLite's group commit on its lane; PostgreSQL's pool here).
             async fn change_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 r: &PaymentRecord,
@@ -411,9 +407,8 @@ macro_rules! impl_payment_store {
             }
 
             async fn insert(&self, r: &PaymentRecord) -> Result<bool, StoreError> {
-                let r = r.clone();
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
+                    .transaction(r.clone(), |conn, r| Box::pin(async move {
                         let done = sqlx::query(concat!(
                             "INSERT INTO payments (",
                             columns!(),
@@ -535,15 +530,15 @@ macro_rules! impl_payment_store {
                 kind: &str,
                 at: Timestamp,
             ) -> Result<bool, StoreError> {
-                let (event, kind) = (event.to_owned(), kind.to_owned());
+                let data = (event.to_owned(), kind.to_owned(), at);
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
+                    .transaction(data, |conn, (event, kind, at)| Box::pin(async move {
                         let done = sqlx::query(
                             "INSERT INTO webhook_events (event_id, type, received_at) VALUES ($1, $2, $3) \
                              ON CONFLICT (event_id) DO NOTHING",
                         )
-                        .bind(&event)
-                        .bind(&kind)
+                        .bind(event)
+                        .bind(kind)
                         .bind(at.as_millis())
                         .execute(&mut *conn)
                         .await?;

@@ -91,8 +91,8 @@ macro_rules! impl_provider_store {
             }
 
             // The writes: transaction bodies, run where the store's writes run (`Writes`: a
-            // savepoint of SQLite's group commit on its lane; a transaction of PostgreSQL's pool
-            // here), which commits or rolls back each. `ProviderStore`'s methods send them there.
+            // group commit of SQLite's on its lane, where a body may run twice; a transaction of
+            // PostgreSQL's pool here), which commits or rolls back each. `ProviderStore`'s methods send them there.
 
             async fn insert_intent_in(
                 conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
@@ -391,9 +391,10 @@ macro_rules! impl_provider_store {
                 intent: &crate::model::PaymentIntent,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let (intent, events) = (intent.clone(), events.to_vec());
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::insert_intent_in(conn, &intent, &events).await }))
+                    .transaction((intent.clone(), events.to_vec()), |conn, (intent, events)| {
+                        Box::pin(Self::insert_intent_in(conn, intent, events))
+                    })
                     .await
             }
 
@@ -421,11 +422,13 @@ macro_rules! impl_provider_store {
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<u64, super::StoreError> {
-                let (next, events) = (next.clone(), events.to_vec());
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
-                        Self::update_intent_in(conn, &next, expected_version, &events).await
-                    }))
+                    .transaction(
+                        (next.clone(), expected_version, events.to_vec()),
+                        |conn, (next, expected_version, events)| {
+                            Box::pin(Self::update_intent_in(conn, next, *expected_version, events))
+                        },
+                    )
                     .await
             }
 
@@ -436,11 +439,13 @@ macro_rules! impl_provider_store {
                 expected_version: u64,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
-                let (refund, intent, events) = (refund.clone(), intent.clone(), events.to_vec());
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
-                        Self::insert_refund_in(conn, &refund, &intent, expected_version, &events).await
-                    }))
+                    .transaction(
+                        (refund.clone(), intent.clone(), expected_version, events.to_vec()),
+                        |conn, (refund, intent, expected_version, events)| {
+                            Box::pin(Self::insert_refund_in(conn, refund, intent, *expected_version, events))
+                        },
+                    )
                     .await
             }
 
@@ -485,9 +490,10 @@ macro_rules! impl_provider_store {
                 request: &super::KeyedRequest,
                 times: super::KeyTimes,
             ) -> Result<super::Begun, super::StoreError> {
-                let request = request.clone();
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::begin_request_in(conn, &request, times).await }))
+                    .transaction((request.clone(), times), |conn, (request, times)| {
+                        Box::pin(Self::begin_request_in(conn, request, *times))
+                    })
                     .await
             }
 
@@ -498,11 +504,13 @@ macro_rules! impl_provider_store {
                 status: u16,
                 body: &str,
             ) -> Result<(), super::StoreError> {
-                let (request, owner, body) = (request.clone(), owner.to_owned(), body.to_owned());
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
-                        Self::finish_request_in(conn, &request, &owner, status, &body).await
-                    }))
+                    .transaction(
+                        (request.clone(), owner.to_owned(), status, body.to_owned()),
+                        |conn, (request, owner, status, body)| {
+                            Box::pin(Self::finish_request_in(conn, request, owner, *status, body))
+                        },
+                    )
                     .await
             }
 
@@ -511,15 +519,18 @@ macro_rules! impl_provider_store {
                 request: &super::KeyedRequest,
                 owner: &str,
             ) -> Result<(), super::StoreError> {
-                let (request, owner) = (request.clone(), owner.to_owned());
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::release_request_in(conn, &request, &owner).await }))
+                    .transaction((request.clone(), owner.to_owned()), |conn, (request, owner)| {
+                        Box::pin(Self::release_request_in(conn, request, owner))
+                    })
                     .await
             }
 
             async fn forget_requests(&self, before_ms: i64) -> Result<u64, super::StoreError> {
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::forget_requests_in(conn, before_ms).await }))
+                    .transaction(before_ms, |conn, before_ms| {
+                        Box::pin(Self::forget_requests_in(conn, *before_ms))
+                    })
                     .await
             }
 
@@ -530,9 +541,12 @@ macro_rules! impl_provider_store {
                 claim_until_ms: i64,
             ) -> Result<Vec<super::Delivery>, super::StoreError> {
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
-                        Self::claim_deliveries_in(conn, now_ms, limit, claim_until_ms).await
-                    }))
+                    .transaction(
+                        (now_ms, limit, claim_until_ms),
+                        |conn, (now_ms, limit, claim_until_ms)| {
+                            Box::pin(Self::claim_deliveries_in(conn, *now_ms, *limit, *claim_until_ms))
+                        },
+                    )
                     .await
             }
 
@@ -542,7 +556,9 @@ macro_rules! impl_provider_store {
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::delivery_succeeded_in(conn, id, at_ms).await }))
+                    .transaction((id, at_ms), |conn, (id, at_ms)| {
+                        Box::pin(Self::delivery_succeeded_in(conn, *id, *at_ms))
+                    })
                     .await
             }
 
@@ -553,11 +569,13 @@ macro_rules! impl_provider_store {
                 retry_at_ms: Option<i64>,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
-                let error = error.to_owned();
                 self.writes
-                    .transaction(move |conn| Box::pin(async move {
-                        Self::delivery_failed_in(conn, id, &error, retry_at_ms, at_ms).await
-                    }))
+                    .transaction(
+                        (id, error.to_owned(), retry_at_ms, at_ms),
+                        |conn, (id, error, retry_at_ms, at_ms)| {
+                            Box::pin(Self::delivery_failed_in(conn, *id, error, *retry_at_ms, *at_ms))
+                        },
+                    )
                     .await
             }
 
@@ -586,7 +604,9 @@ macro_rules! impl_provider_store {
 
             async fn forget_deliveries(&self, before_ms: i64) -> Result<u64, super::StoreError> {
                 self.writes
-                    .transaction(move |conn| Box::pin(async move { Self::forget_deliveries_in(conn, before_ms).await }))
+                    .transaction(before_ms, |conn, before_ms| {
+                        Box::pin(Self::forget_deliveries_in(conn, *before_ms))
+                    })
                     .await
             }
         }

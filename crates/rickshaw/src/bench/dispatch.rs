@@ -159,8 +159,9 @@ pub struct DispatchReport {
     pub notices_relayed: u64,
     /// Publishes the in-process bus refused during the run, by the consumer that was behind.
     pub refused_by: BTreeMap<String, u64>,
-    /// SQLite's group commits during the run, by database: how many commits, and how many
-    /// transactions they carried (`store_group_commit_size`).
+    /// SQLite's group commits during the run, by database: how many commits, how many
+    /// transactions they carried (`store_group_commit_size`), and how many groups ran again
+    /// without a transaction that failed (`store_group_reruns_total`).
     pub group_commits: BTreeMap<String, GroupCommits>,
     /// Failed calls, by `call status` (with one message of each).
     pub errors: BTreeMap<String, (u64, String)>,
@@ -171,18 +172,24 @@ pub struct DispatchReport {
 pub struct GroupCommits {
     pub commits: u64,
     pub transactions: u64,
+    pub reruns: u64,
 }
 
-/// `store_group_commit_size`'s count and sum by database, in the process's metrics.
+/// `store_group_commit_size`'s count and sum, and `store_group_reruns_total`, by database, in the
+/// process's metrics.
 fn group_commits() -> BTreeMap<String, GroupCommits> {
     let mut by_database = BTreeMap::<String, GroupCommits>::new();
     for line in platform::telemetry::metrics_handle().render().lines() {
-        let (field, rest) = if let Some(rest) = line.strip_prefix("store_group_commit_size_count{")
-        {
-            (0, rest)
-        } else if let Some(rest) = line.strip_prefix("store_group_commit_size_sum{") {
-            (1, rest)
-        } else {
+        let fields = [
+            "store_group_commit_size_count{",
+            "store_group_commit_size_sum{",
+            "store_group_reruns_total{",
+        ];
+        let Some((field, rest)) = fields
+            .iter()
+            .enumerate()
+            .find_map(|(i, name)| Some((i, line.strip_prefix(name)?)))
+        else {
             continue;
         };
         let database = rest
@@ -192,10 +199,10 @@ fn group_commits() -> BTreeMap<String, GroupCommits> {
             .unwrap_or("?");
         if let Some(value) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) {
             let entry = by_database.entry(database.to_owned()).or_default();
-            if field == 0 {
-                entry.commits = value as u64;
-            } else {
-                entry.transactions = value as u64;
+            match field {
+                0 => entry.commits = value as u64,
+                1 => entry.transactions = value as u64,
+                _ => entry.reruns = value as u64,
             }
         }
     }
@@ -852,6 +859,7 @@ async fn measure(
         let before = commits_before.get(database).copied().unwrap_or_default();
         during.commits -= before.commits;
         during.transactions -= before.transactions;
+        during.reruns -= before.reruns;
     }
     stop.cancel();
     for system in serving {
@@ -966,9 +974,10 @@ pub fn table(report: &DispatchReport) -> String {
             .iter()
             .map(|(database, c)| {
                 format!(
-                    "{database} {} ({:.1} transactions each)",
+                    "{database} {} ({:.1} transactions each, {} run again)",
                     c.commits,
-                    c.transactions as f64 / c.commits.max(1) as f64
+                    c.transactions as f64 / c.commits.max(1) as f64,
+                    c.reruns
                 )
             })
             .collect::<Vec<_>>()

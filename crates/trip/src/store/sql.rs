@@ -246,8 +246,8 @@ macro_rules! impl_trip_store {
             }
 
             // The writes: transaction bodies, run where the store's writes run (`Writes`: a
-            // savepoint of SQLite's group commit on its lane; a transaction of PostgreSQL's pool
-            // here), which commits or rolls back each. `TripStore`'s methods send them there.
+            // group commit of SQLite's on its lane, where a body may run twice; a transaction of
+            // PostgreSQL's pool here), which commits or rolls back each. `TripStore`'s methods send them there.
 
             async fn create_in(
                 tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
@@ -334,14 +334,14 @@ macro_rules! impl_trip_store {
 
             async fn set_driver_statuses_in(
                 tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
-                statuses: Vec<(domain::AccountId, Option<domain::Package>, domain::Timestamp)>,
+                statuses: &[(domain::AccountId, Option<domain::Package>, domain::Timestamp)],
             ) -> Result<(), super::StoreError> {
                 // One row a driver (PostgreSQL refuses a statement that updates a row twice):
                 // the newest status of each.
                 type Status = (Option<domain::Package>, domain::Timestamp);
                 let mut newest: std::collections::HashMap<domain::AccountId, Status> =
                     std::collections::HashMap::with_capacity(statuses.len());
-                for (driver, package, at) in statuses {
+                for &(driver, package, at) in statuses {
                     let entry = newest.entry(driver).or_insert((package, at));
                     if at >= entry.1 {
                         *entry = (package, at);
@@ -377,10 +377,9 @@ macro_rules! impl_trip_store {
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let (record, notices) = (record.clone(), notices.to_vec());
                 self.writes
-                    .transaction(move |tx| {
-                        Box::pin(async move { Self::create_in(tx, &record, &notices).await })
+                    .transaction((record.clone(), notices.to_vec()), |tx, (record, notices)| {
+                        Box::pin(Self::create_in(tx, record, notices))
                     })
                     .await
             }
@@ -391,12 +390,10 @@ macro_rules! impl_trip_store {
                 expected_version: u64,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
-                let (next, notices) = (next.clone(), notices.to_vec());
+                let data = (next.clone(), expected_version, notices.to_vec());
                 self.writes
-                    .transaction(move |tx| {
-                        Box::pin(async move {
-                            Self::update_in(tx, &next, expected_version, &notices).await
-                        })
+                    .transaction(data, |tx, (next, expected_version, notices)| {
+                        Box::pin(Self::update_in(tx, next, *expected_version, notices))
                     })
                     .await
             }
@@ -405,10 +402,9 @@ macro_rules! impl_trip_store {
                 &self,
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
-                let changes = changes.to_vec();
                 self.writes
-                    .transaction(move |tx| {
-                        Box::pin(async move { Self::update_many_in(tx, &changes).await })
+                    .transaction(changes.to_vec(), |tx, changes| {
+                        Box::pin(Self::update_many_in(tx, changes))
                     })
                     .await
             }
@@ -523,10 +519,9 @@ macro_rules! impl_trip_store {
                 &self,
                 statuses: &[(domain::AccountId, Option<domain::Package>, domain::Timestamp)],
             ) -> Result<(), super::StoreError> {
-                let statuses = statuses.to_vec();
                 self.writes
-                    .transaction(move |tx| {
-                        Box::pin(async move { Self::set_driver_statuses_in(tx, statuses).await })
+                    .transaction(statuses.to_vec(), |tx, statuses| {
+                        Box::pin(Self::set_driver_statuses_in(tx, statuses))
                     })
                     .await
             }
