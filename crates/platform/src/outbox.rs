@@ -156,6 +156,11 @@ pub trait OutboxTable: Send + Sync {
         bus: &dyn Bus,
     ) -> Result<usize, String>;
 
+    /// Publishes the rows `seqs` that are still there, in order, on `bus`, deleting each one
+    /// published; stops at the first failure. Returns how many were published, and the seqs of
+    /// those still there and not published.
+    async fn relay_these(&self, seqs: &[i64], bus: &dyn Bus) -> Result<(usize, Vec<i64>), String>;
+
     /// How many rows wait (a gauge for operators).
     async fn backlog(&self) -> Result<i64, String>;
 }
@@ -194,9 +199,10 @@ macro_rules! delete_in {
     }};
 }
 
-/// `OutboxTable` for a pool of `$db`, whose relay reads with `$select`.
+/// `OutboxTable` for a pool of `$db`, whose relay reads with `$select` (and `$lock` after a
+/// list of seqs).
 macro_rules! impl_outbox_table {
-    ($table:ty, $db:ty, $select:expr) => {
+    ($table:ty, $db:ty, $select:expr, $lock:expr) => {
         #[async_trait]
         impl OutboxTable for $table {
             async fn forget(&self, seqs: &[i64]) -> Result<(), String> {
@@ -238,6 +244,47 @@ macro_rules! impl_outbox_table {
                 Ok(published.len())
             }
 
+            async fn relay_these(
+                &self,
+                seqs: &[i64],
+                bus: &dyn Bus,
+            ) -> Result<(usize, Vec<i64>), String> {
+                if seqs.is_empty() {
+                    return Ok((0, Vec::new()));
+                }
+                let mut tx = self
+                    .0
+                    .begin()
+                    .await
+                    .map_err(|e| format!("reading the outbox: {e}"))?;
+                let mut select = QueryBuilder::<$db>::new(
+                    "SELECT seq, id, subject, occurred_at, headers, payload FROM outbox \
+                     WHERE seq IN (",
+                );
+                let mut list = select.separated(", ");
+                for seq in seqs.iter().take(500) {
+                    list.push_bind(*seq);
+                }
+                select.push(") ORDER BY seq");
+                select.push($lock);
+                let rows: Vec<Row> = select
+                    .build_query_as()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| format!("reading the outbox: {e}"))?;
+                let rows = rows
+                    .into_iter()
+                    .map(pending_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let found: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+                let published = publish_all(rows, bus).await;
+                delete_in!($db, tx, published);
+                tx.commit()
+                    .await
+                    .map_err(|e| format!("clearing the outbox: {e}"))?;
+                Ok((published.len(), found[published.len()..].to_vec()))
+            }
+
             async fn backlog(&self) -> Result<i64, String> {
                 sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
                     .fetch_one(&self.0)
@@ -252,14 +299,19 @@ macro_rules! impl_outbox_table {
 #[derive(Clone, Debug)]
 pub struct SqliteOutbox(pub SqlitePool);
 
-impl_outbox_table!(SqliteOutbox, sqlx::Sqlite, SELECT);
+impl_outbox_table!(SqliteOutbox, sqlx::Sqlite, SELECT, "");
 
 /// The outbox of a PostgreSQL schema (the pool's `search_path`): any number of relays, each
 /// taking rows the others have not locked.
 #[derive(Clone, Debug)]
 pub struct PgOutbox(pub PgPool);
 
-impl_outbox_table!(PgOutbox, sqlx::Postgres, SELECT_UNLOCKED);
+impl_outbox_table!(
+    PgOutbox,
+    sqlx::Postgres,
+    SELECT_UNLOCKED,
+    " FOR UPDATE SKIP LOCKED"
+);
 
 /// An outbox kept in memory, for a service with no database: the course matcher, whose pool of
 /// waiting riders is in memory by design. A publish that fails is retried by the relay like any
@@ -328,6 +380,26 @@ impl OutboxTable for MemoryOutbox {
         Ok(published.len())
     }
 
+    async fn relay_these(&self, seqs: &[i64], bus: &dyn Bus) -> Result<(usize, Vec<i64>), String> {
+        let rows: Vec<Pending> = {
+            let guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut seqs = seqs.to_vec();
+            seqs.sort_unstable();
+            seqs.into_iter()
+                .filter_map(|seq| {
+                    Some(Pending {
+                        seq,
+                        envelope: guard.1.get(&seq)?.clone(),
+                    })
+                })
+                .collect()
+        };
+        let found: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        let published = publish_all(rows, bus).await;
+        self.forget(&published).await?;
+        Ok((published.len(), found[published.len()..].to_vec()))
+    }
+
     async fn backlog(&self) -> Result<i64, String> {
         let guard = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(i64::try_from(guard.1.len()).unwrap_or(i64::MAX))
@@ -363,6 +435,9 @@ pub struct Outbox {
     bus: SharedBus,
     table: Arc<dyn OutboxTable>,
     published: Arc<Mutex<Vec<i64>>>,
+    /// Rows whose publish the bus refused on the fast path: the relay's next cycle tries them
+    /// again, without waiting for the grace (which is for rows whose fast path may be under way).
+    refused: Arc<Mutex<Vec<i64>>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -380,6 +455,7 @@ impl Outbox {
             bus,
             table,
             published: Arc::default(),
+            refused: Arc::default(),
         }
     }
 
@@ -402,13 +478,18 @@ impl Outbox {
                     metrics::counter!("outbox_publish_failures_total", "outbox" => self.name)
                         .increment(1);
                     tracing::warn!(error = %e, seq, outbox = self.name, "cannot publish now; the relay will");
+                    let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+                    if refused.len() < PUBLISHED_MEMORY {
+                        refused.push(seq);
+                    }
                 }
             }
         }
     }
 
-    /// One relay cycle: forget what the fast path published, then publish what was left
-    /// behind. Returns how many rows it published.
+    /// One relay cycle: forget what the fast path published, publish again what the bus refused
+    /// it (those still refused wait for the next cycle), then publish what was left behind longer
+    /// than `grace`. Returns how many rows it published.
     pub async fn relay_once(&self, grace: Duration) -> Result<usize, String> {
         let published = std::mem::take(
             &mut *self
@@ -425,9 +506,44 @@ impl Outbox {
             again.extend(published.into_iter().take(PUBLISHED_MEMORY));
             return Err(e);
         }
+        let mut total = 0;
+        let refused =
+            std::mem::take(&mut *self.refused.lock().unwrap_or_else(PoisonError::into_inner));
+        // What the bus still refuses waits for the next cycle; rows already gone (the relay
+        // took them after their grace) are dropped from the list.
+        let mut left = Vec::new();
+        let mut chunks = refused.chunks(500);
+        let mut failed = None;
+        for chunk in chunks.by_ref() {
+            match self.table.relay_these(chunk, self.bus.as_ref()).await {
+                Ok((published, waiting)) => {
+                    total += published;
+                    let stalled = !waiting.is_empty();
+                    left.extend(waiting);
+                    if stalled {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    left.extend_from_slice(chunk);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        left.extend(chunks.flatten());
+        if !left.is_empty() {
+            // Ahead of those refused meanwhile, so they go out in order.
+            let mut again = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+            left.append(&mut again);
+            left.truncate(PUBLISHED_MEMORY);
+            *again = left;
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         let before =
             clock::now().plus_millis(-i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
-        let mut total = 0;
         loop {
             let relayed = self
                 .table
@@ -482,5 +598,95 @@ impl Outbox {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{BusError, InProcessBus, SubscribeOptions, Subscription};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A bus that refuses every publish while it is `down`.
+    struct Refusing {
+        inner: InProcessBus,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Bus for Refusing {
+        async fn publish(&self, envelope: Envelope) -> Result<(), BusError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(BusError::Backend("a consumer is behind (test)".into()));
+            }
+            self.inner.publish(envelope).await
+        }
+
+        async fn subscribe(&self, options: SubscribeOptions) -> Result<Subscription, BusError> {
+            self.inner.subscribe(options).await
+        }
+    }
+
+    fn event(n: u8) -> Envelope {
+        Envelope::new(
+            clock::new_id(),
+            "outbox.test".to_owned(),
+            clock::now(),
+            Default::default(),
+            vec![b'0' + n],
+        )
+    }
+
+    async fn received(subscription: &mut Subscription) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        while let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_millis(200), subscription.next()).await
+        {
+            got.push(delivery.envelope.payload.clone());
+            delivery.ack().await.expect("acked");
+        }
+        got
+    }
+
+    /// A publish the bus refused goes out at the relay's next cycle, in order, without waiting
+    /// for the grace; a row nobody tried to publish still waits for it.
+    #[tokio::test]
+    async fn what_the_bus_refused_is_published_at_the_next_cycle() {
+        let bus = Arc::new(Refusing {
+            inner: InProcessBus::new(),
+            down: AtomicBool::new(true),
+        });
+        let mut subscription = bus
+            .subscribe(SubscribeOptions::ephemeral("outbox.test"))
+            .await
+            .expect("subscribes");
+        let table = Arc::new(MemoryOutbox::default());
+        let outbox = Outbox::new("test", bus.clone(), table.clone());
+        let grace = Duration::from_secs(3600);
+
+        let refused = vec![table.write(&event(1)), table.write(&event(2))];
+        outbox.publish_committed(refused).await;
+        let untried = table.write(&event(3));
+        // Still refused: nothing goes, and the rows are kept for the next cycle.
+        assert_eq!(outbox.relay_once(grace).await.expect("a cycle"), 0);
+        bus.down.store(false, Ordering::SeqCst);
+        assert!(received(&mut subscription).await.is_empty());
+
+        assert_eq!(outbox.relay_once(grace).await.expect("a cycle"), 2);
+        assert_eq!(
+            received(&mut subscription).await,
+            [b"1".to_vec(), b"2".to_vec()]
+        );
+        assert_eq!(outbox.relay_once(grace).await.expect("a cycle"), 0, "once");
+        assert_eq!(
+            table.backlog().await.expect("counted"),
+            1,
+            "the untried row waits"
+        );
+
+        // After its grace, the untried row goes too.
+        assert_eq!(outbox.relay_once(Duration::ZERO).await.expect("a cycle"), 1);
+        assert_eq!(received(&mut subscription).await, [b"3".to_vec()]);
+        drop(untried);
     }
 }
