@@ -156,9 +156,9 @@ pub trait OutboxTable: Send + Sync {
         bus: &dyn Bus,
     ) -> Result<usize, String>;
 
-    /// Publishes the rows `seqs` that are still there, in order, on `bus`, deleting each one
-    /// published; stops at the first failure. Returns how many were published, and the seqs of
-    /// those still there and not published.
+    /// Publishes the rows `seqs` (up to 500) that are still there, in order, on `bus`, deleting
+    /// each one published; stops at the first failure. Returns how many were published, and the
+    /// seqs of those still there and not published.
     async fn relay_these(&self, seqs: &[i64], bus: &dyn Bus) -> Result<(usize, Vec<i64>), String>;
 
     /// How many rows wait (a gauge for operators).
@@ -199,6 +199,24 @@ macro_rules! delete_in {
     }};
 }
 
+/// Publishes the outbox `$rows` read in the transaction `$tx` in order, deletes those published
+/// and commits: how many were published, and the seqs of the rest.
+macro_rules! relay_rows {
+    ($db:ty, $tx:expr, $rows:expr, $bus:expr) => {{
+        let rows = $rows
+            .into_iter()
+            .map(pending_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let found: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        let published = publish_all(rows, $bus).await;
+        delete_in!($db, $tx, published);
+        $tx.commit()
+            .await
+            .map_err(|e| format!("clearing the outbox: {e}"))?;
+        (published.len(), found[published.len()..].to_vec())
+    }};
+}
+
 /// `OutboxTable` for a pool of `$db`, whose relay reads with `$select` (and `$lock` after a
 /// list of seqs).
 macro_rules! impl_outbox_table {
@@ -232,16 +250,7 @@ macro_rules! impl_outbox_table {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(|e| format!("reading the outbox: {e}"))?;
-                let rows = rows
-                    .into_iter()
-                    .map(pending_of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let published = publish_all(rows, bus).await;
-                delete_in!($db, tx, published);
-                tx.commit()
-                    .await
-                    .map_err(|e| format!("clearing the outbox: {e}"))?;
-                Ok(published.len())
+                Ok(relay_rows!($db, tx, rows, bus).0)
             }
 
             async fn relay_these(
@@ -272,17 +281,7 @@ macro_rules! impl_outbox_table {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(|e| format!("reading the outbox: {e}"))?;
-                let rows = rows
-                    .into_iter()
-                    .map(pending_of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let found: Vec<i64> = rows.iter().map(|row| row.seq).collect();
-                let published = publish_all(rows, bus).await;
-                delete_in!($db, tx, published);
-                tx.commit()
-                    .await
-                    .map_err(|e| format!("clearing the outbox: {e}"))?;
-                Ok((published.len(), found[published.len()..].to_vec()))
+                Ok(relay_rows!($db, tx, rows, bus))
             }
 
             async fn backlog(&self) -> Result<i64, String> {

@@ -192,12 +192,7 @@ fn group_commits() -> BTreeMap<String, GroupCommits> {
         else {
             continue;
         };
-        let database = rest
-            .split("database=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("?");
-        if let Some(value) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) {
+        if let Some((database, value)) = labelled(rest, "database") {
             let entry = by_database.entry(database.to_owned()).or_default();
             match field {
                 0 => entry.commits = value as u64,
@@ -539,6 +534,18 @@ struct RoundFigures {
 
 const PHASES: [&str; 4] = ["read", "expire", "solve", "write"];
 
+/// The value of `label` (`?` if missing) and the sample's value, in a rendered metric line's
+/// rest after `name{`.
+fn labelled<'l>(rest: &'l str, label: &str) -> Option<(&'l str, f64)> {
+    let name = rest
+        .split(&format!("{label}=\""))
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("?");
+    let value = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+    Some((name, value))
+}
+
 /// `bus_publish_refused_total` by consumer, in the process's metrics.
 fn refused_by_consumer() -> BTreeMap<String, u64> {
     let name = "bus_publish_refused_total{";
@@ -547,12 +554,7 @@ fn refused_by_consumer() -> BTreeMap<String, u64> {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        let consumer = rest
-            .split("consumer=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("?");
-        if let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) {
+        if let Some((consumer, count)) = labelled(rest, "consumer") {
             *refused.entry(consumer.to_owned()).or_default() += count as u64;
         }
     }
@@ -993,6 +995,15 @@ pub fn table(report: &DispatchReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_line_gives_its_label_and_value() {
+        let line = r#"store_group_commit_size_sum{database="trip-db"} 1234"#;
+        let rest = line.strip_prefix("store_group_commit_size_sum{").expect("the name");
+        assert_eq!(labelled(rest, "database"), Some(("trip-db", 1234.0)));
+        assert_eq!(labelled(rest, "consumer"), Some(("?", 1234.0)));
+        assert_eq!(labelled(r#"database="x"} nan-ish"#, "database"), None);
+    }
 
     #[test]
     fn the_city_is_deterministic_and_trips_go_somewhere() {
