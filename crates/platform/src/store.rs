@@ -508,19 +508,6 @@ impl Lane {
             _stop: std::sync::Arc::new(stop),
         })
     }
-
-    /// Runs `work` on the lane and waits for its output (a panic in it is the caller's).
-    pub async fn run<F>(&self, work: F) -> F::Output
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        match self.handle.spawn(work).await {
-            Ok(output) => output,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("the database lane stopped while running a transaction: {e}"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -532,12 +519,13 @@ mod tests {
         let lane = Lane::start("test-lane").expect("a lane");
         let caller = std::thread::current().id();
         let (ran_on, name) = lane
-            .clone()
-            .run(async {
+            .handle
+            .spawn(async {
                 let me = std::thread::current();
                 (me.id(), me.name().map(str::to_owned))
             })
-            .await;
+            .await
+            .expect("ran");
         assert_ne!(ran_on, caller);
         assert_eq!(name.as_deref(), Some("test-lane"));
 
@@ -651,17 +639,6 @@ mod tests {
             .expect("read");
         let expected: Vec<i64> = (0..=QUEUED).filter(|x| ![7, 13].contains(x)).collect();
         assert_eq!(kept, expected);
-    }
-
-    #[tokio::test]
-    async fn a_panic_on_the_lane_is_the_callers() {
-        let lane = Lane::start("test-lane").expect("a lane");
-        let caught = tokio::spawn(async move {
-            lane.run(async { panic!("in the transaction") }).await;
-        })
-        .await
-        .expect_err("the caller panics");
-        assert!(caught.is_panic());
     }
 
     #[tokio::test]

@@ -999,7 +999,9 @@ mod tests {
     #[test]
     fn a_metric_line_gives_its_label_and_value() {
         let line = r#"store_group_commit_size_sum{database="trip-db"} 1234"#;
-        let rest = line.strip_prefix("store_group_commit_size_sum{").expect("the name");
+        let rest = line
+            .strip_prefix("store_group_commit_size_sum{")
+            .expect("the name");
         assert_eq!(labelled(rest, "database"), Some(("trip-db", 1234.0)));
         assert_eq!(labelled(rest, "consumer"), Some(("?", 1234.0)));
         assert_eq!(labelled(r#"database="x"} nan-ish"#, "database"), None);
