@@ -39,7 +39,8 @@ impl ServiceModule for Module {
                 "rating.db",
                 async |pool| {
                     let store = SqliteRatingStore::new(pool).await?;
-                    let trips = TripRatingStore::Sqlite(store.pool().clone());
+                    let trips =
+                        TripRatingStore::Sqlite(store.pool().clone(), store.writes().clone());
                     Ok((Arc::new(store) as Arc<dyn RatingStore>, trips))
                 },
                 async |url, max_connections| {

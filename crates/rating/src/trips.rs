@@ -13,7 +13,7 @@ use domain::{AccountId, Role, Timestamp, TripId};
 use platform::auth::Caller;
 use platform::bus::Envelope;
 use platform::outbox::{self, Outbox, Pending};
-use platform::store::{PgPool, SqlitePool};
+use platform::store::{PgPool, SqlitePool, Writes};
 use platform::{ApiError, ErrorCode, clock};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -198,24 +198,24 @@ pub trait TripRatingApi: Send + Sync + 'static {
 /// Where trip ratings are kept: the rating service's own database.
 #[derive(Clone, Debug)]
 pub enum TripRatingStore {
-    Sqlite(SqlitePool),
+    /// rating.db's pool to read with, and its writes (shared with the course's ratings).
+    Sqlite(SqlitePool, Writes<sqlx::Sqlite>),
     Postgres(PgPool),
 }
 
 macro_rules! on_pool {
     ($self:expr, $pool:ident => $body:expr) => {
         match $self {
-            TripRatingStore::Sqlite($pool) => $body,
+            TripRatingStore::Sqlite($pool, _) => $body,
             TripRatingStore::Postgres($pool) => $body,
         }
     };
 }
 
-/// The rating, the ratee's count and total, and the announcement `$event` in the outbox, in one
-/// transaction on `$pool`.
+/// The rating, the ratee's count and total, and the announcement `$event` in the outbox, on the
+/// connection `$tx` (in a transaction).
 macro_rules! add_in {
-    ($pool:expr, $r:expr, $tags:expr, $event:expr) => {{
-        let mut tx = $pool.begin().await?;
+    ($tx:expr, $r:expr, $tags:expr, $event:expr) => {{
         sqlx::query(
             "INSERT INTO trip_ratings (trip_id, rater_role, rater_id, ratee_id, stars, comment, \
              tags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -228,7 +228,7 @@ macro_rules! add_in {
         .bind($r.comment.clone())
         .bind($tags)
         .bind($r.created_at.as_millis())
-        .execute(&mut *tx)
+        .execute(&mut *$tx)
         .await?;
         let row = sqlx::query(
             "INSERT INTO account_ratings (account_id, count, total) VALUES ($1, 1, $2) \
@@ -237,10 +237,9 @@ macro_rules! add_in {
         )
         .bind($r.ratee_id.to_string())
         .bind(i64::from($r.stars))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *$tx)
         .await?;
-        let pending = outbox::write(&mut *tx, $event).await?;
-        tx.commit().await?;
+        let pending = outbox::write(&mut *$tx, $event).await?;
         let (count, total): (i64, i64) = (row.try_get("count")?, row.try_get("total")?);
         (AccountRating::of($r.ratee_id, count, total), pending)
     }};
@@ -254,7 +253,24 @@ impl TripRatingStore {
     ) -> Result<(AccountRating, Pending), TripRatingError> {
         let tags = serde_json::to_string(&rating.tags)
             .map_err(|e| TripRatingError::Store(e.to_string()))?;
-        Ok(on_pool!(self, pool => add_in!(pool, rating, tags.clone(), event)))
+        match self {
+            Self::Sqlite(_, writes) => {
+                writes
+                    .transaction(
+                        (rating.clone(), tags, event.clone()),
+                        |tx, (rating, tags, event)| {
+                            Box::pin(async move { Ok(add_in!(tx, rating, tags.clone(), event)) })
+                        },
+                    )
+                    .await
+            }
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let added = add_in!(tx, rating, tags, event);
+                tx.commit().await?;
+                Ok(added)
+            }
+        }
     }
 
     async fn account(&self, account: AccountId) -> Result<AccountRating, TripRatingError> {

@@ -7,7 +7,7 @@ use domain::rating::{RatingSummary, Stars};
 use domain::{CarNumber, PersonName, Timestamp};
 use platform::bus::Envelope;
 use platform::outbox::{self, OutboxTable, Pending};
-use platform::store::{EmbeddedMigration, migrate_sqlite};
+use platform::store::{EmbeddedMigration, Writes, migrate_sqlite};
 use sqlx::{Row, SqlitePool};
 
 use super::{DriverRef, KnownDriver, RatingStore, StoreError, known_driver};
@@ -30,9 +30,16 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
     ),
 ];
 
+/// A driver's name and car, kept unless a newer report already changed the car.
+const REMEMBER_DRIVER: &str = "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) \
+     VALUES (?1, ?2, ?3, ?3) ON CONFLICT (name) DO UPDATE SET car_number = excluded.car_number, \
+     car_since_ms = excluded.car_since_ms WHERE excluded.car_since_ms >= drivers.car_since_ms";
+
 #[derive(Clone, Debug)]
 pub struct SqliteRatingStore {
     pool: SqlitePool,
+    /// rating.db's writes: its writer connection, group-committed on a lane of its own.
+    writes: Writes<sqlx::Sqlite>,
 }
 
 impl SqliteRatingStore {
@@ -42,11 +49,19 @@ impl SqliteRatingStore {
         &self.pool
     }
 
+    /// Its database's writes, for the trip ratings kept beside the course's.
+    pub fn writes(&self) -> &Writes<sqlx::Sqlite> {
+        &self.writes
+    }
+
     pub async fn new(pool: SqlitePool) -> Result<Self, StoreError> {
         migrate_sqlite(&pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError(format!("migrating the rating database: {e}")))?;
-        Ok(Self { pool })
+        let writes = Writes::sqlite(&pool, "rating-db")
+            .await
+            .map_err(|e| StoreError(format!("opening the rating database's writer: {e}")))?;
+        Ok(Self { pool, writes })
     }
 }
 
@@ -74,21 +89,21 @@ impl RatingStore for SqliteRatingStore {
         &self,
         reports: &[(PersonName, CarNumber, Timestamp)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (name, car_number, seen_at) in reports {
-            sqlx::query(
-            "INSERT INTO drivers (name, car_number, first_seen_ms, car_since_ms) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT (name) DO UPDATE SET car_number = excluded.car_number, car_since_ms = excluded.car_since_ms
-             WHERE excluded.car_since_ms >= drivers.car_since_ms",
-            )
-            .bind(name.as_str())
-            .bind(car_number.as_str())
-            .bind(seen_at.as_millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.writes
+            .transaction(reports.to_vec(), |tx, reports| {
+                Box::pin(async move {
+                    for (name, car_number, seen_at) in reports {
+                        sqlx::query(REMEMBER_DRIVER)
+                            .bind(name.as_str())
+                            .bind(car_number.as_str())
+                            .bind(seen_at.as_millis())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     async fn find_driver(&self, driver: &DriverRef) -> Result<Option<KnownDriver>, StoreError> {
@@ -120,24 +135,30 @@ impl RatingStore for SqliteRatingStore {
         rated_at: Timestamp,
         announcement: &Envelope,
     ) -> Result<(RatingSummary, Pending), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO ratings (id, driver_name, stars, rated_at_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(driver.as_str())
-        .bind(i64::from(stars.get()))
-        .bind(rated_at.as_millis())
-        .execute(&mut *tx)
-        .await?;
-        let summary = summary_in(&mut *tx, driver).await?;
-        let pending = outbox::write(&mut *tx, announcement).await?;
-        tx.commit().await?;
-        Ok((summary, pending))
+        let data = (id, driver.clone(), stars, rated_at, announcement.clone());
+        self.writes
+            .transaction(data, |tx, (id, driver, stars, rated_at, announcement)| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO ratings (id, driver_name, stars, rated_at_ms) \
+                         VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(id.to_string())
+                    .bind(driver.as_str())
+                    .bind(i64::from(stars.get()))
+                    .bind(rated_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    let summary = summary_in(&mut *tx, driver).await?;
+                    let pending = outbox::write(&mut *tx, announcement).await?;
+                    Ok((summary, pending))
+                })
+            })
+            .await
     }
 
     fn outbox(&self) -> Arc<dyn OutboxTable> {
-        Arc::new(outbox::SqliteOutbox(self.pool.clone()))
+        Arc::new(outbox::SqliteOutbox(self.writes.pool().clone()))
     }
 
     async fn summary(&self, driver: &PersonName) -> Result<RatingSummary, StoreError> {
