@@ -1,7 +1,7 @@
 //! Accounts and tokens in PostgreSQL (the distributed mode), in the `identity` schema owned by
 //! this service.
 
-use platform::store::{EmbeddedMigration, PgPool, migrate_postgres};
+use platform::store::{EmbeddedMigration, PgPool, Writes, migrate_postgres};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -28,6 +28,9 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Clone, Debug)]
 pub struct PgAccountStore {
     pool: PgPool,
+    /// Each write a transaction of the pool's (read committed: the guarded
+    /// `UPDATE … WHERE revoked = FALSE` serialises rotations by row lock).
+    writes: Writes<sqlx::Postgres>,
 }
 
 impl PgAccountStore {
@@ -36,7 +39,10 @@ impl PgAccountStore {
         let pool = platform::store::open_postgres(url, SCHEMA, max_connections)
             .await
             .map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            writes: Writes::direct(pool.clone()),
+            pool,
+        })
     }
 
     /// Applies pending migrations (`rickshaw migrate`, and every start).
@@ -73,13 +79,6 @@ fn id_of(id: uuid::Uuid) -> IdColumn {
 
 fn uuid_of(id: &IdColumn) -> Result<uuid::Uuid, StoreError> {
     Ok(*id)
-}
-
-/// Read committed: the guarded `UPDATE … WHERE revoked = FALSE` serialises rotations by row lock.
-async fn begin_write(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    pool.begin().await
 }
 
 impl_account_store!(PgAccountStore);

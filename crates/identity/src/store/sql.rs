@@ -1,8 +1,9 @@
 //! The SQL both account stores run (`$n` parameters, `TRUE`/`FALSE` and `RETURNING` work in
 //! SQLite and PostgreSQL alike), as one macro implementing `AccountStore` for a type with a `pool`
-//! field. The invoking module provides what differs: `IdColumn` (how an id is stored: a `uuid` in
-//! PostgreSQL, text in SQLite), `id_of` and `uuid_of` between it and a `Uuid`, `read_account`
-//! (a row of `account_columns!()`) and `begin_write` (a transaction that will write).
+//! to read with and `writes` (`platform::store::Writes`: SQLite's group commit, PostgreSQL's
+//! pool) whose transaction bodies write. The invoking module provides what differs: `IdColumn`
+//! (how an id is stored: a `uuid` in PostgreSQL, text in SQLite), `id_of` and `uuid_of` between
+//! it and a `Uuid`, and `read_account` (a row of `account_columns!()`).
 
 macro_rules! impl_account_store {
     ($store:ty) => {
@@ -13,30 +14,33 @@ macro_rules! impl_account_store {
                 account: &crate::Account,
                 password_hash: &str,
             ) -> Result<(), super::StoreError> {
-                let vehicle = account.vehicle.as_ref();
-                sqlx::query(
-                    "INSERT INTO accounts (id, email, name, role, password_hash, vehicle_package, vehicle_plate, vehicle_model, created_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(id_of(*account.id.as_uuid()))
-                .bind(account.email.as_str())
-                .bind(account.name.as_str())
-                .bind(account.role.name())
-                .bind(password_hash)
-                .bind(vehicle.map(|v| v.package.name()))
-                .bind(vehicle.map(|v| v.plate.as_str()))
-                .bind(vehicle.map(|v| v.model.as_str()))
-                .bind(account.created_at.as_millis())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| {
-                    if super::is_unique_violation(&e) {
-                        super::StoreError::EmailTaken(account.email.clone())
-                    } else {
-                        e.into()
-                    }
-                })?;
-                Ok(())
+                let data = (account.clone(), password_hash.to_owned());
+                self.writes.transaction(data, |tx, (account, password_hash)| Box::pin(async move {
+                    let vehicle = account.vehicle.as_ref();
+                    sqlx::query(
+                        "INSERT INTO accounts (id, email, name, role, password_hash, vehicle_package, vehicle_plate, vehicle_model, created_at_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(id_of(*account.id.as_uuid()))
+                    .bind(account.email.as_str())
+                    .bind(account.name.as_str())
+                    .bind(account.role.name())
+                    .bind(password_hash)
+                    .bind(vehicle.map(|v| v.package.name()))
+                    .bind(vehicle.map(|v| v.plate.as_str()))
+                    .bind(vehicle.map(|v| v.model.as_str()))
+                    .bind(account.created_at.as_millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if super::is_unique_violation(&e) {
+                            super::StoreError::EmailTaken(account.email.clone())
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                    Ok(())
+                })).await
             }
 
             async fn account(&self, id: domain::AccountId) -> Result<Option<crate::Account>, super::StoreError> {
@@ -75,31 +79,35 @@ macro_rules! impl_account_store {
                 id: domain::AccountId,
                 vehicle: &domain::Vehicle,
             ) -> Result<Option<crate::Account>, super::StoreError> {
-                sqlx::query(concat!(
-                    "UPDATE accounts SET vehicle_package = $1, vehicle_plate = $2, vehicle_model = $3 WHERE id = $4 RETURNING ",
-                    super::account_columns!()
-                ))
-                .bind(vehicle.package.name())
-                .bind(vehicle.plate.as_str())
-                .bind(vehicle.model.as_str())
-                .bind(id_of(*id.as_uuid()))
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|row| read_account(&row))
-                .transpose()
+                self.writes.transaction((id, vehicle.clone()), |tx, (id, vehicle)| Box::pin(async move {
+                    sqlx::query(concat!(
+                        "UPDATE accounts SET vehicle_package = $1, vehicle_plate = $2, vehicle_model = $3 WHERE id = $4 RETURNING ",
+                        super::account_columns!()
+                    ))
+                    .bind(vehicle.package.name())
+                    .bind(vehicle.plate.as_str())
+                    .bind(vehicle.model.as_str())
+                    .bind(id_of(*id.as_uuid()))
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| read_account(&row))
+                    .transpose()
+                })).await
             }
 
             async fn add_refresh_token(&self, grant: &super::RefreshGrant) -> Result<(), super::StoreError> {
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, account_id, issued_at_ms, expires_at_ms, revoked) VALUES ($1, $2, $3, $4, FALSE)",
-                )
-                .bind(grant.token.as_str())
-                .bind(id_of(*grant.account.as_uuid()))
-                .bind(grant.issued_at.as_millis())
-                .bind(grant.expires_at.as_millis())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                self.writes.transaction(grant.clone(), |tx, grant| Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_hash, account_id, issued_at_ms, expires_at_ms, revoked) VALUES ($1, $2, $3, $4, FALSE)",
+                    )
+                    .bind(grant.token.as_str())
+                    .bind(id_of(*grant.account.as_uuid()))
+                    .bind(grant.issued_at.as_millis())
+                    .bind(grant.expires_at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(())
+                })).await
             }
 
             async fn rotate_refresh_token(
@@ -111,73 +119,77 @@ macro_rules! impl_account_store {
             ) -> Result<super::Rotation, super::StoreError> {
                 // PostgreSQL (read committed): a concurrent rotation of the same token waits for this
                 // one's row lock, then re-checks `revoked = FALSE`, finds it spent and takes the reuse
-                // path. SQLite: `begin_write` takes the write lock first, so rotations queue.
-                let mut tx = begin_write(&self.pool).await?;
-                let spent: Option<IdColumn> = sqlx::query_scalar(
-                    "UPDATE refresh_tokens SET revoked = TRUE
-                     WHERE token_hash = $1 AND revoked = FALSE AND expires_at_ms > $2 RETURNING account_id",
-                )
-                .bind(presented.as_str())
-                .bind(now.as_millis())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(account) = spent {
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (token_hash, account_id, issued_at_ms, expires_at_ms, revoked) VALUES ($1, $2, $3, $4, FALSE)",
+                // path. SQLite: the database's one writer runs rotations one after another.
+                let data = (presented.clone(), next.clone(), expires_at, now);
+                self.writes.transaction(data, |tx, (presented, next, expires_at, now)| Box::pin(async move {
+                    let spent: Option<IdColumn> = sqlx::query_scalar(
+                        "UPDATE refresh_tokens SET revoked = TRUE
+                         WHERE token_hash = $1 AND revoked = FALSE AND expires_at_ms > $2 RETURNING account_id",
                     )
-                    .bind(next.as_str())
-                    .bind(&account)
+                    .bind(presented.as_str())
                     .bind(now.as_millis())
-                    .bind(expires_at.as_millis())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(account) = spent {
+                        sqlx::query(
+                            "INSERT INTO refresh_tokens (token_hash, account_id, issued_at_ms, expires_at_ms, revoked) VALUES ($1, $2, $3, $4, FALSE)",
+                        )
+                        .bind(next.as_str())
+                        .bind(&account)
+                        .bind(now.as_millis())
+                        .bind(expires_at.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                        return Ok(super::Rotation::Rotated {
+                            account: domain::AccountId::from_uuid(uuid_of(&account)?),
+                        });
+                    }
+                    let found =
+                        sqlx::query("SELECT account_id, revoked FROM refresh_tokens WHERE token_hash = $1")
+                            .bind(presented.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(row) = found else {
+                        return Ok(super::Rotation::Unknown);
+                    };
+                    let account: IdColumn = row.try_get("account_id")?;
+                    if !row.try_get::<bool, _>("revoked")? {
+                        return Ok(super::Rotation::Expired);
+                    }
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET revoked = TRUE WHERE account_id = $1 AND revoked = FALSE",
+                    )
+                    .bind(&account)
                     .execute(&mut *tx)
                     .await?;
-                    tx.commit().await?;
-                    return Ok(super::Rotation::Rotated {
+                    Ok(super::Rotation::Reused {
                         account: domain::AccountId::from_uuid(uuid_of(&account)?),
-                    });
-                }
-                let found =
-                    sqlx::query("SELECT account_id, revoked FROM refresh_tokens WHERE token_hash = $1")
-                        .bind(presented.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some(row) = found else {
-                    return Ok(super::Rotation::Unknown);
-                };
-                let account: IdColumn = row.try_get("account_id")?;
-                if !row.try_get::<bool, _>("revoked")? {
-                    return Ok(super::Rotation::Expired);
-                }
-                sqlx::query(
-                    "UPDATE refresh_tokens SET revoked = TRUE WHERE account_id = $1 AND revoked = FALSE",
-                )
-                .bind(&account)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(super::Rotation::Reused {
-                    account: domain::AccountId::from_uuid(uuid_of(&account)?),
-                })
+                    })
+                })).await
             }
 
             async fn revoke_refresh_token(&self, token: &super::TokenHash) -> Result<bool, super::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked = TRUE WHERE token_hash = $1 AND revoked = FALSE",
-                )
-                .bind(token.as_str())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
+                self.writes.transaction(token.clone(), |tx, token| Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE refresh_tokens SET revoked = TRUE WHERE token_hash = $1 AND revoked = FALSE",
+                    )
+                    .bind(token.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                })).await
             }
 
             async fn revoke_all_refresh_tokens(&self, account: domain::AccountId) -> Result<u64, super::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked = TRUE WHERE account_id = $1 AND revoked = FALSE",
-                )
-                .bind(id_of(*account.as_uuid()))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
+                self.writes.transaction(account, |tx, account| Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE refresh_tokens SET revoked = TRUE WHERE account_id = $1 AND revoked = FALSE",
+                    )
+                    .bind(id_of(*account.as_uuid()))
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(done.rows_affected())
+                })).await
             }
 
             async fn record_login_attempt(
@@ -186,13 +198,15 @@ macro_rules! impl_account_store {
                 email: &domain::Email,
                 at: domain::Timestamp,
             ) -> Result<(), super::StoreError> {
-                sqlx::query("INSERT INTO login_attempts (id, email, at_ms) VALUES ($1, $2, $3)")
-                    .bind(id_of(id))
-                    .bind(email.as_str())
-                    .bind(at.as_millis())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                self.writes.transaction((id, email.clone(), at), |tx, (id, email, at)| Box::pin(async move {
+                    sqlx::query("INSERT INTO login_attempts (id, email, at_ms) VALUES ($1, $2, $3)")
+                        .bind(id_of(*id))
+                        .bind(email.as_str())
+                        .bind(at.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })).await
             }
 
             async fn login_attempts_since(
@@ -211,19 +225,23 @@ macro_rules! impl_account_store {
             }
 
             async fn forget_login_attempt(&self, id: uuid::Uuid) -> Result<(), super::StoreError> {
-                sqlx::query("DELETE FROM login_attempts WHERE id = $1")
-                    .bind(id_of(id))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                self.writes.transaction(id, |tx, id| Box::pin(async move {
+                    sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+                        .bind(id_of(*id))
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(())
+                })).await
             }
 
             async fn forget_login_attempts_before(&self, before: domain::Timestamp) -> Result<u64, super::StoreError> {
-                let done = sqlx::query("DELETE FROM login_attempts WHERE at_ms < $1")
-                    .bind(before.as_millis())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected())
+                self.writes.transaction(before, |tx, before| Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM login_attempts WHERE at_ms < $1")
+                        .bind(before.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(done.rows_affected())
+                })).await
             }
         }
     };

@@ -1,6 +1,6 @@
 //! Accounts and tokens in SQLite (the embedded mode), one database file owned by this service.
 
-use platform::store::{EmbeddedMigration, migrate_sqlite};
+use platform::store::{EmbeddedMigration, Writes, migrate_sqlite};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
@@ -24,6 +24,8 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteAccountStore {
     pool: SqlitePool,
+    /// identity.db's writes: its writer connection, group-committed on a lane of its own.
+    writes: Writes<sqlx::Sqlite>,
 }
 
 impl SqliteAccountStore {
@@ -32,7 +34,10 @@ impl SqliteAccountStore {
         migrate_sqlite(&pool, MIGRATIONS)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the identity database: {e}")))?;
-        Ok(Self { pool })
+        let writes = Writes::sqlite(&pool, "identity-db").await.map_err(|e| {
+            StoreError::Backend(format!("opening the identity database's writer: {e}"))
+        })?;
+        Ok(Self { pool, writes })
     }
 }
 
@@ -58,14 +63,6 @@ type IdColumn = String;
 
 fn id_of(id: uuid::Uuid) -> IdColumn {
     id.to_string()
-}
-
-/// IMMEDIATE: take the write lock first, so concurrent rotations queue (busy timeout) instead of
-/// failing to upgrade a read snapshot.
-async fn begin_write(
-    pool: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 impl_account_store!(SqliteAccountStore);
