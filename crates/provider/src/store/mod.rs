@@ -216,6 +216,9 @@ pub trait ProviderStore: Send + Sync + 'static {
     async fn forget_deliveries(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
+/// The connection a backend's transaction bodies write on.
+type Connection<S> = <<S as Backend>::Db as sqlx::Database>::Connection;
+
 /// Which sqlx database a store runs on (for the shared SQL).
 trait Backend {
     type Db: sqlx::Database;

@@ -44,7 +44,7 @@ macro_rules! impl_provider_store {
         impl $store {
             /// Each event as a pending delivery, due at once (same transaction as the change).
             async fn insert_events(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
                 let now = platform::clock::now().as_millis();
@@ -67,7 +67,7 @@ macro_rules! impl_provider_store {
 
             /// Replaces the intent if it is still at `expected_version`; the new version.
             async fn compare_and_set(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 next: &crate::model::PaymentIntent,
                 expected_version: u64,
             ) -> Result<u64, super::StoreError> {
@@ -95,7 +95,7 @@ macro_rules! impl_provider_store {
             // PostgreSQL's pool here), which commits or rolls back each. `ProviderStore`'s methods send them there.
 
             async fn insert_intent_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 intent: &crate::model::PaymentIntent,
                 events: &[crate::model::Event],
             ) -> Result<(), super::StoreError> {
@@ -115,7 +115,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn update_intent_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 next: &crate::model::PaymentIntent,
                 expected_version: u64,
                 events: &[crate::model::Event],
@@ -126,7 +126,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn insert_refund_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 refund: &crate::model::Refund,
                 intent: &crate::model::PaymentIntent,
                 expected_version: u64,
@@ -147,7 +147,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn begin_request_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 request: &super::KeyedRequest,
                 times: super::KeyTimes,
             ) -> Result<super::Begun, super::StoreError> {
@@ -227,7 +227,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn finish_request_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 request: &super::KeyedRequest,
                 owner: &str,
                 status: u16,
@@ -248,7 +248,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn release_request_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 request: &super::KeyedRequest,
                 owner: &str,
             ) -> Result<(), super::StoreError> {
@@ -265,7 +265,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn forget_requests_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 before_ms: i64,
             ) -> Result<u64, super::StoreError> {
                 Ok(sqlx::query("DELETE FROM idempotency_keys WHERE created_ms < $1")
@@ -276,7 +276,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn claim_deliveries_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 now_ms: i64,
                 limit: u32,
                 claim_until_ms: i64,
@@ -318,7 +318,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn delivery_succeeded_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 id: i64,
                 at_ms: i64,
             ) -> Result<(), super::StoreError> {
@@ -335,7 +335,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn delivery_failed_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 id: i64,
                 error: &str,
                 retry_at_ms: Option<i64>,
@@ -370,7 +370,7 @@ macro_rules! impl_provider_store {
             }
 
             async fn forget_deliveries_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 before_ms: i64,
             ) -> Result<u64, super::StoreError> {
                 Ok(sqlx::query(

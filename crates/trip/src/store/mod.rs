@@ -114,6 +114,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The connection a backend's transaction bodies write on.
+type Connection<S> = <<S as Backend>::Db as sqlx::Database>::Connection;
+
 /// Which sqlx database a store runs on (for the shared SQL).
 trait Backend {
     type Db: sqlx::Database;

@@ -71,7 +71,7 @@ macro_rules! impl_trip_store {
         impl $store {
             /// Replaces the trip if it is still at `expected_version` (`Stale` otherwise).
             async fn compare_and_set(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 next: &super::TripRecord,
                 expected_version: u64,
             ) -> Result<(), super::StoreError> {
@@ -101,7 +101,7 @@ macro_rules! impl_trip_store {
             /// One change of `update_many`'s careful path: the trip's compare-and-set, then its
             /// notices.
             async fn apply(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 change: &super::Change,
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 Self::compare_and_set(tx, &change.next, change.expected_version).await?;
@@ -114,7 +114,7 @@ macro_rules! impl_trip_store {
             /// refusal if one meets a unique index: the caller rolls back and takes the careful
             /// path.
             async fn apply_all(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 changes: &[super::Change],
             ) -> Result<Vec<Vec<super::Stored>>, super::StoreError> {
                 let mut rows = Vec::with_capacity(changes.len());
@@ -171,7 +171,7 @@ macro_rules! impl_trip_store {
 
             /// The notices of one trip in the log, each with its outbox row (same transaction).
             async fn insert_notices(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 trip: domain::TripId,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
@@ -182,7 +182,7 @@ macro_rules! impl_trip_store {
             /// `notices` (each with its trip) in the log, then their outbox rows: one statement
             /// each, returned in order.
             async fn insert_all_notices(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 notices: &[(domain::TripId, &super::NewNotice)],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
                 if notices.is_empty() {
@@ -250,7 +250,7 @@ macro_rules! impl_trip_store {
             // PostgreSQL's pool here), which commits or rolls back each. `TripStore`'s methods send them there.
 
             async fn create_in(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 record: &super::TripRecord,
                 notices: &[super::NewNotice],
             ) -> Result<Vec<super::Stored>, super::StoreError> {
@@ -276,7 +276,7 @@ macro_rules! impl_trip_store {
             }
 
             async fn update_in(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 next: &super::TripRecord,
                 expected_version: u64,
                 notices: &[super::NewNotice],
@@ -286,7 +286,7 @@ macro_rules! impl_trip_store {
             }
 
             async fn update_many_in(
-                conn: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                conn: &mut super::Connection<Self>,
                 changes: &[super::Change],
             ) -> Result<Vec<Result<Vec<super::Stored>, super::StoreError>>, super::StoreError> {
                 use sqlx::Connection;
@@ -333,7 +333,7 @@ macro_rules! impl_trip_store {
             }
 
             async fn set_driver_statuses_in(
-                tx: &mut <<Self as super::Backend>::Db as sqlx::Database>::Connection,
+                tx: &mut super::Connection<Self>,
                 statuses: &[(domain::AccountId, Option<domain::Package>, domain::Timestamp)],
             ) -> Result<(), super::StoreError> {
                 // One row a driver (PostgreSQL refuses a statement that updates a row twice):
