@@ -53,6 +53,7 @@ impl Default for IngestBench {
                 candidates: 8,
                 max_pickup: 3_000.0,
                 pricing_rounds: 0,
+                ..Limits::default()
             },
             seed: 2026,
         }

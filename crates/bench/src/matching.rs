@@ -49,6 +49,7 @@ impl Default for MatchingBench {
                 candidates: 8,
                 max_pickup: 3_000.0,
                 pricing_rounds: 0,
+                ..Limits::default()
             },
             exact_up_to: 5_000,
             effort: Effort::DEFAULT,

@@ -17,6 +17,10 @@ pub struct MatchingConfig {
     /// `optimal`: rounds of pricing after the first solve (0: none; each one brings the result
     /// closer to the exact optimum at the cost of a range query per rider).
     pub pricing_rounds: usize,
+    /// `optimal`: a tick of at most this many riders gets 64 candidates a rider instead of
+    /// `candidates` (0: never): the sparse graph's gap to the exact optimum closes from about
+    /// 13 % to under 0.5 % where supply meets demand, at about 5× the tick's time.
+    pub dense_up_to: usize,
     /// No rider is paired with a driver farther than this (units of the coordinates); unset means
     /// no limit.
     pub max_pickup: Option<f64>,
@@ -40,6 +44,7 @@ impl Default for MatchingConfig {
             strategy: Strategy::Optimal,
             candidates: 8,
             pricing_rounds: 0,
+            dense_up_to: domain::matching::Limits::default().dense_up_to,
             max_pickup: None,
             index_cell: 10.0,
             shards: 1,
@@ -56,6 +61,7 @@ impl MatchingConfig {
             candidates: self.candidates,
             max_pickup: self.max_pickup.unwrap_or(f64::INFINITY),
             pricing_rounds: self.pricing_rounds,
+            dense_up_to: self.dense_up_to,
         }
     }
 }

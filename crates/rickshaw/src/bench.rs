@@ -62,9 +62,12 @@ pub struct MatchingArgs {
     /// Maximum pickup distance, metres.
     #[arg(long, default_value_t = 3_000.0)]
     max_pickup: f64,
-    /// Candidate drivers per rider for `optimal`.
+    /// Candidate drivers per rider (and riders per driver) for `optimal`.
     #[arg(long, default_value_t = Limits::default().candidates)]
     candidates: usize,
+    /// Ticks of at most this many riders get 64 candidates instead (0: none).
+    #[arg(long, default_value_t = Limits::default().dense_up_to)]
+    dense_up_to: usize,
     /// Rounds of pricing after `optimal`'s first solve (each closes part of the gap to exact).
     #[arg(long, default_value_t = 0)]
     pricing_rounds: usize,
@@ -80,6 +83,15 @@ pub struct MatchingArgs {
     /// (0: solve the first pass exactly instead).
     #[arg(long, default_value_t = Effort::DEFAULT.auction_epsilon_share.unwrap_or(0.0))]
     epsilon_share: f64,
+    /// How much longer than the shortest a path of the second pass may be, as a share of the
+    /// first pass's mean pickup (0: the shortest).
+    #[arg(long, default_value_t = Effort::DEFAULT.slack_share)]
+    slack_share: f64,
+    /// Columns the second pass's searches may settle per rider and driver before the riders
+    /// still waiting are served by the shortest paths in edges (0: no limit; ticks within
+    /// `--dense-up-to` have none).
+    #[arg(long, default_value_t = Effort::DEFAULT.budget_per_point.unwrap_or(0))]
+    budget_per_point: usize,
     #[arg(long, default_value_t = 2026)]
     seed: u64,
 }
@@ -151,6 +163,9 @@ fn check_matching(args: &MatchingArgs) -> Result<(), String> {
     }
     if !(0.0..=1.0).contains(&args.epsilon_share) {
         return Err("--epsilon-share must be from 0 (exact) to 1".into());
+    }
+    if !(0.0..=1.0).contains(&args.slack_share) {
+        return Err("--slack-share must be from 0 (the shortest paths) to 1".into());
     }
     Ok(())
 }
@@ -226,6 +241,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
                     candidates: args.candidates,
                     max_pickup: args.max_pickup,
                     pricing_rounds: args.pricing_rounds,
+                    dense_up_to: args.dense_up_to,
                 },
                 exact_up_to: args.exact_up_to,
                 effort: if args.exact_passes {
@@ -234,7 +250,9 @@ pub fn run(command: BenchCommand) -> ExitCode {
                     Effort {
                         auction_epsilon_share: (args.epsilon_share > 0.0)
                             .then_some(args.epsilon_share),
-                        ..Effort::DEFAULT
+                        slack_share: args.slack_share,
+                        budget_per_point: (args.budget_per_point > 0)
+                            .then_some(args.budget_per_point),
                     }
                 },
                 seed: args.seed,

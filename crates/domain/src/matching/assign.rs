@@ -83,7 +83,17 @@ pub struct Limits {
     /// left out wherever the graph allows; a pair outside the graph that would serve one more is
     /// not searched for.
     pub pricing_rounds: usize,
+    /// `Optimal`: a tick of at most this many riders gets [`DENSE_CANDIDATES`] candidates a
+    /// rider and a driver instead of `candidates`. Eight nearest are too few where supply is
+    /// short of demand: the optimum's long pickups are not in the graph (13 % more pickup than
+    /// the exact optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the
+    /// exact optimum serves); 64 close that to within 0.5 % (docs/BENCHMARKS.md), at about 5×
+    /// the time, which a small tick can afford and a city-sized one cannot. 0: never.
+    pub dense_up_to: usize,
 }
+
+/// The candidates a rider and a driver of a small tick get (see [`Limits::dense_up_to`]).
+pub const DENSE_CANDIDATES: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -91,11 +101,26 @@ impl Default for Limits {
             candidates: 8,
             max_pickup: f64::INFINITY,
             pricing_rounds: 0,
+            dense_up_to: 5_000,
         }
     }
 }
 
 impl Limits {
+    /// Whether a tick of `riders` riders gets the dense graph (and an unbounded second pass).
+    pub fn is_dense(&self, riders: usize) -> bool {
+        riders <= self.dense_up_to
+    }
+
+    /// How many candidates each rider and driver of a tick with `riders` riders gets.
+    pub fn candidates_for(&self, riders: usize) -> usize {
+        if self.is_dense(riders) {
+            self.candidates.max(DENSE_CANDIDATES)
+        } else {
+            self.candidates.max(1)
+        }
+    }
+
     /// The longest pickup a pair can have: the radius, or with none the longest distance
     /// between valid points (below 2√2 × the coordinate bound).
     pub fn max_distance(&self) -> f64 {
@@ -249,7 +274,10 @@ pub struct Effort {
     /// How many columns its searches may settle in all, per rider and driver of the tick,
     /// before the riders still waiting are served by the shortest paths in edges instead of the
     /// cheapest; `None`: no limit. Where supply is short the exact rounds cross the crowd once
-    /// each, and a 100k tick would take 20 s (docs/BENCHMARKS.md).
+    /// each, and a 100k tick would take 20 s (docs/BENCHMARKS.md). A tick dense by
+    /// [`Limits::dense_up_to`] has no limit: it is small enough for the exact rounds (at most
+    /// about a second at 5,000 riders), and the shortest paths in edges, blind to their length,
+    /// cost it up to 5 % more pickup.
     pub budget_per_point: Option<usize>,
 }
 
@@ -288,6 +316,11 @@ fn optimal<K: Hash + Eq + Clone>(
     limits: Limits,
     effort: Effort,
 ) -> Vec<Pair> {
+    let dense = limits.is_dense(riders.len());
+    let limits = Limits {
+        candidates: limits.candidates_for(riders.len()),
+        ..limits
+    };
     let drivers = frozen(index);
     let greedy = nearest(riders, drivers.clone(), limits);
     // The greedy answer's pairs are candidates too: the graph then holds a solution at least as
@@ -311,9 +344,10 @@ fn optimal<K: Hash + Eq + Clone>(
     }
     place_leftovers(riders, &drivers, limits, &mut graph, &mut assignment);
     let slack = effort.slack_share * mean_pickup(&assignment, riders.len());
-    let budget = effort
-        .budget_per_point
-        .map_or(usize::MAX, |b| b * (riders.len() + index.slot_bound()));
+    let budget = match effort.budget_per_point {
+        Some(b) if !dense => b * (riders.len() + index.slot_bound()),
+        _ => usize::MAX,
+    };
     assignment.serve_the_rest(&graph, slack, budget);
     let pairs: Vec<Pair> = (0..riders.len())
         .filter_map(|rider| {
@@ -680,6 +714,7 @@ mod tests {
             candidates: 4,
             max_pickup: 10.0,
             pricing_rounds: 0,
+            dense_up_to: 0,
         };
         for strategy in Strategy::ALL {
             let pairs = assign_within(&riders, &drivers, strategy, limits);
@@ -697,10 +732,80 @@ mod tests {
             candidates: 2,
             max_pickup: f64::INFINITY,
             pricing_rounds: 0,
+            dense_up_to: 0,
         };
         let pairs = assign_within(&riders, &drivers, Strategy::Optimal, limits);
         assert_eq!(pairs.len(), 3);
         assert_valid(&pairs, 3, 3);
+    }
+
+    /// `n` points in a 2 km square from a fixed seed, or with `crowded` 70 % of them within
+    /// 150 m of its centre (a hotspot).
+    fn city(n: usize, seed: u64, crowded: bool) -> Vec<Point> {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut unit = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1_u64 << 53) as f64
+        };
+        (0..n)
+            .map(|i| {
+                let (x, y) = (unit(), unit());
+                if crowded && i % 10 < 7 {
+                    pt(1_000.0 + 300.0 * (x - 0.5), 1_000.0 + 300.0 * (y - 0.5))
+                } else {
+                    pt(2_000.0 * x, 2_000.0 * y)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_tick_is_solved_on_a_dense_graph_to_within_half_a_percent_of_exact() {
+        // Supply = demand, where eight nearest candidates miss the optimum's long pickups (the
+        // sparse graph measured 13 % above exact at 1,000 × 1,000): with the default limits a
+        // tick this small gets every driver as a candidate.
+        // With a radius, the riders the first pass leaves out (leaving one out costs the radius)
+        // are served by the second pass, which in a tick this small searches without a budget
+        // (with one, 300 m and 800 m took up to 7 % more pickup here).
+        for radius in [f64::INFINITY, 300.0, 800.0] {
+            let limits = Limits {
+                max_pickup: radius,
+                ..Limits::default()
+            };
+            for seed in 1..=4 {
+                for crowded in [false, true] {
+                    let riders = city(150, seed, crowded);
+                    let drivers = city(150, seed + 100, false);
+                    let outcome = |strategy| {
+                        served_then_pickup(&assign_within(&riders, &drivers, strategy, limits))
+                    };
+                    let (optimal, exact) = (outcome(Strategy::Optimal), outcome(Strategy::Exact));
+                    let case = format!("radius {radius}, seed {seed}, crowded {crowded}");
+                    assert_eq!(optimal.0, exact.0, "{case}");
+                    assert!(
+                        optimal.1 <= exact.1 * 1.005,
+                        "{case}: optimal {:.1} m, exact {:.1} m",
+                        optimal.1,
+                        exact.1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_tick_is_dense_up_to_its_limit_only() {
+        let limits = Limits::default();
+        assert_eq!(limits.candidates_for(1), super::DENSE_CANDIDATES);
+        assert_eq!(limits.candidates_for(5_000), super::DENSE_CANDIDATES);
+        assert_eq!(limits.candidates_for(5_001), 8);
+        let never = Limits {
+            dense_up_to: 0,
+            ..limits
+        };
+        assert_eq!(never.candidates_for(1), 8);
     }
 
     proptest! {
@@ -722,7 +827,7 @@ mod tests {
             radius in prop::sample::select(vec![15.0, 40.0, f64::INFINITY]),
             pricing_rounds in 0usize..3,
         ) {
-            let limits = Limits { candidates: 2, max_pickup: radius, pricing_rounds };
+            let limits = Limits { candidates: 2, max_pickup: radius, pricing_rounds, dense_up_to: 0 };
             let outcome = |strategy| served_then_pickup(&assign_within(&riders, &drivers, strategy, limits));
             let (optimal, greedy) = (outcome(Strategy::Optimal), outcome(Strategy::Nearest));
             prop_assert!(optimal.0 >= greedy.0, "optimal served {} < nearest {}", optimal.0, greedy.0);
@@ -753,7 +858,7 @@ mod tests {
             drivers in points(25),
             radius in prop::sample::select(vec![20.0, 60.0, f64::INFINITY]),
         ) {
-            let limits = Limits { candidates: 25, max_pickup: radius, pricing_rounds: 0 };
+            let limits = Limits { candidates: 25, max_pickup: radius, pricing_rounds: 0, dense_up_to: 0 };
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
             let (dense_served, dense_km) = served_then_pickup(&dense);
             // With exact passes, `Optimal` is exact on its graph, here complete.
@@ -786,7 +891,7 @@ mod tests {
             // optimum is the whole optimum and pricing converges to it. (With a radius, pricing
             // completes the first pass only: a rider it leaves out is served through the graph,
             // which may lack the pairs that would serve one more; see `Limits::pricing_rounds`.)
-            let limits = Limits { candidates, max_pickup: f64::INFINITY, pricing_rounds: 1_000 };
+            let limits = Limits { candidates, max_pickup: f64::INFINITY, pricing_rounds: 1_000, dense_up_to: 0 };
             let sparse = assign_within(&riders, &drivers, Strategy::Optimal, limits);
             let dense = assign_within(&riders, &drivers, Strategy::Exact, limits);
             let (sparse_served, sparse_km) = served_then_pickup(&sparse);
