@@ -18,8 +18,9 @@ pub struct MatchingConfig {
     /// closer to the exact optimum at the cost of a range query per rider).
     pub pricing_rounds: usize,
     /// `optimal`: a tick of at most this many riders gets 64 candidates a rider instead of
-    /// `candidates` (0: never): the sparse graph's gap to the exact optimum closes from about
-    /// 13 % to under 0.5 % where supply meets demand, at about 5× the tick's time.
+    /// `candidates`, and a second pass without a budget (0: never): where supply meets demand
+    /// the gap to the exact optimum falls from about 13 % to under 0.5 % (2.3 % in 5,000-rider
+    /// hotspots), at 5–15× the tick's time (docs/BENCHMARKS.md).
     pub dense_up_to: usize,
     /// No rider is paired with a driver farther than this (units of the coordinates); unset means
     /// no limit.

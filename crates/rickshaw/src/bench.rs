@@ -65,7 +65,8 @@ pub struct MatchingArgs {
     /// Candidate drivers per rider (and riders per driver) for `optimal`.
     #[arg(long, default_value_t = Limits::default().candidates)]
     candidates: usize,
-    /// Ticks of at most this many riders get 64 candidates instead (0: none).
+    /// Ticks of at most this many riders get 64 candidates instead, and a second pass without
+    /// a budget (0: none).
     #[arg(long, default_value_t = Limits::default().dense_up_to)]
     dense_up_to: usize,
     /// Rounds of pricing after `optimal`'s first solve (each closes part of the gap to exact).

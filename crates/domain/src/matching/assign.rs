@@ -6,7 +6,8 @@
 //!   closest driver still free. Cheap, but early riders steal drivers later riders needed.
 //! - `Optimal` serves as many riders as it can, then minimises the batch's total pickup distance,
 //!   over a sparse candidate graph — each rider's `candidates` nearest drivers and each driver's
-//!   `candidates` nearest riders, from the geo index — in two passes: first with leaving a rider
+//!   `candidates` nearest riders, from the geo index; 64 of each in a tick of at most
+//!   `Limits::dense_up_to` riders — in two passes: first with leaving a rider
 //!   out costing the radius, solved to within a small ε a rider by the [`auction`](super::auction)
 //!   (or exactly by [`sparse`](super::sparse), see [`Effort`]), then serving every rider the
 //!   graph still can at the least extra pickup. A rider the first pass leaves unmatched gets its
@@ -84,11 +85,13 @@ pub struct Limits {
     /// not searched for.
     pub pricing_rounds: usize,
     /// `Optimal`: a tick of at most this many riders gets [`DENSE_CANDIDATES`] candidates a
-    /// rider and a driver instead of `candidates`. Eight nearest are too few where supply is
-    /// short of demand: the optimum's long pickups are not in the graph (13 % more pickup than
-    /// the exact optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the
-    /// exact optimum serves); 64 close that to within 0.5 % (docs/BENCHMARKS.md), at about 5×
-    /// the time, which a small tick can afford and a city-sized one cannot. 0: never.
+    /// rider and a driver instead of `candidates`, and a second pass without a budget
+    /// ([`Effort::budget_per_point`]). Eight nearest are too few where supply is short of
+    /// demand: the optimum's long pickups are not in the graph (13 % more pickup than the exact
+    /// optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the exact
+    /// optimum serves). Dense, the gap was at most 0.43 % up to 2,000 riders and 0.06 % (uniform)
+    /// to 2.3 % (hotspots) at 5,000 (docs/BENCHMARKS.md), at 5–15× the time, which a small tick
+    /// can afford and a city-sized one cannot. 0: never.
     pub dense_up_to: usize,
 }
 
@@ -765,7 +768,7 @@ mod tests {
     fn a_small_tick_is_solved_on_a_dense_graph_to_within_half_a_percent_of_exact() {
         // Supply = demand, where eight nearest candidates miss the optimum's long pickups (the
         // sparse graph measured 13 % above exact at 1,000 × 1,000): with the default limits a
-        // tick this small gets every driver as a candidate.
+        // tick this small gets 64 candidates a rider and a driver.
         // With a radius, the riders the first pass leaves out (leaving one out costs the radius)
         // are served by the second pass, which in a tick this small searches without a budget
         // (with one, 300 m and 800 m took up to 7 % more pickup here).
