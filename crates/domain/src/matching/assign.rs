@@ -524,8 +524,46 @@ pub fn candidate_graph<K: Hash + Eq + Clone>(
     graph_of(riders, &frozen(index), index.cell_size(), limits, &[])
 }
 
+/// A thread seeks at least this many candidates (2,000 riders' and drivers' 8 nearest, or 250's
+/// 64): below it, spawning one costs more than it saves.
+const CANDIDATES_PER_THREAD: usize = 16_000;
+
+/// The threads a tick's candidate search may use: the machine's, up to a few.
+fn search_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// Candidate pairs `(rider, slot, distance)`: each of `riders`' k nearest `drivers`, then each of
+/// `drivers`' k nearest riders (`rider_grid`).
+type Found = (Vec<(u32, u32, f64)>, Vec<(u32, u32, f64)>);
+
+fn nearest_both_ways(
+    riders: &[(u32, Point)],
+    drivers: &[(u32, Point)],
+    rider_grid: &FrozenGrid,
+    driver_grid: &FrozenGrid,
+    k: usize,
+    max_pickup: f64,
+) -> Found {
+    let mut own = Vec::with_capacity(riders.len() * k);
+    driver_grid.nearest_each(riders.iter().copied(), k, max_pickup, |rider, found| {
+        own.extend(found.iter().map(|n| (rider, n.slot, n.distance)));
+    });
+    let mut theirs = Vec::with_capacity(drivers.len() * k);
+    rider_grid.nearest_each(drivers.iter().copied(), k, max_pickup, |slot, found| {
+        theirs.extend(found.iter().map(|n| (n.slot, slot, n.distance)));
+    });
+    (own, theirs)
+}
+
 /// [`candidate_graph`] over the tick's snapshot of the drivers, with `extra` pairs added to their
 /// riders' rows (after the rider's own nearest).
+///
+/// The queries are split into contiguous runs of the order one thread answers them in, one a
+/// thread (up to [`search_threads`], one per [`CANDIDATES_PER_THREAD`]), and their answers are put
+/// together in turn: the same graph as one thread's, on any machine. A thread spawned here
+/// inherits the caller's CPU priority (the matcher's solve runs at the lowest).
 fn graph_of(
     riders: &[Point],
     drivers: &FrozenGrid,
@@ -533,9 +571,21 @@ fn graph_of(
     limits: Limits,
     extra: &[Pair],
 ) -> CandidateGraph {
+    let sought = (riders.len() + drivers.len()) * limits.candidates.max(1);
+    let threads = search_threads().min(sought / CANDIDATES_PER_THREAD);
+    graph_on(riders, drivers, cell_size, limits, extra, threads.max(1))
+}
+
+/// [`graph_of`] with its queries split among `threads` threads.
+fn graph_on(
+    riders: &[Point],
+    drivers: &FrozenGrid,
+    cell_size: f64,
+    limits: Limits,
+    extra: &[Pair],
+    threads: usize,
+) -> CandidateGraph {
     let k = limits.candidates.max(1);
-    let mut edges: Vec<(u32, u32, f64)> =
-        Vec::with_capacity((riders.len() * k + drivers.len() * k) + extra.len());
     let rider_grid = FrozenGrid::new(
         riders
             .iter()
@@ -544,32 +594,71 @@ fn graph_of(
         riders.len(),
         cell_size,
     );
-    drivers.nearest_each(rider_grid.iter(), k, limits.max_pickup, |rider, found| {
-        edges.extend(found.iter().map(|n| (rider, n.slot, n.distance)));
-    });
-    rider_grid.nearest_each(drivers.iter(), k, limits.max_pickup, |slot, found| {
-        edges.extend(found.iter().map(|n| (n.slot, slot, n.distance)));
-    });
-    edges.extend(
-        extra
+    // In the order one thread answers them, so that the threads' answers put together in turn
+    // are one thread's.
+    let rider_queries = drivers.in_query_order(rider_grid.iter());
+    let driver_queries = rider_grid.in_query_order(drivers.iter());
+    let share = |all: &[(u32, Point)], t: usize| {
+        let per = all.len().div_ceil(threads);
+        let start = (t * per).min(all.len());
+        (start, (start + per).min(all.len()))
+    };
+    let search = |t: usize| {
+        let (r0, r1) = share(&rider_queries, t);
+        let (d0, d1) = share(&driver_queries, t);
+        nearest_both_ways(
+            &rider_queries[r0..r1],
+            &driver_queries[d0..d1],
+            &rider_grid,
+            drivers,
+            k,
+            limits.max_pickup,
+        )
+    };
+    let found: Vec<Found> = if threads == 1 {
+        vec![search(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads)
+                .map(|t| scope.spawn(move || search(t)))
+                .collect();
+            let mut found = vec![search(0)];
+            found.extend(others.into_iter().map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }));
+            found
+        })
+    };
+    // Each row lists the rider's own nearest first, then the drivers' finds, then `extra`.
+    let edges = || {
+        found
             .iter()
-            .map(|p| (to_slot(p.rider), to_slot(p.driver), p.distance)),
-    );
+            .flat_map(|(own, _)| own.iter().copied())
+            .chain(found.iter().flat_map(|(_, theirs)| theirs.iter().copied()))
+            .chain(
+                extra
+                    .iter()
+                    .map(|p| (to_slot(p.rider), to_slot(p.driver), p.distance)),
+            )
+    };
     // Bucket by rider (counting sort), dropping the pairs found from both sides.
     let mut starts = vec![0_usize; riders.len() + 1];
-    for &(rider, _, _) in &edges {
+    for (rider, _, _) in edges() {
         starts[rider as usize + 1] += 1;
     }
     for i in 0..riders.len() {
         starts[i + 1] += starts[i];
     }
-    let mut bucketed = vec![(0_u32, 0.0_f64); edges.len()];
+    let total = starts[riders.len()];
+    let mut bucketed = vec![(0_u32, 0.0_f64); total];
     let mut next = starts.clone();
-    for &(rider, slot, d) in &edges {
+    for (rider, slot, d) in edges() {
         bucketed[next[rider as usize]] = (slot, d);
         next[rider as usize] += 1;
     }
-    let mut graph = CandidateGraph::with_capacity(riders.len(), edges.len());
+    let mut graph = CandidateGraph::with_capacity(riders.len(), total);
     let mut row: Vec<(u32, f64)> = Vec::with_capacity(4 * k);
     for rider in 0..riders.len() {
         row.clear();
@@ -792,6 +881,53 @@ mod tests {
                         "{case}: optimal {:.1} m, exact {:.1} m",
                         optimal.1,
                         exact.1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_graph_found_by_several_threads_is_the_one_thread_graph() {
+        // Rows list the rider's own nearest first (`crowded_first` relies on it), then the
+        // drivers' finds, then the extra pairs: the threads' answers must be put together in
+        // that order whatever run of queries each had.
+        let riders = city(3_000, 7, true);
+        let drivers = super::index_of(&city(2_500, 8, false));
+        let frozen = super::frozen(&drivers);
+        let extra = [Pair {
+            rider: 5,
+            driver: 9,
+            distance: riders[5].distance_to(&drivers.position(9).expect("a live slot")),
+        }];
+        for k in [8, 64] {
+            let limits = Limits {
+                candidates: k,
+                max_pickup: 400.0,
+                ..Limits::default()
+            };
+            let graph = |threads| {
+                super::graph_on(
+                    &riders,
+                    &frozen,
+                    drivers.cell_size(),
+                    limits,
+                    &extra,
+                    threads,
+                )
+            };
+            let one = graph(1);
+            assert!(
+                one.edge_count() > riders.len() * k,
+                "k {k}: both directions found"
+            );
+            for threads in [2, 3, 8] {
+                let split = graph(threads);
+                for rider in 0..riders.len() {
+                    assert_eq!(
+                        split.row(rider),
+                        one.row(rider),
+                        "k {k}, {threads} threads, rider {rider}"
                     );
                 }
             }

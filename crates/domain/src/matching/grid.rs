@@ -243,6 +243,40 @@ impl FrozenGrid {
         true
     }
 
+    /// `queries` in the order [`FrozenGrid::nearest_each`] answers them: those outside the grid
+    /// first, then cell by cell, each in the order given. A run of the result answered on its own
+    /// is answered in the same order as within the whole (a tick's threads split it so).
+    pub fn in_query_order(
+        &self,
+        queries: impl IntoIterator<Item = (u32, Point)>,
+    ) -> Vec<(u32, Point)> {
+        let mut ordered = Vec::new();
+        let mut inside: Vec<(usize, u32, Point)> = Vec::new();
+        for (id, at) in queries {
+            let (cx, cy) = self.cell_of(at.x(), at.y());
+            if (0..self.width).contains(&cx) && (0..self.height).contains(&cy) {
+                inside.push(((cy * self.width + cx) as usize, id, at));
+            } else {
+                ordered.push((id, at));
+            }
+        }
+        let cells = self.ends.len();
+        let mut starts = vec![0_usize; cells + 1];
+        for &(c, _, _) in &inside {
+            starts[c + 1] += 1;
+        }
+        for c in 0..cells {
+            starts[c + 1] += starts[c];
+        }
+        let mut by_cell = vec![0_usize; inside.len()];
+        for (i, &(c, _, _)) in inside.iter().enumerate() {
+            by_cell[starts[c]] = i;
+            starts[c] += 1;
+        }
+        ordered.extend(by_cell.into_iter().map(|i| (inside[i].1, inside[i].2)));
+        ordered
+    }
+
     /// [`FrozenGrid::nearest`] for every query, calling `visit(query id, neighbours)`, cell by
     /// cell. The queries of a cell share one look at the 3 × 3 block of cells around it, copied
     /// together so their distances are measured in one tight loop; a query whose k-th neighbour
