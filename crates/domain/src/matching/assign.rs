@@ -524,9 +524,10 @@ pub fn candidate_graph<K: Hash + Eq + Clone>(
     graph_of(riders, &frozen(index), index.cell_size(), limits, &[])
 }
 
-/// A thread seeks at least this many candidates (2,000 riders' and drivers' 8 nearest, or 250's
-/// 64): below it, spawning one costs more than it saves.
-const CANDIDATES_PER_THREAD: usize = 16_000;
+/// A thread answers the queries of at least this many riders and drivers. Splitting the dense
+/// graph's queries (64 candidates) of 1,000–2,000-rider ticks in smaller runs measured no faster,
+/// and each thread's allocations raised the tick's peak memory (docs/BENCHMARKS.md).
+const QUERIES_PER_THREAD: usize = 2_000;
 
 /// The threads a tick's candidate search may use: the machine's, up to a few.
 fn search_threads() -> usize {
@@ -561,7 +562,7 @@ fn nearest_both_ways(
 /// riders' rows (after the rider's own nearest).
 ///
 /// The queries are split into contiguous runs of the order one thread answers them in, one a
-/// thread (up to [`search_threads`], one per [`CANDIDATES_PER_THREAD`]), and their answers are put
+/// thread (up to [`search_threads`], one per [`QUERIES_PER_THREAD`]), and their answers are put
 /// together in turn: the same graph as one thread's, on any machine. A thread spawned here
 /// inherits the caller's CPU priority (the matcher's solve runs at the lowest).
 fn graph_of(
@@ -571,8 +572,7 @@ fn graph_of(
     limits: Limits,
     extra: &[Pair],
 ) -> CandidateGraph {
-    let sought = (riders.len() + drivers.len()) * limits.candidates.max(1);
-    let threads = search_threads().min(sought / CANDIDATES_PER_THREAD);
+    let threads = search_threads().min((riders.len() + drivers.len()) / QUERIES_PER_THREAD);
     graph_on(riders, drivers, cell_size, limits, extra, threads.max(1))
 }
 
