@@ -96,6 +96,14 @@ impl Best {
 /// At most this many cells a point: a grid over a sparse, spread-out city grows its cells instead.
 const CELLS_PER_POINT: f64 = 4.0;
 
+/// Queries grouped for [`FrozenGrid::nearest_each`]: those outside the grid in the order given,
+/// and those inside by cell, cell `c`'s being `inside[starts[c]..starts[c + 1]]`.
+struct ByCell {
+    outside: Vec<(u32, Point)>,
+    inside: Vec<(u32, Point)>,
+    starts: Vec<usize>,
+}
+
 #[derive(Clone, Debug)]
 pub struct FrozenGrid {
     cell_size: f64,
@@ -250,31 +258,51 @@ impl FrozenGrid {
         &self,
         queries: impl IntoIterator<Item = (u32, Point)>,
     ) -> Vec<(u32, Point)> {
-        let mut ordered = Vec::new();
-        let mut inside: Vec<(usize, u32, Point)> = Vec::new();
+        let ByCell {
+            mut outside,
+            inside,
+            ..
+        } = self.by_cell(queries);
+        outside.extend(inside);
+        outside
+    }
+
+    /// `queries` split into those outside the grid (in the order given) and those inside, sorted
+    /// by cell (a counting sort, stable).
+    fn by_cell(&self, queries: impl IntoIterator<Item = (u32, Point)>) -> ByCell {
+        let mut outside = Vec::new();
+        let mut unsorted: Vec<(usize, u32, Point)> = Vec::new();
         for (id, at) in queries {
             let (cx, cy) = self.cell_of(at.x(), at.y());
             if (0..self.width).contains(&cx) && (0..self.height).contains(&cy) {
-                inside.push(((cy * self.width + cx) as usize, id, at));
+                unsorted.push(((cy * self.width + cx) as usize, id, at));
             } else {
-                ordered.push((id, at));
+                outside.push((id, at));
             }
         }
         let cells = self.ends.len();
         let mut starts = vec![0_usize; cells + 1];
-        for &(c, _, _) in &inside {
+        for &(c, _, _) in &unsorted {
             starts[c + 1] += 1;
         }
         for c in 0..cells {
             starts[c + 1] += starts[c];
         }
-        let mut by_cell = vec![0_usize; inside.len()];
-        for (i, &(c, _, _)) in inside.iter().enumerate() {
-            by_cell[starts[c]] = i;
-            starts[c] += 1;
+        let mut next = starts.clone();
+        let mut at_of = vec![0_usize; unsorted.len()];
+        for (i, &(c, _, _)) in unsorted.iter().enumerate() {
+            at_of[next[c]] = i;
+            next[c] += 1;
         }
-        ordered.extend(by_cell.into_iter().map(|i| (inside[i].1, inside[i].2)));
-        ordered
+        let inside = at_of
+            .into_iter()
+            .map(|i| (unsorted[i].1, unsorted[i].2))
+            .collect();
+        ByCell {
+            outside,
+            inside,
+            starts,
+        }
     }
 
     /// [`FrozenGrid::nearest`] for every query, calling `visit(query id, neighbours)`, cell by
@@ -290,47 +318,27 @@ impl FrozenGrid {
     ) {
         let cells = self.ends.len();
         let mut found = Vec::with_capacity(k);
-        let mut inside: Vec<(u32, u32, Point)> = Vec::new();
-        for (id, at) in queries {
-            let (cx, cy) = self.cell_of(at.x(), at.y());
-            if (0..self.width).contains(&cx) && (0..self.height).contains(&cy) {
-                inside.push((
-                    u32::try_from(cy * self.width + cx).expect("fewer than 2^32 cells"),
-                    id,
-                    at,
-                ));
-            } else {
-                self.nearest(at, k, max_distance, &mut found);
-                visit(id, &found);
-            }
+        let ByCell {
+            outside,
+            inside,
+            starts,
+        } = self.by_cell(queries);
+        for &(id, at) in &outside {
+            self.nearest(at, k, max_distance, &mut found);
+            visit(id, &found);
         }
         if k == 0 || self.live == 0 || max_distance.is_nan() || max_distance < 0.0 {
-            for &(_, id, _) in &inside {
+            for &(id, _) in &inside {
                 visit(id, &[]);
             }
             return;
-        }
-        // Queries by cell (counting sort).
-        let mut starts = vec![0_u32; cells + 1];
-        for &(c, _, _) in &inside {
-            starts[c as usize + 1] += 1;
-        }
-        for c in 0..cells {
-            starts[c + 1] += starts[c];
-        }
-        let mut next = starts.clone();
-        // Positions in `inside`, cell by cell.
-        let mut by_cell = vec![0_u32; inside.len()];
-        for (i, &(c, _, _)) in inside.iter().enumerate() {
-            by_cell[next[c as usize] as usize] = u32::try_from(i).expect("fewer than 2^32 queries");
-            next[c as usize] += 1;
         }
         let max_squared = max_distance * max_distance;
         let mut best = Best::new(k);
         let (mut bx, mut by, mut bid, mut distance) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in 0..cells {
-            let queries = &by_cell[starts[c] as usize..starts[c + 1] as usize];
+            let queries = &inside[starts[c]..starts[c + 1]];
             if queries.is_empty() {
                 continue;
             }
@@ -363,7 +371,7 @@ impl FrozenGrid {
                 edge(y1 == cy + 1, oy + (y1 + 1) as f64 * cs, f64::INFINITY),
             );
             distance.resize(bx.len(), 0.0);
-            for &(_, id, at) in queries.iter().map(|&i| &inside[i as usize]) {
+            for &(id, at) in queries {
                 let (x, y) = (at.x(), at.y());
                 let margin = (x - left).min(right - x).min(y - bottom).min(top - y);
                 for ((d, px), py) in distance.iter_mut().zip(&bx).zip(&by) {
