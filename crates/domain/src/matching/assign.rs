@@ -85,13 +85,13 @@ pub struct Limits {
     /// not searched for.
     pub pricing_rounds: usize,
     /// `Optimal`: a tick of at most this many riders gets [`DENSE_CANDIDATES`] candidates a
-    /// rider and a driver instead of `candidates`, and a second pass without a budget
-    /// ([`Effort::budget_per_point`]). Eight nearest are too few where supply is short of
+    /// rider and a driver instead of `candidates`, a round of pricing on the auction's prices,
+    /// and a second pass without a budget ([`Effort::budget_per_point`]). Eight nearest are too few where supply is short of
     /// demand: the optimum's long pickups are not in the graph (13 % more pickup than the exact
     /// optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the exact
-    /// optimum serves). Dense, the gap was at most 0.43 % up to 2,000 riders and 0.06 % (uniform)
-    /// to 2.3 % (hotspots) at 5,000 (docs/BENCHMARKS.md), at 5–15× the time, which a small tick
-    /// can afford and a city-sized one cannot. 0: never.
+    /// optimum serves). Dense and priced, the gap was 0.00 % up to 2,000 riders and 0.00 %
+    /// (uniform) to 0.25 % (hotspots) at 5,000 (docs/BENCHMARKS.md), at a few times the time,
+    /// which a small tick can afford and a city-sized one cannot. 0: never.
     pub dense_up_to: usize,
 }
 
@@ -134,13 +134,32 @@ impl Limits {
         }
     }
 
-    /// What leaving a rider unmatched costs in `Optimal`'s first pass: the farthest allowed
-    /// pickup, so no search there runs longer than one pickup. The second pass then serves the
-    /// riders this left out wherever the graph can.
+    /// What leaving a rider unmatched costs in `Optimal`'s exact first pass: the farthest
+    /// allowed pickup, so no search there runs longer than one pickup. The second pass then
+    /// serves the riders this left out wherever the graph can.
     pub fn unmatched_cost(&self) -> f64 {
         self.max_distance()
     }
+
+    /// What leaving a rider unmatched costs in the auction's first pass: [`PENALTY_RADII`]
+    /// radii (with no radius, [`Limits::unmatched_cost`], already far above any pickup).
+    pub fn first_pass_penalty(&self) -> f64 {
+        if self.max_pickup.is_finite() {
+            PENALTY_RADII * self.max_pickup
+        } else {
+            self.unmatched_cost()
+        }
+    }
 }
+
+/// How many radii leaving a rider out costs the auction's first pass. The objective puts a
+/// rider served before any pickup; at one radius the first pass leaves out every rider whose
+/// serving moves others more than a radius in all — in a crowd, most of the shortfall — and the
+/// second pass then crossed the crowd once a search for each (1 s of a 2 s tick in a 100k ×
+/// 150k hotspot city). At four the auction's own bids route the crowd's overflow: that tick
+/// took half the time, served more and drove less before the second pass, and 20 or 100 radii
+/// gave the same pairs in a longer price war (docs/BENCHMARKS.md).
+const PENALTY_RADII: f64 = 4.0;
 
 /// Rider `rider` (index into the riders slice) is picked up by driver `driver` (index into the
 /// drivers slice, or the driver's slot in a [`GeoIndex`]), `distance` away.
@@ -331,12 +350,20 @@ fn optimal<K: Hash + Eq + Clone>(
     let mut graph = graph_of(riders, &drivers, index.cell_size(), limits, &greedy);
     let mut assignment = match effort.auction_epsilon_share {
         // Pricing reads exact duals: with pricing rounds every solve is exact.
-        Some(share) if limits.pricing_rounds == 0 => auction::solve(
-            &graph,
-            index.slot_bound(),
-            limits.unmatched_cost(),
-            share * mean_nearest_candidate(&graph),
-        ),
+        Some(share) if limits.pricing_rounds == 0 => {
+            let epsilon = share * mean_nearest_candidate(&graph);
+            let (slots, penalty) = (index.slot_bound(), limits.first_pass_penalty());
+            let assignment = auction::solve(&graph, slots, penalty, epsilon);
+            // A dense tick's graph still misses some of the optimum's long pickups in a crowd
+            // (2.3 % above exact in a 5k hotspot city): one round of pricing on the auction's
+            // prices adds the pairs that would improve on them, and an auction from those
+            // prices takes them (0.25 %; docs/BENCHMARKS.md).
+            if dense && price_out(riders, index, limits, &mut graph, &assignment) {
+                auction::solve_from(&graph, slots, penalty, epsilon, &assignment)
+            } else {
+                assignment
+            }
+        }
         _ => solve(&graph, index.slot_bound(), limits),
     };
     for _ in 0..limits.pricing_rounds {
@@ -352,6 +379,7 @@ fn optimal<K: Hash + Eq + Clone>(
         _ => usize::MAX,
     };
     assignment.serve_the_rest(&graph, slack, budget);
+    reach_past_the_graph(riders, &drivers, limits, &mut graph, &mut assignment);
     let pairs: Vec<Pair> = (0..riders.len())
         .filter_map(|rider| {
             Some(Pair {
@@ -416,15 +444,7 @@ fn place_leftovers(
         if assignment.column_of(row).is_some() {
             continue;
         }
-        let free = free.get_or_insert_with(|| {
-            let mut free = drivers.clone();
-            for (slot, _) in drivers.iter() {
-                if assignment.is_column_taken(slot) {
-                    free.remove(slot);
-                }
-            }
-            free
-        });
+        let free = free.get_or_insert_with(|| free_drivers(drivers, assignment));
         free.nearest_where(
             *at,
             k,
@@ -439,6 +459,81 @@ fn place_leftovers(
         assignment.release(row);
         assignment.augment(graph, row);
     }
+}
+
+/// A snapshot of the drivers no rider holds.
+fn free_drivers(drivers: &FrozenGrid, assignment: &SparseAssignment) -> FrozenGrid {
+    let mut free = drivers.clone();
+    for (slot, _) in drivers.iter() {
+        if assignment.is_column_taken(slot) {
+            free.remove(slot);
+        }
+    }
+    free
+}
+
+/// How many alternating steps from a rider still waiting [`reach_past_the_graph`] looks.
+const REACH_STEPS: u32 = 4;
+
+/// The graph's limit in a crowd: after the second pass no rider still waiting has a path to a
+/// free driver in the graph, yet one may exist within the radius — each crowd rider's few
+/// candidates are the crowd's own drivers. The riders a few alternating steps from a waiting
+/// one (its candidates' riders, theirs, …, [`REACH_STEPS`] deep) get their next `candidates`
+/// nearest drivers and, when none of theirs is free, their `candidates` nearest free drivers;
+/// then as many waiting riders as the larger graph allows are served by the shortest paths in
+/// edges, whatever they cost (a rider served comes before any pickup). In a 100k × 150k hotspot
+/// city this served 370 more riders than the graph allowed (docs/BENCHMARKS.md).
+fn reach_past_the_graph(
+    riders: &[Point],
+    drivers: &FrozenGrid,
+    limits: Limits,
+    graph: &mut CandidateGraph,
+    assignment: &mut SparseAssignment,
+) {
+    let waiting: Vec<u32> = (0..riders.len())
+        .filter(|&r| assignment.column_of(r).is_none() && !graph.row(r).is_empty())
+        .map(to_slot)
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    // Breadth-first along alternating steps: a rider, a driver of its row, the driver's rider.
+    let mut steps = vec![u32::MAX; riders.len()];
+    let mut reached = waiting.clone();
+    for &row in &waiting {
+        steps[row as usize] = 0;
+    }
+    let mut head = 0;
+    while let Some(&row) = reached.get(head) {
+        head += 1;
+        let next = steps[row as usize] + 1;
+        if next > REACH_STEPS {
+            continue;
+        }
+        for &(column, _) in graph.row(row as usize) {
+            if let Some(taker) = assignment.row_of(column)
+                && steps[taker] == u32::MAX
+            {
+                steps[taker] = next;
+                reached.push(to_slot(taker));
+            }
+        }
+    }
+    let k = limits.candidates.max(1);
+    let free = free_drivers(drivers, assignment);
+    let (mut found, mut extra) = (Vec::new(), Vec::new());
+    for &row in &reached {
+        let (r, at) = (row as usize, riders[row as usize]);
+        let edges = graph.row(r);
+        drivers.nearest(at, edges.len() + k, limits.max_pickup, &mut extra);
+        if !edges.iter().any(|&(c, _)| !assignment.is_column_taken(c)) {
+            free.nearest(at, k, limits.max_pickup, &mut found);
+            extra.append(&mut found);
+        }
+        // Columns the row has are skipped.
+        graph.extend_row(r, extra.iter().map(|n| (n.slot, n.distance)));
+    }
+    assignment.serve_any(graph, waiting);
 }
 
 /// Solves the graph exactly, placing riders in `crowded_first` order.
@@ -492,8 +587,16 @@ fn price_out<K>(
         // Float noise only: a dual can be as large as the penalty (8,000 km with no radius), and
         // a looser bound would hide improvements of a few metres.
         let tolerance = 1e-12 * (1.0 + dual.abs());
-        improving.clear();
         let known = graph.row(row);
+        // A row lists the rider's own nearest first: every driver nearer than the farthest of
+        // those is in the row (or, with fewer than k found, every driver within the radius is),
+        // and a pair's reduced cost is at least its distance. Where the rider's place costs no
+        // more than that — most riders wherever drivers are plenty — nothing can improve on it.
+        let own = known.iter().take(k).map(|e| e.1).fold(0.0_f64, f64::max);
+        if dual <= own {
+            continue;
+        }
+        improving.clear();
         index.for_each_within(*at, dual.min(limits.max_pickup), |slot, distance| {
             let reduced = distance - assignment.price(slot);
             if reduced < dual - tolerance && !known.iter().any(|(c, _)| *c == slot) {
@@ -885,6 +988,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_crowded_small_tick_is_priced_to_within_half_a_percent_of_exact() {
+        // 600 riders, 420 of them in a 300 m square, and 600 drivers spread over 2 km: the
+        // dense graph alone missed the exact optimum's long pickups (up to 1.5 % more pickup,
+        // and with a radius 5 riders left waiting whom exact serves); one round of pricing on the
+        // auction's prices finds them.
+        for radius in [f64::INFINITY, 800.0] {
+            let limits = Limits {
+                max_pickup: radius,
+                ..Limits::default()
+            };
+            for seed in 1..=3 {
+                let riders = city(600, seed, true);
+                let drivers = city(600, seed + 100, false);
+                let outcome = |strategy| {
+                    served_then_pickup(&assign_within(&riders, &drivers, strategy, limits))
+                };
+                let (optimal, exact) = (outcome(Strategy::Optimal), outcome(Strategy::Exact));
+                let case = format!("radius {radius}, seed {seed}");
+                assert_eq!(optimal.0, exact.0, "{case}");
+                assert!(
+                    optimal.1 <= exact.1 * 1.005,
+                    "{case}: optimal {:.1} m, exact {:.1} m",
+                    optimal.1,
+                    exact.1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiting_rider_is_served_through_a_pair_the_graph_lacked() {
+        // Rider 0 holds driver 0, the only candidate of both riders; driver 1 is within the
+        // radius of rider 0 only. No path in the graph serves rider 1; one past it does: rider 1
+        // takes driver 0 and rider 0 moves to driver 1.
+        let riders = [pt(1.0, 0.0), pt(-1.0, 0.0)];
+        let drivers = super::FrozenGrid::new([(0, pt(0.0, 0.0)), (1, pt(10.0, 0.0))], 2, 5.0);
+        let limits = Limits {
+            candidates: 1,
+            max_pickup: 10.0,
+            pricing_rounds: 0,
+            dense_up_to: 0,
+        };
+        let mut graph = super::CandidateGraph::with_capacity(2, 2);
+        graph.push_row([(0, 1.0)]);
+        graph.push_row([(0, 1.0)]);
+        let mut assignment = super::SparseAssignment::from_places(
+            limits.unmatched_cost(),
+            vec![0.0, 0.0],
+            vec![Some((0, 1.0)), None],
+        );
+        assert_eq!(
+            assignment.serve_any(&graph, vec![1]),
+            0,
+            "the graph alone cannot"
+        );
+        super::reach_past_the_graph(&riders, &drivers, limits, &mut graph, &mut assignment);
+        assert_eq!(assignment.column_of(0), Some(1));
+        assert_eq!(assignment.column_of(1), Some(0));
     }
 
     #[test]

@@ -42,7 +42,21 @@ pub fn solve(
     unmatched_cost: f64,
     epsilon: f64,
 ) -> SparseAssignment {
-    solve_counting_bids(graph, columns, unmatched_cost, epsilon).0
+    solve_counting_bids(graph, columns, unmatched_cost, epsilon, None).0
+}
+
+/// [`solve`], starting from `prices` (each column's, as [`SparseAssignment::price`] gives them)
+/// instead of nothing: after a few edges were added to a graph solved before, its prices are
+/// nearly right, and the rows settle in a few bids each.
+pub fn solve_from(
+    graph: &CandidateGraph,
+    columns: usize,
+    unmatched_cost: f64,
+    epsilon: f64,
+    prices: &SparseAssignment,
+) -> SparseAssignment {
+    let start = (0..columns).map(|c| -prices.price(to_u32(c))).collect();
+    solve_counting_bids(graph, columns, unmatched_cost, epsilon, Some(start)).0
 }
 
 /// [`solve`], and the forward bids it took.
@@ -51,8 +65,12 @@ fn solve_counting_bids(
     columns: usize,
     unmatched_cost: f64,
     epsilon: f64,
+    prices: Option<Vec<f64>>,
 ) -> (SparseAssignment, usize) {
     let mut auction = Auction::new(graph, columns, unmatched_cost);
+    if let Some(prices) = prices {
+        auction.price = prices;
+    }
     let largest = (0..graph.rows())
         .flat_map(|r| graph.row(r).iter().map(|e| e.1))
         .fold(0.0_f64, f64::max)
@@ -370,7 +388,8 @@ mod tests {
             })
             .collect();
         let (epsilon, unmatched) = (1e-3, 8e6);
-        let (assignment, bids) = solve_counting_bids(&graph_of(&costs), 100, unmatched, epsilon);
+        let (assignment, bids) =
+            solve_counting_bids(&graph_of(&costs), 100, unmatched, epsilon, None);
         assert!(bids < 300 * 200, "{bids} bids");
         let served = (0..300)
             .filter(|&r| assignment.column_of(r).is_some())
@@ -396,6 +415,38 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn from_any_prices_within_rows_times_epsilon_of_the_optimum(
+            costs in cost_matrix(),
+            start in prop::collection::vec(0.0..200.0_f64, 9),
+            unmatched in prop::sample::select(vec![5.0, 40.0, 1e4]),
+        ) {
+            // Any prices are a valid start (a warm start after edges were added): the result
+            // is as good as from nothing.
+            let (columns, epsilon) = (costs[0].len(), 0.01);
+            let graph = graph_of(&costs);
+            let places = vec![None; costs.len()];
+            let prices = start[..columns].iter().map(|p| -p).collect();
+            let from = SparseAssignment::from_places(unmatched, prices, places);
+            let assignment = solve_from(&graph, columns, unmatched, epsilon, &from);
+            let mut used = vec![false; columns];
+            let mut total = 0.0;
+            for (r, row) in costs.iter().enumerate() {
+                match assignment.column_of(r) {
+                    Some(c) => {
+                        prop_assert!(!used[c as usize], "column {} used twice", c);
+                        used[c as usize] = true;
+                        total += row[c as usize].expect("only edges of the graph are used");
+                    }
+                    None => total += unmatched,
+                }
+            }
+            let best = dense_optimum(&costs, columns, unmatched);
+            let bound = costs.len() as f64 * epsilon + 1e-6 * best.max(1.0);
+            prop_assert!(total >= best - 1e-6 * best.max(1.0), "auction {} below the optimum {}", total, best);
+            prop_assert!(total <= best + bound, "auction {} vs optimum {}", total, best);
+        }
+
         #[test]
         fn within_rows_times_epsilon_of_the_optimum(
             costs in cost_matrix(),

@@ -185,6 +185,12 @@ impl SparseAssignment {
         (c != NONE).then(|| self.cost_of_row[row] - self.price[c as usize])
     }
 
+    /// The row holding the real `column`, if any.
+    pub fn row_of(&self, column: u32) -> Option<usize> {
+        let r = self.row_of_column[column as usize];
+        (r != NONE).then_some(r as usize)
+    }
+
     pub fn is_column_taken(&self, column: u32) -> bool {
         self.row_of_column[column as usize] != NONE
     }
