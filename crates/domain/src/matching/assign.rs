@@ -86,8 +86,8 @@ pub struct Limits {
     pub pricing_rounds: usize,
     /// `Optimal`: a tick of at most this many riders gets [`DENSE_CANDIDATES`] candidates a
     /// rider and a driver instead of `candidates`, with a radius a round of pricing on the
-    /// auction's prices, and a second pass without a budget ([`Effort::budget_per_point`]). Eight nearest are too few where supply is short of
-    /// demand: the optimum's long pickups are not in the graph (13 % more pickup than the exact
+    /// auction's prices, and a second pass without a budget ([`Effort::budget_per_point`]).
+    /// Eight nearest are too few where supply is short of demand: the optimum's long pickups are not in the graph (13 % more pickup than the exact
     /// optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the exact
     /// optimum serves). Dense and priced, the gap was 0.00 % up to 2,000 riders and 0.00 %
     /// (uniform) to 0.25 % (hotspots) at 5,000 (docs/BENCHMARKS.md), at a few times the time,
@@ -572,8 +572,9 @@ fn crowded_first(graph: &CandidateGraph, k: usize) -> Vec<usize> {
 /// Column generation: an exact solution of the sparse graph is optimal over *every* pair within
 /// the radius unless some pair outside the graph has `distance - price(driver) < dual(rider)`.
 /// Prices are never positive, so such a driver lies within `dual(rider)` plus the highest price
-/// of the rider: one range query per rider finds them all. Adds up to `candidates` of them per rider (the most improving
-/// first); returns whether it added any (if not, the solution is the exact optimum).
+/// of the rider: one range query per rider finds them all. Adds up to `candidates` of them per
+/// rider (the most improving first); returns whether it added any (if not, the solution is the
+/// exact optimum).
 fn price_out<K: Hash + Eq + Clone>(
     riders: &[Point],
     index: &GeoIndex<K>,
