@@ -498,8 +498,11 @@ fn reach_past_the_graph(
         .filter(|&r| assignment.column_of(r).is_none() && !graph.row(r).is_empty())
         .map(to_slot)
         .collect();
+    if waiting.is_empty() {
+        return;
+    }
     let free = free_drivers(drivers, assignment);
-    if waiting.is_empty() || free.is_empty() {
+    if free.is_empty() {
         return;
     }
     // Breadth-first along alternating steps: a rider, a driver of its row, the driver's rider.
