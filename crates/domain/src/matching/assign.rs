@@ -87,9 +87,9 @@ pub struct Limits {
     /// `Optimal`: a tick of at most this many riders gets [`DENSE_CANDIDATES`] candidates a
     /// rider and a driver instead of `candidates`, with a radius a round of pricing on the
     /// auction's prices, and a second pass without a budget ([`Effort::budget_per_point`]).
-    /// Eight nearest are too few where supply is short of demand: the optimum's long pickups are not in the graph (13 % more pickup than the exact
-    /// optimum at 1,000 × 1,000, and up to 74 riders of 5,000 left waiting whom the exact
-    /// optimum serves). Dense and priced, the gap was 0.00 % up to 2,000 riders and 0.00 %
+    /// Eight nearest are too few where supply is short of demand: the optimum's long pickups
+    /// are not in the graph (13 % more pickup than the exact optimum at 1,000 × 1,000, and up
+    /// to 74 riders of 5,000 left waiting whom the exact optimum serves). Dense and priced, the gap was 0.00 % up to 2,000 riders and 0.00 %
     /// (uniform) to 0.25 % (hotspots) at 5,000 (docs/BENCHMARKS.md), at a few times the time,
     /// which a small tick can afford and a city-sized one cannot. 0: never.
     pub dense_up_to: usize,
@@ -157,8 +157,8 @@ impl Limits {
 /// serving moves others more than a radius in all — in a crowd, most of the shortfall — and the
 /// second pass then crossed the crowd once a search for each (1 s of a 2 s tick in a 100k ×
 /// 150k hotspot city). At four the auction's own bids route the crowd's overflow: that tick
-/// took half the time, served more and drove less before the second pass, and 20 or 100 radii
-/// gave the same pairs in a longer price war (docs/BENCHMARKS.md).
+/// took half the time and left 2,885 riders to the second pass instead of 5,041, and 20 or 100
+/// radii gave the same pairs in a longer price war (docs/BENCHMARKS.md).
 const PENALTY_RADII: f64 = 4.0;
 
 /// Rider `rider` (index into the riders slice) is picked up by driver `driver` (index into the

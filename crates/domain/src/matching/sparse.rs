@@ -192,7 +192,7 @@ impl SparseAssignment {
     }
 
     pub fn is_column_taken(&self, column: u32) -> bool {
-        self.row_of_column[column as usize] != NONE
+        self.row_of(column).is_some()
     }
 
     /// Takes `row` out of the assignment (to search again after its edges grew).
