@@ -12,6 +12,7 @@ use domain::matching::{Limits, Strategy};
 
 pub mod dispatch;
 pub mod edge;
+pub mod instance;
 pub mod sockets;
 
 #[derive(Subcommand)]

@@ -42,6 +42,7 @@ use supply::SupplyApi;
 use tokio_util::sync::CancellationToken;
 use trip::{Action, BookTrip, NoticeKind, TripApi, TripNotice, TripView};
 
+use super::instance::{Instance, free_port};
 use super::{Format, parse_count};
 use rickshaw::system::{Services, System};
 
@@ -81,6 +82,12 @@ pub struct DispatchArgs {
     /// the trip service alone; bookings are spread over them.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// Run the card provider in a process of its own (`rickshaw up`, SQLite), the payment
+    /// service calling it and taking its webhooks over loopback, so that the CPU the platform
+    /// uses is counted apart from the provider's: in a deployment the provider is not on the
+    /// platform's machines.
+    #[arg(long)]
+    pub provider_apart: bool,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
 }
@@ -165,6 +172,42 @@ pub struct DispatchReport {
     pub group_commits: BTreeMap<String, GroupCommits>,
     /// Failed calls, by `call status` (with one message of each).
     pub errors: BTreeMap<String, (u64, String)>,
+    /// CPU seconds this process used while bookings arrived (every service, its stores and the
+    /// bench's own riders and drivers: embedded, the whole system), and the cores it had.
+    pub cpu_secs: Option<f64>,
+    pub cores: usize,
+    /// With `--provider-apart`: the CPU seconds the card provider's process used in the window.
+    pub provider_cpu_secs: Option<f64>,
+    /// Money during the run: fares held (authorizations, whatever their outcome), trips
+    /// captured, and the provider's webhooks the payment service took.
+    pub holds: u64,
+    pub captures: u64,
+    pub webhooks: u64,
+}
+
+impl DispatchReport {
+    /// CPU milliseconds a booking taken in the window, in this process (the platform, and the
+    /// provider unless it runs apart).
+    pub fn cpu_ms_per_booking(&self) -> Option<f64> {
+        self.per_booking_ms(self.cpu_secs?)
+    }
+
+    /// CPU milliseconds a booking taken in the window, in the provider's process.
+    pub fn provider_cpu_ms_per_booking(&self) -> Option<f64> {
+        self.per_booking_ms(self.provider_cpu_secs?)
+    }
+
+    fn per_booking_ms(&self, cpu_secs: f64) -> Option<f64> {
+        Some(cpu_secs * 1e3 / (self.booked > 0).then_some(self.booked as f64)?)
+    }
+
+    /// The bookings a second this machine's cores would carry at the window's CPU a booking
+    /// (both processes', the provider's too when apart), were nothing else waiting: the ceiling
+    /// the rate asked is measured against.
+    pub fn booking_ceiling_per_sec(&self) -> Option<f64> {
+        let each = self.cpu_ms_per_booking()? + self.provider_cpu_ms_per_booking().unwrap_or(0.0);
+        Some(self.cores as f64 * 1e3 / each)
+    }
 }
 
 /// The group commits of one database during a run.
@@ -439,6 +482,8 @@ struct Systems {
     /// The admin URL of the distributed run's PostgreSQL.
     postgres_admin: Option<String>,
     stream_prefix: String,
+    /// The card provider's process, with `--provider-apart`.
+    provider: Option<Instance>,
 }
 
 const BENCH_DATABASE: &str = "rickshaw_bench_dispatch";
@@ -463,27 +508,49 @@ async fn drop_database(admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn build(args: &DispatchArgs) -> anyhow::Result<Systems> {
+async fn build(args: &DispatchArgs, progress: &impl Fn(&str)) -> anyhow::Result<Systems> {
     let data_dir =
         std::env::temp_dir().join(format!("rickshaw-bench-dispatch-{}", std::process::id()));
     let stream_prefix = format!("BENCHDISPATCH{}", std::process::id());
-    let config = |dir: &str| {
-        let overrides = json!({
-            "listen": "127.0.0.1:0",
+    // The provider apart posts its webhooks to the first system, which listens where told.
+    let (provider, first_listen) = if args.provider_apart {
+        let port = free_port()?;
+        let webhooks = format!("http://127.0.0.1:{port}/v1/payments/webhook");
+        progress("starting the card provider in a process of its own…");
+        let provider = Instance::start(
+            "dispatch-provider",
+            &[("RICKSHAW_PROVIDER__WEBHOOK_URL", webhooks)],
+            progress,
+        )
+        .await?;
+        (Some(provider), format!("127.0.0.1:{port}"))
+    } else {
+        (None, "127.0.0.1:0".to_owned())
+    };
+    let provider_url = provider
+        .as_ref()
+        .map(|provider| format!("{}/provider/v1", provider.url()));
+    let config = |dir: &str, first: bool| {
+        let mut overrides = json!({
+            "listen": if first { first_listen.as_str() } else { "127.0.0.1:0" },
             "data_dir": data_dir.join(dir),
             "trips": {"dispatch_ms": args.dispatch_every.as_millis() as u64},
             "identity": {"signing_key": "rickshaw-bench-dispatch-signing-key-0123456789"},
             "nats": {"url": args.nats, "stream_prefix": stream_prefix, "stream_max_age_s": 3_600},
         });
+        if let Some(url) = &provider_url {
+            overrides["payment"] = json!({"provider_url": url});
+        }
         platform::Config::load(None, overrides, &rickshaw::system::config_sections())
     };
     let Some(server) = &args.postgres else {
-        let system = System::embedded(config("embedded")?).await?;
+        let system = System::embedded(config("embedded", true)?).await?;
         return Ok(Systems {
             all: vec![system],
             data_dir,
             postgres_admin: None,
             stream_prefix,
+            provider,
         });
     };
     let (admin, url) = database_urls(server)?;
@@ -491,7 +558,7 @@ async fn build(args: &DispatchArgs) -> anyhow::Result<Systems> {
         .await
         .context("cannot reach PostgreSQL to drop the bench database")?;
     let with_database = |dir: &str| -> anyhow::Result<platform::Config> {
-        let mut config = config(dir)?;
+        let mut config = config(dir, dir == "instance-1")?;
         config.database.url = url.clone();
         config.database.max_connections = 16;
         Ok(config)
@@ -507,6 +574,7 @@ async fn build(args: &DispatchArgs) -> anyhow::Result<Systems> {
         data_dir,
         postgres_admin: Some(admin),
         stream_prefix,
+        provider,
     })
 }
 
@@ -519,6 +587,16 @@ fn metric(name: &str, labels: &str) -> f64 {
         .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Fares held, trips captured, webhooks taken, so far.
+fn money() -> [f64; 3] {
+    [
+        "payment_authorizations_total",
+        "payment_captures_total",
+        "payment_webhooks_total",
+    ]
+    .map(|name| metric(name, ""))
 }
 
 /// The rounds' figures between two readings.
@@ -621,8 +699,11 @@ pub async fn run(args: DispatchArgs, progress: impl Fn(&str)) -> anyhow::Result<
         data_dir,
         postgres_admin,
         stream_prefix,
-    } = build(&args).await?;
-    let outcome = measure(&args, all, &progress, mode).await;
+        provider,
+    } = build(&args, &progress).await?;
+    let provider_pid = provider.as_ref().and_then(Instance::pid);
+    let outcome = measure(&args, all, provider_pid, &progress, mode).await;
+    drop(provider);
     if let Some(admin) = postgres_admin {
         if let Err(e) = drop_database(&admin).await {
             progress(&format!("could not drop {BENCH_DATABASE}: {e:#}"));
@@ -659,6 +740,7 @@ async fn delete_streams(url: &str, prefix: &str) -> anyhow::Result<()> {
 async fn measure(
     args: &DispatchArgs,
     systems: Vec<System>,
+    provider_pid: Option<u32>,
     progress: &impl Fn(&str),
     mode: String,
 ) -> anyhow::Result<DispatchReport> {
@@ -795,12 +877,16 @@ async fn measure(
     ));
 
     let before = RoundFigures::now();
+    let money_before = money();
     let commits_before = group_commits();
     progress(&format!(
         "booking {} cars a second for {:?}…",
         args.rate, args.duration
     ));
     run.in_window.store(true, Ordering::Relaxed);
+    let cpu_before = bench::cpu::cpu_secs(None);
+    let provider_cpu = || provider_pid.and_then(|pid| bench::cpu::cpu_secs(Some(pid)));
+    let provider_cpu_before = provider_cpu();
     let start = tokio::time::Instant::now();
     let end = start + args.duration;
     let booker = {
@@ -849,6 +935,12 @@ async fn measure(
     booker.await.context("the booking loop")?;
     run.in_window.store(false, Ordering::Relaxed);
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_secs = bench::cpu::cpu_secs(None)
+        .zip(cpu_before)
+        .map(|(now, then)| now - then);
+    let provider_cpu_secs = provider_cpu()
+        .zip(provider_cpu_before)
+        .map(|(now, then)| now - then);
     // The last bookings get their round (and their offers' notices) before the count.
     let drain = (args.dispatch_every * 3).max(Duration::from_secs(3));
     progress(&format!(
@@ -856,6 +948,10 @@ async fn measure(
     ));
     tokio::time::sleep(drain).await;
     let rounds = RoundFigures::now().since(before);
+    let [holds, captures, webhooks] = {
+        let now = money();
+        [0, 1, 2].map(|i| (now[i] - money_before[i]) as u64)
+    };
     let mut commits = group_commits();
     for (database, during) in &mut commits {
         let before = commits_before.get(database).copied().unwrap_or_default();
@@ -917,6 +1013,12 @@ async fn measure(
         refused_by: refused_by_consumer(),
         group_commits: commits,
         errors: ledger.errors,
+        cpu_secs,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        provider_cpu_secs,
+        holds,
+        captures,
+        webhooks,
     })
 }
 
@@ -927,6 +1029,7 @@ pub fn table(report: &DispatchReport) -> String {
          offered     {:>8} trips ({:.0} offers/s); never offered {}\n\
          book → offer p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
          completed   {:>8} ({:.0}/s)\n\
+         payments    {} fares held, {} captured, {} webhooks taken\n\
          rounds      {:>8} (mean {:.1} ms: {}); lost claims {}",
         report.mode,
         report.drivers,
@@ -947,6 +1050,9 @@ pub fn table(report: &DispatchReport) -> String {
         report.book_to_offer_max_ms,
         report.completed,
         report.completed_per_sec,
+        report.holds,
+        report.captures,
+        report.webhooks,
         report.rounds,
         report.round_mean_ms,
         PHASES
@@ -985,6 +1091,26 @@ pub fn table(report: &DispatchReport) -> String {
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!("\ncommits     {each}"));
+    }
+    if let (Some(cpu), Some(each), Some(ceiling)) = (
+        report.cpu_secs,
+        report.cpu_ms_per_booking(),
+        report.booking_ceiling_per_sec(),
+    ) {
+        let provider = match (
+            report.provider_cpu_secs,
+            report.provider_cpu_ms_per_booking(),
+        ) {
+            (Some(cpu), Some(each)) => {
+                format!(" + the card provider's process {cpu:.1} s ({each:.2} ms a booking)")
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "\ncpu         {cpu:.1} s ({each:.2} ms a booking){provider} of {:.1} s on {} cores: about {ceiling:.0} bookings/s on this machine's cores",
+            report.seconds * report.cores as f64,
+            report.cores,
+        ));
     }
     for (call, (count, example)) in &report.errors {
         out.push_str(&format!("\nerrors {call}: {count} (e.g. {example})"));
@@ -1067,8 +1193,50 @@ mod tests {
                 && report.book_to_offer_p99_ms <= report.book_to_offer_max_ms,
             "{report:?}"
         );
+        // Every booking held its fare first, and the provider's webhooks came back.
+        assert!(report.holds >= report.booked, "{report:?}");
+        assert!(report.webhooks > 0, "{report:?}");
+        assert_eq!(report.provider_cpu_secs, None);
+        if cfg!(target_os = "linux") {
+            let cpu = report.cpu_secs.expect("read from /proc");
+            assert!(
+                cpu > 0.0 && cpu < report.seconds * report.cores as f64,
+                "{report:?}"
+            );
+        }
         let table = table(&report);
         assert!(table.contains("book → offer"), "{table}");
+    }
+
+    #[test]
+    fn the_ceiling_is_the_cores_over_the_cpu_a_booking() {
+        let report = DispatchReport {
+            booked: 1_000,
+            cpu_secs: Some(4.0),
+            cores: 2,
+            ..DispatchReport::default()
+        };
+        assert_eq!(report.cpu_ms_per_booking(), Some(4.0));
+        assert_eq!(report.booking_ceiling_per_sec(), Some(500.0));
+        // The provider's process shares the machine: its CPU counts against the ceiling.
+        let apart = DispatchReport {
+            booked: 1_000,
+            cpu_secs: Some(3.0),
+            provider_cpu_secs: Some(1.0),
+            cores: 2,
+            ..DispatchReport::default()
+        };
+        assert_eq!(apart.cpu_ms_per_booking(), Some(3.0));
+        assert_eq!(apart.provider_cpu_ms_per_booking(), Some(1.0));
+        assert_eq!(apart.booking_ceiling_per_sec(), Some(500.0));
+        assert!(table(&apart).contains("the card provider's process 1.0 s (1.00 ms a booking)"));
+        let nothing_booked = DispatchReport {
+            cpu_secs: Some(4.0),
+            cores: 2,
+            ..DispatchReport::default()
+        };
+        assert_eq!(nothing_booked.booking_ceiling_per_sec(), None);
+        assert!(table(&report).contains("about 500 bookings/s"));
     }
 
     #[test]

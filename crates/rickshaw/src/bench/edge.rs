@@ -16,18 +16,16 @@
 //! count over 100 ms show whether a tick holds requests up.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
 
 use super::Format;
+use super::instance::Instance;
 
 #[derive(Args)]
 pub struct EdgeArgs {
@@ -120,73 +118,6 @@ pub struct EdgeReport {
     pub ticks: Option<u64>,
     pub tick_mean_ms: Option<f64>,
     pub riders_matched: Option<u64>,
-}
-
-/// The instance started for the run, stopped (and its directory removed) on drop.
-struct Instance {
-    child: tokio::process::Child,
-    dir: PathBuf,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn start_instance(progress: &impl Fn(&str)) -> anyhow::Result<(Instance, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let dir = std::env::temp_dir().join(format!("rickshaw-bench-edge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("instance.log"))?;
-    let child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("up")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting `rickshaw up`")?;
-    let mut instance = Instance { child, dir };
-    let url = format!("http://127.0.0.1:{port}");
-    progress(&format!("started `rickshaw up` on {url}"));
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(answer) = client.get(format!("{url}/readyz")).send().await
-            && answer.status().is_success()
-        {
-            return Ok((instance, url));
-        }
-        // The directory (and its log) goes with the instance: what it said is in the error.
-        if let Some(status) = instance.child.try_wait()? {
-            anyhow::bail!(
-                "`rickshaw up` exited ({status}) before it was ready; its log ends:\n{}",
-                log_tail(&instance.dir)
-            );
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the instance was not ready within 60 s; its log ends:\n{}",
-            log_tail(&instance.dir)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The last lines of the instance's log.
-fn log_tail(dir: &std::path::Path) -> String {
-    let log = std::fs::read_to_string(dir.join("instance.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// The `n`-th request of the mix: even numbers post a rider, odd ones a driver.
@@ -408,7 +339,8 @@ pub async fn run(args: EdgeArgs, progress: impl Fn(&str)) -> anyhow::Result<Edge
     let (_instance, url) = match &args.target {
         Some(url) => (None, url.trim_end_matches('/').to_owned()),
         None => {
-            let (instance, url) = start_instance(&progress).await?;
+            let instance = Instance::start("edge", &[], &progress).await?;
+            let url = instance.url().to_owned();
             (Some(instance), url)
         }
     };

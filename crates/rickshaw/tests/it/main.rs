@@ -2,6 +2,7 @@
 
 mod audit;
 mod bad_input;
+mod bench;
 mod bot_run;
 mod cluster;
 mod course_flow;
