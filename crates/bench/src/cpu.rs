@@ -5,6 +5,18 @@
 /// this runs on.
 const TICKS_A_SECOND: f64 = 100.0;
 
+/// The cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The units of work a second `cores` would carry if each cost `cpu_secs_each` and nothing else
+/// ran: the ceiling a benchmark's rate is measured against. `None` for a cost of zero (a window too
+/// short for the clock's 10 ms ticks).
+pub fn ceiling_per_sec(cores: usize, cpu_secs_each: f64) -> Option<f64> {
+    (cpu_secs_each > 0.0).then(|| cores as f64 / cpu_secs_each)
+}
+
 /// CPU seconds used so far by `pid`, or by this process with `None`.
 pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
@@ -27,6 +39,12 @@ fn parse_stat(stat: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ceiling_is_the_cores_over_the_cost_of_one() {
+        assert_eq!(ceiling_per_sec(2, 0.004), Some(500.0));
+        assert_eq!(ceiling_per_sec(2, 0.0), None);
+    }
 
     #[test]
     fn user_and_system_ticks_are_read_after_the_name() {

@@ -19,9 +19,15 @@
 //!   drop-off on the way.
 //!
 //! Reported: bookings, offers and completed trips a second; book → offer (from the booking call
-//! to the offer's notice) p50 / p90 / p99 / max; the dispatch rounds' count and mean; the trip
-//! notices the bus refused after their commit (published late by the outbox's relay) and the
-//! consumers that were behind; errors by call and status.
+//! to the offer's notice) p50 / p90 / p99 / max; the dispatch rounds' count and mean; the
+//! authorizations, captures and webhooks of the run; the trip notices the bus refused after their
+//! commit (published late by the outbox's relay) and the consumers that were behind; each SQLite
+//! database's group commits; the CPU used while bookings arrived and for the drain after, a
+//! booking, and the bookings a second the machine's cores would carry at that cost (with
+//! `--provider-apart`, the card provider's process counted apart); errors by call and status.
+//!
+//! The CPU is this process's: every service, but not the HTTP edge (see above), and the bench's
+//! own riders and drivers too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +48,7 @@ use supply::SupplyApi;
 use tokio_util::sync::CancellationToken;
 use trip::{Action, BookTrip, NoticeKind, TripApi, TripNotice, TripView};
 
-use super::instance::{Instance, free_port};
+use super::instance::Instance;
 use super::{Format, parse_count};
 use rickshaw::system::{Services, System};
 
@@ -82,10 +88,10 @@ pub struct DispatchArgs {
     /// the trip service alone; bookings are spread over them.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
-    /// Run the card provider in a process of its own (`rickshaw up`, SQLite), the payment
-    /// service calling it and taking its webhooks over loopback, so that the CPU the platform
-    /// uses is counted apart from the provider's: in a deployment the provider is not on the
-    /// platform's machines.
+    /// Run the card provider in a process of its own (a whole `rickshaw up`, SQLite, otherwise
+    /// idle), the payment service calling it and taking its webhooks over loopback, so that the
+    /// CPU the provider uses is counted apart: in a deployment it is not on the platform's
+    /// machines. (This process's own provider stays, idle.)
     #[arg(long)]
     pub provider_apart: bool,
     #[arg(long, default_value_t = 2026)]
@@ -172,42 +178,47 @@ pub struct DispatchReport {
     pub group_commits: BTreeMap<String, GroupCommits>,
     /// Failed calls, by `call status` (with one message of each).
     pub errors: BTreeMap<String, (u64, String)>,
-    /// CPU seconds this process used while bookings arrived (every service, its stores and the
-    /// bench's own riders and drivers: embedded, the whole system), and the cores it had.
+    /// CPU seconds this process used while bookings arrived and for the drain after
+    /// (`cpu_window_secs`): every service, its stores and the bench's own riders and drivers.
     pub cpu_secs: Option<f64>,
+    pub cpu_window_secs: f64,
     pub cores: usize,
-    /// With `--provider-apart`: the CPU seconds the card provider's process used in the window.
+    /// With `--provider-apart`: the CPU seconds the card provider's process used in that window.
     pub provider_cpu_secs: Option<f64>,
-    /// Money during the run: fares held (authorizations, whatever their outcome), trips
-    /// captured, and the provider's webhooks the payment service took.
-    pub holds: u64,
+    /// Those CPU seconds a booking taken, in milliseconds.
+    pub cpu_ms_per_booking: Option<f64>,
+    pub provider_cpu_ms_per_booking: Option<f64>,
+    /// The bookings a second this machine's cores would carry at that CPU a booking (both
+    /// processes' when the provider is apart), were nothing else running.
+    pub booking_ceiling_per_sec: Option<f64>,
+    /// Money during the run: authorizations asked of the provider (whatever their outcome),
+    /// captures, and the provider's webhooks the payment service took.
+    pub authorizations: u64,
     pub captures: u64,
     pub webhooks: u64,
 }
 
-impl DispatchReport {
-    /// CPU milliseconds a booking taken in the window, in this process (the platform, and the
-    /// provider unless it runs apart).
-    pub fn cpu_ms_per_booking(&self) -> Option<f64> {
-        self.per_booking_ms(self.cpu_secs?)
-    }
-
-    /// CPU milliseconds a booking taken in the window, in the provider's process.
-    pub fn provider_cpu_ms_per_booking(&self) -> Option<f64> {
-        self.per_booking_ms(self.provider_cpu_secs?)
-    }
-
-    fn per_booking_ms(&self, cpu_secs: f64) -> Option<f64> {
-        Some(cpu_secs * 1e3 / (self.booked > 0).then_some(self.booked as f64)?)
-    }
-
-    /// The bookings a second this machine's cores would carry at the window's CPU a booking
-    /// (both processes', the provider's too when apart), were nothing else waiting: the ceiling
-    /// the rate asked is measured against.
-    pub fn booking_ceiling_per_sec(&self) -> Option<f64> {
-        let each = self.cpu_ms_per_booking()? + self.provider_cpu_ms_per_booking().unwrap_or(0.0);
-        Some(self.cores as f64 * 1e3 / each)
-    }
+/// What the run's CPU comes to a booking taken: this process's milliseconds, the provider's
+/// (when apart), and the bookings a second `cores` would carry at their sum. No ceiling when the
+/// provider runs apart and its CPU could not be read.
+fn booking_costs(
+    booked: u64,
+    cores: usize,
+    here: Option<f64>,
+    provider_apart: bool,
+    provider: Option<f64>,
+) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let per_booking = |secs: f64| (booked > 0).then(|| secs * 1e3 / booked as f64);
+    let here_ms = here.and_then(per_booking);
+    let provider_ms = provider.and_then(per_booking);
+    let total_ms = match provider_apart {
+        false => here_ms,
+        true => here_ms
+            .zip(provider_ms)
+            .map(|(here, provider)| here + provider),
+    };
+    let ceiling = total_ms.and_then(|ms| bench::cpu::ceiling_per_sec(cores, ms / 1e3));
+    (here_ms, provider_ms, ceiling)
 }
 
 /// The group commits of one database during a run.
@@ -514,7 +525,10 @@ async fn build(args: &DispatchArgs, progress: &impl Fn(&str)) -> anyhow::Result<
     let stream_prefix = format!("BENCHDISPATCH{}", std::process::id());
     // The provider apart posts its webhooks to the first system, which listens where told.
     let (provider, first_listen) = if args.provider_apart {
-        let port = free_port()?;
+        // Held while the provider starts, so that its port cannot be this one; let go just before
+        // the first system binds it.
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = reserved.local_addr()?.port();
         let webhooks = format!("http://127.0.0.1:{port}/v1/payments/webhook");
         progress("starting the card provider in a process of its own…");
         let provider = Instance::start(
@@ -523,6 +537,7 @@ async fn build(args: &DispatchArgs, progress: &impl Fn(&str)) -> anyhow::Result<
             progress,
         )
         .await?;
+        drop(reserved);
         (Some(provider), format!("127.0.0.1:{port}"))
     } else {
         (None, "127.0.0.1:0".to_owned())
@@ -688,11 +703,14 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 pub async fn run(args: DispatchArgs, progress: impl Fn(&str)) -> anyhow::Result<DispatchReport> {
-    let mode = if args.postgres.is_some() {
+    let mut mode = if args.postgres.is_some() {
         format!("PostgreSQL + NATS, {} trip instance(s)", args.instances)
     } else {
         "embedded (SQLite)".to_owned()
     };
+    if args.provider_apart {
+        mode.push_str(", the card provider apart");
+    }
     progress(&format!("starting the system: {mode}…"));
     let Systems {
         all,
@@ -935,20 +953,23 @@ async fn measure(
     booker.await.context("the booking loop")?;
     run.in_window.store(false, Ordering::Relaxed);
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_secs = bench::cpu::cpu_secs(None)
-        .zip(cpu_before)
-        .map(|(now, then)| now - then);
-    let provider_cpu_secs = provider_cpu()
-        .zip(provider_cpu_before)
-        .map(|(now, then)| now - then);
     // The last bookings get their round (and their offers' notices) before the count.
     let drain = (args.dispatch_every * 3).max(Duration::from_secs(3));
     progress(&format!(
         "bookings stopped; waiting {drain:?} for their offers…"
     ));
     tokio::time::sleep(drain).await;
+    // The CPU of the drain counts too: the bookings taken last are offered (and some of their
+    // trips completed and captured) in it.
+    let cpu_window_secs = start.elapsed().as_secs_f64();
+    let cpu_secs = bench::cpu::cpu_secs(None)
+        .zip(cpu_before)
+        .map(|(now, then)| now - then);
+    let provider_cpu_secs = provider_cpu()
+        .zip(provider_cpu_before)
+        .map(|(now, then)| now - then);
     let rounds = RoundFigures::now().since(before);
-    let [holds, captures, webhooks] = {
+    let [authorizations, captures, webhooks] = {
         let now = money();
         [0, 1, 2].map(|i| (now[i] - money_before[i]) as u64)
     };
@@ -976,6 +997,14 @@ async fn measure(
         .collect();
     waits.sort_unstable();
     let booked = ledger.book_micros.len() as u64;
+    let cores = bench::cpu::cores();
+    let (cpu_ms_per_booking, provider_cpu_ms_per_booking, booking_ceiling_per_sec) = booking_costs(
+        booked,
+        cores,
+        cpu_secs,
+        args.provider_apart,
+        provider_cpu_secs,
+    );
     Ok(DispatchReport {
         mode,
         instances: args.instances,
@@ -1014,9 +1043,13 @@ async fn measure(
         group_commits: commits,
         errors: ledger.errors,
         cpu_secs,
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        cpu_window_secs,
+        cores,
         provider_cpu_secs,
-        holds,
+        cpu_ms_per_booking,
+        provider_cpu_ms_per_booking,
+        booking_ceiling_per_sec,
+        authorizations,
         captures,
         webhooks,
     })
@@ -1029,7 +1062,7 @@ pub fn table(report: &DispatchReport) -> String {
          offered     {:>8} trips ({:.0} offers/s); never offered {}\n\
          book → offer p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n\
          completed   {:>8} ({:.0}/s)\n\
-         payments    {} fares held, {} captured, {} webhooks taken\n\
+         payments    {} authorizations, {} captures, {} webhooks taken\n\
          rounds      {:>8} (mean {:.1} ms: {}); lost claims {}",
         report.mode,
         report.drivers,
@@ -1050,7 +1083,7 @@ pub fn table(report: &DispatchReport) -> String {
         report.book_to_offer_max_ms,
         report.completed,
         report.completed_per_sec,
-        report.holds,
+        report.authorizations,
         report.captures,
         report.webhooks,
         report.rounds,
@@ -1092,23 +1125,22 @@ pub fn table(report: &DispatchReport) -> String {
             .join(", ");
         out.push_str(&format!("\ncommits     {each}"));
     }
-    if let (Some(cpu), Some(each), Some(ceiling)) = (
-        report.cpu_secs,
-        report.cpu_ms_per_booking(),
-        report.booking_ceiling_per_sec(),
-    ) {
-        let provider = match (
-            report.provider_cpu_secs,
-            report.provider_cpu_ms_per_booking(),
-        ) {
+    if let (Some(cpu), Some(each)) = (report.cpu_secs, report.cpu_ms_per_booking) {
+        let provider = match (report.provider_cpu_secs, report.provider_cpu_ms_per_booking) {
             (Some(cpu), Some(each)) => {
                 format!(" + the card provider's process {cpu:.1} s ({each:.2} ms a booking)")
             }
             _ => String::new(),
         };
+        let ceiling = report
+            .booking_ceiling_per_sec
+            .map_or("no ceiling measured".to_owned(), |ceiling| {
+                format!("about {ceiling:.0} bookings/s on this machine's cores")
+            });
         out.push_str(&format!(
-            "\ncpu         {cpu:.1} s ({each:.2} ms a booking){provider} of {:.1} s on {} cores: about {ceiling:.0} bookings/s on this machine's cores",
-            report.seconds * report.cores as f64,
+            "\ncpu         {cpu:.1} s ({each:.2} ms a booking){provider} of {:.1} s on {} cores \
+             (the bookings and the drain): {ceiling}",
+            report.cpu_window_secs * report.cores as f64,
             report.cores,
         ));
     }
@@ -1193,14 +1225,15 @@ mod tests {
                 && report.book_to_offer_p99_ms <= report.book_to_offer_max_ms,
             "{report:?}"
         );
-        // Every booking held its fare first, and the provider's webhooks came back.
-        assert!(report.holds >= report.booked, "{report:?}");
+        // Every booking asked for its fare's hold first, and the provider's webhooks came back.
+        assert!(report.authorizations >= report.booked, "{report:?}");
         assert!(report.webhooks > 0, "{report:?}");
         assert_eq!(report.provider_cpu_secs, None);
         if cfg!(target_os = "linux") {
-            let cpu = report.cpu_secs.expect("read from /proc");
             assert!(
-                cpu > 0.0 && cpu < report.seconds * report.cores as f64,
+                report
+                    .cpu_ms_per_booking
+                    .is_some_and(|ms| ms > 0.0 && ms.is_finite()),
                 "{report:?}"
             );
         }
@@ -1209,34 +1242,41 @@ mod tests {
     }
 
     #[test]
-    fn the_ceiling_is_the_cores_over_the_cpu_a_booking() {
+    fn a_booking_costs_the_cpu_of_both_processes_over_the_bookings() {
+        assert_eq!(
+            booking_costs(1_000, 2, Some(4.0), false, None),
+            (Some(4.0), None, Some(500.0))
+        );
+        // The provider's process shares the machine: its CPU counts against the ceiling…
+        assert_eq!(
+            booking_costs(1_000, 2, Some(3.0), true, Some(1.0)),
+            (Some(3.0), Some(1.0), Some(500.0))
+        );
+        // …so without it there is no ceiling, and none from a window too short to measure.
+        assert_eq!(booking_costs(1_000, 2, Some(3.0), true, None).2, None);
+        assert_eq!(booking_costs(1_000, 2, Some(0.0), false, None).2, None);
+        assert_eq!(
+            booking_costs(0, 2, Some(4.0), false, None),
+            (None, None, None)
+        );
+
         let report = DispatchReport {
             booked: 1_000,
-            cpu_secs: Some(4.0),
-            cores: 2,
-            ..DispatchReport::default()
-        };
-        assert_eq!(report.cpu_ms_per_booking(), Some(4.0));
-        assert_eq!(report.booking_ceiling_per_sec(), Some(500.0));
-        // The provider's process shares the machine: its CPU counts against the ceiling.
-        let apart = DispatchReport {
-            booked: 1_000,
             cpu_secs: Some(3.0),
+            cpu_window_secs: 10.0,
+            cores: 2,
             provider_cpu_secs: Some(1.0),
-            cores: 2,
+            cpu_ms_per_booking: Some(3.0),
+            provider_cpu_ms_per_booking: Some(1.0),
+            booking_ceiling_per_sec: Some(500.0),
             ..DispatchReport::default()
         };
-        assert_eq!(apart.cpu_ms_per_booking(), Some(3.0));
-        assert_eq!(apart.provider_cpu_ms_per_booking(), Some(1.0));
-        assert_eq!(apart.booking_ceiling_per_sec(), Some(500.0));
-        assert!(table(&apart).contains("the card provider's process 1.0 s (1.00 ms a booking)"));
-        let nothing_booked = DispatchReport {
-            cpu_secs: Some(4.0),
-            cores: 2,
-            ..DispatchReport::default()
-        };
-        assert_eq!(nothing_booked.booking_ceiling_per_sec(), None);
-        assert!(table(&report).contains("about 500 bookings/s"));
+        let table = table(&report);
+        assert!(
+            table.contains("3.0 s (3.00 ms a booking) + the card provider's process 1.0 s (1.00 ms a booking) of 20.0 s on 2 cores"),
+            "{table}"
+        );
+        assert!(table.contains("about 500 bookings/s"), "{table}");
     }
 
     #[test]

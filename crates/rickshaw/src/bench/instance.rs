@@ -23,7 +23,7 @@ impl Drop for Instance {
 }
 
 /// A loopback port free now (the OS's choice), for a listener started a moment later.
-pub fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

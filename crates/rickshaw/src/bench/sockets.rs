@@ -422,11 +422,10 @@ pub async fn run(args: SocketsArgs, progress: impl Fn(&str)) -> anyhow::Result<S
             per_push(server - server_before),
             per_push(clients - clients_before),
         );
-        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
         report.server_cpu_us_per_push = Some(server);
         report.clients_cpu_us_per_push = Some(clients);
         report.push_ceiling_per_sec =
-            (server + clients > 0.0).then(|| cores * 1e6 / (server + clients));
+            bench::cpu::ceiling_per_sec(bench::cpu::cores(), (server + clients) / 1e6);
     }
     progress(&format!(
         "{} of {} pushes in {:.1} s, p99 {:?} ms; {} sessions reconnecting at once…",
