@@ -604,7 +604,7 @@ fn metric(name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-/// Fares held, trips captured, webhooks taken, so far.
+/// Authorizations asked of the provider, captures, webhooks taken, so far.
 fn money() -> [f64; 3] {
     [
         "payment_authorizations_total",
